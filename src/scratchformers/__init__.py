@@ -1,0 +1,49 @@
+"""scratchformers: Transformer-family models written from scratch, usable through the whole Hugging Face stack.
+
+Importing the package registers every family with the Auto classes, so `AutoModelForCausalLM.from_pretrained(dir)`
+works on our checkpoints; checkpoints also carry their code (`auto_map`) for `trust_remote_code=True` loading.
+"""
+
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+)
+
+from .configuration_scratch_gpt import ScratchGPTConfig
+from .modeling_scratch_gpt import (
+    ScratchGPTForCausalLM,
+    ScratchGPTForSequenceClassification,
+    ScratchGPTModel,
+    ScratchGPTPreTrainedModel,
+)
+
+__version__ = "0.1.0"
+
+
+def _register(config_class, models: dict) -> None:
+    """Register a family with AutoConfig/AutoModel* and mark it so `save_pretrained` writes `auto_map` + code."""
+    AutoConfig.register(config_class.model_type, config_class, exist_ok=True)
+    config_class.register_for_auto_class()
+    for auto_class, model_class in models.items():
+        auto_class.register(config_class, model_class, exist_ok=True)
+        model_class.register_for_auto_class(auto_class.__name__)
+
+
+_register(
+    ScratchGPTConfig,
+    {
+        AutoModel: ScratchGPTModel,
+        AutoModelForCausalLM: ScratchGPTForCausalLM,
+        AutoModelForSequenceClassification: ScratchGPTForSequenceClassification,
+    },
+)
+
+__all__ = [
+    "ScratchGPTConfig",
+    "ScratchGPTPreTrainedModel",
+    "ScratchGPTModel",
+    "ScratchGPTForCausalLM",
+    "ScratchGPTForSequenceClassification",
+]

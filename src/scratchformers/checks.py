@@ -1,0 +1,95 @@
+"""Input and option validation shared by every family.
+
+Every check runs before any tensor work and raises a ValueError/TypeError that names the bad value and what is
+allowed, so a user never meets an IndexError from deep inside torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+
+
+def check_choice(name: str, value: Any, allowed: Iterable[Any]) -> None:
+    """Raise ValueError unless `value` is one of `allowed`."""
+    allowed = tuple(allowed)
+    if value not in allowed:
+        raise ValueError(f"`{name}`={value!r} is not supported; allowed values are {allowed}.")
+
+
+def check_positive(name: str, value: Any) -> None:
+    """Raise ValueError unless `value` is an int > 0."""
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
+
+
+def check_probability(name: str, value: Any) -> None:
+    """Raise ValueError unless 0 <= `value` < 1 (dropout rates)."""
+    if not isinstance(value, (int, float)) or not 0.0 <= float(value) < 1.0:
+        raise ValueError(f"`{name}` must be a number in [0, 1), got {value!r}.")
+
+
+def check_divisible(hidden_size: int, num_heads: int) -> None:
+    """Raise ValueError unless hidden_size splits evenly into heads: d_k = d_model / h (paper §3.2.2)."""
+    if hidden_size % num_heads != 0:
+        raise ValueError(
+            f"`hidden_size`={hidden_size} must be divisible by `num_attention_heads`={num_heads} "
+            f"(each head gets hidden_size / num_attention_heads dimensions)."
+        )
+
+
+def _is_compiling() -> bool:
+    return torch.compiler.is_compiling()
+
+
+def check_input_ids(input_ids: torch.Tensor, vocab_size: int, name: str = "input_ids") -> None:
+    """Raise TypeError/ValueError unless `input_ids` is a non-empty integer (B, T) tensor with ids in [0, vocab_size)."""
+    if not isinstance(input_ids, torch.Tensor):
+        raise TypeError(f"`{name}` must be a torch.Tensor of token ids, got {type(input_ids).__name__}.")
+    if input_ids.dtype.is_floating_point or input_ids.dtype.is_complex or input_ids.dtype == torch.bool:
+        raise TypeError(f"`{name}` must hold integer token ids (torch.long), got dtype {input_ids.dtype}.")
+    if input_ids.dim() != 2:
+        raise ValueError(f"`{name}` must have shape (batch, sequence), got shape {tuple(input_ids.shape)}.")
+    if input_ids.shape[0] == 0 or input_ids.shape[1] == 0:
+        raise ValueError(f"`{name}` is empty (shape {tuple(input_ids.shape)}); batch and sequence must be >= 1.")
+    if _is_compiling():
+        return
+    low, high = int(input_ids.min()), int(input_ids.max())
+    if low < 0 or high >= vocab_size:
+        bad = low if low < 0 else high
+        raise ValueError(f"`{name}` contains id {bad}, outside the vocabulary [0, {vocab_size - 1}].")
+
+
+def check_inputs_embeds(inputs_embeds: torch.Tensor, hidden_size: int) -> None:
+    """Raise TypeError/ValueError unless `inputs_embeds` is a non-empty float (B, T, C) tensor with C = hidden_size."""
+    if not isinstance(inputs_embeds, torch.Tensor) or not inputs_embeds.dtype.is_floating_point:
+        raise TypeError("`inputs_embeds` must be a floating-point torch.Tensor of shape (batch, sequence, hidden_size).")
+    if inputs_embeds.dim() != 3 or inputs_embeds.shape[-1] != hidden_size or 0 in inputs_embeds.shape:
+        raise ValueError(
+            f"`inputs_embeds` must have shape (batch, sequence, {hidden_size}) with batch, sequence >= 1, "
+            f"got {tuple(inputs_embeds.shape)}."
+        )
+
+
+def check_attention_mask(attention_mask: torch.Tensor, batch_size: int, key_length: int) -> None:
+    """Raise ValueError unless the 2-D padding mask has shape (batch, key_length) and holds only 0/1."""
+    if not isinstance(attention_mask, torch.Tensor):
+        raise TypeError(f"`attention_mask` must be a torch.Tensor, got {type(attention_mask).__name__}.")
+    if tuple(attention_mask.shape) != (batch_size, key_length):
+        raise ValueError(
+            f"`attention_mask` must have shape (batch, past + sequence) = {(batch_size, key_length)}, "
+            f"got {tuple(attention_mask.shape)}."
+        )
+    if not _is_compiling() and not bool(((attention_mask == 0) | (attention_mask == 1)).all()):
+        raise ValueError("`attention_mask` must contain only 0 (padding) and 1 (real token).")
+
+
+def check_sequence_length(length: int, max_positions: int, name: str = "sequence") -> None:
+    """Raise ValueError when a sequence (past + new tokens) is longer than the learned position table."""
+    if length > max_positions:
+        raise ValueError(
+            f"The {name} length {length} exceeds `max_position_embeddings`={max_positions}; "
+            f"truncate the input (e.g. tokenizer(..., truncation=True, max_length={max_positions}))."
+        )

@@ -1,0 +1,194 @@
+"""Feed-forward, residual + LayerNorm, the Transformer layer and the stack of N layers shared by every family."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers.cache_utils import Cache, DynamicCache, EncoderDecoderCache
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import BaseModelOutputWithPastAndCrossAttentions
+
+from .attention import MultiHeadAttention
+from .checks import check_attention_mask, check_input_ids, check_inputs_embeds, check_sequence_length
+from .embeddings import Embeddings
+from .masks import attention_mask_for, positions_from_attention_mask
+
+
+def gelu_new(x: torch.Tensor) -> torch.Tensor:
+    """GELU, tanh approximation (GPT-2): 0.5x(1 + tanh(√(2/π)(x + 0.044715x³)))."""
+    return F.gelu(x, approximate="tanh")
+
+
+ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu, "gelu_new": gelu_new, "silu": F.silu}
+
+
+class FeedForward(nn.Module):
+    """FFN(x) = act(xW₁ + b₁)W₂ + b₂, applied to each position separately and identically (§3.3)."""
+
+    def __init__(self, hidden_size: int, intermediate_size: int, activation: str, bias: bool = True):
+        super().__init__()
+        self.fc_in = nn.Linear(hidden_size, intermediate_size, bias=bias)  # W₁: C -> d_ff
+        self.act = ACTIVATIONS[activation]
+        self.fc_out = nn.Linear(intermediate_size, hidden_size, bias=bias)  # W₂: d_ff -> C
+        self.fc_out.is_residual_projection = True
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc_out(self.act(self.fc_in(x)))
+
+
+class ResidualNorm(nn.Module):
+    """Post-LN: LayerNorm(x + Dropout(Sublayer(x))) (§5.4); pre-LN: x + Dropout(Sublayer(LayerNorm(x))) (GPT-2).
+
+    Use as `x = rn.add(x, sublayer(rn.normalize(x)))`: `normalize` is the identity for post-LN.
+    """
+
+    def __init__(self, hidden_size: int, norm_placement: str, dropout: float, eps: float):
+        super().__init__()
+        self.pre = norm_placement == "pre"
+        self.norm = nn.LayerNorm(hidden_size, eps=eps)
+        self.dropout = nn.Dropout(dropout)
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(x) if self.pre else x
+
+    def add(self, x: torch.Tensor, sublayer_output: torch.Tensor) -> torch.Tensor:
+        y = x + self.dropout(sublayer_output)
+        return y if self.pre else self.norm(y)
+
+
+class TransformerLayer(GradientCheckpointingLayer):
+    """One layer: (masked) self-attention, [cross-attention over the encoder output], feed-forward — each wrapped in
+    a residual connection with LayerNorm (§3.1). Encoder/BERT: not causal; GPT/decoder: causal; decoder: + cross."""
+
+    def __init__(self, config, layer_idx: int, causal: bool, cross_attention: bool = False):
+        super().__init__()
+        C, p, eps, place = config.hidden_size, config.hidden_dropout_prob, config.layer_norm_eps, config.norm_placement
+        self.self_attn = MultiHeadAttention(config, layer_idx, is_causal=causal)
+        self.self_attn_residual = ResidualNorm(C, place, p, eps)
+        self.cross_attn = MultiHeadAttention(config, layer_idx, False, True) if cross_attention else None
+        self.cross_attn_residual = ResidualNorm(C, place, p, eps) if cross_attention else None
+        self.ffn = FeedForward(C, config.intermediate_size, config.activation, bias=config.ffn_bias)
+        self.ffn_residual = ResidualNorm(C, place, p, eps)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        memory: torch.Tensor | None = None,
+        memory_mask: torch.Tensor | None = None,
+        cache: Cache | None = None,
+        output_attentions: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        x, rn = hidden_states, self.self_attn_residual
+        attn, self_weights = self.self_attn(rn.normalize(x), attention_mask, cache, output_attentions=output_attentions)
+        x = rn.add(x, attn)
+        cross_weights = None
+        if self.cross_attn is not None:
+            rn = self.cross_attn_residual
+            attn, cross_weights = self.cross_attn(rn.normalize(x), memory_mask, cache, memory, output_attentions)
+            x = rn.add(x, attn)
+        x = self.ffn_residual.add(x, self.ffn(self.ffn_residual.normalize(x)))
+        return x, self_weights, cross_weights
+
+
+class TransformerStack(nn.Module):
+    """Embed the tokens, then x ← Layerₙ(x) for n = 1…N ("a stack of N = 6 identical layers", §3.1), then a final
+    LayerNorm when LayerNorm comes first in each sub-layer (pre-LN). GPT and BERT are one stack; the
+    encoder-decoder is two. Inputs are validated and the mask is built once, here, for all layers."""
+
+    def __init__(self, config, num_layers: int, causal: bool, cross_attention: bool = False, embeddings=None):
+        super().__init__()
+        self.config = config
+        self.causal = causal
+        self.cross_attention = cross_attention
+        self.embeddings = embeddings if embeddings is not None else Embeddings(config)
+        self.layers = nn.ModuleList(TransformerLayer(config, i, causal, cross_attention) for i in range(num_layers))
+        pre = config.norm_placement == "pre"
+        self.final_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps) if pre else nn.Identity()
+
+    def _mask(self, attention_mask, query_length: int, key_length: int, causal: bool, x: torch.Tensor, weights: bool):
+        mask = attention_mask_for(attention_mask, query_length, key_length, causal, x.dtype, x.device)
+        # Fast kernels apply the causal pattern themselves (module.is_causal) when nothing else is masked and the
+        # queries start at key 0 or are a single new token; the eager path always gets the explicit mask.
+        no_padding = attention_mask is None or bool(attention_mask.all())
+        trivially_causal = causal and no_padding and (query_length == key_length or query_length == 1)
+        if trivially_causal and not weights and self.config._attn_implementation not in (None, "eager"):
+            return None
+        return mask
+
+    def _validate(self, input_ids, inputs_embeds, attention_mask, token_type_ids, past_length: int):
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("Pass exactly one of `input_ids` or `inputs_embeds`.")
+        if input_ids is not None:
+            check_input_ids(input_ids, self.config.vocab_size)
+        else:
+            check_inputs_embeds(inputs_embeds, self.config.hidden_size)
+        B, T = (input_ids if input_ids is not None else inputs_embeds).shape[:2]
+        if attention_mask is not None:
+            check_attention_mask(attention_mask, B, past_length + T)
+        if self.config.position_embedding_type == "learned":
+            check_sequence_length(past_length + T, self.config.max_position_embeddings)
+        if token_type_ids is not None:
+            if self.embeddings.token_types is None:
+                raise ValueError("`token_type_ids` given but this model has no token-type embeddings (type_vocab_size=0).")
+            check_input_ids(token_type_ids, self.config.type_vocab_size, name="token_type_ids")
+            if tuple(token_type_ids.shape) != (B, T):
+                raise ValueError(f"`token_type_ids` must have shape {(B, T)}, got {tuple(token_type_ids.shape)}.")
+
+    def new_cache(self) -> Cache:
+        """An empty KV cache: self-attention only, or self + cross for a decoder with cross-attention."""
+        if self.cross_attention:
+            return EncoderDecoderCache(DynamicCache(config=self.config), DynamicCache(config=self.config))
+        return DynamicCache(config=self.config)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        memory: torch.Tensor | None = None,
+        memory_mask: torch.Tensor | None = None,
+        cache: Cache | None = None,
+        use_cache: bool = False,
+        output_attentions: bool = False,
+        output_hidden_states: bool = False,
+    ) -> BaseModelOutputWithPastAndCrossAttentions:
+        if use_cache and cache is None:
+            cache = self.new_cache()
+        past = cache.get_seq_length() if cache is not None else 0
+        self._validate(input_ids, inputs_embeds, attention_mask, token_type_ids, past)
+        B, T = (input_ids if input_ids is not None else inputs_embeds).shape[:2]
+        device = (input_ids if input_ids is not None else inputs_embeds).device
+        if position_ids is None:  # count only real tokens, so left padding starts the text at position 0
+            if attention_mask is not None:
+                position_ids = positions_from_attention_mask(attention_mask, past)
+            else:
+                position_ids = torch.arange(past, past + T, device=device).unsqueeze(0)  # (1, T)
+        x = self.embeddings(input_ids, position_ids, token_type_ids, inputs_embeds)  # (B, T, C)
+
+        mask = self._mask(attention_mask, T, past + T, self.causal, x, output_attentions)  # (B|1, 1, T, past+T)
+        if memory is not None:
+            if memory_mask is not None:
+                check_attention_mask(memory_mask, memory.shape[0], memory.shape[1])
+            memory_mask = self._mask(memory_mask, T, memory.shape[1], False, x, output_attentions)  # (B, 1, 1, S)
+
+        hidden_states, self_attentions, cross_attentions = [], [], []
+        for layer in self.layers:
+            if output_hidden_states:
+                hidden_states.append(x)
+            x, self_w, cross_w = layer(x, mask, memory, memory_mask, cache=cache, output_attentions=output_attentions)
+            self_attentions.append(self_w)
+            cross_attentions.append(cross_w)
+        x = self.final_norm(x)
+        if output_hidden_states:
+            hidden_states.append(x)
+        return BaseModelOutputWithPastAndCrossAttentions(
+            last_hidden_state=x,
+            cache=cache if use_cache else None,
+            hidden_states=tuple(hidden_states) if output_hidden_states else None,
+            attentions=tuple(self_attentions) if output_attentions else None,
+            cross_attentions=tuple(cross_attentions) if output_attentions and self.cross_attention else None,
+        )

@@ -1,0 +1,36 @@
+"""What every family's `XPreTrainedModel` shares: weight initialisation and the flags transformers reads."""
+
+from __future__ import annotations
+
+import math
+
+from torch import nn
+from transformers import PreTrainedModel
+from transformers import initialization as init
+
+
+class ScratchPreTrainedModel(PreTrainedModel):
+    """Base class: N(0, 0.02) init, residual projections scaled by 1/√(2·layers) (GPT-2), LayerNorm = identity."""
+
+    base_model_prefix = "model"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["TransformerLayer"]
+    _supports_sdpa = True
+    _supports_attention_backend = True
+
+    def _init_weights(self, module: nn.Module) -> None:
+        std = self.config.initializer_range
+        if isinstance(module, nn.Linear):
+            if getattr(module, "is_residual_projection", False):
+                # "scale the weights of residual layers at initialization by a factor of 1/√N" (GPT-2): 2 per layer
+                std = std / math.sqrt(2 * self.config.num_hidden_layers)
+            init.normal_(module.weight, mean=0.0, std=std)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            init.normal_(module.weight, mean=0.0, std=std)
+            if module.padding_idx is not None and not getattr(module.weight, "_is_hf_initialized", False):
+                module.weight.data[module.padding_idx].zero_()
+        elif isinstance(module, nn.LayerNorm):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)

@@ -1,0 +1,70 @@
+"""Shared test fixtures: tiny configs, deterministic seeds, and a subprocess that cannot import scratchformers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+torch.set_num_threads(1)
+
+TINY = dict(
+    vocab_size=64,
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    intermediate_size=64,
+    max_position_embeddings=64,
+    hidden_dropout_prob=0.0,
+    attention_probs_dropout_prob=0.0,
+    pad_token_id=0,
+    bos_token_id=1,
+    eos_token_id=2,
+)
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+@pytest.fixture
+def tiny() -> dict:
+    """Keyword arguments of a tiny Transformer config (dropout off, so forward passes are deterministic)."""
+    return dict(TINY)
+
+
+BLOCKER = textwrap.dedent(
+    """
+    import importlib.abc, sys
+    class _Block(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path, target=None):
+            if name == "scratchformers" or name.startswith("scratchformers."):
+                raise ImportError("scratchformers is not installed in this process")
+    sys.meta_path.insert(0, _Block())
+    """
+)
+
+
+@pytest.fixture
+def run_without_package(tmp_path):
+    """Run a Python snippet in a fresh process where `import scratchformers` fails; return its stdout."""
+
+    def run(code: str) -> str:
+        script = tmp_path / "isolated.py"
+        script.write_text(BLOCKER + textwrap.dedent(code))
+        env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH="")
+        done = subprocess.run(
+            [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done.stdout
+
+    return run
