@@ -47,29 +47,37 @@ AMP_MNEMONIC = re.compile(r"&(?=[^\W_])(?![A-Za-z]+;|#\d+;)")
 
 
 def extract_prose(out: Path) -> dict[str, int]:
-    """Write ``prose/{train,validation}.txt``: one paragraph per line, ~5% of the characters (whole documents) held out."""
+    """Write ``prose/{train,validation}.txt``: one paragraph per line, ~5% of the characters (whole documents) held out.
+
+    Topics overlap (``specialnames`` contains ``attribute-access``, …), so each paragraph is kept only at its first
+    occurrence (topics in sorted order): no paragraph is in both splits.
+    """
     import pydoc_data.topics
 
     topics = pydoc_data.topics.topics
-    names = sorted(topics)
+    seen: set[str] = set()
+    paragraphs: dict[str, list[str]] = {}
+    for name in sorted(topics):
+        paragraphs[name] = []
+        for paragraph in re.split(r"\n\s*\n", topics[name]):
+            text = " ".join(re.sub(r"[*=~^-]{4,}", " ", paragraph).split())  # drop reST title underlines
+            if len(text) >= 20 and re.search(r"[A-Za-z]{3}", text) and text not in seen:
+                seen.add(text)
+                paragraphs[name].append(text)
+    names = sorted(name for name in topics if paragraphs[name])
     random.Random(SEED).shuffle(names)
-    total = sum(len(topics[n]) for n in names)
+    total = sum(len(p) for lines in paragraphs.values() for p in lines)
     validation, held = [], 0
     for name in names:
         if held >= 0.05 * total:
             break
         validation.append(name)
-        held += len(topics[name])
-    splits = {"train": [n for n in sorted(topics) if n not in validation], "validation": sorted(validation)}
+        held += sum(len(p) for p in paragraphs[name])
+    splits = {"train": sorted(set(names) - set(validation)), "validation": sorted(validation)}
     counts = {}
     (out / "prose").mkdir(parents=True, exist_ok=True)
     for split, docs in splits.items():
-        lines = []
-        for name in docs:
-            for paragraph in re.split(r"\n\s*\n", topics[name]):
-                text = " ".join(re.sub(r"[*=~^-]{4,}", " ", paragraph).split())  # drop reST title underlines
-                if len(text) >= 20 and re.search(r"[A-Za-z]{3}", text):
-                    lines.append(text)
+        lines = [p for name in docs for p in paragraphs[name]]
         (out / "prose" / f"{split}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
         counts[f"{split}_documents"] = len(docs)
         counts[f"{split}_lines"] = len(lines)
