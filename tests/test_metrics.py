@@ -58,7 +58,9 @@ def test_chrf_matches_sacrebleu(german):
     assert 0 < ours < 100
     assert ours == pytest.approx(sacrebleu.corpus_chrf(predictions, [references]).score, abs=1e-6)
     chrf_pp = load_metric("chrf").compute(predictions=predictions, references=references, word_order=2)["score"]
-    assert chrf_pp == pytest.approx(sacrebleu.CHRF(word_order=2).corpus_score(predictions, [references]).score, abs=1e-6)
+    assert chrf_pp == pytest.approx(
+        sacrebleu.CHRF(word_order=2).corpus_score(predictions, [references]).score, abs=1e-6
+    )
 
 
 def test_compute_translation_metrics_reports_both_scores(german):

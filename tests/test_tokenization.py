@@ -83,7 +83,12 @@ def test_seq2seq_tokenizer_appends_eos_and_decodes_german_and_hindi(trained, kin
             target_ids = tokenizer(text_target=text)["input_ids"]
             assert ids == target_ids and ids[-1] == tokenizer.eos_token_id and ids.count(tokenizer.eos_token_id) == 1
             assert tokenizer.decode(ids, skip_special_tokens=True) == unicodedata.normalize("NFKC", text)
-    assert (tokenizer.pad_token, tokenizer.eos_token, tokenizer.unk_token, tokenizer.bos_token) == ("<pad>", "</s>", "<unk>", "<s>")
+    assert (tokenizer.pad_token, tokenizer.eos_token, tokenizer.unk_token, tokenizer.bos_token) == (
+        "<pad>",
+        "</s>",
+        "<unk>",
+        "<s>",
+    )
 
 
 def test_seq2seq_vocabulary_is_shared_by_source_and_target(trained):
@@ -109,7 +114,9 @@ def test_missing_files_and_tiny_vocabularies_are_rejected(tmp_path):
 
 
 def test_cli_trains_and_saves_a_loadable_tokenizer(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("train_tokenizer_cli", Path(__file__).parents[1] / "scripts" / "train_tokenizer.py")
+    spec = importlib.util.spec_from_file_location(
+        "train_tokenizer_cli", Path(__file__).parents[1] / "scripts" / "train_tokenizer.py"
+    )
     cli = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(cli)
     cli.main(["--files", str(PROSE), "--kind", "wordpiece", "--vocab_size", "400", "--output_dir", str(tmp_path)])

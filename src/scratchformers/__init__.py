@@ -1,1 +1,1 @@
-"""scratchformers (data branch placeholder: the main branch's ``__init__.py``, which registers the models, replaces it)."""
+"""scratchformers (placeholder on the data branch: main's `__init__.py`, which registers the models, replaces it)."""
