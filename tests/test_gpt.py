@@ -235,9 +235,15 @@ def test_trust_remote_code_load_works_without_the_package(tiny, tmp_path, run_wi
         m = AutoModelForCausalLM.from_pretrained({str(tmp_path / "ckpt")!r}, trust_remote_code=True).eval()
         assert "scratchformers" not in type(m).__module__, type(m).__module__
         print(m.generate(torch.tensor({x.tolist()}), max_new_tokens=5, do_sample=False).tolist())
+        from transformers import AutoModel, AutoModelForSequenceClassification
+        print(type(AutoModel.from_pretrained({str(tmp_path / "ckpt")!r}, trust_remote_code=True)).__name__)
+        clf = AutoModelForSequenceClassification.from_pretrained({str(tmp_path / "ckpt")!r}, trust_remote_code=True)
+        print(type(clf).__name__)
         """
     )
-    assert out.strip() == str(expected.tolist())
+    generated, body, classifier = out.strip().splitlines()
+    assert generated == str(expected.tolist())
+    assert (body, classifier) == ("ScratchGPTModel", "ScratchGPTForSequenceClassification")
 
 
 # --- sequence classification ----------------------------------------------------------------------------------------

@@ -29,6 +29,11 @@ def _register(config_class, models: dict) -> None:
     for auto_class, model_class in models.items():
         auto_class.register(config_class, model_class, exist_ok=True)
         model_class.register_for_auto_class(auto_class.__name__)
+    module = models[AutoModel].__module__.rsplit(".", 1)[-1]
+    config_class.family_auto_map = {
+        "AutoConfig": f"{config_class.__module__.rsplit('.', 1)[-1]}.{config_class.__name__}",
+        **{auto.__name__: f"{module}.{model.__name__}" for auto, model in models.items()},
+    }
 
 
 _register(
