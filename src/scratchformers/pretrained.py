@@ -16,6 +16,7 @@ class ScratchPreTrainedModel(PreTrainedModel):
     supports_gradient_checkpointing = True
     _no_split_modules = ["TransformerLayer"]
     _supports_sdpa = True
+    _supports_flash_attn = True  # dispatched through the attention interface with a 2-D padding mask (GPU only)
     _supports_attention_backend = True
 
     def save_pretrained(self, save_directory, *args, **kwargs):
