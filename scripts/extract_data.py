@@ -38,7 +38,9 @@ TRANSLATION_PAIRS = {"en-de": ("de", 500, 500, 11000), "en-hi": ("hi", 200, 200,
 CLASSIFICATION_LANGS = {"de": "de", "es": "es", "fr": "fr", "it": "it", "nl": "nl", "pt": "pt_BR"}
 CLASSIFICATION_PER_LANG = 600  # 480 train / 60 validation / 60 test per language
 
-FORMAT_CODE = re.compile(r"%(?:\d+\$)?(?:\([^)]*\))?[-+ #0']*\d*(?:\.\d+)?(?:hh|h|ll|l|L|q|j|z|t|I64)?[diouxXeEfFgGcrsSpam%]|\{[^{}]*\}")
+FORMAT_CODE = re.compile(
+    r"%(?:\d+\$)?(?:\([^)]*\))?[-+ #0']*\d*(?:\.\d+)?(?:hh|h|ll|l|L|q|j|z|t|I64)?[diouxXeEfFgGcrsSpam%]|\{[^{}]*\}"
+)
 PAREN_MNEMONIC = re.compile(r"\s?\([_&][^\W_]\)")
 AMP_MNEMONIC = re.compile(r"&(?=[^\W_])(?![A-Za-z]+;|#\d+;)")
 
@@ -106,7 +108,7 @@ def catalogs(locale_dir: Path, lang: str) -> list[Path]:
 
 
 def strip_mnemonic(text: str, other: str) -> str:
-    """Remove one keyboard-accelerator marker (``_File``, ``&Open``) unless the marked word is code shared by both sides."""
+    """Remove a keyboard-accelerator marker (``_File``, ``&Open``) unless the marked word is code on both sides."""
     text = PAREN_MNEMONIC.sub("", text)  # "Next (_N)": the accelerator of a non-Latin translation
     if text.count("_") == 1:
         word = re.search(r"[^\W_]*_[^\W_]+", text)
@@ -172,7 +174,11 @@ def extract_translation(locale_dir: Path, out: Path) -> dict:
         sources = sorted(pairs)
         random.Random(SEED).shuffle(sources)
         sources = sources[:cap]
-        splits = {"test": sources[:n_test], "validation": sources[n_test : n_test + n_val], "train": sources[n_test + n_val :]}
+        splits = {
+            "test": sources[:n_test],
+            "validation": sources[n_test : n_test + n_val],
+            "train": sources[n_test + n_val :],
+        }
         for split, keys in splits.items():
             rows = [{"translation": {"en": s, tgt: pairs[s][0]}} for s in keys]
             write_jsonl(out / "translation" / pair / f"{split}.jsonl", rows)

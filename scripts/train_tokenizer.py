@@ -13,10 +13,13 @@ from scratchformers.tokenization import TOKENIZER_KINDS, train_tokenizer
 def main(argv: list[str] | None = None) -> None:
     """Parse the command line, train the tokenizer and save it to ``--output_dir``."""
     parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__.split("\n\n", 1)[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--files", nargs="+", required=True, help="text files (one text per line) or translation .jsonl")
+    parser.add_argument(
+        "--files", nargs="+", required=True, help="text files (one text per line) or translation .jsonl"
+    )
     parser.add_argument("--kind", choices=TOKENIZER_KINDS, required=True, help="tokenizer family")
     parser.add_argument("--vocab_size", type=int, required=True, help="vocabulary size, special tokens included")
     parser.add_argument("--output_dir", required=True, help="folder to save the tokenizer in")
@@ -24,8 +27,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model_max_length", type=int, default=1024, help="longest sequence the model accepts")
     args = parser.parse_args(argv)
     tokenizer = train_tokenizer(
-        args.files, args.kind, args.vocab_size, save_dir=args.output_dir,
-        min_frequency=args.min_frequency, model_max_length=args.model_max_length,
+        args.files,
+        args.kind,
+        args.vocab_size,
+        save_dir=args.output_dir,
+        min_frequency=args.min_frequency,
+        model_max_length=args.model_max_length,
     )
     print(f"saved a {args.kind} tokenizer with {len(tokenizer)} tokens to {args.output_dir}")
 

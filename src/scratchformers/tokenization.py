@@ -20,8 +20,19 @@ from transformers import PreTrainedTokenizerFast
 
 TOKENIZER_KINDS = ("bpe", "wordpiece", "unigram", "seq2seq_bpe")
 
-GPT_SPECIALS = {"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>", "pad_token": "<|pad|>"}
-BERT_SPECIALS = {"pad_token": "[PAD]", "unk_token": "[UNK]", "cls_token": "[CLS]", "sep_token": "[SEP]", "mask_token": "[MASK]"}
+GPT_SPECIALS = {
+    "bos_token": "<|endoftext|>",
+    "eos_token": "<|endoftext|>",
+    "unk_token": "<|endoftext|>",
+    "pad_token": "<|pad|>",
+}
+BERT_SPECIALS = {
+    "pad_token": "[PAD]",
+    "unk_token": "[UNK]",
+    "cls_token": "[CLS]",
+    "sep_token": "[SEP]",
+    "mask_token": "[MASK]",
+}
 SEQ2SEQ_SPECIALS = {"pad_token": "<pad>", "eos_token": "</s>", "unk_token": "<unk>", "bos_token": "<s>"}
 
 
@@ -51,8 +62,11 @@ def _build(kind: str, vocab_size: int, min_frequency: int) -> tuple[Tokenizer, t
         tokenizer.decoder = decoders.ByteLevel()
         tokenizer.post_processor = processors.ByteLevel(trim_offsets=False)
         trainer = trainers.BpeTrainer(
-            vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=_special_list(specials),
-            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
+            vocab_size=vocab_size,
+            min_frequency=min_frequency,
+            special_tokens=_special_list(specials),
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False,
         )
     elif kind == "wordpiece":
         specials = BERT_SPECIALS
@@ -61,21 +75,28 @@ def _build(kind: str, vocab_size: int, min_frequency: int) -> tuple[Tokenizer, t
         tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
         tokenizer.decoder = decoders.WordPiece(prefix="##")
         trainer = trainers.WordPieceTrainer(
-            vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=_special_list(specials),
-            continuing_subword_prefix="##", show_progress=False,
+            vocab_size=vocab_size,
+            min_frequency=min_frequency,
+            special_tokens=_special_list(specials),
+            continuing_subword_prefix="##",
+            show_progress=False,
         )
     else:  # "unigram" | "seq2seq_bpe": SentencePiece style, "▁" marks a word start
         specials = SEQ2SEQ_SPECIALS
         if kind == "unigram":
             tokenizer = Tokenizer(models.Unigram())
             trainer = trainers.UnigramTrainer(
-                vocab_size=vocab_size, special_tokens=_special_list(specials), unk_token=specials["unk_token"],
+                vocab_size=vocab_size,
+                special_tokens=_special_list(specials),
+                unk_token=specials["unk_token"],
                 show_progress=False,
             )
         else:
             tokenizer = Tokenizer(models.BPE(unk_token=specials["unk_token"]))
             trainer = trainers.BpeTrainer(
-                vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=_special_list(specials),
+                vocab_size=vocab_size,
+                min_frequency=min_frequency,
+                special_tokens=_special_list(specials),
                 show_progress=False,
             )
         tokenizer.normalizer = normalizers.NFKC()
@@ -140,7 +161,9 @@ def train_tokenizer(
     if post_processor is not None:
         tokenizer.post_processor = post_processor
 
-    input_names = ["input_ids", "token_type_ids", "attention_mask"] if kind == "wordpiece" else ["input_ids", "attention_mask"]
+    input_names = (
+        ["input_ids", "token_type_ids", "attention_mask"] if kind == "wordpiece" else ["input_ids", "attention_mask"]
+    )
     wrapped = PreTrainedTokenizerFast(
         tokenizer_object=tokenizer,
         model_max_length=model_max_length,
