@@ -67,7 +67,7 @@ class DataTrainingArguments:
     max_seq_length: int = field(
         default=128, metadata={"help": "Block length in tokens (capped at the model's max_position_embeddings)."}
     )
-    mlm_probability: float = field(default=0.15, metadata={"help": "Fraction of tokens to mask (BERT: 15%)."})
+    mlm_probability: float = field(default=0.15, metadata={"help": "Fraction of tokens to mask (BERT: 0.15)."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Keep only this many training blocks."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Keep only this many evaluation blocks."})
     preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenisation."})
