@@ -15,14 +15,7 @@ from transformers import (
 )
 
 from .configuration_scratch_bert import ScratchBertConfig
-
 from .configuration_scratch_gpt import ScratchGPTConfig
-from .modeling_scratch_gpt import (
-    ScratchGPTForCausalLM,
-    ScratchGPTForSequenceClassification,
-    ScratchGPTModel,
-    ScratchGPTPreTrainedModel,
-)
 from .modeling_scratch_bert import (
     ScratchBertForMaskedLM,
     ScratchBertForQuestionAnswering,
@@ -30,6 +23,12 @@ from .modeling_scratch_bert import (
     ScratchBertForTokenClassification,
     ScratchBertModel,
     ScratchBertPreTrainedModel,
+)
+from .modeling_scratch_gpt import (
+    ScratchGPTForCausalLM,
+    ScratchGPTForSequenceClassification,
+    ScratchGPTModel,
+    ScratchGPTPreTrainedModel,
 )
 
 __version__ = "0.1.0"
