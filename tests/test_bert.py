@@ -148,6 +148,26 @@ def test_eager_and_sdpa_agree(tiny):
     torch.testing.assert_close(sdpa, eager, atol=1e-5, rtol=1e-5)
 
 
+def test_attention_weights_are_bidirectional_and_skip_padding(tiny):
+    model = ScratchBertModel(bert_config(tiny)).eval()  # default (sdpa) backend: weights come from the eager path
+    x = ids(model.config, B=2, T=6)
+    mask = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0]])
+    with torch.no_grad():
+        attentions = model(x, attention_mask=mask, output_attentions=True).attentions
+    assert len(attentions) == 2 and attentions[0].shape == (2, 4, 6, 6)  # (B, H, T, S) per layer
+    for weights in attentions:
+        torch.testing.assert_close(weights.sum(-1), torch.ones(2, 4, 6))
+        assert weights[0].triu(1).sum() > 0.5  # queries attend to later keys (GPT's would be exactly 0)
+        assert weights[1, :, :, 4:].abs().max() == 0  # no attention to padding
+
+
+def test_inputs_embeds_match_input_ids(tiny):
+    model = ScratchBertForMaskedLM(bert_config(tiny)).eval()
+    x = ids(model.config)
+    with torch.no_grad():
+        torch.testing.assert_close(model(inputs_embeds=model.get_input_embeddings()(x)).logits, model(x).logits)
+
+
 def test_segment_embeddings_change_the_output(tiny):
     model = ScratchBertModel(bert_config(tiny)).eval()
     x = ids(model.config, B=1, T=6)
