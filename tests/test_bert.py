@@ -206,6 +206,15 @@ def test_mlm_head_is_tied_and_loss_counts_only_masked_positions(tiny):
     torch.testing.assert_close(summed, expected * 2 / 4)
 
 
+def test_resizing_the_vocabulary_keeps_the_decoder_tied(tiny):
+    model = ScratchBertForMaskedLM(bert_config(tiny))
+    model.resize_token_embeddings(70, mean_resizing=False)  # e.g. after adding tokens to the tokenizer
+    assert model.lm_head.decoder.weight is model.get_input_embeddings().weight
+    assert model.lm_head.decoder.bias.shape == (70,) and model.config.vocab_size == 70
+    x = torch.tensor([[2, 69, 3]])
+    assert model(x, labels=x).logits.shape == (1, 3, 70)
+
+
 def test_mlm_collator_labels_are_minus_100_except_masked(tokenizer, tiny):
     model = ScratchBertForMaskedLM(bert_config(tiny, vocab_size=len(tokenizer))).eval()
     collator = DataCollatorForLanguageModeling(tokenizer, mlm=True, mlm_probability=0.3, seed=0)
