@@ -330,6 +330,19 @@ def test_save_and_auto_load_round_trip(tiny, tmp_path, auto_class, model_class):
         assert loaded.lm_head.decoder.weight is loaded.get_input_embeddings().weight
 
 
+@pytest.mark.parametrize("auto_class", [AutoModelForSequenceClassification, AutoModelForTokenClassification,
+                                        AutoModelForQuestionAnswering, AutoModel])
+def test_pretrained_mlm_body_loads_into_every_fine_tuning_head(tiny, tmp_path, auto_class):
+    """The fine-tuning workflow: pre-train with MLM, then load the same checkpoint under a task head."""
+    mlm = ScratchBertForMaskedLM(bert_config(tiny)).eval()
+    mlm.save_pretrained(tmp_path)
+    head = auto_class.from_pretrained(tmp_path).eval()
+    body = head if auto_class is AutoModel else head.model
+    x = ids(mlm.config)
+    with torch.no_grad():
+        torch.testing.assert_close(body(x).last_hidden_state, mlm.model(x).last_hidden_state)
+
+
 def test_trust_remote_code_loads_without_the_package(tiny, tmp_path, run_without_package):
     x = ids(bert_config(tiny), B=2, T=6)
     torch.save(x, tmp_path / "x.pt")
