@@ -40,10 +40,6 @@ def check_token_labels(labels: torch.Tensor, shape: tuple[int, ...], num_classes
         )
 
 
-def _return_dict(return_dict: bool | None, config: ScratchBertConfig) -> bool:
-    return return_dict if return_dict is not None else config.return_dict
-
-
 class ScratchBertPreTrainedModel(ScratchPreTrainedModel):
     """Base class of the BERT family: config class, weight init (N(0, 0.02)), checkpoint conventions."""
 
@@ -109,7 +105,7 @@ class ScratchBertModel(ScratchBertPreTrainedModel):
             hidden_states=out.hidden_states,
             attentions=out.attentions,
         )
-        return result if _return_dict(return_dict, self.config) else result.to_tuple()
+        return self._output(result, return_dict)
 
 
 class ScratchBertLMHead(nn.Module):
@@ -174,7 +170,7 @@ class ScratchBertForMaskedLM(ScratchBertPreTrainedModel):
             check_token_labels(labels, logits.shape[:2], self.config.vocab_size)
             loss = token_cross_entropy(logits, labels, kwargs.get("num_items_in_batch"))
         result = MaskedLMOutput(loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions)
-        return result if _return_dict(return_dict, self.config) else result.to_tuple()
+        return self._output(result, return_dict)
 
 
 class _ScratchBertWithHead(ScratchBertPreTrainedModel):
@@ -238,7 +234,7 @@ class ScratchBertForSequenceClassification(_ScratchBertWithHead):
         result = SequenceClassifierOutput(
             loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions
         )
-        return result if _return_dict(return_dict, self.config) else result.to_tuple()
+        return self._output(result, return_dict)
 
 
 class ScratchBertForTokenClassification(_ScratchBertWithHead):
@@ -269,7 +265,7 @@ class ScratchBertForTokenClassification(_ScratchBertWithHead):
             check_token_labels(labels, logits.shape[:2], self.num_labels)
             loss = token_cross_entropy(logits, labels, kwargs.get("num_items_in_batch"))
         result = TokenClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions)
-        return result if _return_dict(return_dict, self.config) else result.to_tuple()
+        return self._output(result, return_dict)
 
 
 def span_loss(start_logits: torch.Tensor, end_logits: torch.Tensor, start_positions: torch.Tensor,
@@ -326,4 +322,4 @@ class ScratchBertForQuestionAnswering(_ScratchBertWithHead):
             hidden_states=out.hidden_states,
             attentions=out.attentions,
         )
-        return result if _return_dict(return_dict, self.config) else result.to_tuple()
+        return self._output(result, return_dict)

@@ -75,7 +75,7 @@ class ScratchGPTModel(ScratchGPTPreTrainedModel):
             hidden_states=out.hidden_states,
             attentions=out.attentions,
         )
-        return out if (return_dict if return_dict is not None else self.config.return_dict) else out.to_tuple()
+        return self._output(out, return_dict)
 
 
 class ScratchGPTForCausalLM(ScratchGPTPreTrainedModel, GenerationMixin):
@@ -131,7 +131,7 @@ class ScratchGPTForCausalLM(ScratchGPTPreTrainedModel, GenerationMixin):
         result = CausalLMOutputWithPast(
             loss=loss, logits=logits, cache=out.cache, hidden_states=out.hidden_states, attentions=out.attentions
         )
-        return result if (return_dict if return_dict is not None else self.config.return_dict) else result.to_tuple()
+        return self._output(result, return_dict)
 
 
 def last_token_index(input_ids, attention_mask, pad_token_id) -> torch.Tensor:
@@ -148,6 +148,8 @@ def last_token_index(input_ids, attention_mask, pad_token_id) -> torch.Tensor:
 
 class ScratchGPTForSequenceClassification(ScratchGPTPreTrainedModel):
     """GPT with a classification head read at the last real token (the only one that has seen the whole text)."""
+
+    accepts_loss_kwargs = False  # the loss is a per-example mean: the Trainer divides by accumulation steps
 
     def __init__(self, config: ScratchGPTConfig):
         super().__init__(config)
@@ -186,4 +188,4 @@ class ScratchGPTForSequenceClassification(ScratchGPTPreTrainedModel):
         result = SequenceClassifierOutputWithPast(
             loss=loss, logits=pooled, hidden_states=out.hidden_states, attentions=out.attentions
         )
-        return result if (return_dict if return_dict is not None else self.config.return_dict) else result.to_tuple()
+        return self._output(result, return_dict)

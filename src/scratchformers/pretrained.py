@@ -19,6 +19,10 @@ class ScratchPreTrainedModel(PreTrainedModel):
     _supports_flash_attn = True  # dispatched through the attention interface with a 2-D padding mask (GPU only)
     _supports_attention_backend = True
 
+    def _output(self, output, return_dict: bool | None):
+        """The `ModelOutput`, or its tuple when `return_dict=False` (or `config.return_dict` is False), as HF does."""
+        return output if (return_dict if return_dict is not None else self.config.return_dict) else output.to_tuple()
+
     def save_pretrained(self, save_directory, *args, **kwargs):
         """Save as transformers does, with `auto_map` naming every Auto class of the family (not only this one's),
         so a Hub user can load the checkpoint with any of them through `trust_remote_code=True`."""
