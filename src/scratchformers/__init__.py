@@ -8,8 +8,13 @@ from transformers import (
     AutoConfig,
     AutoModel,
     AutoModelForCausalLM,
+    AutoModelForMaskedLM,
+    AutoModelForQuestionAnswering,
     AutoModelForSequenceClassification,
+    AutoModelForTokenClassification,
 )
+
+from .configuration_scratch_bert import ScratchBertConfig
 
 from .configuration_scratch_gpt import ScratchGPTConfig
 from .modeling_scratch_gpt import (
@@ -17,6 +22,14 @@ from .modeling_scratch_gpt import (
     ScratchGPTForSequenceClassification,
     ScratchGPTModel,
     ScratchGPTPreTrainedModel,
+)
+from .modeling_scratch_bert import (
+    ScratchBertForMaskedLM,
+    ScratchBertForQuestionAnswering,
+    ScratchBertForSequenceClassification,
+    ScratchBertForTokenClassification,
+    ScratchBertModel,
+    ScratchBertPreTrainedModel,
 )
 
 __version__ = "0.1.0"
@@ -40,10 +53,28 @@ _register(
     },
 )
 
+_register(
+    ScratchBertConfig,
+    {
+        AutoModel: ScratchBertModel,
+        AutoModelForMaskedLM: ScratchBertForMaskedLM,
+        AutoModelForSequenceClassification: ScratchBertForSequenceClassification,
+        AutoModelForTokenClassification: ScratchBertForTokenClassification,
+        AutoModelForQuestionAnswering: ScratchBertForQuestionAnswering,
+    },
+)
+
 __all__ = [
     "ScratchGPTConfig",
     "ScratchGPTPreTrainedModel",
     "ScratchGPTModel",
     "ScratchGPTForCausalLM",
     "ScratchGPTForSequenceClassification",
+    "ScratchBertConfig",
+    "ScratchBertPreTrainedModel",
+    "ScratchBertModel",
+    "ScratchBertForMaskedLM",
+    "ScratchBertForSequenceClassification",
+    "ScratchBertForTokenClassification",
+    "ScratchBertForQuestionAnswering",
 ]
