@@ -6,7 +6,15 @@ import pytest
 import torch
 import transformers
 
-from scratchformers import ScratchGPTConfig, ScratchGPTForCausalLM, ScratchGPTForSequenceClassification
+from scratchformers import (
+    ScratchBertConfig,
+    ScratchBertForMaskedLM,
+    ScratchBertForSequenceClassification,
+    ScratchBertModel,
+    ScratchGPTConfig,
+    ScratchGPTForCausalLM,
+    ScratchGPTForSequenceClassification,
+)
 from scratchformers.convert import from_hf, main, supported_conversions, to_hf
 
 ATOL = 1e-4
@@ -140,6 +148,77 @@ def test_unsupported_classes_raise_type_error_naming_the_allowed_ones():
     with pytest.raises(TypeError, match="GPT2LMHeadModel"):
         from_hf(torch.nn.Linear(2, 2))
     assert supported_conversions()["GPT2LMHeadModel"] == "ScratchGPTForCausalLM"
+
+
+# ---------------------------------------------------------------------------------------------------------------- BERT
+
+BERT_SHAPES = [
+    dict(num_hidden_layers=1, hidden_size=32, num_attention_heads=4, intermediate_size=64, hidden_act="gelu"),
+    dict(num_hidden_layers=2, hidden_size=24, num_attention_heads=3, intermediate_size=40, hidden_act="relu",
+         type_vocab_size=3, layer_norm_eps=1e-5),
+    dict(num_hidden_layers=3, hidden_size=16, num_attention_heads=2, intermediate_size=48, hidden_act="gelu_new",
+         tie_word_embeddings=False),
+]
+BERT_CLASSES = [transformers.BertModel, transformers.BertForMaskedLM, transformers.BertForSequenceClassification]
+
+
+def bert_config(**shape) -> transformers.BertConfig:
+    return transformers.BertConfig(vocab_size=57, max_position_embeddings=32, hidden_dropout_prob=0.0,
+                                   attention_probs_dropout_prob=0.0, num_labels=3, **shape)
+
+
+def bert_inputs(batch: int = 3, length: int = 12):
+    """Right-padded ids (BERT's convention), a mask and segment ids; row 0 has 4 padding slots."""
+    x = torch.randint(1, 57, (batch, length))
+    mask = torch.ones_like(x)
+    x[0, -4:], mask[0, -4:] = 0, 0
+    types = torch.zeros_like(x)
+    types[:, length // 2 :] = 1
+    return dict(input_ids=x, attention_mask=mask, token_type_ids=types)
+
+
+def bert_output(model, inputs) -> torch.Tensor:
+    """Logits of a head, else the body's hidden states at real tokens and the pooled [CLS] vector."""
+    with torch.no_grad():
+        out = model(**inputs)
+    real = inputs["attention_mask"].bool()
+    if hasattr(out, "logits"):
+        return out.logits[real] if out.logits.dim() == 3 else out.logits
+    pooled = out.pooler_output if out.pooler_output is not None else torch.zeros(0)
+    return torch.cat([out.last_hidden_state[real].flatten(), pooled.flatten()])
+
+
+@pytest.mark.parametrize("hf_class", BERT_CLASSES, ids=lambda c: c.__name__)
+@pytest.mark.parametrize("shape", BERT_SHAPES, ids=lambda s: f"L{s['num_hidden_layers']}-C{s['hidden_size']}")
+def test_bert_converts_both_ways_with_the_same_outputs(hf_class, shape):
+    hf = perturb(hf_class(bert_config(**shape)))
+    inputs = bert_inputs()
+    ours = from_hf(hf)
+    expected_class = {transformers.BertModel: ScratchBertModel, transformers.BertForMaskedLM: ScratchBertForMaskedLM,
+                      transformers.BertForSequenceClassification: ScratchBertForSequenceClassification}[hf_class]
+    assert type(ours) is expected_class
+    assert max_diff(bert_output(hf, inputs), bert_output(ours, inputs)) <= ATOL
+    perturb(ours)  # now weights that HF never had: ours → HF
+    back = to_hf(ours)
+    assert type(back) is hf_class
+    assert max_diff(bert_output(back, inputs), bert_output(ours, inputs)) <= ATOL
+
+
+def test_bert_without_pooler_round_trips_without_pooler():
+    hf = transformers.BertModel(bert_config(**BERT_SHAPES[0]), add_pooling_layer=False)
+    ours = from_hf(hf)
+    assert ours.config.add_pooling_layer is False and ours.pooler is None
+    assert to_hf(ours).pooler is None
+
+
+def test_bert_unsupported_options_are_listed():
+    with pytest.raises(ValueError, match="is_decoder"):
+        from_hf(transformers.BertModel(bert_config(**BERT_SHAPES[0], is_decoder=True)))
+    ours = ScratchBertModel(ScratchBertConfig(vocab_size=57, hidden_size=32, num_hidden_layers=1,
+                                              num_attention_heads=4, intermediate_size=64, norm_placement="pre",
+                                              type_vocab_size=0))
+    with pytest.raises(ValueError, match=r"2 thing\(s\).*\n.*norm_placement.*\n.*type_vocab_size"):
+        to_hf(ours)
 
 
 # ---------------------------------------------------------------------------------------------------------------- CLI

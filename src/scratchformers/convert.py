@@ -10,7 +10,7 @@ Every converter is two explicit tables, in the spirit of nanoGPT's `GPT.from_pre
 
 The copy checks that every tensor on both sides is accounted for and that every shape matches, and reports all
 problems at once. Supported pairs: GPT-2 (`GPT2LMHeadModel`, `GPT2Model`, `GPT2ForSequenceClassification`) ↔
-scratch_gpt. Command line: `python -m scratchformers.convert <checkpoint dir> <out dir>` (direction auto-detected).
+scratch_gpt; BERT (`BertModel`, `BertForMaskedLM`, `BertForSequenceClassification`) ↔ scratch_bert. Command line: `python -m scratchformers.convert <checkpoint dir> <out dir>` (direction auto-detected).
 """
 
 from __future__ import annotations
@@ -26,7 +26,9 @@ import transformers
 from torch import nn
 from transformers import PreTrainedModel
 
+from .configuration_scratch_bert import ScratchBertConfig
 from .configuration_scratch_gpt import ScratchGPTConfig
+from .modeling_scratch_bert import ScratchBertForMaskedLM, ScratchBertForSequenceClassification, ScratchBertModel
 from .modeling_scratch_gpt import ScratchGPTForCausalLM, ScratchGPTForSequenceClassification, ScratchGPTModel
 
 __all__ = ["Link", "from_hf", "to_hf", "supported_conversions", "main"]
@@ -88,8 +90,9 @@ def _classification_fields(config) -> dict:
     return {"id2label": dict(config.id2label), "label2id": dict(config.label2id), "problem_type": config.problem_type}
 
 
-def gpt2_config_from_hf(hf_config) -> ScratchGPTConfig:
+def gpt2_config_from_hf(hf_model: PreTrainedModel) -> ScratchGPTConfig:
     """GPT2Config → ScratchGPTConfig: pre-LN, learned positions, biases everywhere, activation as given."""
+    hf_config = hf_model.config
     problems = _Problems(f"GPT-2 config (model_type={hf_config.model_type!r})")
     if not hf_config.scale_attn_weights:
         problems.add("`scale_attn_weights`=False (unscaled QKᵀ): our attention always divides by √d_k")
@@ -121,6 +124,19 @@ def gpt2_config_from_hf(hf_config) -> ScratchGPTConfig:
     )
 
 
+def _require(config, expected: dict, target: str, problems: _Problems) -> None:
+    """Add a problem for every option of ours that `target` can only express with the value in `expected`."""
+    for name, value in expected.items():
+        if getattr(config, name) != value:
+            problems.add(f"`{name}`={getattr(config, name)!r}: {target} supports only {value!r}")
+
+
+def _activation_to_hf(config, allowed: tuple[str, ...], target: str, problems: _Problems) -> str:
+    if config.activation not in allowed:
+        problems.add(f"`activation`={config.activation!r}: {target} supports {allowed}")
+    return config.activation  # relu | gelu | gelu_new | silu are HF names too
+
+
 def gpt2_config_to_hf(config) -> transformers.GPT2Config:
     """ScratchGPTConfig → GPT2Config; refuses options GPT-2 cannot express (post-LN, sinusoidal positions, …)."""
     problems = _Problems(f"scratch_gpt config to GPT-2 (model_type={config.model_type!r})")
@@ -133,9 +149,7 @@ def gpt2_config_to_hf(config) -> transformers.GPT2Config:
         "attention_bias": True,
         "ffn_bias": True,
     }
-    for name, value in expected.items():
-        if getattr(config, name) != value:
-            problems.add(f"`{name}`={getattr(config, name)!r}: GPT-2 supports only {value!r}")
+    _require(config, expected, "GPT-2", problems)
     problems.raise_if_any()
     return transformers.GPT2Config(
         vocab_size=config.vocab_size,
@@ -181,6 +195,124 @@ def gpt2_links(config) -> list[Link]:
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# BERT ↔ scratch_bert
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _bert_has_pooler(hf_model: PreTrainedModel) -> bool:
+    body = getattr(hf_model, "bert", hf_model)
+    return getattr(body, "pooler", None) is not None
+
+
+def bert_config_from_hf(hf_model: PreTrainedModel) -> ScratchBertConfig:
+    """BertConfig → ScratchBertConfig: post-LN, embedding LayerNorm, learned positions, token types."""
+    hf_config = hf_model.config
+    problems = _Problems(f"BERT config (model_type={hf_config.model_type!r})")
+    if getattr(hf_config, "is_decoder", False) or getattr(hf_config, "add_cross_attention", False):
+        problems.add("`is_decoder`/`add_cross_attention`=True: scratch_bert is a bidirectional encoder")
+    if getattr(hf_config, "position_embedding_type", "absolute") != "absolute":
+        problems.add(f"`position_embedding_type`={hf_config.position_embedding_type!r}: only 'absolute' is supported")
+    activation = _activation_from_hf(hf_config.hidden_act, problems, "hidden_act")
+    problems.raise_if_any()
+    return ScratchBertConfig(
+        vocab_size=hf_config.vocab_size,
+        hidden_size=hf_config.hidden_size,
+        num_hidden_layers=hf_config.num_hidden_layers,
+        num_attention_heads=hf_config.num_attention_heads,
+        intermediate_size=hf_config.intermediate_size,
+        max_position_embeddings=hf_config.max_position_embeddings,
+        hidden_dropout_prob=hf_config.hidden_dropout_prob,
+        attention_probs_dropout_prob=hf_config.attention_probs_dropout_prob,
+        layer_norm_eps=hf_config.layer_norm_eps,
+        initializer_range=hf_config.initializer_range,
+        activation=activation,
+        type_vocab_size=hf_config.type_vocab_size,
+        add_pooling_layer=_bert_has_pooler(hf_model),
+        classifier_dropout=hf_config.classifier_dropout,
+        tie_word_embeddings=hf_config.tie_word_embeddings,
+        **_classification_fields(hf_config),
+        **_special_tokens(hf_config),
+    )
+
+
+def bert_config_to_hf(config) -> transformers.BertConfig:
+    """ScratchBertConfig → BertConfig; refuses options BERT cannot express (pre-LN, sinusoidal positions, …)."""
+    problems = _Problems(f"scratch_bert config to BERT (model_type={config.model_type!r})")
+    expected = {
+        "norm_placement": "post",
+        "position_embedding_type": "learned",
+        "scale_embedding": False,
+        "embedding_layer_norm": True,
+        "attention_bias": True,
+        "ffn_bias": True,
+    }
+    _require(config, expected, "BERT", problems)
+    if config.type_vocab_size < 1:
+        problems.add("`type_vocab_size`=0: BERT always has token-type embeddings (use >= 1)")
+    activation = _activation_to_hf(config, ("gelu", "gelu_new", "relu", "silu"), "BERT", problems)
+    problems.raise_if_any()
+    return transformers.BertConfig(
+        vocab_size=config.vocab_size,
+        hidden_size=config.hidden_size,
+        num_hidden_layers=config.num_hidden_layers,
+        num_attention_heads=config.num_attention_heads,
+        intermediate_size=config.intermediate_size,
+        max_position_embeddings=config.max_position_embeddings,
+        hidden_dropout_prob=config.hidden_dropout_prob,
+        attention_probs_dropout_prob=config.attention_probs_dropout_prob,
+        layer_norm_eps=config.layer_norm_eps,
+        initializer_range=config.initializer_range,
+        hidden_act=activation,
+        type_vocab_size=config.type_vocab_size,
+        classifier_dropout=config.classifier_dropout,
+        tie_word_embeddings=config.tie_word_embeddings,
+        **_classification_fields(config),
+        **_special_tokens(config),
+    )
+
+
+def _layer_links(ours: str, theirs: str, pairs) -> list[Link]:
+    """weight and bias links for each (our module, HF module(s)) pair; several HF modules are fused on our side."""
+    links = []
+    for a, b in pairs:
+        b = (b,) if isinstance(b, str) else b
+        links.append(_links(f"{ours}{a}.weight", [f"{theirs}{m}.weight" for m in b]))
+        links.append(_links(f"{ours}{a}.bias", [f"{theirs}{m}.bias" for m in b]))
+    return links
+
+
+def bert_links(config) -> list[Link]:
+    """scratch_bert body ← BERT body: separate query/key/value are concatenated into our fused `qkv_proj`."""
+    links = [
+        _links("encoder.embeddings.tokens.weight", "embeddings.word_embeddings.weight"),
+        _links("encoder.embeddings.positions.weight", "embeddings.position_embeddings.weight"),
+        _links("encoder.embeddings.token_types.weight", "embeddings.token_type_embeddings.weight"),
+        *_layer_links("encoder.embeddings.", "embeddings.", [("norm", "LayerNorm")]),
+    ]
+    for i in range(config.num_hidden_layers):
+        links += _layer_links(f"encoder.layers.{i}.", f"encoder.layer.{i}.", [
+            ("self_attn.qkv_proj", ("attention.self.query", "attention.self.key", "attention.self.value")),
+            ("self_attn.out_proj", "attention.output.dense"),
+            ("self_attn_residual.norm", "attention.output.LayerNorm"),
+            ("ffn.fc_in", "intermediate.dense"),
+            ("ffn.fc_out", "output.dense"),
+            ("ffn_residual.norm", "output.LayerNorm"),
+        ])
+    if config.add_pooling_layer:
+        links += _layer_links("", "", [("pooler.dense", "pooler.dense")])
+    return links
+
+
+_BERT_MLM_HEAD = (
+    *_layer_links("lm_head.", "cls.predictions.", [("dense", "transform.dense"), ("norm", "transform.LayerNorm")]),
+    _links("lm_head.decoder.weight", "cls.predictions.decoder.weight"),
+    # The output bias HF's forward adds is `decoder.bias`; `cls.predictions.bias` is the same tensor when tied.
+    _links("lm_head.decoder.bias", "cls.predictions.decoder.bias"),
+)
+_CLASSIFIER = tuple(_layer_links("", "", [("classifier", "classifier")]))
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # The registry of supported pairs and the generic copy
 # ----------------------------------------------------------------------------------------------------------------
 
@@ -197,6 +329,7 @@ class _Pair:
     config_to_hf: Callable
     body_links: Callable[[object], list[Link]]
     head_links: tuple[Link, ...] = ()
+    hf_kwargs: Callable[[object], dict] = lambda config: {}  # extra constructor arguments of the HF class
 
 
 _PAIRS: list[_Pair] = [
@@ -205,6 +338,12 @@ _PAIRS: list[_Pair] = [
     _Pair(transformers.GPT2Model, ScratchGPTModel, "", "", gpt2_config_from_hf, gpt2_config_to_hf, gpt2_links),
     _Pair(transformers.GPT2ForSequenceClassification, ScratchGPTForSequenceClassification, "transformer.", "model.",
           gpt2_config_from_hf, gpt2_config_to_hf, gpt2_links, (_links("score.weight", "score.weight"),)),
+    _Pair(transformers.BertModel, ScratchBertModel, "", "", bert_config_from_hf, bert_config_to_hf, bert_links,
+          hf_kwargs=lambda config: {"add_pooling_layer": config.add_pooling_layer}),
+    _Pair(transformers.BertForMaskedLM, ScratchBertForMaskedLM, "bert.", "model.", bert_config_from_hf,
+          bert_config_to_hf, bert_links, _BERT_MLM_HEAD),
+    _Pair(transformers.BertForSequenceClassification, ScratchBertForSequenceClassification, "bert.", "model.",
+          bert_config_from_hf, bert_config_to_hf, bert_links, _CLASSIFIER),
 ]
 
 
@@ -242,8 +381,9 @@ def _tied_keys(model: nn.Module) -> set[str]:
 
 
 def _ignored_hf_keys(state: dict) -> set[str]:
-    """HF buffers that are not weights (e.g. precomputed masks some versions keep in the state dict)."""
-    return {k for k in state if k.endswith((".attn.bias", ".attn.masked_bias"))}
+    """HF tensors that no forward reads: GPT-2's precomputed mask buffers (older versions), and BERT's
+    `cls.predictions.bias`, which is the output bias only through its tie to `cls.predictions.decoder.bias`."""
+    return {k for k in state if k.endswith((".attn.bias", ".attn.masked_bias")) or k == "cls.predictions.bias"}
 
 
 def _copy(links: list[Link], ours: nn.Module, theirs: nn.Module, direction: str, what: str) -> None:
@@ -299,7 +439,7 @@ def from_hf(hf_model: PreTrainedModel, attn_implementation: str | None = None) -
     listing every option or tensor that does not fit.
     """
     pair = _pair_for(hf_model, "hf")
-    config = pair.config_from_hf(hf_model.config)
+    config = pair.config_from_hf(hf_model)
     model = pair.our_class._from_config(
         config, attn_implementation=attn_implementation or hf_model.config._attn_implementation, dtype=torch.float32
     )
@@ -313,7 +453,10 @@ def to_hf(model: PreTrainedModel, attn_implementation: str | None = None) -> Pre
     pair = _pair_for(model, "ours")
     hf_config = pair.config_to_hf(model.config)
     hf_model = pair.hf_class._from_config(
-        hf_config, attn_implementation=attn_implementation or model.config._attn_implementation, dtype=torch.float32
+        hf_config,
+        attn_implementation=attn_implementation or model.config._attn_implementation,
+        dtype=torch.float32,
+        **pair.hf_kwargs(model.config),
     )
     _copy(_all_links(pair, model.config), model, hf_model, "to_hf", f"{type(model).__name__} → {pair.hf_class.__name__}")
     _copy_generation_config(model, hf_model)
