@@ -235,9 +235,15 @@ def test_trust_remote_code_load_works_without_the_package(tiny, tmp_path, run_wi
         m = AutoModelForCausalLM.from_pretrained({str(tmp_path / "ckpt")!r}, trust_remote_code=True).eval()
         assert "scratchformers" not in type(m).__module__, type(m).__module__
         print(m.generate(torch.tensor({x.tolist()}), max_new_tokens=5, do_sample=False).tolist())
+        from transformers import AutoModel, AutoModelForSequenceClassification
+        print(type(AutoModel.from_pretrained({str(tmp_path / "ckpt")!r}, trust_remote_code=True)).__name__)
+        clf = AutoModelForSequenceClassification.from_pretrained({str(tmp_path / "ckpt")!r}, trust_remote_code=True)
+        print(type(clf).__name__)
         """
     )
-    assert out.strip() == str(expected.tolist())
+    generated, body, classifier = out.strip().splitlines()
+    assert generated == str(expected.tolist())
+    assert (body, classifier) == ("ScratchGPTModel", "ScratchGPTForSequenceClassification")
 
 
 # --- sequence classification ----------------------------------------------------------------------------------------
@@ -290,7 +296,7 @@ def test_text_classification_pipeline_matches_forward(tiny, tokenizer):
     for text, result in zip(texts, results):
         probs = model(**tokenizer(text, return_tensors="pt")).logits.softmax(-1)[0]
         assert result["label"] == config.id2label[int(probs.argmax())]
-        assert result["score"] == pytest.approx(float(probs.max()), abs=1e-5)
+        assert result["score"] == pytest.approx(float(probs.max().detach()), abs=1e-5)
 
 
 # --- Trainer ---------------------------------------------------------------------------------------------------------
@@ -346,3 +352,32 @@ def test_trainer_trains_saves_checkpoints_and_resumes_to_the_same_weights(tiny, 
 def test_bad_input_raises_a_clear_error_before_tensor_work(tiny, make, error, message):
     with pytest.raises(error, match=message):
         lm(tiny)(**make())
+
+
+def test_any_kernel_registered_in_the_attention_interface_is_used(tiny):
+    from transformers import AttentionInterface
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    calls = []
+
+    def recording_attention(module, query, key, value, attention_mask, **kwargs):
+        calls.append(attention_mask is None)
+        return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+
+    AttentionInterface.register("recording_sdpa", recording_attention)
+    model = lm(tiny)
+    x = ids(2, 6)
+    reference = model(x).logits
+    model.set_attn_implementation("recording_sdpa")
+    torch.testing.assert_close(model(x).logits, reference, atol=1e-5, rtol=1e-5)
+    assert calls == [True] * tiny["num_hidden_layers"]  # no padding: the kernel applies causality itself
+
+
+def test_flash_attention_gets_the_two_dimensional_padding_mask(tiny):
+    stack = lm(tiny).model.decoder
+    stack.config._attn_implementation = "flash_attention_2"
+    x = torch.zeros(2, 4, 32)
+    mask = torch.tensor([[0, 1, 1, 1], [1, 1, 1, 1]])
+    assert torch.equal(stack._mask(mask, 4, 4, True, x, weights=False), mask)
+    assert stack._mask(torch.ones(2, 4), 4, 4, True, x, weights=False) is None
+    assert stack._mask(mask, 4, 4, True, x, weights=True).shape == (2, 1, 4, 4)  # eager for weights

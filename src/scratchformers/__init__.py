@@ -15,14 +15,7 @@ from transformers import (
 )
 
 from .configuration_scratch_bert import ScratchBertConfig
-
 from .configuration_scratch_gpt import ScratchGPTConfig
-from .modeling_scratch_gpt import (
-    ScratchGPTForCausalLM,
-    ScratchGPTForSequenceClassification,
-    ScratchGPTModel,
-    ScratchGPTPreTrainedModel,
-)
 from .modeling_scratch_bert import (
     ScratchBertForMaskedLM,
     ScratchBertForQuestionAnswering,
@@ -30,6 +23,12 @@ from .modeling_scratch_bert import (
     ScratchBertForTokenClassification,
     ScratchBertModel,
     ScratchBertPreTrainedModel,
+)
+from .modeling_scratch_gpt import (
+    ScratchGPTForCausalLM,
+    ScratchGPTForSequenceClassification,
+    ScratchGPTModel,
+    ScratchGPTPreTrainedModel,
 )
 
 __version__ = "0.1.0"
@@ -42,6 +41,11 @@ def _register(config_class, models: dict) -> None:
     for auto_class, model_class in models.items():
         auto_class.register(config_class, model_class, exist_ok=True)
         model_class.register_for_auto_class(auto_class.__name__)
+    module = models[AutoModel].__module__.rsplit(".", 1)[-1]
+    config_class.family_auto_map = {
+        "AutoConfig": f"{config_class.__module__.rsplit('.', 1)[-1]}.{config_class.__name__}",
+        **{auto.__name__: f"{module}.{model.__name__}" for auto, model in models.items()},
+    }
 
 
 _register(

@@ -108,12 +108,15 @@ class TransformerStack(nn.Module):
         self.final_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps) if pre else nn.Identity()
 
     def _mask(self, attention_mask, query_length: int, key_length: int, causal: bool, x: torch.Tensor, weights: bool):
+        implementation = self.config._attn_implementation
+        no_padding = attention_mask is None or bool(attention_mask.all())
+        if not weights and implementation is not None and implementation.startswith("flash"):
+            return None if no_padding else attention_mask  # flash kernels take the 2-D padding mask, causal built in
         mask = attention_mask_for(attention_mask, query_length, key_length, causal, x.dtype, x.device)
         # Fast kernels apply the causal pattern themselves (module.is_causal) when nothing else is masked and the
         # queries start at key 0 or are a single new token; the eager path always gets the explicit mask.
-        no_padding = attention_mask is None or bool(attention_mask.all())
         trivially_causal = causal and no_padding and (query_length == key_length or query_length == 1)
-        if trivially_causal and not weights and self.config._attn_implementation not in (None, "eager"):
+        if trivially_causal and not weights and implementation not in (None, "eager"):
             return None
         return mask
 

@@ -212,6 +212,7 @@ class ScratchBertForSequenceClassification(_ScratchBertWithHead):
     """
 
     add_pooling_layer = True
+    accepts_loss_kwargs = False  # the loss is a per-example mean: the Trainer divides by accumulation steps
 
     def __init__(self, config: ScratchBertConfig):
         super().__init__(config, config.num_labels)
@@ -288,6 +289,8 @@ def span_loss(start_logits: torch.Tensor, end_logits: torch.Tensor, start_positi
 class ScratchBertForQuestionAnswering(_ScratchBertWithHead):
     """Extractive QA: "a start vector S and an end vector E"; P(start = i) = softmax_i(S·h_i), likewise the end
     (§4.2). Returns start/end logits (B, T); `scratchformers.qa.answer_spans` turns them into answer text."""
+
+    accepts_loss_kwargs = False  # the loss is a per-example mean: the Trainer divides by accumulation steps
 
     def __init__(self, config: ScratchBertConfig):
         super().__init__(config, 2)

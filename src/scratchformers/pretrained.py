@@ -16,7 +16,16 @@ class ScratchPreTrainedModel(PreTrainedModel):
     supports_gradient_checkpointing = True
     _no_split_modules = ["TransformerLayer"]
     _supports_sdpa = True
+    _supports_flash_attn = True  # dispatched through the attention interface with a 2-D padding mask (GPU only)
     _supports_attention_backend = True
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """Save as transformers does, with `auto_map` naming every Auto class of the family (not only this one's),
+        so a Hub user can load the checkpoint with any of them through `trust_remote_code=True`."""
+        family = getattr(type(self.config), "family_auto_map", None)
+        if family:
+            self.config.auto_map = {**family, **(getattr(self.config, "auto_map", None) or {})}
+        return super().save_pretrained(save_directory, *args, **kwargs)
 
     def _init_weights(self, module: nn.Module) -> None:
         std = self.config.initializer_range
