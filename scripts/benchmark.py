@@ -206,6 +206,7 @@ MEMORY_CHILD = """
 import json, resource, sys, torch
 sys.path.insert(0, {scripts!r})
 import benchmark as b
+torch.set_num_threads({threads})
 torch.manual_seed(0)
 family = b.FAMILIES[{family}]
 hf, ours = b.make_pair(family, {size!r}, {attn!r})
@@ -228,7 +229,7 @@ def bench_memory(family_index: int, size: dict, attn: str, batch: int, length: i
     result = {}
     for which in ("hf", "ours"):
         code = MEMORY_CHILD.format(scripts=str(ROOT / "scripts"), family=family_index, size=size, attn=attn,
-                                   which=which, batch=batch, length=length)
+                                   which=which, batch=batch, length=length, threads=torch.get_num_threads())
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]))
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
         result[which] = json.loads(out.stdout.strip().splitlines()[-1])["peak_growth_mib"]
@@ -285,7 +286,10 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--repeats", type=int, default=None, help="timed repeats per measurement (median reported)")
     parser.add_argument("--families", default="all", help="comma-separated prefixes, e.g. 'GPT,BERT' (default all)")
     parser.add_argument("--no-memory", action="store_true", help="skip the subprocess peak-memory measurement")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (default 1: on shared cores, 2 threads measure contention, not models)")
     args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
     quick = args.quick
     out = args.out if args.out is not None else (None if quick else ROOT / "benchmarks" / "RESULTS.md")
     repeats = args.repeats or (2 if quick else 5)
