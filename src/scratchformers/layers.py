@@ -112,13 +112,13 @@ class TransformerStack(nn.Module):
         no_padding = attention_mask is None or bool(attention_mask.all())
         if not weights and implementation is not None and implementation.startswith("flash"):
             return None if no_padding else attention_mask  # flash kernels take the 2-D padding mask, causal built in
-        mask = attention_mask_for(attention_mask, query_length, key_length, causal, x.dtype, x.device)
         # Fast kernels apply the causal pattern themselves (module.is_causal) when nothing else is masked and the
-        # queries start at key 0 or are a single new token; the eager path always gets the explicit mask.
+        # queries start at key 0 or are a single new token; the eager path always gets the explicit mask. Decided
+        # before building anything, so a cached decoding step builds no (T, S) mask at all.
         trivially_causal = causal and no_padding and (query_length == key_length or query_length == 1)
         if trivially_causal and not weights and implementation not in (None, "eager"):
             return None
-        return mask
+        return attention_mask_for(attention_mask, query_length, key_length, causal, x.dtype, x.device)
 
     def _validate(self, input_ids, inputs_embeds, attention_mask, token_type_ids, past_length: int):
         if (input_ids is None) == (inputs_embeds is None):

@@ -30,8 +30,13 @@ def token_cross_entropy(
 def causal_lm_loss(
     logits: torch.Tensor, labels: torch.Tensor, num_items_in_batch: int | torch.Tensor | None = None
 ) -> torch.Tensor:
-    """Next-token loss: position t predicts token t+1, so logits[:, :-1] are scored against labels[:, 1:]."""
-    return token_cross_entropy(logits[:, :-1], labels[:, 1:], num_items_in_batch)
+    """Next-token loss: position t predicts token t+1, so logits[:, t] is scored against labels[:, t+1].
+
+    The labels are shifted (and the last position ignored) rather than the logits sliced, so the (B, T, V) logits
+    are never copied into a contiguous (B, T−1, V) tensor — the same loss, one large copy fewer each way.
+    """
+    shifted = F.pad(labels[:, 1:], (0, 1), value=IGNORE_INDEX)  # (B, T): labels[:, t+1], last position ignored
+    return token_cross_entropy(logits, shifted, num_items_in_batch)
 
 
 def sequence_classification_loss(logits: torch.Tensor, labels: torch.Tensor, config) -> torch.Tensor:

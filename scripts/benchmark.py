@@ -1,0 +1,410 @@
+"""Benchmark our models against transformers' native implementation of the same architecture and size.
+
+Both models hold the same weights (ours is made with `scratchformers.convert.from_hf`), get the same inputs and are
+timed in one run, interleaved (HF, ours, HF, ours, …), and the median of the repeats is reported:
+
+- training step tokens/s (forward + backward + AdamW step) and model FLOPs utilisation (MFU) against the matmul
+  FLOP/s this machine reaches in the same run;
+- cached greedy decoding tokens/s at several context lengths (the decode steps after the prefill);
+- peak memory of training steps (growth of the peak resident set, each model in its own subprocess);
+- how forward time grows with sequence length 128…2048;
+each for the "eager" and "sdpa" attention backends where it applies.
+
+    python scripts/benchmark.py                 # full run (≈ 10 min on 2 CPU cores) → benchmarks/RESULTS.md
+    python scripts/benchmark.py --quick         # smoke test (tiny sizes, seconds), prints the tables
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import transformers
+
+from scratchformers.convert import from_hf, supported_conversions
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTES_BEGIN, NOTES_END = "<!-- notes:begin -->", "<!-- notes:end -->"
+TARGET = 1.15
+
+
+# ------------------------------------------------------------------------------------------------------ model specs
+
+
+@dataclass
+class Family:
+    """One architecture pair: how to build the HF model at a size, and how to make a training batch for it."""
+
+    name: str
+    hf_class: type
+    make_config: Callable[[dict], transformers.PreTrainedConfig]
+    make_batch: Callable[[transformers.PreTrainedConfig, int, int], dict]
+    generates: bool
+    sizes: dict = field(default_factory=dict)  # "quick" | "full" -> shape kwargs
+
+
+def _gpt2_config(s: dict) -> transformers.GPT2Config:
+    return transformers.GPT2Config(vocab_size=s["vocab"], n_embd=s["width"], n_layer=s["layers"], n_head=s["heads"],
+                                   n_inner=4 * s["width"], n_positions=s["max_len"], bos_token_id=1, eos_token_id=2,
+                                   pad_token_id=0)
+
+
+def _bert_config(s: dict) -> transformers.BertConfig:
+    return transformers.BertConfig(vocab_size=s["vocab"], hidden_size=s["width"], num_hidden_layers=s["layers"],
+                                   num_attention_heads=s["heads"], intermediate_size=4 * s["width"],
+                                   max_position_embeddings=s["max_len"])
+
+
+def _clm_batch(config, batch: int, length: int) -> dict:
+    ids = torch.randint(3, config.vocab_size, (batch, length))
+    return {"input_ids": ids, "labels": ids.clone()}
+
+
+def _mlm_batch(config, batch: int, length: int) -> dict:
+    ids = torch.randint(3, config.vocab_size, (batch, length))
+    labels = torch.full_like(ids, -100)
+    chosen = torch.rand(ids.shape) < 0.15  # BERT's 15 % of positions are predicted
+    labels[chosen] = ids[chosen]
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
+
+
+SIZES = {
+    "quick": dict(vocab=512, width=64, layers=2, heads=4, max_len=256),
+    "full": dict(vocab=8192, width=256, layers=4, heads=4, max_len=2048),
+}
+FAMILIES = [
+    Family("GPT-2 ↔ scratch_gpt", transformers.GPT2LMHeadModel, _gpt2_config, _clm_batch, True),
+    Family("BERT ↔ scratch_bert", transformers.BertForMaskedLM, _bert_config, _mlm_batch, False),
+]
+
+
+# ------------------------------------------------------------------------------------------------------ measuring
+
+
+def elapsed_seconds(fn: Callable[[], None]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def interleaved(fns: dict[str, Callable[[], None]], repeats: int, warmup: int = 1) -> dict[str, float]:
+    """Median seconds of each callable, run in turn (a, b, a, b, …) so load from other processes hits both alike."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            times[name].append(elapsed_seconds(fn))
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def matmul_flops(n: int, repeats: int) -> float:
+    """FLOP/s of an n×n fp32 matmul (2n³ FLOPs): the ceiling MFU is measured against."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    t = interleaved({"mm": lambda: torch.mm(a, b)}, repeats, warmup=2)["mm"]
+    return 2 * n**3 / t
+
+
+def training_flops_per_token(model: torch.nn.Module, config, length: int) -> float:
+    """6·N (N = parameters in matmuls: every Linear/Conv1D, the output layer included, embeddings excluded) plus
+    attention's 12·L·T·C (QKᵀ and AV forward, ×3 for backward) — the usual estimate (Kaplan et al. 2020)."""
+    n = 0
+    for module in model.modules():
+        if isinstance(module, torch.nn.Linear) or type(module).__name__ == "Conv1D":
+            n += module.weight.numel()
+    return 6 * n + 12 * config.num_hidden_layers * length * config.hidden_size
+
+
+def make_pair(family: Family, size: dict, attn: str):
+    torch.manual_seed(0)
+    hf = family.hf_class._from_config(family.make_config(size), attn_implementation=attn)
+    return hf, from_hf(hf)
+
+
+def train_step_fn(model, batch: dict) -> Callable[[], None]:
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        model(**batch).loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def bench_training(family, size, attn, batch, length, repeats, flops) -> dict:
+    hf, ours = make_pair(family, size, attn)
+    data = family.make_batch(hf.config, batch, length)
+    t = interleaved({"hf": train_step_fn(hf, data), "ours": train_step_fn(ours, data)}, repeats)
+    per_token = {"hf": training_flops_per_token(hf, hf.config, length),
+                 "ours": training_flops_per_token(ours, hf.config, length)}
+    tokens = batch * length
+    return {k: {"tok_s": tokens / t[k], "mfu": tokens / t[k] * per_token[k] / flops} for k in t}
+
+
+def greedy_decode_fn(model, ids: torch.Tensor, new_tokens: int) -> Callable[[], None]:
+    """Cached greedy decoding as `generate()` does it, with only the decode steps timed: prefill the context once
+    (untimed, outside the returned callable's clock), then per step feed the argmax token with the cache."""
+
+    def run() -> float:
+        with torch.no_grad():
+            out = model(input_ids=ids, use_cache=True, logits_to_keep=1)
+            cache, token = out.past_key_values if out.past_key_values is not None else out.cache, None
+            token = out.logits[:, -1].argmax(-1, keepdim=True)  # (B, 1)
+            start = time.perf_counter()
+            for _ in range(new_tokens):
+                out = model(input_ids=token, cache=cache, use_cache=True, logits_to_keep=1)
+                token = out.logits[:, -1].argmax(-1, keepdim=True)
+            return time.perf_counter() - start
+
+    return run
+
+
+def bench_decoding(family, size, attn, context: int, new_tokens: int, repeats: int) -> dict:
+    hf, ours = make_pair(family, size, attn)
+    hf.eval(), ours.eval()
+    ids = torch.randint(3, hf.config.vocab_size, (1, context))
+    runs = {"hf": greedy_decode_fn(hf, ids, new_tokens), "ours": greedy_decode_fn(ours, ids, new_tokens)}
+    for run in runs.values():
+        run()  # warm-up
+    times = {k: [] for k in runs}
+    for _ in range(repeats):
+        for k, run in runs.items():
+            times[k].append(run())
+    return {k: new_tokens / statistics.median(ts) for k, ts in times.items()}
+
+
+def bench_scaling(family, size, attn, length: int, repeats: int) -> dict:
+    hf, ours = make_pair(family, size, attn)
+    ids = torch.randint(3, hf.config.vocab_size, (1, length))
+    hf.eval(), ours.eval()
+
+    def fwd(model):
+        def run():
+            with torch.no_grad():
+                model(input_ids=ids)
+        return run
+
+    t = interleaved({"hf": fwd(hf), "ours": fwd(ours)}, repeats)
+    return {k: t[k] * 1e3 for k in t}  # ms per forward
+
+
+MEMORY_CHILD = """
+import gc, json, sys, torch
+sys.path.insert(0, {scripts!r})
+import benchmark as b
+torch.set_num_threads({threads})
+torch.manual_seed(0)
+family = b.FAMILIES[{family}]
+hf, ours = b.make_pair(family, {size!r}, {attn!r})
+model = hf if {which!r} == "hf" else ours
+del hf, ours
+gc.collect()
+data = family.make_batch(model.config, {batch}, {length})
+step = b.train_step_fn(model, data)
+baseline = b.rss_mib("VmRSS")
+b.reset_peak_rss()
+for _ in range(2):
+    step()
+print(json.dumps({{"peak_growth_mib": b.rss_mib("VmHWM") - baseline}}))
+"""
+
+
+def rss_mib(field: str) -> float:
+    """VmRSS (now) or VmHWM (peak since the last reset) of this process, in MiB, from /proc/self/status."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"{field} not found in /proc/self/status")
+
+
+def reset_peak_rss() -> None:
+    """Linux: writing 5 to /proc/self/clear_refs resets VmHWM to the current RSS, so the peak of what follows is
+    measured rather than the peak of building two models."""
+    Path("/proc/self/clear_refs").write_text("5")
+
+
+def bench_memory(family_index: int, size: dict, attn: str, batch: int, length: int) -> dict:
+    """Peak resident set during two training steps minus the resident set just before them (weights built before;
+    grads, AdamW state and activations measured), each model alone in a fresh process. Linux only."""
+    result = {}
+    for which in ("hf", "ours"):
+        code = MEMORY_CHILD.format(scripts=str(ROOT / "scripts"), family=family_index, size=size, attn=attn,
+                                   which=which, batch=batch, length=length, threads=torch.get_num_threads())
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]))
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+        result[which] = json.loads(out.stdout.strip().splitlines()[-1])["peak_growth_mib"]
+    return result
+
+
+# ------------------------------------------------------------------------------------------------------ report
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def ratio(ours: float, hf: float, higher_is_better: bool = True) -> str:
+    r = ours / hf if higher_is_better else hf / ours
+    mark = "" if r >= TARGET else (" (below 1.15×)" if r >= 1.0 else " (**slower**)")
+    return f"{r:.2f}×{mark}"
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def kept_notes(path: Path) -> str:
+    """The hand-written analysis between the notes markers of an existing report survives a re-run."""
+    if path.is_file():
+        text = path.read_text()
+        if NOTES_BEGIN in text and NOTES_END in text:
+            return text[text.index(NOTES_BEGIN) : text.index(NOTES_END) + len(NOTES_END)]
+    return f"{NOTES_BEGIN}\n(analysis goes here)\n{NOTES_END}"
+
+
+def main(argv: list[str] | None = None) -> str:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes and few repeats: a smoke test")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="Markdown file to write (default: benchmarks/RESULTS.md, or print only with --quick)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed repeats per measurement (median reported)")
+    parser.add_argument("--families", default="all", help="comma-separated prefixes, e.g. 'GPT,BERT' (default all)")
+    parser.add_argument("--no-memory", action="store_true", help="skip the subprocess peak-memory measurement")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (default 1: on shared cores, 2 threads measure contention, not models)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    quick = args.quick
+    out = args.out if args.out is not None else (None if quick else ROOT / "benchmarks" / "RESULTS.md")
+    repeats = args.repeats or (2 if quick else 5)
+    size = SIZES["quick" if quick else "full"]
+    batch, length = (2, 32) if quick else (8, 128)
+    contexts = [16] if quick else [32, 512]
+    new_tokens = 8 if quick else 32
+    lengths = [32, 64] if quick else [128, 256, 512, 1024, 2048]
+    attns = ["eager", "sdpa"]
+    families = [f for f in FAMILIES if f.hf_class.__name__ in supported_conversions()]
+    if args.families != "all":
+        wanted = [w.strip().lower() for w in args.families.split(",")]
+        families = [f for f in families if any(f.name.lower().startswith(w) for w in wanted)]
+    load_before = os.getloadavg()
+    started = time.perf_counter()
+
+    flops = matmul_flops(256 if quick else 1024, repeats=3 if quick else 10)
+    train_rows, decode_rows, memory_rows, scaling_rows, below = [], [], [], [], []
+    for family in families:
+        for attn in attns:
+            r = bench_training(family, size, attn, batch, length, repeats, flops)
+            train_rows.append([family.name, attn, f"{r['hf']['tok_s']:.0f}", f"{r['ours']['tok_s']:.0f}",
+                               ratio(r["ours"]["tok_s"], r["hf"]["tok_s"]), f"{100 * r['hf']['mfu']:.1f} %",
+                               f"{100 * r['ours']['mfu']:.1f} %"])
+            print("train", train_rows[-1], flush=True)
+            if family.generates:
+                for context in contexts:
+                    d = bench_decoding(family, size, attn, context, new_tokens, repeats)
+                    decode_rows.append([family.name, attn, context, f"{d['hf']:.1f}", f"{d['ours']:.1f}",
+                                        ratio(d["ours"], d["hf"])])
+                    print("decode", decode_rows[-1], flush=True)
+        if not args.no_memory and Path("/proc/self/clear_refs").exists():
+            m = bench_memory(FAMILIES.index(family), size, "sdpa", batch, length)
+            measurable = min(m.values()) >= 1.0  # tiny models may fit in memory the allocator already holds
+            memory_rows.append([family.name, "sdpa", f"{m['hf']:.0f}", f"{m['ours']:.0f}",
+                                ratio(m["ours"], m["hf"], higher_is_better=False) if measurable else "n/a"])
+            print("memory", memory_rows[-1], flush=True)
+        for attn in attns:
+            for n in lengths:
+                if n > size["max_len"]:
+                    continue
+                s = bench_scaling(family, size, attn, n, max(2, repeats - 3))
+                scaling_rows.append([family.name, attn, n, f"{s['hf']:.1f}", f"{s['ours']:.1f}",
+                                     ratio(s["ours"], s["hf"], higher_is_better=False)])
+                print("scaling", scaling_rows[-1], flush=True)
+    for rows, what in ((train_rows, "training"), (decode_rows, "decoding"), (scaling_rows, "forward")):
+        below += [f"{what}: {' / '.join(str(c) for c in row[:3])} → {row[-1] if what != 'training' else row[4]}"
+                  for row in rows if "below" in (row[4] if what == "training" else row[-1])
+                  or "slower" in (row[4] if what == "training" else row[-1])]
+
+    elapsed = time.perf_counter() - started
+    command = "python scripts/benchmark.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    shape = size
+    report = f"""# Benchmarks: scratchformers vs transformers' native models
+
+Generated by `{command.strip()}` on {datetime.date.today().isoformat()} in {elapsed / 60:.1f} min.
+
+- Machine: {cpu_name()}, {os.cpu_count()} logical CPUs, torch threads = {torch.get_num_threads()};
+  load average before/after: {load_before[0]:.2f} / {os.getloadavg()[0]:.2f} (the cores are shared with other
+  developers' processes, so every number is the median of {repeats} interleaved repeats: HF, ours, HF, ours, …).
+  No GPU was used (none is available to this task).
+- Versions: Python {platform.python_version()}, torch {torch.__version__}, transformers {transformers.__version__},
+  scratchformers commit {git_commit()}.
+- Size (both models, same weights via `from_hf`): vocab {shape['vocab']}, width {shape['width']}, {shape['layers']}
+  layers, {shape['heads']} heads, feed-forward {4 * shape['width']}, dropout 0.1 (HF defaults), fp32.
+- Matmul ceiling measured in this run: {flops / 1e9:.1f} GFLOP/s (fp32 square matmul). MFU = tokens/s × FLOPs per
+  token (6·N + 12·L·T·C) / that ceiling.
+- Ratios are ours / HF for throughput and HF / ours for time and memory: > 1 means we are better. Target ≥ {TARGET}×.
+
+## Training step (forward + backward + AdamW), batch {batch} × {length} tokens
+
+{table(["pair", "attention", "HF tok/s", "ours tok/s", "ratio", "HF MFU", "ours MFU"], train_rows)}
+
+## Cached greedy decoding, batch 1, {new_tokens} new tokens (decode steps only: model forward + argmax per token)
+
+{table(["pair", "attention", "context", "HF tok/s", "ours tok/s", "ratio"], decode_rows) if decode_rows else "(no decoder family measured)"}
+
+## Peak memory of training steps (peak RSS during 2 steps minus RSS before them, MiB; separate processes)
+
+{table(["pair", "attention", "HF MiB", "ours MiB", "ratio (HF/ours)"], memory_rows) if memory_rows else "(skipped)"}
+
+## Forward time vs sequence length (batch 1, no grad, ms per forward)
+
+{table(["pair", "attention", "tokens", "HF ms", "ours ms", "ratio (HF/ours)"], scaling_rows)}
+
+## Below the {TARGET}× target in this run
+
+{chr(10).join("- " + b for b in below) if below else "- nothing"}
+
+## Analysis
+
+{kept_notes(out) if out is not None else ""}
+"""
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(report)
+        print(f"wrote {out}")
+    else:
+        print(report)
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,513 @@
+"""Weight converters between Hugging Face's native models and ours: `from_hf(hf_model)` and `to_hf(our_model)`.
+
+Every converter is two explicit tables, in the spirit of nanoGPT's `GPT.from_pretrained`:
+
+1. a **config translation** that maps each HF option to ours (and back) and refuses, with one ValueError listing
+   everything that does not fit, any option our blocks cannot reproduce (e.g. GPT-2's `scale_attn_by_inverse_layer_idx`);
+2. a **weight map**: a list of `Link(ours, theirs, transpose)` naming, for every tensor of our model, the HF tensor(s)
+   it comes from. Several HF tensors are concatenated along dim 0 on our side (separate Q, K, V → our fused
+   `qkv_proj`) and split again on the way back; `transpose` handles GPT-2's `Conv1D`, which stores (in, out).
+
+The copy checks that every tensor on both sides is accounted for and that every shape matches, and reports all
+problems at once. Supported pairs: GPT-2 (`GPT2LMHeadModel`, `GPT2Model`, `GPT2ForSequenceClassification`) ↔
+scratch_gpt; BERT (`BertModel`, `BertForMaskedLM`, `BertForSequenceClassification`) ↔ scratch_bert. Command line: `python -m scratchformers.convert <checkpoint dir> <out dir>` (direction auto-detected).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import transformers
+from torch import nn
+from transformers import PreTrainedModel
+
+from .configuration_scratch_bert import ScratchBertConfig
+from .configuration_scratch_gpt import ScratchGPTConfig
+from .modeling_scratch_bert import ScratchBertForMaskedLM, ScratchBertForSequenceClassification, ScratchBertModel
+from .modeling_scratch_gpt import ScratchGPTForCausalLM, ScratchGPTForSequenceClassification, ScratchGPTModel
+
+__all__ = ["Link", "from_hf", "to_hf", "supported_conversions", "main"]
+
+
+@dataclass(frozen=True)
+class Link:
+    """One tensor of ours ← one or more HF tensors (concatenated along dim 0 on our side, each transposed first if
+    `transpose`). Keys are relative to the body/head prefixes of the pair being converted."""
+
+    ours: str
+    theirs: tuple[str, ...]
+    transpose: bool = False
+
+
+def _links(ours: str, theirs: str | Sequence[str], transpose: bool = False) -> Link:
+    return Link(ours, (theirs,) if isinstance(theirs, str) else tuple(theirs), transpose)
+
+
+class _Problems:
+    """Collects everything that does not fit, so one ValueError lists it all."""
+
+    def __init__(self, what: str):
+        self.what = what
+        self.items: list[str] = []
+
+    def add(self, item: str) -> None:
+        self.items.append(item)
+
+    def raise_if_any(self) -> None:
+        if self.items:
+            listing = "\n  - ".join(self.items)
+            raise ValueError(f"Cannot convert {self.what}; {len(self.items)} thing(s) do not fit:\n  - {listing}")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# GPT-2 ↔ scratch_gpt
+# ----------------------------------------------------------------------------------------------------------------
+
+# HF activation names → ours. "gelu_pytorch_tanh" is the same tanh approximation as "gelu_new", fused by torch.
+_HF_ACTIVATIONS = {"gelu_new": "gelu_new", "gelu_pytorch_tanh": "gelu_new", "gelu": "gelu", "relu": "relu",
+                   "silu": "silu", "swish": "silu"}
+_SPECIAL_TOKENS = ("pad_token_id", "bos_token_id", "eos_token_id")
+
+
+def _activation_from_hf(name: str, problems: _Problems, option: str) -> str:
+    if name not in _HF_ACTIVATIONS:
+        problems.add(f"`{option}`={name!r} is not supported; allowed values are {tuple(_HF_ACTIVATIONS)}")
+        return "gelu_new"
+    return _HF_ACTIVATIONS[name]
+
+
+def _special_tokens(config) -> dict:
+    return {name: getattr(config, name, None) for name in _SPECIAL_TOKENS}
+
+
+def _classification_fields(config) -> dict:
+    """Label names and problem type travel with the config in both directions."""
+    return {"id2label": dict(config.id2label), "label2id": dict(config.label2id), "problem_type": config.problem_type}
+
+
+def gpt2_config_from_hf(hf_model: PreTrainedModel) -> ScratchGPTConfig:
+    """GPT2Config → ScratchGPTConfig: pre-LN, learned positions, biases everywhere, activation as given."""
+    hf_config = hf_model.config
+    problems = _Problems(f"GPT-2 config (model_type={hf_config.model_type!r})")
+    if not hf_config.scale_attn_weights:
+        problems.add("`scale_attn_weights`=False (unscaled QKᵀ): our attention always divides by √d_k")
+    if hf_config.scale_attn_by_inverse_layer_idx:
+        problems.add("`scale_attn_by_inverse_layer_idx`=True: our attention uses one scale 1/√d_k in every layer")
+    if getattr(hf_config, "add_cross_attention", False):
+        problems.add("`add_cross_attention`=True: scratch_gpt is decoder-only (use scratch_transformer)")
+    activation = _activation_from_hf(hf_config.activation_function, problems, "activation_function")
+    problems.raise_if_any()
+    return ScratchGPTConfig(
+        vocab_size=hf_config.vocab_size,
+        hidden_size=hf_config.n_embd,
+        num_hidden_layers=hf_config.n_layer,
+        num_attention_heads=hf_config.n_head,
+        intermediate_size=hf_config.n_inner if hf_config.n_inner is not None else 4 * hf_config.n_embd,
+        max_position_embeddings=hf_config.n_positions,
+        # One dropout rate covers embeddings and residuals in our blocks; HF's embd_pdrop is usually equal.
+        hidden_dropout_prob=hf_config.resid_pdrop,
+        attention_probs_dropout_prob=hf_config.attn_pdrop,
+        layer_norm_eps=hf_config.layer_norm_epsilon,
+        initializer_range=hf_config.initializer_range,
+        activation=activation,
+        norm_placement="pre",
+        position_embedding_type="learned",
+        tie_word_embeddings=hf_config.tie_word_embeddings,
+        use_cache=hf_config.use_cache,
+        **_classification_fields(hf_config),
+        **_special_tokens(hf_config),
+    )
+
+
+def _require(config, expected: dict, target: str, problems: _Problems) -> None:
+    """Add a problem for every option of ours that `target` can only express with the value in `expected`."""
+    for name, value in expected.items():
+        if getattr(config, name) != value:
+            problems.add(f"`{name}`={getattr(config, name)!r}: {target} supports only {value!r}")
+
+
+def _activation_to_hf(config, allowed: tuple[str, ...], target: str, problems: _Problems) -> str:
+    if config.activation not in allowed:
+        problems.add(f"`activation`={config.activation!r}: {target} supports {allowed}")
+    return config.activation  # relu | gelu | gelu_new | silu are HF names too
+
+
+def gpt2_config_to_hf(config) -> transformers.GPT2Config:
+    """ScratchGPTConfig → GPT2Config; refuses options GPT-2 cannot express (post-LN, sinusoidal positions, …)."""
+    problems = _Problems(f"scratch_gpt config to GPT-2 (model_type={config.model_type!r})")
+    expected = {
+        "norm_placement": "pre",
+        "position_embedding_type": "learned",
+        "scale_embedding": False,
+        "embedding_layer_norm": False,
+        "type_vocab_size": 0,
+        "attention_bias": True,
+        "ffn_bias": True,
+    }
+    _require(config, expected, "GPT-2", problems)
+    problems.raise_if_any()
+    return transformers.GPT2Config(
+        vocab_size=config.vocab_size,
+        n_embd=config.hidden_size,
+        n_layer=config.num_hidden_layers,
+        n_head=config.num_attention_heads,
+        n_inner=config.intermediate_size,
+        n_positions=config.max_position_embeddings,
+        resid_pdrop=config.hidden_dropout_prob,
+        embd_pdrop=config.hidden_dropout_prob,
+        attn_pdrop=config.attention_probs_dropout_prob,
+        layer_norm_epsilon=config.layer_norm_eps,
+        initializer_range=config.initializer_range,
+        activation_function=config.activation,  # relu | gelu | gelu_new | silu are HF names too
+        tie_word_embeddings=config.tie_word_embeddings,
+        use_cache=config.use_cache,
+        **_classification_fields(config),
+        **_special_tokens(config),
+    )
+
+
+def gpt2_links(config) -> list[Link]:
+    """scratch_gpt body ← GPT-2 body (`transformer.`): Conv1D weights are (in, out), so they are transposed."""
+    links = [
+        _links("decoder.embeddings.tokens.weight", "wte.weight"),
+        _links("decoder.embeddings.positions.weight", "wpe.weight"),
+        _links("decoder.final_norm.weight", "ln_f.weight"),
+        _links("decoder.final_norm.bias", "ln_f.bias"),
+    ]
+    for i in range(config.num_hidden_layers):
+        ours, theirs = f"decoder.layers.{i}.", f"h.{i}."
+        for a, b, transpose in (
+            ("self_attn_residual.norm", "ln_1", False),
+            ("self_attn.qkv_proj", "attn.c_attn", True),  # [W_q W_k W_v]: (C, 3C) in HF, (3C, C) ours
+            ("self_attn.out_proj", "attn.c_proj", True),
+            ("ffn_residual.norm", "ln_2", False),
+            ("ffn.fc_in", "mlp.c_fc", True),
+            ("ffn.fc_out", "mlp.c_proj", True),
+        ):
+            links.append(_links(f"{ours}{a}.weight", f"{theirs}{b}.weight", transpose))
+            links.append(_links(f"{ours}{a}.bias", f"{theirs}{b}.bias"))
+    return links
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# BERT ↔ scratch_bert
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _bert_has_pooler(hf_model: PreTrainedModel) -> bool:
+    body = getattr(hf_model, "bert", hf_model)
+    return getattr(body, "pooler", None) is not None
+
+
+def bert_config_from_hf(hf_model: PreTrainedModel) -> ScratchBertConfig:
+    """BertConfig → ScratchBertConfig: post-LN, embedding LayerNorm, learned positions, token types."""
+    hf_config = hf_model.config
+    problems = _Problems(f"BERT config (model_type={hf_config.model_type!r})")
+    if getattr(hf_config, "is_decoder", False) or getattr(hf_config, "add_cross_attention", False):
+        problems.add("`is_decoder`/`add_cross_attention`=True: scratch_bert is a bidirectional encoder")
+    if getattr(hf_config, "position_embedding_type", "absolute") != "absolute":
+        problems.add(f"`position_embedding_type`={hf_config.position_embedding_type!r}: only 'absolute' is supported")
+    activation = _activation_from_hf(hf_config.hidden_act, problems, "hidden_act")
+    problems.raise_if_any()
+    return ScratchBertConfig(
+        vocab_size=hf_config.vocab_size,
+        hidden_size=hf_config.hidden_size,
+        num_hidden_layers=hf_config.num_hidden_layers,
+        num_attention_heads=hf_config.num_attention_heads,
+        intermediate_size=hf_config.intermediate_size,
+        max_position_embeddings=hf_config.max_position_embeddings,
+        hidden_dropout_prob=hf_config.hidden_dropout_prob,
+        attention_probs_dropout_prob=hf_config.attention_probs_dropout_prob,
+        layer_norm_eps=hf_config.layer_norm_eps,
+        initializer_range=hf_config.initializer_range,
+        activation=activation,
+        type_vocab_size=hf_config.type_vocab_size,
+        add_pooling_layer=_bert_has_pooler(hf_model),
+        classifier_dropout=hf_config.classifier_dropout,
+        tie_word_embeddings=hf_config.tie_word_embeddings,
+        **_classification_fields(hf_config),
+        **_special_tokens(hf_config),
+    )
+
+
+def bert_config_to_hf(config) -> transformers.BertConfig:
+    """ScratchBertConfig → BertConfig; refuses options BERT cannot express (pre-LN, sinusoidal positions, …)."""
+    problems = _Problems(f"scratch_bert config to BERT (model_type={config.model_type!r})")
+    expected = {
+        "norm_placement": "post",
+        "position_embedding_type": "learned",
+        "scale_embedding": False,
+        "embedding_layer_norm": True,
+        "attention_bias": True,
+        "ffn_bias": True,
+    }
+    _require(config, expected, "BERT", problems)
+    if config.type_vocab_size < 1:
+        problems.add("`type_vocab_size`=0: BERT always has token-type embeddings (use >= 1)")
+    activation = _activation_to_hf(config, ("gelu", "gelu_new", "relu", "silu"), "BERT", problems)
+    problems.raise_if_any()
+    return transformers.BertConfig(
+        vocab_size=config.vocab_size,
+        hidden_size=config.hidden_size,
+        num_hidden_layers=config.num_hidden_layers,
+        num_attention_heads=config.num_attention_heads,
+        intermediate_size=config.intermediate_size,
+        max_position_embeddings=config.max_position_embeddings,
+        hidden_dropout_prob=config.hidden_dropout_prob,
+        attention_probs_dropout_prob=config.attention_probs_dropout_prob,
+        layer_norm_eps=config.layer_norm_eps,
+        initializer_range=config.initializer_range,
+        hidden_act=activation,
+        type_vocab_size=config.type_vocab_size,
+        classifier_dropout=config.classifier_dropout,
+        tie_word_embeddings=config.tie_word_embeddings,
+        **_classification_fields(config),
+        **_special_tokens(config),
+    )
+
+
+def _layer_links(ours: str, theirs: str, pairs) -> list[Link]:
+    """weight and bias links for each (our module, HF module(s)) pair; several HF modules are fused on our side."""
+    links = []
+    for a, b in pairs:
+        b = (b,) if isinstance(b, str) else b
+        links.append(_links(f"{ours}{a}.weight", [f"{theirs}{m}.weight" for m in b]))
+        links.append(_links(f"{ours}{a}.bias", [f"{theirs}{m}.bias" for m in b]))
+    return links
+
+
+def bert_links(config) -> list[Link]:
+    """scratch_bert body ← BERT body: separate query/key/value are concatenated into our fused `qkv_proj`."""
+    links = [
+        _links("encoder.embeddings.tokens.weight", "embeddings.word_embeddings.weight"),
+        _links("encoder.embeddings.positions.weight", "embeddings.position_embeddings.weight"),
+        _links("encoder.embeddings.token_types.weight", "embeddings.token_type_embeddings.weight"),
+        *_layer_links("encoder.embeddings.", "embeddings.", [("norm", "LayerNorm")]),
+    ]
+    for i in range(config.num_hidden_layers):
+        links += _layer_links(f"encoder.layers.{i}.", f"encoder.layer.{i}.", [
+            ("self_attn.qkv_proj", ("attention.self.query", "attention.self.key", "attention.self.value")),
+            ("self_attn.out_proj", "attention.output.dense"),
+            ("self_attn_residual.norm", "attention.output.LayerNorm"),
+            ("ffn.fc_in", "intermediate.dense"),
+            ("ffn.fc_out", "output.dense"),
+            ("ffn_residual.norm", "output.LayerNorm"),
+        ])
+    if config.add_pooling_layer:
+        links += _layer_links("", "", [("pooler.dense", "pooler.dense")])
+    return links
+
+
+_BERT_MLM_HEAD = (
+    *_layer_links("lm_head.", "cls.predictions.", [("dense", "transform.dense"), ("norm", "transform.LayerNorm")]),
+    _links("lm_head.decoder.weight", "cls.predictions.decoder.weight"),
+    # The output bias HF's forward adds is `decoder.bias`; `cls.predictions.bias` is the same tensor when tied.
+    _links("lm_head.decoder.bias", "cls.predictions.decoder.bias"),
+)
+_CLASSIFIER = tuple(_layer_links("", "", [("classifier", "classifier")]))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The registry of supported pairs and the generic copy
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Pair:
+    """One supported (HF class, our class) pair: prefixes of the body in each, and the head links on top."""
+
+    hf_class: type[PreTrainedModel]
+    our_class: type[PreTrainedModel]
+    hf_body: str
+    our_body: str
+    config_from_hf: Callable
+    config_to_hf: Callable
+    body_links: Callable[[object], list[Link]]
+    head_links: tuple[Link, ...] = ()
+    hf_kwargs: Callable[[object], dict] = lambda config: {}  # extra constructor arguments of the HF class
+
+
+_PAIRS: list[_Pair] = [
+    _Pair(transformers.GPT2LMHeadModel, ScratchGPTForCausalLM, "transformer.", "model.", gpt2_config_from_hf,
+          gpt2_config_to_hf, gpt2_links, (_links("lm_head.weight", "lm_head.weight"),)),
+    _Pair(transformers.GPT2Model, ScratchGPTModel, "", "", gpt2_config_from_hf, gpt2_config_to_hf, gpt2_links),
+    _Pair(transformers.GPT2ForSequenceClassification, ScratchGPTForSequenceClassification, "transformer.", "model.",
+          gpt2_config_from_hf, gpt2_config_to_hf, gpt2_links, (_links("score.weight", "score.weight"),)),
+    _Pair(transformers.BertModel, ScratchBertModel, "", "", bert_config_from_hf, bert_config_to_hf, bert_links,
+          hf_kwargs=lambda config: {"add_pooling_layer": config.add_pooling_layer}),
+    _Pair(transformers.BertForMaskedLM, ScratchBertForMaskedLM, "bert.", "model.", bert_config_from_hf,
+          bert_config_to_hf, bert_links, _BERT_MLM_HEAD),
+    _Pair(transformers.BertForSequenceClassification, ScratchBertForSequenceClassification, "bert.", "model.",
+          bert_config_from_hf, bert_config_to_hf, bert_links, _CLASSIFIER),
+]
+
+
+def supported_conversions() -> dict[str, str]:
+    """{HF class name: our class name} for every pair `from_hf`/`to_hf` can convert."""
+    return {p.hf_class.__name__: p.our_class.__name__ for p in _PAIRS}
+
+
+def _pair_for(model: nn.Module, side: str) -> _Pair:
+    for pair in _PAIRS:
+        if type(model) is (pair.hf_class if side == "hf" else pair.our_class):
+            return pair
+    allowed = tuple(supported_conversions()) if side == "hf" else tuple(supported_conversions().values())
+    raise TypeError(f"Cannot convert a {type(model).__name__}; supported classes are {allowed}.")
+
+
+def _all_links(pair: _Pair, config) -> list[Link]:
+    """Body links with their prefixes, then the head's."""
+    body = [
+        Link(pair.our_body + link.ours, tuple(pair.hf_body + t for t in link.theirs), link.transpose)
+        for link in pair.body_links(config)
+    ]
+    return body + list(pair.head_links)
+
+
+def _tied_keys(model: nn.Module) -> set[str]:
+    """State-dict keys whose tensor is the same storage as an earlier key (tied weights): copied through their source."""
+    seen, tied = {}, set()
+    for name, tensor in model.state_dict(keep_vars=True).items():
+        ptr = tensor.data_ptr()
+        if ptr in seen:
+            tied.add(name)
+        seen.setdefault(ptr, name)
+    return tied
+
+
+def _ignored_hf_keys(state: dict) -> set[str]:
+    """HF tensors that no forward reads: GPT-2's precomputed mask buffers (older versions), and BERT's
+    `cls.predictions.bias`, which is the output bias only through its tie to `cls.predictions.decoder.bias`."""
+    return {k for k in state if k.endswith((".attn.bias", ".attn.masked_bias")) or k == "cls.predictions.bias"}
+
+
+def _copy(links: list[Link], ours: nn.Module, theirs: nn.Module, direction: str, what: str) -> None:
+    """Copy every linked tensor in `direction` ("from_hf" or "to_hf"), after checking every key and shape."""
+    our_state, their_state = ours.state_dict(), theirs.state_dict()
+    problems = _Problems(what)
+    tied_ours, tied_theirs = _tied_keys(ours), _tied_keys(theirs)
+    used_ours, used_theirs = set(), set()
+    plan = []
+    for link in links:
+        if link.ours in tied_ours and all(t in tied_theirs or t not in their_state for t in link.theirs):
+            used_ours.add(link.ours)
+            used_theirs.update(link.theirs)
+            continue  # tied on both sides (e.g. lm_head ≡ token embedding): the source tensor carries it
+        missing = [k for k in (link.ours,) if k not in our_state] + [t for t in link.theirs if t not in their_state]
+        if missing:
+            problems.add(f"missing tensor(s) {missing}")
+            continue
+        used_ours.add(link.ours)
+        used_theirs.update(link.theirs)
+        parts = [their_state[t].t() if link.transpose else their_state[t] for t in link.theirs]
+        expected = (sum(p.shape[0] for p in parts), *parts[0].shape[1:])
+        if tuple(our_state[link.ours].shape) != tuple(expected) or any(p.shape[1:] != parts[0].shape[1:] for p in parts):
+            shapes = [tuple(their_state[t].shape) for t in link.theirs]
+            problems.add(f"shape of {link.ours} {tuple(our_state[link.ours].shape)} does not fit {list(link.theirs)} "
+                         f"{shapes}" + (" (transposed)" if link.transpose else ""))
+            continue
+        plan.append((link, [p.shape[0] for p in parts]))
+    for key in sorted(set(our_state) - used_ours - tied_ours):
+        problems.add(f"our tensor {key} has no HF counterpart")
+    for key in sorted(set(their_state) - used_theirs - tied_theirs - _ignored_hf_keys(their_state)):
+        problems.add(f"HF tensor {key} has no counterpart in our model")
+    problems.raise_if_any()
+    with torch.no_grad():
+        for link, sizes in plan:
+            if direction == "from_hf":
+                parts = [their_state[t].t() if link.transpose else their_state[t] for t in link.theirs]
+                our_state[link.ours].copy_(torch.cat(parts, dim=0) if len(parts) > 1 else parts[0])
+            else:
+                for t, part in zip(link.theirs, our_state[link.ours].split(sizes, dim=0)):
+                    their_state[t].copy_(part.t() if link.transpose else part)
+
+
+def _copy_generation_config(source: PreTrainedModel, target: PreTrainedModel) -> None:
+    if getattr(source, "generation_config", None) is not None and target.can_generate():
+        target.generation_config = source.generation_config.__class__.from_dict(source.generation_config.to_dict())
+
+
+def from_hf(hf_model: PreTrainedModel, attn_implementation: str | None = None) -> PreTrainedModel:
+    """Convert a native transformers model to ours with the same weights, so logits agree to float rounding.
+
+    `attn_implementation` defaults to the source model's. Raises TypeError for an unsupported class and ValueError
+    listing every option or tensor that does not fit.
+    """
+    pair = _pair_for(hf_model, "hf")
+    config = pair.config_from_hf(hf_model)
+    model = pair.our_class._from_config(
+        config, attn_implementation=attn_implementation or hf_model.config._attn_implementation, dtype=torch.float32
+    )
+    _copy(_all_links(pair, config), model, hf_model, "from_hf", f"{type(hf_model).__name__} → {pair.our_class.__name__}")
+    _copy_generation_config(hf_model, model)
+    return model.to(hf_model.dtype).train(hf_model.training)
+
+
+def to_hf(model: PreTrainedModel, attn_implementation: str | None = None) -> PreTrainedModel:
+    """Convert one of our models to the native transformers class of the same architecture (e.g. GPT2LMHeadModel)."""
+    pair = _pair_for(model, "ours")
+    hf_config = pair.config_to_hf(model.config)
+    hf_model = pair.hf_class._from_config(
+        hf_config,
+        attn_implementation=attn_implementation or model.config._attn_implementation,
+        dtype=torch.float32,
+        **pair.hf_kwargs(model.config),
+    )
+    _copy(_all_links(pair, model.config), model, hf_model, "to_hf", f"{type(model).__name__} → {pair.hf_class.__name__}")
+    _copy_generation_config(model, hf_model)
+    return hf_model.to(model.dtype).train(model.training)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Command line: convert a local checkpoint folder
+# ----------------------------------------------------------------------------------------------------------------
+
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "vocab.txt",
+                    "merges.txt", "added_tokens.json", "source.spm", "target.spm", "spiece.model",
+                    "sentencepiece.bpe.model", "chat_template.jinja")
+
+
+def _load_checkpoint(directory: Path) -> tuple[PreTrainedModel, str]:
+    """Load a local checkpoint with the class named in its config's `architectures`; returns (model, side)."""
+    config_file = directory / "config.json"
+    if not config_file.is_file():
+        raise ValueError(f"{directory} is not a checkpoint folder: it has no config.json.")
+    config = transformers.AutoConfig.from_pretrained(directory, local_files_only=True)
+    names = list(getattr(config, "architectures", None) or [])
+    for pair in _PAIRS:
+        for side, cls in (("hf", pair.hf_class), ("ours", pair.our_class)):
+            if cls.__name__ in names:
+                return cls.from_pretrained(directory, local_files_only=True), side
+    allowed = sorted(set(supported_conversions()) | set(supported_conversions().values()))
+    raise ValueError(f"{directory}: architectures {names} cannot be converted; supported classes are {allowed}.")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`scratchformers convert <checkpoint dir> <out dir>`: HF-native → ours, or ours → HF-native (auto-detected)."""
+    parser = argparse.ArgumentParser(
+        prog="scratchformers convert",
+        description="Convert a local checkpoint between transformers' native classes and scratchformers' "
+        f"(direction chosen from the checkpoint's architecture). Supported: {supported_conversions()}.",
+    )
+    parser.add_argument("checkpoint", type=Path, help="folder written by save_pretrained (config.json + weights)")
+    parser.add_argument("out_dir", type=Path, help="folder to write the converted checkpoint (and tokenizer files)")
+    args = parser.parse_args(argv)
+    model, side = _load_checkpoint(args.checkpoint)
+    converted = from_hf(model) if side == "hf" else to_hf(model)
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    converted.save_pretrained(args.out_dir)
+    copied = [name for name in _TOKENIZER_FILES if (args.checkpoint / name).is_file()]
+    for name in copied:
+        shutil.copy2(args.checkpoint / name, args.out_dir / name)
+    print(f"{type(model).__name__} → {type(converted).__name__}: wrote {args.out_dir}"
+          + (f" (+ tokenizer files {copied})" if copied else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

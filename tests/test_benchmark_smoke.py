@@ -1,0 +1,60 @@
+"""scripts/benchmark.py --quick runs end to end and writes consistent tables (a smoke test, not a speed test)."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+benchmark = pytest.importorskip("benchmark")
+
+
+def rows(report: str, section: str) -> list[list[str]]:
+    """Data rows of the Markdown table under the heading that starts with `section`."""
+    block = report.split(f"## {section}", 1)[1].split("\n## ", 1)[0]
+    lines = [line for line in block.splitlines() if line.startswith("| ") and not line.startswith("| pair")]
+    return [[c.strip() for c in line.strip("|").split("|")] for line in lines]
+
+
+def test_quick_benchmark_writes_consistent_tables(tmp_path):
+    out = tmp_path / "RESULTS.md"
+    out.write_text(f"old\n{benchmark.NOTES_BEGIN}\nkept analysis\n{benchmark.NOTES_END}\n")
+    threads = torch.get_num_threads()
+    try:
+        report = benchmark.main(["--quick", "--no-memory", "--families", "GPT", "--repeats", "1", "--out", str(out)])
+    finally:
+        torch.set_num_threads(threads)
+    assert out.read_text() == report
+    assert "kept analysis" in report  # the hand-written notes survive a re-run
+    train = rows(report, "Training step")
+    assert [r[1] for r in train] == ["eager", "sdpa"]
+    for r in train:  # ratio column = ours tok/s / HF tok/s (rounded as printed)
+        hf, ours = float(r[2]), float(r[3])
+        assert hf > 0 and ours > 0
+        assert float(re.match(r"[\d.]+", r[4]).group()) == pytest.approx(ours / hf, rel=0.02, abs=0.01)
+    decode = rows(report, "Cached greedy decoding")
+    assert len(decode) == 2 and all(float(r[3]) > 0 and float(r[4]) > 0 for r in decode)
+    scaling = rows(report, "Forward time vs sequence length")
+    assert sorted({int(r[2]) for r in scaling}) == [32, 64]
+    assert "GFLOP/s" in report and "transformers 5." in report
+
+
+def test_training_flops_count_every_matmul_weight_once():
+    import transformers
+
+    config = transformers.GPT2Config(vocab_size=100, n_embd=32, n_layer=2, n_head=4, n_positions=64)
+    model = transformers.GPT2LMHeadModel(config)
+    C, L, V, T = 32, 2, 100, 16
+    matmul_params = L * (C * 3 * C + C * C + C * 4 * C + 4 * C * C) + V * C  # attention, MLP, output layer
+    assert benchmark.training_flops_per_token(model, config, T) == 6 * matmul_params + 12 * L * T * C
+
+
+def test_interleaved_reports_the_median_of_each_callable():
+    calls = []
+    out = benchmark.interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, repeats=3, warmup=1)
+    assert calls == ["a", "b"] * 4  # warm-up, then strictly alternating
+    assert set(out) == {"a", "b"} and all(t >= 0 for t in out.values())

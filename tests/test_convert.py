@@ -1,0 +1,247 @@
+"""Weight converters: HF-native ↔ ours give the same logits (≤ 1e-4, fp32) and the same greedy tokens."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import transformers
+
+from scratchformers import (
+    ScratchBertConfig,
+    ScratchBertForMaskedLM,
+    ScratchBertForSequenceClassification,
+    ScratchBertModel,
+    ScratchGPTConfig,
+    ScratchGPTForCausalLM,
+    ScratchGPTForSequenceClassification,
+)
+from scratchformers.convert import from_hf, main, supported_conversions, to_hf
+
+ATOL = 1e-4
+
+
+def perturb(model: torch.nn.Module, scale: float = 0.05) -> torch.nn.Module:
+    """Move every parameter off its init (LayerNorms included), so a swapped or missing tensor changes the logits."""
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * scale)
+    return model.eval()
+
+
+def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    return (a - b).abs().max().item()
+
+
+def greedy(model, input_ids, attention_mask=None, n: int = 8) -> torch.Tensor:
+    return model.generate(
+        input_ids, attention_mask=attention_mask, max_new_tokens=n, min_new_tokens=n, do_sample=False, pad_token_id=0
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------- GPT-2
+
+GPT2_SHAPES = [
+    dict(n_layer=1, n_embd=32, n_head=4, n_inner=None, activation_function="gelu_new", tie_word_embeddings=True),
+    dict(n_layer=2, n_embd=48, n_head=3, n_inner=80, activation_function="relu", tie_word_embeddings=False),
+    dict(n_layer=3, n_embd=16, n_head=2, n_inner=64, activation_function="gelu", layer_norm_epsilon=1e-6),
+]
+
+
+def gpt2_config(**shape) -> transformers.GPT2Config:
+    return transformers.GPT2Config(
+        vocab_size=61, n_positions=40, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=1,
+        eos_token_id=2, pad_token_id=0, **shape
+    )
+
+
+@pytest.mark.parametrize("shape", GPT2_SHAPES, ids=lambda s: f"L{s['n_layer']}-C{s['n_embd']}-{s['activation_function']}")
+def test_gpt2_from_hf_gives_the_same_logits_and_greedy_tokens(shape):
+    hf = perturb(transformers.GPT2LMHeadModel(gpt2_config(**shape)))
+    ours = from_hf(hf)
+    assert isinstance(ours, ScratchGPTForCausalLM)
+    assert ours.config.tie_word_embeddings == hf.config.tie_word_embeddings
+    x = torch.randint(0, 61, (3, 13))
+    with torch.no_grad():
+        assert max_diff(hf(x).logits, ours(x).logits) <= ATOL
+    assert torch.equal(greedy(hf, x[:, :4]), greedy(ours, x[:, :4]))
+
+
+@pytest.mark.parametrize("shape", GPT2_SHAPES, ids=lambda s: f"L{s['n_layer']}-C{s['n_embd']}-{s['activation_function']}")
+def test_gpt2_to_hf_gives_the_same_logits_and_greedy_tokens(shape):
+    ours = perturb(from_hf(transformers.GPT2LMHeadModel(gpt2_config(**shape))))  # ours, then weights of its own
+    hf = to_hf(ours)
+    assert isinstance(hf, transformers.GPT2LMHeadModel)
+    x = torch.randint(0, 61, (2, 11))
+    with torch.no_grad():
+        assert max_diff(hf(x).logits, ours(x).logits) <= ATOL
+    assert torch.equal(greedy(hf, x[:, :3]), greedy(ours, x[:, :3]))
+
+
+def test_gpt2_round_trip_is_exact_and_left_padded_generation_agrees():
+    hf = perturb(transformers.GPT2LMHeadModel(gpt2_config(**GPT2_SHAPES[0])))
+    back = to_hf(from_hf(hf))
+    for (k, a), (k2, b) in zip(hf.state_dict().items(), back.state_dict().items()):
+        assert k == k2 and torch.equal(a, b), k
+    ours = from_hf(hf)
+    x = torch.randint(3, 61, (2, 6))
+    mask = torch.ones_like(x)
+    x[0, :2], mask[0, :2] = 0, 0  # left padding
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)  # HF's GPT-2 forward counts padding unless told; generate() does not
+    with torch.no_grad():
+        hf_logits = hf(x, attention_mask=mask, position_ids=positions).logits
+        our_logits = ours(x, attention_mask=mask).logits
+    assert max_diff(hf_logits[mask.bool()], our_logits[mask.bool()]) <= ATOL
+    assert torch.equal(greedy(hf, x, mask), greedy(ours, x, mask))
+
+
+def test_gpt2_eager_and_sdpa_conversions_agree():
+    hf = perturb(transformers.GPT2LMHeadModel._from_config(gpt2_config(**GPT2_SHAPES[1]), attn_implementation="eager"))
+    ours = from_hf(hf)
+    assert ours.config._attn_implementation == "eager"
+    ours_sdpa = from_hf(hf, attn_implementation="sdpa")
+    x = torch.randint(0, 61, (2, 9))
+    with torch.no_grad():
+        assert max_diff(hf(x).logits, ours(x).logits) <= ATOL
+        assert max_diff(hf(x).logits, ours_sdpa(x).logits) <= ATOL
+
+
+def test_gpt2_body_and_classification_head_convert_both_ways():
+    config = gpt2_config(**GPT2_SHAPES[0], num_labels=3)
+    x = torch.randint(3, 61, (2, 7))
+    hf_body = perturb(transformers.GPT2Model(config))
+    with torch.no_grad():
+        assert max_diff(hf_body(x).last_hidden_state, from_hf(hf_body)(x).last_hidden_state) <= ATOL
+    hf_cls = perturb(transformers.GPT2ForSequenceClassification(config))
+    ours_cls = from_hf(hf_cls)
+    assert isinstance(ours_cls, ScratchGPTForSequenceClassification) and ours_cls.config.num_labels == 3
+    with torch.no_grad():
+        assert max_diff(hf_cls(x).logits, ours_cls(x).logits) <= ATOL
+        assert max_diff(to_hf(ours_cls)(x).logits, ours_cls(x).logits) <= ATOL
+
+
+def test_gpt2_unsupported_options_are_listed_in_one_error():
+    config = gpt2_config(**{**GPT2_SHAPES[0], "activation_function": "quick_gelu"}, scale_attn_by_inverse_layer_idx=True)
+    with pytest.raises(ValueError) as info:
+        from_hf(transformers.GPT2LMHeadModel(config))
+    message = str(info.value)
+    assert "2 thing(s) do not fit" in message
+    assert "scale_attn_by_inverse_layer_idx" in message and "'quick_gelu'" in message
+
+
+def test_our_options_gpt2_cannot_express_are_refused():
+    ours = ScratchGPTForCausalLM(ScratchGPTConfig(vocab_size=61, hidden_size=32, num_hidden_layers=1,
+                                                  num_attention_heads=4, intermediate_size=64,
+                                                  norm_placement="post", position_embedding_type="sinusoidal"))
+    with pytest.raises(ValueError, match=r"norm_placement.*\n.*position_embedding_type"):
+        to_hf(ours)
+
+
+def test_mismatched_shapes_are_listed():
+    hf = transformers.GPT2LMHeadModel(gpt2_config(**GPT2_SHAPES[0]))
+    with torch.no_grad():  # a checkpoint whose second block has a wider feed-forward than its config says
+        hf.transformer.h[0].mlp.c_fc.weight = torch.nn.Parameter(torch.zeros(32, 256))
+    with pytest.raises(ValueError, match=r"ffn\.fc_in\.weight \(128, 32\) does not fit .*mlp\.c_fc\.weight.*\(32, 256\)"):
+        from_hf(hf)
+
+
+def test_unsupported_classes_raise_type_error_naming_the_allowed_ones():
+    with pytest.raises(TypeError, match="GPT2LMHeadModel"):
+        from_hf(torch.nn.Linear(2, 2))
+    assert supported_conversions()["GPT2LMHeadModel"] == "ScratchGPTForCausalLM"
+
+
+# ---------------------------------------------------------------------------------------------------------------- BERT
+
+BERT_SHAPES = [
+    dict(num_hidden_layers=1, hidden_size=32, num_attention_heads=4, intermediate_size=64, hidden_act="gelu"),
+    dict(num_hidden_layers=2, hidden_size=24, num_attention_heads=3, intermediate_size=40, hidden_act="relu",
+         type_vocab_size=3, layer_norm_eps=1e-5),
+    dict(num_hidden_layers=3, hidden_size=16, num_attention_heads=2, intermediate_size=48, hidden_act="gelu_new",
+         tie_word_embeddings=False),
+]
+BERT_CLASSES = [transformers.BertModel, transformers.BertForMaskedLM, transformers.BertForSequenceClassification]
+
+
+def bert_config(**shape) -> transformers.BertConfig:
+    return transformers.BertConfig(vocab_size=57, max_position_embeddings=32, hidden_dropout_prob=0.0,
+                                   attention_probs_dropout_prob=0.0, num_labels=3, **shape)
+
+
+def bert_inputs(batch: int = 3, length: int = 12):
+    """Right-padded ids (BERT's convention), a mask and segment ids; row 0 has 4 padding slots."""
+    x = torch.randint(1, 57, (batch, length))
+    mask = torch.ones_like(x)
+    x[0, -4:], mask[0, -4:] = 0, 0
+    types = torch.zeros_like(x)
+    types[:, length // 2 :] = 1
+    return dict(input_ids=x, attention_mask=mask, token_type_ids=types)
+
+
+def bert_output(model, inputs) -> torch.Tensor:
+    """Logits of a head, else the body's hidden states at real tokens and the pooled [CLS] vector."""
+    with torch.no_grad():
+        out = model(**inputs)
+    real = inputs["attention_mask"].bool()
+    if hasattr(out, "logits"):
+        return out.logits[real] if out.logits.dim() == 3 else out.logits
+    pooled = out.pooler_output if out.pooler_output is not None else torch.zeros(0)
+    return torch.cat([out.last_hidden_state[real].flatten(), pooled.flatten()])
+
+
+@pytest.mark.parametrize("hf_class", BERT_CLASSES, ids=lambda c: c.__name__)
+@pytest.mark.parametrize("shape", BERT_SHAPES, ids=lambda s: f"L{s['num_hidden_layers']}-C{s['hidden_size']}")
+def test_bert_converts_both_ways_with_the_same_outputs(hf_class, shape):
+    hf = perturb(hf_class(bert_config(**shape)))
+    inputs = bert_inputs()
+    ours = from_hf(hf)
+    expected_class = {transformers.BertModel: ScratchBertModel, transformers.BertForMaskedLM: ScratchBertForMaskedLM,
+                      transformers.BertForSequenceClassification: ScratchBertForSequenceClassification}[hf_class]
+    assert type(ours) is expected_class
+    assert max_diff(bert_output(hf, inputs), bert_output(ours, inputs)) <= ATOL
+    perturb(ours)  # now weights that HF never had: ours → HF
+    back = to_hf(ours)
+    assert type(back) is hf_class
+    assert max_diff(bert_output(back, inputs), bert_output(ours, inputs)) <= ATOL
+
+
+def test_bert_without_pooler_round_trips_without_pooler():
+    hf = transformers.BertModel(bert_config(**BERT_SHAPES[0]), add_pooling_layer=False)
+    ours = from_hf(hf)
+    assert ours.config.add_pooling_layer is False and ours.pooler is None
+    assert to_hf(ours).pooler is None
+
+
+def test_bert_unsupported_options_are_listed():
+    with pytest.raises(ValueError, match="is_decoder"):
+        from_hf(transformers.BertModel(bert_config(**BERT_SHAPES[0], is_decoder=True)))
+    ours = ScratchBertModel(ScratchBertConfig(vocab_size=57, hidden_size=32, num_hidden_layers=1,
+                                              num_attention_heads=4, intermediate_size=64, norm_placement="pre",
+                                              type_vocab_size=0))
+    with pytest.raises(ValueError, match=r"2 thing\(s\).*\n.*norm_placement.*\n.*type_vocab_size"):
+        to_hf(ours)
+
+
+# ---------------------------------------------------------------------------------------------------------------- CLI
+
+
+def test_cli_converts_a_local_folder_both_ways(tmp_path, capsys):
+    hf = perturb(transformers.GPT2LMHeadModel(gpt2_config(**GPT2_SHAPES[0])))
+    hf.save_pretrained(tmp_path / "hf")
+    (tmp_path / "hf" / "vocab.json").write_text("{}")  # tokenizer files travel with the weights
+    assert main([str(tmp_path / "hf"), str(tmp_path / "ours")]) == 0
+    assert (tmp_path / "ours" / "vocab.json").is_file()
+    ours = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "ours")
+    assert isinstance(ours, ScratchGPTForCausalLM)
+    assert main([str(tmp_path / "ours"), str(tmp_path / "back")]) == 0
+    back = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "back")
+    assert isinstance(back, transformers.GPT2LMHeadModel)
+    x = torch.randint(0, 61, (2, 9))
+    with torch.no_grad():
+        assert max_diff(hf(x).logits, ours.eval()(x).logits) <= ATOL
+        assert max_diff(hf(x).logits, back.eval()(x).logits) <= ATOL
+    assert "GPT2LMHeadModel → ScratchGPTForCausalLM" in capsys.readouterr().out
+
+
+def test_cli_rejects_a_folder_without_config(tmp_path):
+    with pytest.raises(ValueError, match="no config.json"):
+        main([str(tmp_path), str(tmp_path / "out")])
