@@ -8,10 +8,22 @@ from transformers import (
     AutoConfig,
     AutoModel,
     AutoModelForCausalLM,
+    AutoModelForMaskedLM,
+    AutoModelForQuestionAnswering,
     AutoModelForSequenceClassification,
+    AutoModelForTokenClassification,
 )
 
+from .configuration_scratch_bert import ScratchBertConfig
 from .configuration_scratch_gpt import ScratchGPTConfig
+from .modeling_scratch_bert import (
+    ScratchBertForMaskedLM,
+    ScratchBertForQuestionAnswering,
+    ScratchBertForSequenceClassification,
+    ScratchBertForTokenClassification,
+    ScratchBertModel,
+    ScratchBertPreTrainedModel,
+)
 from .modeling_scratch_gpt import (
     ScratchGPTForCausalLM,
     ScratchGPTForSequenceClassification,
@@ -40,10 +52,28 @@ _register(
     },
 )
 
+_register(
+    ScratchBertConfig,
+    {
+        AutoModel: ScratchBertModel,
+        AutoModelForMaskedLM: ScratchBertForMaskedLM,
+        AutoModelForSequenceClassification: ScratchBertForSequenceClassification,
+        AutoModelForTokenClassification: ScratchBertForTokenClassification,
+        AutoModelForQuestionAnswering: ScratchBertForQuestionAnswering,
+    },
+)
+
 __all__ = [
     "ScratchGPTConfig",
     "ScratchGPTPreTrainedModel",
     "ScratchGPTModel",
     "ScratchGPTForCausalLM",
     "ScratchGPTForSequenceClassification",
+    "ScratchBertConfig",
+    "ScratchBertPreTrainedModel",
+    "ScratchBertModel",
+    "ScratchBertForMaskedLM",
+    "ScratchBertForSequenceClassification",
+    "ScratchBertForTokenClassification",
+    "ScratchBertForQuestionAnswering",
 ]

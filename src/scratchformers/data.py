@@ -1,0 +1,156 @@
+"""Loaders for the small corpora shipped under ``data/`` and the preprocessing that turns them into model inputs.
+
+Everything is built on 🤗 ``datasets`` (``load_dataset("text" | "json" | "csv", data_files=...)``), so the results
+plug straight into the ``Trainer``. ``data/README.md`` describes the sources, licences and split sizes.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from datasets import ClassLabel, Dataset, DatasetDict, load_dataset
+from transformers import PreTrainedTokenizerBase
+
+DATA_ENV_VAR = "SCRATCHFORMERS_DATA"
+TRANSLATION_PAIRS = ("en-de", "en-hi")
+
+
+DATA_DIR = Path(__file__).resolve().parents[2] / "data"  # the repository's data/ for a source or editable install
+
+
+def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
+    """The shipped ``data/`` folder: ``data_dir`` if given, else ``$SCRATCHFORMERS_DATA``, else ``DATA_DIR``."""
+    path = Path(data_dir or os.environ.get(DATA_ENV_VAR) or DATA_DIR)
+    if not path.is_dir():
+        raise FileNotFoundError(
+            f"data folder {str(path)!r} not found. The corpora ship in the repository's data/ folder: use a source or "
+            f"editable install (pip install -e .), pass data_dir=..., or set {DATA_ENV_VAR} to the folder."
+        )
+    return path
+
+
+def _split_files(folder: Path, splits: tuple[str, ...], suffix: str) -> dict[str, str]:
+    """``{split: path}`` for the split files of one dataset, failing clearly if one is missing."""
+    files = {split: folder / f"{split}.{suffix}" for split in splits}
+    missing = [str(f) for f in files.values() if not f.is_file()]
+    if missing:
+        raise FileNotFoundError(f"missing data files: {', '.join(missing)} (see data/README.md to regenerate them)")
+    return {split: str(f) for split, f in files.items()}
+
+
+def load_prose(data_dir: str | os.PathLike | None = None) -> DatasetDict:
+    """English prose from the Python docs: splits ``train``/``validation``, one paragraph per row in column ``text``."""
+    files = _split_files(resolve_data_dir(data_dir) / "prose", ("train", "validation"), "txt")
+    return load_dataset("text", data_files=files)
+
+
+def load_translation(pair: str = "en-de", data_dir: str | os.PathLike | None = None) -> DatasetDict:
+    """Sentence pairs ``{"translation": {"en": ..., "<tgt>": ...}}`` with splits ``train``/``validation``/``test``."""
+    if pair not in TRANSLATION_PAIRS:
+        raise ValueError(f"unknown language pair {pair!r}; allowed: {', '.join(TRANSLATION_PAIRS)}")
+    files = _split_files(resolve_data_dir(data_dir) / "translation" / pair, ("train", "validation", "test"), "jsonl")
+    return load_dataset("json", data_files=files)
+
+
+def load_classification(data_dir: str | os.PathLike | None = None) -> DatasetDict:
+    """Language identification (``text``, ``label``); ``label`` is a ``ClassLabel`` over the language codes.
+
+    ``label_maps(dataset)`` gives the ``id2label``/``label2id`` dicts a model config needs.
+    """
+    files = _split_files(resolve_data_dir(data_dir) / "classification", ("train", "validation", "test"), "csv")
+    dataset = load_dataset("csv", data_files=files)
+    names = sorted(set(dataset["train"]["label"]))
+    return dataset.cast_column("label", ClassLabel(names=names))
+
+
+def label_maps(dataset: Dataset | DatasetDict, column: str = "label") -> tuple[dict[int, str], dict[str, int]]:
+    """``(id2label, label2id)`` read from a ``ClassLabel`` column."""
+    features = next(iter(dataset.values())).features if isinstance(dataset, DatasetDict) else dataset.features
+    feature = features[column]
+    if not isinstance(feature, ClassLabel):
+        raise ValueError(f"column {column!r} is {feature!r}, not a ClassLabel")
+    id2label = dict(enumerate(feature.names))
+    return id2label, {name: i for i, name in id2label.items()}
+
+
+def _column_names(dataset: Dataset | DatasetDict) -> list[str]:
+    """Column names of a ``Dataset``, or of the first split of a ``DatasetDict``."""
+    return next(iter(dataset.values())).column_names if isinstance(dataset, DatasetDict) else dataset.column_names
+
+
+def group_texts(examples: dict[str, list[list[Any]]], block_size: int) -> dict[str, list[list[Any]]]:
+    """Concatenate each column's sequences and cut them into blocks of ``block_size`` (the remainder is dropped)."""
+    concatenated = {k: [x for seq in v for x in seq] for k, v in examples.items()}
+    total = (len(next(iter(concatenated.values()))) // block_size) * block_size
+    return {k: [v[i : i + block_size] for i in range(0, total, block_size)] for k, v in concatenated.items()}
+
+
+def tokenize_and_group(
+    dataset: Dataset | DatasetDict,
+    tokenizer: PreTrainedTokenizerBase,
+    block_size: int,
+    num_proc: int | None = None,
+    add_labels: bool = True,
+    text_column: str = "text",
+    batch_size: int = 1000,
+) -> Dataset | DatasetDict:
+    """Tokenise ``text_column`` and regroup the token stream into blocks of ``block_size`` for (causal/masked) LM.
+
+    As in HF's ``run_clm.py``, texts are concatenated within each map batch of ``batch_size`` rows and the
+    remainder shorter than a block is dropped per batch. Returns ``input_ids``, ``attention_mask`` (and, with
+    ``add_labels``, ``labels`` = a copy of ``input_ids``; the model shifts them).
+    """
+    if block_size < 2:
+        raise ValueError(f"block_size must be >= 2 (a block needs an input and a next token), got {block_size}")
+
+    def tokenize(batch: dict[str, list]) -> dict[str, list]:
+        encoded = tokenizer(batch[text_column], return_attention_mask=True)
+        return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
+
+    def group(batch: dict[str, list]) -> dict[str, list]:
+        blocks = group_texts(batch, block_size)
+        if add_labels:
+            blocks["labels"] = [list(ids) for ids in blocks["input_ids"]]
+        return blocks
+
+    columns = _column_names(dataset)
+    tokenized = dataset.map(
+        tokenize, batched=True, batch_size=batch_size, num_proc=num_proc, remove_columns=columns, desc="Tokenizing"
+    )
+    return tokenized.map(
+        group, batched=True, batch_size=batch_size, num_proc=num_proc, desc=f"Grouping into blocks of {block_size}"
+    )
+
+
+def preprocess_translation(
+    dataset: Dataset | DatasetDict,
+    tokenizer: PreTrainedTokenizerBase,
+    source_lang: str,
+    target_lang: str,
+    max_source_length: int,
+    max_target_length: int,
+    prefix: str = "",
+    num_proc: int | None = None,
+) -> Dataset | DatasetDict:
+    """Tokenise ``translation`` pairs into ``input_ids``/``attention_mask`` (source) and ``labels`` (target ids).
+
+    Targets go through ``tokenizer(text_target=...)``; both sides are truncated to their maximum lengths and left
+    unpadded (pad per batch with ``DataCollatorForSeq2Seq``).
+    """
+
+    def preprocess(batch: dict[str, list]) -> dict[str, list]:
+        sources = [prefix + pair[source_lang] for pair in batch["translation"]]
+        targets = [pair[target_lang] for pair in batch["translation"]]
+        model_inputs = tokenizer(sources, max_length=max_source_length, truncation=True)
+        labels = tokenizer(text_target=targets, max_length=max_target_length, truncation=True)
+        return {
+            "input_ids": model_inputs["input_ids"],
+            "attention_mask": model_inputs["attention_mask"],
+            "labels": labels["input_ids"],
+        }
+
+    return dataset.map(
+        preprocess, batched=True, num_proc=num_proc, remove_columns=_column_names(dataset), desc="Tokenizing pairs"
+    )

@@ -1,0 +1,329 @@
+"""BERT: auto-encoding — read the whole sentence in both directions and fill in masked tokens (Devlin et al. 2018).
+
+"BERT alleviates the previously mentioned unidirectionality constraint by using a 'masked language model' (MLM)
+pre-training objective […]: the masked language model randomly masks some of the tokens from the input, and the
+objective is to predict the original vocabulary id of the masked word based only on its context." (§1)
+
+A BERT is one stack of *non-causal* self-attention layers (shared `layers.TransformerStack`, post-LN) over token +
+position + segment embeddings. This file holds only what is new in BERT: the pooler, the MLM head and the
+fine-tuning heads (sequence classification, token classification, extractive question answering).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from transformers.modeling_outputs import (
+    BaseModelOutputWithPoolingAndCrossAttentions,
+    MaskedLMOutput,
+    QuestionAnsweringModelOutput,
+    SequenceClassifierOutput,
+    TokenClassifierOutput,
+)
+
+from .configuration_scratch_bert import ScratchBertConfig
+from .layers import ACTIVATIONS, TransformerStack
+from .losses import IGNORE_INDEX, sequence_classification_loss, token_cross_entropy
+from .pretrained import ScratchPreTrainedModel
+
+
+def check_token_labels(labels: torch.Tensor, shape: tuple[int, ...], num_classes: int, name: str = "labels") -> None:
+    """Raise ValueError unless per-token `labels` have `shape` and hold −100 (ignored) or a class in [0, num_classes)."""
+    if not isinstance(labels, torch.Tensor) or labels.dtype.is_floating_point or labels.dtype == torch.bool:
+        raise ValueError(f"`{name}` must be an integer torch.Tensor of class ids (−100 = ignored).")
+    if tuple(labels.shape) != tuple(shape):
+        raise ValueError(f"`{name}` must have shape {tuple(shape)} (one label per token), got {tuple(labels.shape)}.")
+    bad = labels[(labels != IGNORE_INDEX) & ((labels < 0) | (labels >= num_classes))]
+    if bad.numel():
+        raise ValueError(
+            f"`{name}` contains {int(bad[0])}; allowed are {IGNORE_INDEX} (ignored) and ids in [0, {num_classes - 1}]."
+        )
+
+
+def _return_dict(return_dict: bool | None, config: ScratchBertConfig) -> bool:
+    return return_dict if return_dict is not None else config.return_dict
+
+
+class ScratchBertPreTrainedModel(ScratchPreTrainedModel):
+    """Base class of the BERT family: config class, weight init (N(0, 0.02)), checkpoint conventions."""
+
+    config_class = ScratchBertConfig
+
+
+class ScratchBertPooler(nn.Module):
+    """Pooled output = tanh(W h_[CLS] + b): "the final hidden vector corresponding to the first input token ([CLS])
+    as the aggregate representation" (§3, §4.1), passed through a dense layer as in the released BERT."""
+
+    def __init__(self, config: ScratchBertConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.activation = nn.Tanh()
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.activation(self.dense(hidden_states[:, 0]))  # (B, T, C) -> (B, C)
+
+
+class ScratchBertModel(ScratchBertPreTrainedModel):
+    """The BERT body: token + position + segment embeddings (LayerNorm), N bidirectional post-LN layers, optional
+    pooler. Returns every position's hidden state (and the pooled [CLS] vector when the pooler is on)."""
+
+    def __init__(self, config: ScratchBertConfig, add_pooling_layer: bool | None = None):
+        super().__init__(config)
+        self.encoder = TransformerStack(config, config.num_hidden_layers, causal=False)
+        add_pooling_layer = config.add_pooling_layer if add_pooling_layer is None else add_pooling_layer
+        self.pooler = ScratchBertPooler(config) if add_pooling_layer else None
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.encoder.embeddings.tokens
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.encoder.embeddings.tokens = value
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> BaseModelOutputWithPoolingAndCrossAttentions | tuple:
+        out = self.encoder(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            token_type_ids=token_type_ids,
+            inputs_embeds=inputs_embeds,
+            output_attentions=bool(output_attentions if output_attentions is not None else self.config.output_attentions),
+            output_hidden_states=bool(
+                output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
+            ),
+        )
+        result = BaseModelOutputWithPoolingAndCrossAttentions(
+            last_hidden_state=out.last_hidden_state,
+            pooler_output=self.pooler(out.last_hidden_state) if self.pooler is not None else None,
+            hidden_states=out.hidden_states,
+            attentions=out.attentions,
+        )
+        return result if _return_dict(return_dict, self.config) else result.to_tuple()
+
+
+class ScratchBertLMHead(nn.Module):
+    """MLM head: logits = LayerNorm(act(W h + b)) Eᵀ + b_vocab — a transform, then a decoder tied to the input
+    token embedding E (as in the released BERT)."""
+
+    def __init__(self, config: ScratchBertConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.act = ACTIVATIONS[config.activation]
+        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.decoder = nn.Linear(config.hidden_size, config.vocab_size)  # weight tied to E; own bias
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.norm(self.act(self.dense(hidden_states))))  # (B, T, C) -> (B, T, V)
+
+
+class ScratchBertForMaskedLM(ScratchBertPreTrainedModel):
+    """BERT with the MLM head. loss = cross-entropy over the masked positions only (labels are −100 elsewhere, as
+    `DataCollatorForLanguageModeling(mlm=True)` makes them)."""
+
+    _tied_weights_keys = {"lm_head.decoder.weight": "model.encoder.embeddings.tokens.weight"}
+
+    def __init__(self, config: ScratchBertConfig):
+        super().__init__(config)
+        self.model = ScratchBertModel(config, add_pooling_layer=False)
+        self.lm_head = ScratchBertLMHead(config)
+        self.post_init()
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.lm_head.decoder
+
+    def set_output_embeddings(self, value: nn.Linear) -> None:
+        self.lm_head.decoder = value
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> MaskedLMOutput | tuple:
+        out = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+        )
+        logits = self.lm_head(out.last_hidden_state)  # (B, T, V)
+        loss = None
+        if labels is not None:
+            check_token_labels(labels, logits.shape[:2], self.config.vocab_size)
+            loss = token_cross_entropy(logits, labels, kwargs.get("num_items_in_batch"))
+        result = MaskedLMOutput(loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions)
+        return result if _return_dict(return_dict, self.config) else result.to_tuple()
+
+
+class _ScratchBertWithHead(ScratchBertPreTrainedModel):
+    """Shared plumbing of the fine-tuning heads: the body, dropout, and a linear layer C → `num_outputs`."""
+
+    add_pooling_layer = False
+
+    def __init__(self, config: ScratchBertConfig, num_outputs: int):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.model = ScratchBertModel(config, add_pooling_layer=self.add_pooling_layer)
+        p = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+        self.dropout = nn.Dropout(p)
+        self.classifier = nn.Linear(config.hidden_size, num_outputs)
+
+    def _body(self, input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, output_attentions,
+              output_hidden_states) -> BaseModelOutputWithPoolingAndCrossAttentions:
+        return self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+        )
+
+
+class ScratchBertForSequenceClassification(_ScratchBertWithHead):
+    """Classification / regression from the pooled [CLS] vector: logits = W·dropout(pooler(h_[CLS])) + b (§4.1).
+
+    `config.problem_type`: "single_label_classification" (cross-entropy), "multi_label_classification"
+    (BCE-with-logits on multi-hot float labels) or "regression" (MSE); inferred from the labels when unset (HF).
+    """
+
+    add_pooling_layer = True
+    accepts_loss_kwargs = False  # the loss is a per-example mean: the Trainer divides by accumulation steps
+
+    def __init__(self, config: ScratchBertConfig):
+        super().__init__(config, config.num_labels)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> SequenceClassifierOutput | tuple:
+        out = self._body(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, output_attentions,
+                         output_hidden_states)
+        logits = self.classifier(self.dropout(out.pooler_output))  # (B, num_labels)
+        loss = sequence_classification_loss(logits, labels, self.config) if labels is not None else None
+        result = SequenceClassifierOutput(
+            loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions
+        )
+        return result if _return_dict(return_dict, self.config) else result.to_tuple()
+
+
+class ScratchBertForTokenClassification(_ScratchBertWithHead):
+    """Tagging (NER, POS): one label per token, logits = W·dropout(h_t) + b; loss = cross-entropy, −100 ignored."""
+
+    def __init__(self, config: ScratchBertConfig):
+        super().__init__(config, config.num_labels)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> TokenClassifierOutput | tuple:
+        out = self._body(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, output_attentions,
+                         output_hidden_states)
+        logits = self.classifier(self.dropout(out.last_hidden_state))  # (B, T, num_labels)
+        loss = None
+        if labels is not None:
+            check_token_labels(labels, logits.shape[:2], self.num_labels)
+            loss = token_cross_entropy(logits, labels, kwargs.get("num_items_in_batch"))
+        result = TokenClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions)
+        return result if _return_dict(return_dict, self.config) else result.to_tuple()
+
+
+def span_loss(start_logits: torch.Tensor, end_logits: torch.Tensor, start_positions: torch.Tensor,
+              end_positions: torch.Tensor) -> torch.Tensor:
+    """Extractive QA loss: ½ (CE(start_logits, s) + CE(end_logits, e)) (§4.2). Positions outside [0, T) are ignored
+    (clamped to T, as HF does for answers truncated away)."""
+    B, T = start_logits.shape
+    for name, positions in (("start_positions", start_positions), ("end_positions", end_positions)):
+        if positions.dtype.is_floating_point or positions.reshape(-1).shape[0] != B:
+            raise ValueError(f"`{name}` must hold one integer token index per example ({B}), got {tuple(positions.shape)}.")
+    s = start_positions.reshape(-1).clamp(0, T)  # (B,)
+    e = end_positions.reshape(-1).clamp(0, T)
+    ce = nn.CrossEntropyLoss(ignore_index=T)
+    return (ce(start_logits.float(), s) + ce(end_logits.float(), e)) / 2
+
+
+class ScratchBertForQuestionAnswering(_ScratchBertWithHead):
+    """Extractive QA: "a start vector S and an end vector E"; P(start = i) = softmax_i(S·h_i), likewise the end
+    (§4.2). Returns start/end logits (B, T); `scratchformers.qa.answer_spans` turns them into answer text."""
+
+    accepts_loss_kwargs = False  # the loss is a per-example mean: the Trainer divides by accumulation steps
+
+    def __init__(self, config: ScratchBertConfig):
+        super().__init__(config, 2)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        start_positions: torch.LongTensor | None = None,
+        end_positions: torch.LongTensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> QuestionAnsweringModelOutput | tuple:
+        out = self._body(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, output_attentions,
+                         output_hidden_states)
+        logits = self.classifier(out.last_hidden_state)  # (B, T, 2): [S·h_t, E·h_t]
+        start_logits, end_logits = (x.squeeze(-1).contiguous() for x in logits.split(1, dim=-1))  # (B, T) each
+        loss = None
+        if (start_positions is None) != (end_positions is None):
+            raise ValueError("Pass both `start_positions` and `end_positions` (or neither).")
+        if start_positions is not None:
+            loss = span_loss(start_logits, end_logits, start_positions, end_positions)
+        result = QuestionAnsweringModelOutput(
+            loss=loss,
+            start_logits=start_logits,
+            end_logits=end_logits,
+            hidden_states=out.hidden_states,
+            attentions=out.attentions,
+        )
+        return result if _return_dict(return_dict, self.config) else result.to_tuple()
