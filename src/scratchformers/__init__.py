@@ -8,15 +8,22 @@ from transformers import (
     AutoConfig,
     AutoModel,
     AutoModelForCausalLM,
+    AutoModelForSeq2SeqLM,
     AutoModelForSequenceClassification,
 )
 
 from .configuration_scratch_gpt import ScratchGPTConfig
+from .configuration_scratch_rnn import ScratchRNNConfig
 from .modeling_scratch_gpt import (
     ScratchGPTForCausalLM,
     ScratchGPTForSequenceClassification,
     ScratchGPTModel,
     ScratchGPTPreTrainedModel,
+)
+from .modeling_scratch_rnn import (
+    ScratchRNNForConditionalGeneration,
+    ScratchRNNModel,
+    ScratchRNNPreTrainedModel,
 )
 
 __version__ = "0.1.0"
@@ -39,6 +46,10 @@ _register(
         AutoModelForSequenceClassification: ScratchGPTForSequenceClassification,
     },
 )
+_register(
+    ScratchRNNConfig,
+    {AutoModel: ScratchRNNModel, AutoModelForSeq2SeqLM: ScratchRNNForConditionalGeneration},
+)
 
 __all__ = [
     "ScratchGPTConfig",
@@ -46,4 +57,8 @@ __all__ = [
     "ScratchGPTModel",
     "ScratchGPTForCausalLM",
     "ScratchGPTForSequenceClassification",
+    "ScratchRNNConfig",
+    "ScratchRNNPreTrainedModel",
+    "ScratchRNNModel",
+    "ScratchRNNForConditionalGeneration",
 ]
