@@ -8,16 +8,24 @@ from transformers import (
     AutoConfig,
     AutoModel,
     AutoModelForCausalLM,
+    AutoModelForSeq2SeqLM,
     AutoModelForSequenceClassification,
 )
 
 from .configuration_scratch_gpt import ScratchGPTConfig
+from .configuration_scratch_transformer import ScratchTransformerConfig
 from .modeling_scratch_gpt import (
     ScratchGPTForCausalLM,
     ScratchGPTForSequenceClassification,
     ScratchGPTModel,
     ScratchGPTPreTrainedModel,
 )
+from .modeling_scratch_transformer import (
+    ScratchTransformerForConditionalGeneration,
+    ScratchTransformerModel,
+    ScratchTransformerPreTrainedModel,
+)
+from .seq2seq import shift_tokens_right
 
 __version__ = "0.1.0"
 
@@ -40,10 +48,20 @@ _register(
     },
 )
 
+_register(
+    ScratchTransformerConfig,
+    {AutoModel: ScratchTransformerModel, AutoModelForSeq2SeqLM: ScratchTransformerForConditionalGeneration},
+)
+
 __all__ = [
     "ScratchGPTConfig",
     "ScratchGPTPreTrainedModel",
     "ScratchGPTModel",
     "ScratchGPTForCausalLM",
     "ScratchGPTForSequenceClassification",
+    "ScratchTransformerConfig",
+    "ScratchTransformerPreTrainedModel",
+    "ScratchTransformerModel",
+    "ScratchTransformerForConditionalGeneration",
+    "shift_tokens_right",
 ]
