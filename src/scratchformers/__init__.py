@@ -14,6 +14,7 @@ from transformers import (
 
 from .configuration_scratch_gpt import ScratchGPTConfig
 from .configuration_scratch_rnn import ScratchRNNConfig
+from .configuration_scratch_transformer import ScratchTransformerConfig
 from .modeling_scratch_gpt import (
     ScratchGPTForCausalLM,
     ScratchGPTForSequenceClassification,
@@ -25,6 +26,12 @@ from .modeling_scratch_rnn import (
     ScratchRNNModel,
     ScratchRNNPreTrainedModel,
 )
+from .modeling_scratch_transformer import (
+    ScratchTransformerForConditionalGeneration,
+    ScratchTransformerModel,
+    ScratchTransformerPreTrainedModel,
+)
+from .seq2seq import shift_tokens_right
 
 __version__ = "0.1.0"
 
@@ -51,6 +58,11 @@ _register(
     {AutoModel: ScratchRNNModel, AutoModelForSeq2SeqLM: ScratchRNNForConditionalGeneration},
 )
 
+_register(
+    ScratchTransformerConfig,
+    {AutoModel: ScratchTransformerModel, AutoModelForSeq2SeqLM: ScratchTransformerForConditionalGeneration},
+)
+
 __all__ = [
     "ScratchGPTConfig",
     "ScratchGPTPreTrainedModel",
@@ -61,4 +73,9 @@ __all__ = [
     "ScratchRNNPreTrainedModel",
     "ScratchRNNModel",
     "ScratchRNNForConditionalGeneration",
+    "ScratchTransformerConfig",
+    "ScratchTransformerPreTrainedModel",
+    "ScratchTransformerModel",
+    "ScratchTransformerForConditionalGeneration",
+    "shift_tokens_right",
 ]
