@@ -292,6 +292,10 @@ class ScratchRNNForConditionalGeneration(ScratchRNNPreTrainedModel, GenerationMi
     def get_encoder(self, modality: str | None = None) -> ScratchRNNEncoder:
         return self.model.encoder
 
+    def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor) -> torch.Tensor:
+        """Decoder inputs for `labels` (used by `DataCollatorForSeq2Seq(model=...)`)."""
+        return shift_tokens_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id)
+
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -310,7 +314,7 @@ class ScratchRNNForConditionalGeneration(ScratchRNNPreTrainedModel, GenerationMi
         **kwargs,
     ) -> Seq2SeqLMOutput | tuple:
         if labels is not None and decoder_input_ids is None and decoder_inputs_embeds is None:
-            decoder_input_ids = shift_tokens_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id)
+            decoder_input_ids = self.prepare_decoder_input_ids_from_labels(labels)
         out = self.model(
             input_ids=input_ids,
             attention_mask=attention_mask,
