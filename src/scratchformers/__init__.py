@@ -10,6 +10,7 @@ from transformers import (
     AutoModelForCausalLM,
     AutoModelForMaskedLM,
     AutoModelForQuestionAnswering,
+    AutoModelForSeq2SeqLM,
     AutoModelForSequenceClassification,
     AutoModelForTokenClassification,
 )
@@ -24,12 +25,25 @@ from .modeling_scratch_bert import (
     ScratchBertModel,
     ScratchBertPreTrainedModel,
 )
+from .configuration_scratch_rnn import ScratchRNNConfig
+from .configuration_scratch_transformer import ScratchTransformerConfig
 from .modeling_scratch_gpt import (
     ScratchGPTForCausalLM,
     ScratchGPTForSequenceClassification,
     ScratchGPTModel,
     ScratchGPTPreTrainedModel,
 )
+from .modeling_scratch_rnn import (
+    ScratchRNNForConditionalGeneration,
+    ScratchRNNModel,
+    ScratchRNNPreTrainedModel,
+)
+from .modeling_scratch_transformer import (
+    ScratchTransformerForConditionalGeneration,
+    ScratchTransformerModel,
+    ScratchTransformerPreTrainedModel,
+)
+from .seq2seq import shift_tokens_right
 
 __version__ = "0.1.0"
 
@@ -50,6 +64,15 @@ _register(
         AutoModelForCausalLM: ScratchGPTForCausalLM,
         AutoModelForSequenceClassification: ScratchGPTForSequenceClassification,
     },
+)
+_register(
+    ScratchRNNConfig,
+    {AutoModel: ScratchRNNModel, AutoModelForSeq2SeqLM: ScratchRNNForConditionalGeneration},
+)
+
+_register(
+    ScratchTransformerConfig,
+    {AutoModel: ScratchTransformerModel, AutoModelForSeq2SeqLM: ScratchTransformerForConditionalGeneration},
 )
 
 _register(
@@ -76,4 +99,13 @@ __all__ = [
     "ScratchBertForSequenceClassification",
     "ScratchBertForTokenClassification",
     "ScratchBertForQuestionAnswering",
+    "ScratchRNNConfig",
+    "ScratchRNNPreTrainedModel",
+    "ScratchRNNModel",
+    "ScratchRNNForConditionalGeneration",
+    "ScratchTransformerConfig",
+    "ScratchTransformerPreTrainedModel",
+    "ScratchTransformerModel",
+    "ScratchTransformerForConditionalGeneration",
+    "shift_tokens_right",
 ]
