@@ -13,7 +13,24 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from scratchformers import ScratchGPTConfig, ScratchGPTForCausalLM, ScratchGPTForSequenceClassification, ScratchGPTModel
+from scratchformers import (
+    ScratchBertConfig,
+    ScratchBertForMaskedLM,
+    ScratchBertForQuestionAnswering,
+    ScratchBertForSequenceClassification,
+    ScratchBertForTokenClassification,
+    ScratchBertModel,
+    ScratchGPTConfig,
+    ScratchGPTForCausalLM,
+    ScratchGPTForSequenceClassification,
+    ScratchGPTModel,
+    ScratchRNNConfig,
+    ScratchRNNForConditionalGeneration,
+    ScratchRNNModel,
+    ScratchTransformerConfig,
+    ScratchTransformerForConditionalGeneration,
+    ScratchTransformerModel,
+)
 from scratchformers.safe_loading import check_checkpoint_folder, load_checked, read_safetensors_header
 
 TINY = dict(vocab_size=32, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
@@ -22,7 +39,12 @@ TINY = dict(vocab_size=32, hidden_size=16, num_hidden_layers=2, num_attention_he
 # One line per family: (config class, model classes that save and load, the class that reads a body checkpoint).
 FAMILIES = [
     (ScratchGPTConfig, [ScratchGPTForCausalLM, ScratchGPTModel, ScratchGPTForSequenceClassification]),
+    (ScratchBertConfig, [ScratchBertForMaskedLM, ScratchBertModel, ScratchBertForSequenceClassification,
+                         ScratchBertForTokenClassification, ScratchBertForQuestionAnswering]),
+    (ScratchTransformerConfig, [ScratchTransformerForConditionalGeneration, ScratchTransformerModel]),
+    (ScratchRNNConfig, [ScratchRNNForConditionalGeneration, ScratchRNNModel]),
 ]
+RNN_TINY = dict(vocab_size=32, hidden_size=16, num_hidden_layers=2, attention="bahdanau", dropout=0.0)
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 
 
@@ -54,15 +76,18 @@ def edit_config(folder: Path, **changes) -> None:
 def test_save_pretrained_writes_only_safetensors_and_loads_back_exactly(tmp_path, config_class, model_classes):
     for model_class in model_classes:
         torch.manual_seed(0)
-        model = model_class(config_class(**TINY)).eval()
+        model = model_class(config_class(**(RNN_TINY if config_class is ScratchRNNConfig else TINY))).eval()
         folder = tmp_path / model_class.__name__
         model.save_pretrained(folder)
         names = os.listdir(folder)
         assert not [n for n in names if n.endswith(PICKLE_SUFFIXES)], names
         assert "model.safetensors" in names
         loaded = load_checked(folder, model_class).eval()
-        ids = torch.randint(0, TINY["vocab_size"], (2, 5))
-        torch.testing.assert_close(loaded(ids)[0], model(ids)[0], rtol=0, atol=0)
+        ids = torch.randint(1, TINY["vocab_size"], (2, 5))
+        inputs = {"input_ids": ids}
+        if model.config.is_encoder_decoder:
+            inputs["decoder_input_ids"] = ids[:, :3]
+        torch.testing.assert_close(loaded(**inputs)[0], model(**inputs)[0], rtol=0, atol=0)
 
 
 def test_sharded_checkpoint_loads(tmp_path):

@@ -17,6 +17,8 @@ from transformers import (
 
 from .configuration_scratch_bert import ScratchBertConfig
 from .configuration_scratch_gpt import ScratchGPTConfig
+from .configuration_scratch_rnn import ScratchRNNConfig
+from .configuration_scratch_transformer import ScratchTransformerConfig
 from .modeling_scratch_bert import (
     ScratchBertForMaskedLM,
     ScratchBertForQuestionAnswering,
@@ -25,8 +27,6 @@ from .modeling_scratch_bert import (
     ScratchBertModel,
     ScratchBertPreTrainedModel,
 )
-from .configuration_scratch_rnn import ScratchRNNConfig
-from .configuration_scratch_transformer import ScratchTransformerConfig
 from .modeling_scratch_gpt import (
     ScratchGPTForCausalLM,
     ScratchGPTForSequenceClassification,

@@ -232,8 +232,12 @@ def _compare_shapes(folder: Path, config, model_class, found: dict, overrides: d
     """Compare the checkpoint's tensor shapes with those of `model_class(config)` built on the meta device."""
     with torch.device("meta"):
         model = model_class(config)
-    expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
+    state = model.state_dict(keep_vars=True)
+    expected = {name: tuple(t.shape) for name, t in state.items()}
     tied = set(getattr(model, "_tied_weights_keys", None) or {}) if config.tie_word_embeddings else set()
+    aliases: dict[int, set[str]] = {}  # one module shared under several names (e.g. encoder/decoder embeddings)
+    for name, tensor in state.items():
+        aliases.setdefault(id(tensor), set()).add(name)
     # A checkpoint saved from the body alone (XModel) loads into a head model under base_model_prefix, and back.
     prefix = model.base_model_prefix + "."
     if found and not (found.keys() & expected.keys()):
@@ -250,7 +254,8 @@ def _compare_shapes(folder: Path, config, model_class, found: dict, overrides: d
     problems = []
     for name, shape in expected.items():
         if name not in found:
-            if name not in tied and not is_head(name):
+            saved_as_alias = any(other in found for other in aliases[id(state[name])])
+            if name not in tied and not saved_as_alias and not is_head(name):
                 problems.append(f"tensor {name!r} (shape {shape}) is missing")
             continue
         file, have = found[name]
