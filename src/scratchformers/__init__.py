@@ -10,12 +10,15 @@ from transformers import (
     AutoModelForCausalLM,
     AutoModelForMaskedLM,
     AutoModelForQuestionAnswering,
+    AutoModelForSeq2SeqLM,
     AutoModelForSequenceClassification,
     AutoModelForTokenClassification,
 )
 
 from .configuration_scratch_bert import ScratchBertConfig
 from .configuration_scratch_gpt import ScratchGPTConfig
+from .configuration_scratch_rnn import ScratchRNNConfig
+from .configuration_scratch_transformer import ScratchTransformerConfig
 from .modeling_scratch_bert import (
     ScratchBertForMaskedLM,
     ScratchBertForQuestionAnswering,
@@ -30,6 +33,17 @@ from .modeling_scratch_gpt import (
     ScratchGPTModel,
     ScratchGPTPreTrainedModel,
 )
+from .modeling_scratch_rnn import (
+    ScratchRNNForConditionalGeneration,
+    ScratchRNNModel,
+    ScratchRNNPreTrainedModel,
+)
+from .modeling_scratch_transformer import (
+    ScratchTransformerForConditionalGeneration,
+    ScratchTransformerModel,
+    ScratchTransformerPreTrainedModel,
+)
+from .seq2seq import shift_tokens_right
 
 __version__ = "0.1.0"
 
@@ -56,6 +70,15 @@ _register(
         AutoModelForSequenceClassification: ScratchGPTForSequenceClassification,
     },
 )
+_register(
+    ScratchRNNConfig,
+    {AutoModel: ScratchRNNModel, AutoModelForSeq2SeqLM: ScratchRNNForConditionalGeneration},
+)
+
+_register(
+    ScratchTransformerConfig,
+    {AutoModel: ScratchTransformerModel, AutoModelForSeq2SeqLM: ScratchTransformerForConditionalGeneration},
+)
 
 _register(
     ScratchBertConfig,
@@ -81,4 +104,13 @@ __all__ = [
     "ScratchBertForSequenceClassification",
     "ScratchBertForTokenClassification",
     "ScratchBertForQuestionAnswering",
+    "ScratchRNNConfig",
+    "ScratchRNNPreTrainedModel",
+    "ScratchRNNModel",
+    "ScratchRNNForConditionalGeneration",
+    "ScratchTransformerConfig",
+    "ScratchTransformerPreTrainedModel",
+    "ScratchTransformerModel",
+    "ScratchTransformerForConditionalGeneration",
+    "shift_tokens_right",
 ]

@@ -6,6 +6,7 @@ allowed, so a user never meets an IndexError from deep inside torch.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -40,6 +41,23 @@ def check_divisible(hidden_size: int, num_heads: int) -> None:
         )
 
 
+INDEX_DTYPES = (torch.long, torch.int)  # what nn.Embedding accepts as indices
+
+
+def check_bool(name: str, value: Any) -> None:
+    """Raise ValueError unless `value` is a real bool (not a string such as "yes" or "false")."""
+    if not isinstance(value, bool):
+        raise ValueError(f"`{name}` must be True or False, got {value!r}.")
+
+
+def check_positive_number(name: str, value: Any, allow_zero: bool = False) -> None:
+    """Raise ValueError unless `value` is a finite number > 0 (>= 0 with `allow_zero`)."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"`{name}` must be a finite number {bound}, got {value!r}.")
+
+
 def _is_compiling() -> bool:
     return torch.compiler.is_compiling()
 
@@ -48,8 +66,8 @@ def check_input_ids(input_ids: torch.Tensor, vocab_size: int, name: str = "input
     """Raise TypeError/ValueError unless `input_ids` is a non-empty integer (B, T) tensor with ids in [0, vocab_size)."""
     if not isinstance(input_ids, torch.Tensor):
         raise TypeError(f"`{name}` must be a torch.Tensor of token ids, got {type(input_ids).__name__}.")
-    if input_ids.dtype.is_floating_point or input_ids.dtype.is_complex or input_ids.dtype == torch.bool:
-        raise TypeError(f"`{name}` must hold integer token ids (torch.long), got dtype {input_ids.dtype}.")
+    if input_ids.dtype not in INDEX_DTYPES:
+        raise TypeError(f"`{name}` must hold integer token ids (torch.long or torch.int), got dtype {input_ids.dtype}.")
     if input_ids.dim() != 2:
         raise ValueError(f"`{name}` must have shape (batch, sequence), got shape {tuple(input_ids.shape)}.")
     if input_ids.shape[0] == 0 or input_ids.shape[1] == 0:
@@ -71,6 +89,8 @@ def check_inputs_embeds(inputs_embeds: torch.Tensor, hidden_size: int) -> None:
             f"`inputs_embeds` must have shape (batch, sequence, {hidden_size}) with batch, sequence >= 1, "
             f"got {tuple(inputs_embeds.shape)}."
         )
+    if not _is_compiling() and not bool(torch.isfinite(inputs_embeds).all()):
+        raise ValueError("`inputs_embeds` contains NaN or inf values.")
 
 
 def check_attention_mask(attention_mask: torch.Tensor, batch_size: int, key_length: int) -> None:
@@ -93,3 +113,39 @@ def check_sequence_length(length: int, max_positions: int, name: str = "sequence
             f"The {name} length {length} exceeds `max_position_embeddings`={max_positions}; "
             f"truncate the input (e.g. tokenizer(..., truncation=True, max_length={max_positions}))."
         )
+
+
+def check_position_ids(position_ids: torch.Tensor, batch_size: int, length: int, max_positions: int | None) -> None:
+    """Raise TypeError/ValueError unless `position_ids` is an integer (1|B, T) tensor in [0, max_positions)."""
+    if not isinstance(position_ids, torch.Tensor) or position_ids.dtype not in INDEX_DTYPES:
+        got = position_ids.dtype if isinstance(position_ids, torch.Tensor) else type(position_ids).__name__
+        raise TypeError(f"`position_ids` must be an integer torch.Tensor (torch.long), got {got}.")
+    if position_ids.dim() != 2 or position_ids.shape[0] not in (1, batch_size) or position_ids.shape[1] != length:
+        raise ValueError(
+            f"`position_ids` must have shape (batch, sequence) = {(batch_size, length)} or (1, {length}), "
+            f"got {tuple(position_ids.shape)}."
+        )
+    if _is_compiling():
+        return
+    low, high = int(position_ids.min()), int(position_ids.max())
+    if low < 0 or (max_positions is not None and high >= max_positions):
+        bad = low if low < 0 else high
+        allowed = f"[0, {max_positions - 1}]" if max_positions is not None else ">= 0"
+        raise ValueError(f"`position_ids` contains position {bad}, outside {allowed} (`max_position_embeddings`).")
+
+
+def check_labels(labels: Any, shape: tuple[int, ...], num_classes: int, name: str = "labels") -> None:
+    """Raise TypeError/ValueError unless `labels` is an integer tensor of `shape` with values in [0, num_classes)
+    or -100 (ignored). For token-level losses `shape` is (B, T); for sequence classification (B,)."""
+    if not isinstance(labels, torch.Tensor):
+        raise TypeError(f"`{name}` must be a torch.Tensor, got {type(labels).__name__}.")
+    if labels.dtype not in INDEX_DTYPES:
+        raise TypeError(f"`{name}` must hold integer class ids (torch.long or torch.int), got dtype {labels.dtype}.")
+    if tuple(labels.shape) != tuple(shape):
+        raise ValueError(f"`{name}` must have shape {tuple(shape)}, got {tuple(labels.shape)}.")
+    if _is_compiling() or labels.numel() == 0:
+        return
+    real = labels[labels != -100]
+    if real.numel() and (int(real.min()) < 0 or int(real.max()) >= num_classes):
+        bad = int(real.min()) if int(real.min()) < 0 else int(real.max())
+        raise ValueError(f"`{name}` contains {bad}, outside [0, {num_classes - 1}] (use -100 to ignore a position).")

@@ -10,7 +10,13 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPastAndCrossAttentions
 
 from .attention import MultiHeadAttention
-from .checks import check_attention_mask, check_input_ids, check_inputs_embeds, check_sequence_length
+from .checks import (
+    check_attention_mask,
+    check_input_ids,
+    check_inputs_embeds,
+    check_position_ids,
+    check_sequence_length,
+)
 from .embeddings import Embeddings
 from .masks import attention_mask_for, positions_from_attention_mask
 
@@ -120,7 +126,7 @@ class TransformerStack(nn.Module):
             return None
         return attention_mask_for(attention_mask, query_length, key_length, causal, x.dtype, x.device)
 
-    def _validate(self, input_ids, inputs_embeds, attention_mask, token_type_ids, past_length: int):
+    def _validate(self, input_ids, inputs_embeds, attention_mask, token_type_ids, past_length: int, position_ids=None):
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of `input_ids` or `inputs_embeds`.")
         if input_ids is not None:
@@ -132,6 +138,9 @@ class TransformerStack(nn.Module):
             check_attention_mask(attention_mask, B, past_length + T)
         if self.config.position_embedding_type == "learned":
             check_sequence_length(past_length + T, self.config.max_position_embeddings)
+        if position_ids is not None:
+            learned = self.config.position_embedding_type == "learned"
+            check_position_ids(position_ids, B, T, self.config.max_position_embeddings if learned else None)
         if token_type_ids is not None:
             if self.embeddings.token_types is None:
                 raise ValueError("`token_type_ids` given but this model has no token-type embeddings (type_vocab_size=0).")
@@ -162,7 +171,7 @@ class TransformerStack(nn.Module):
         if use_cache and cache is None:
             cache = self.new_cache()
         past = cache.get_seq_length() if cache is not None else 0
-        self._validate(input_ids, inputs_embeds, attention_mask, token_type_ids, past)
+        self._validate(input_ids, inputs_embeds, attention_mask, token_type_ids, past, position_ids)
         B, T = (input_ids if input_ids is not None else inputs_embeds).shape[:2]
         device = (input_ids if input_ids is not None else inputs_embeds).device
         if position_ids is None:  # count only real tokens, so left padding starts the text at position 0

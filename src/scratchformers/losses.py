@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .checks import check_labels
+
 IGNORE_INDEX = -100
 
 
@@ -16,15 +18,13 @@ def token_cross_entropy(
 ) -> torch.Tensor:
     """L = −(1/N) Σ log p(yₜ) over labelled tokens (label −100 is ignored). N = `num_items_in_batch` when given,
     so gradient accumulation averages over the whole accumulated batch, as the Trainer expects."""
+    check_labels(labels, tuple(logits.shape[:-1]), logits.shape[-1])  # a clear error instead of an IndexError
     logits = logits.float().reshape(-1, logits.shape[-1])  # (B·T, V)
-    labels = labels.reshape(-1).to(logits.device)  # (B·T,)
-    reduction = "mean" if num_items_in_batch is None else "sum"
-    loss = F.cross_entropy(
-        logits, labels, ignore_index=IGNORE_INDEX, reduction=reduction, label_smoothing=label_smoothing
-    )
-    if num_items_in_batch is not None:
-        loss = loss / torch.as_tensor(num_items_in_batch, device=loss.device)
-    return loss
+    labels = labels.reshape(-1).to(logits.device, torch.long)  # (B·T,)
+    loss = F.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX, reduction="sum", label_smoothing=label_smoothing)
+    if num_items_in_batch is None:  # the mean over labelled tokens; a batch with none (e.g. T = 1) gives 0, not NaN
+        num_items_in_batch = (labels != IGNORE_INDEX).sum().clamp(min=1)
+    return loss / torch.as_tensor(num_items_in_batch, device=loss.device)
 
 
 def causal_lm_loss(
@@ -35,6 +35,7 @@ def causal_lm_loss(
     The labels are shifted (and the last position ignored) rather than the logits sliced, so the (B, T, V) logits
     are never copied into a contiguous (B, T−1, V) tensor — the same loss, one large copy fewer each way.
     """
+    check_labels(labels, tuple(logits.shape[:-1]), logits.shape[-1])
     shifted = F.pad(labels[:, 1:], (0, 1), value=IGNORE_INDEX)  # (B, T): labels[:, t+1], last position ignored
     return token_cross_entropy(logits, shifted, num_items_in_batch)
 
@@ -53,12 +54,20 @@ def sequence_classification_loss(logits: torch.Tensor, labels: torch.Tensor, con
             config.problem_type = "single_label_classification"
         else:
             config.problem_type = "multi_label_classification"
-    if config.problem_type == "regression":
-        return F.mse_loss(logits.squeeze(-1).float(), labels.squeeze(-1).float()) if num_labels == 1 else F.mse_loss(
-            logits.float(), labels.float()
-        )
+    if not isinstance(labels, torch.Tensor):
+        raise TypeError(f"`labels` must be a torch.Tensor, got {type(labels).__name__}.")
     if config.problem_type == "single_label_classification":
-        return F.cross_entropy(logits.float().view(-1, num_labels), labels.view(-1))
+        check_labels(labels.view(-1) if labels.dim() == 2 and labels.shape[-1] == 1 else labels,
+                     (logits.shape[0],), num_labels)
+    elif tuple(labels.shape) not in {tuple(logits.shape), (logits.shape[0],) if num_labels == 1 else ()}:
+        raise ValueError(f"`labels` must have shape {tuple(logits.shape)} for {config.problem_type}, "
+                         f"got {tuple(labels.shape)}.")
+    if config.problem_type == "regression":
+        if num_labels == 1:
+            return F.mse_loss(logits.reshape(-1).float(), labels.reshape(-1).float())
+        return F.mse_loss(logits.float(), labels.float())
+    if config.problem_type == "single_label_classification":
+        return F.cross_entropy(logits.float().view(-1, num_labels), labels.reshape(-1).long())
     if config.problem_type == "multi_label_classification":
         return F.binary_cross_entropy_with_logits(logits.float(), labels.float())
     raise ValueError(

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import math
 
+import torch
 from torch import nn
 from transformers import PreTrainedModel
 from transformers import initialization as init
+
+from .checks import check_input_ids
 
 
 class ScratchPreTrainedModel(PreTrainedModel):
@@ -47,3 +50,12 @@ class ScratchPreTrainedModel(PreTrainedModel):
         elif isinstance(module, nn.LayerNorm):
             init.ones_(module.weight)
             init.zeros_(module.bias)
+
+    def _prepare_model_inputs(self, inputs: torch.Tensor | None = None, bos_token_id=None, model_kwargs=None):
+        """`generate()` hook: validate the prompt before transformers indexes it (an empty prompt would otherwise
+        fail with an IndexError inside generate). Only reached on classes that also inherit GenerationMixin."""
+        inputs_tensor, input_name, model_kwargs = super()._prepare_model_inputs(inputs, bos_token_id, model_kwargs)
+        if input_name == "input_ids":
+            vocab_size = getattr(self.config, "vocab_size", None) or 2**62
+            check_input_ids(inputs_tensor, vocab_size)
+        return inputs_tensor, input_name, model_kwargs

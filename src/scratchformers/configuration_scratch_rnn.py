@@ -1,0 +1,68 @@
+"""Configuration of the recurrent seq2seq family: LSTM/GRU encoder-decoders with optional attention.
+
+Sutskever et al. (2014) without attention; Bahdanau et al. (2015) with additive attention; Luong et al. (2015) with
+"dot"/"general" scores. Token embeddings have `hidden_size` dimensions and are shared by encoder, decoder and output.
+"""
+
+from __future__ import annotations
+
+from huggingface_hub.dataclasses import strict
+from transformers import PreTrainedConfig
+
+from .checks import check_choice, check_positive, check_probability
+from .recurrent import ATTENTION_CHOICES, CELL_CHOICES, LUONG_SCORE_CHOICES
+
+
+@strict
+class ScratchRNNConfig(PreTrainedConfig):
+    """Options of `ScratchRNNForConditionalGeneration`.
+
+    `cell` ∈ lstm | gru; `attention` ∈ None (the decoder sees only the encoder's final state) | bahdanau | luong;
+    `luong_score` ∈ dot | general (used when attention="luong"); `bidirectional_encoder` gives each direction
+    hidden_size/2 units; `dropout` between layers and on embeddings/outputs; `embedding_init_std` is the N(0, σ)
+    init of the shared embedding (small σ stalls a tied LSTM at the unigram plateau).
+    Example: `ScratchRNNConfig(vocab_size=8000, hidden_size=256, cell="gru", attention="luong", luong_score="dot")`.
+    """
+
+    model_type = "scratch_rnn"
+    keys_to_ignore_at_inference = ["cache"]
+    attribute_map = {
+        "num_layers": "num_hidden_layers",
+        "d_model": "hidden_size",
+        "hidden_dropout_prob": "dropout",
+    }
+
+    vocab_size: int = 8192
+    hidden_size: int = 256
+    num_hidden_layers: int = 1
+    cell: str = "lstm"
+    attention: str | None = None
+    luong_score: str = "general"
+    bidirectional_encoder: bool = False
+    dropout: float | int = 0.1
+    initializer_range: float = 0.1
+    embedding_init_std: float = 1.0
+    use_cache: bool = True
+    tie_word_embeddings: bool = True
+    is_encoder_decoder: bool = True
+    pad_token_id: int | None = None
+    bos_token_id: int | None = None
+    eos_token_id: int | list[int] | None = None
+    decoder_start_token_id: int | None = None
+
+    def __post_init__(self, **kwargs):
+        """Reject unknown cells/attention kinds and impossible sizes when the config is built."""
+        for name in ("vocab_size", "hidden_size", "num_hidden_layers"):
+            check_positive(name, getattr(self, name))
+        check_choice("cell", self.cell, CELL_CHOICES)
+        check_choice("attention", self.attention, ATTENTION_CHOICES)
+        check_choice("luong_score", self.luong_score, LUONG_SCORE_CHOICES)
+        check_probability("dropout", self.dropout)
+        if self.bidirectional_encoder and self.hidden_size % 2:
+            raise ValueError(
+                f"`hidden_size`={self.hidden_size} must be even with `bidirectional_encoder=True` "
+                "(each direction gets hidden_size / 2 units)."
+            )
+        if self.decoder_start_token_id is None:
+            self.decoder_start_token_id = self.bos_token_id if self.bos_token_id is not None else self.pad_token_id
+        super().__post_init__(**kwargs)

@@ -1,0 +1,344 @@
+"""Recurrent seq2seq: an LSTM/GRU encoder reads the source, an LSTM/GRU decoder writes the target (Sutskever 2014),
+optionally looking back at every source state through attention (Bahdanau 2015, Luong 2015).
+
+What is new in this family lives in `recurrent.py` (scores, context, encoder/decoder); this file wraps it in the
+Hugging Face conventions: config class, `ModelOutput`s, and a `Cache` that carries the decoder's recurrent state
+through `generate()`, so each new token costs one decoder step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import GenerationMixin, PreTrainedModel
+from transformers import initialization as init
+from transformers.cache_utils import Cache
+from transformers.modeling_outputs import Seq2SeqLMOutput, Seq2SeqModelOutput
+from transformers.utils import ModelOutput
+
+from .checks import check_attention_mask, check_input_ids, check_inputs_embeds
+from .configuration_scratch_rnn import ScratchRNNConfig
+from .losses import token_cross_entropy
+from .recurrent import RNNDecoder, RNNEncoder
+from .seq2seq import shift_tokens_right
+
+
+@dataclass
+class RNNEncoderOutput(ModelOutput):
+    """Encoder result: every hⱼ (B, S, C) and the final state, batch-first (B, L, C) so `generate()` can expand it.
+
+    `final_cell` is the LSTM's memory cell (None for a GRU).
+    """
+
+    last_hidden_state: torch.Tensor | None = None
+    final_hidden: torch.Tensor | None = None
+    final_cell: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+
+
+class RecurrentState(Cache):
+    """The decoder's recurrent state sᵢ (and the LSTM cell) as `generate()`'s cache: all a step needs of the past.
+
+    hidden / cell are batch-first (B, L, C); `seen_tokens` counts decoder tokens consumed. Beam search reorders it in
+    place; it cannot be cropped (a recurrent state cannot forget tokens) nor compiled.
+    """
+
+    def __init__(self, hidden: torch.Tensor, cell: torch.Tensor | None = None, seen_tokens: int = 0):
+        super().__init__(layers=[])
+        self.hidden = hidden
+        self.cell = cell
+        self.seen_tokens = seen_tokens
+
+    def __repr__(self) -> str:
+        return f"RecurrentState(hidden={tuple(self.hidden.shape)}, cell={self.cell is not None}, seen={self.seen_tokens})"
+
+    def update_state(self, hidden: torch.Tensor, cell: torch.Tensor | None, num_new_tokens: int) -> None:
+        """Replace the state by the one after `num_new_tokens` more decoder steps."""
+        self.hidden, self.cell = hidden, cell
+        self.seen_tokens += num_new_tokens
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        """Number of decoder tokens already folded into the state."""
+        return self.seen_tokens
+
+    def get_mask_sizes(self, *args, **kwargs):
+        raise NotImplementedError("RecurrentState holds no keys/values; there is no attention mask over the past.")
+
+    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
+        """Beam search: keep, in place, the states of the beams in `beam_idx` (B·beams,)."""
+        self.batch_select_indices(beam_idx)
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        """Keep the rows `indices` of the state (in place)."""
+        self.hidden = self.hidden.index_select(0, indices.to(self.hidden.device))
+        if self.cell is not None:
+            self.cell = self.cell.index_select(0, indices.to(self.cell.device))
+
+    def batch_repeat_interleave(self, repeats: int) -> None:
+        """Repeat each row `repeats` times (in place), as generate() does for its inputs."""
+        self.hidden = self.hidden.repeat_interleave(repeats, dim=0)
+        if self.cell is not None:
+            self.cell = self.cell.repeat_interleave(repeats, dim=0)
+
+    def crop(self, tokens_to_remove: int) -> None:
+        raise NotImplementedError("A recurrent state cannot be cropped: it does not keep per-token entries.")
+
+    def reset(self) -> None:
+        self.hidden = torch.zeros_like(self.hidden)
+        self.cell = torch.zeros_like(self.cell) if self.cell is not None else None
+        self.seen_tokens = 0
+
+    @property
+    def is_compileable(self) -> bool:
+        return False
+
+    @property
+    def is_croppable(self) -> bool:
+        return False
+
+    @property
+    def batch_size(self) -> int:
+        return self.hidden.shape[0]
+
+
+class ScratchRNNPreTrainedModel(PreTrainedModel):
+    """Base class of the recurrent family: config class, weight init, flags transformers reads.
+
+    Init: recurrent and linear weights ~ U(−r, r), r = `initializer_range` ("We initialized all of the LSTM's
+    parameters with the uniform distribution between -0.08 and 0.08", Sutskever 2014); embeddings ~ N(0, σ),
+    σ = `embedding_init_std`.
+    """
+
+    config_class = ScratchRNNConfig
+    base_model_prefix = "model"
+    supports_gradient_checkpointing = False
+    _is_stateful = True
+    _no_split_modules = ["RNNEncoder", "RNNDecoder"]
+
+    @classmethod
+    def _supports_default_dynamic_cache(cls) -> bool:
+        """No key/value cache: the first forward creates a `RecurrentState` and returns it."""
+        return False
+
+    def _init_weights(self, module: nn.Module) -> None:
+        r = self.config.initializer_range
+        if isinstance(module, (nn.Linear, nn.LSTM, nn.GRU)):
+            for name, param in module.named_parameters(recurse=False):
+                if name.startswith("bias"):
+                    init.zeros_(param)
+                else:
+                    init.uniform_(param, -r, r)
+        elif isinstance(module, nn.Embedding):
+            init.normal_(module.weight, mean=0.0, std=self.config.embedding_init_std)
+            if module.padding_idx is not None and not getattr(module.weight, "_is_hf_initialized", False):
+                module.weight.data[module.padding_idx].zero_()
+
+
+class ScratchRNNEncoder(RNNEncoder):
+    """The encoder with its token embedding and the call signature `generate()` uses (`get_encoder()`)."""
+
+    def __init__(self, config: ScratchRNNConfig):
+        super().__init__(
+            config.hidden_size, config.cell, config.hidden_size, config.num_hidden_layers, config.dropout,
+            config.bidirectional_encoder,
+        )
+        self.config = config
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> RNNEncoderOutput | tuple:
+        """Source ids (B, S) → hⱼ (B, S, C) and the final state (B, L, C)."""
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("Pass exactly one of `input_ids` or `inputs_embeds` to the encoder.")
+        if input_ids is not None:
+            check_input_ids(input_ids, self.config.vocab_size)
+            inputs_embeds = self.embed_tokens(input_ids)  # (B, S, C)
+        else:
+            check_inputs_embeds(inputs_embeds, self.config.hidden_size)
+        if attention_mask is not None:
+            check_attention_mask(attention_mask, inputs_embeds.shape[0], inputs_embeds.shape[1])
+        outputs, hidden, cell = super().forward(inputs_embeds, attention_mask)
+        out = RNNEncoderOutput(
+            last_hidden_state=outputs, final_hidden=hidden, final_cell=cell,
+            hidden_states=(outputs,) if output_hidden_states else None,
+        )
+        return out if return_dict is None or return_dict else out.to_tuple()
+
+
+class ScratchRNNModel(ScratchRNNPreTrainedModel):
+    """The recurrent encoder-decoder body: returns the decoder outputs oᵢ (B, T, C) and the recurrent state."""
+
+    def __init__(self, config: ScratchRNNConfig):
+        super().__init__(config)
+        self.encoder = ScratchRNNEncoder(config)
+        self.decoder = RNNDecoder(
+            config.hidden_size, config.cell, config.hidden_size, config.num_hidden_layers, config.dropout,
+            config.attention, config.luong_score,
+        )
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.encoder.embed_tokens
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.encoder.embed_tokens = value
+
+    def get_encoder(self, modality: str | None = None) -> ScratchRNNEncoder:
+        return self.encoder
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        decoder_input_ids: torch.LongTensor | None = None,
+        decoder_attention_mask: torch.Tensor | None = None,
+        encoder_outputs: RNNEncoderOutput | tuple | None = None,
+        cache: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        decoder_inputs_embeds: torch.Tensor | None = None,
+        use_cache: bool | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> Seq2SeqModelOutput | tuple:
+        """Encode (unless `encoder_outputs` are given), then run the decoder over `decoder_input_ids` from the state
+        in `cache` (or, at the start, from the encoder's final state). `decoder_attention_mask` is accepted and unused:
+        the decoder is causal by construction and right padding only follows the real tokens."""
+        cache = kwargs.pop("past_key_values", cache)
+        use_cache = self.config.use_cache and not self.training if use_cache is None else use_cache
+        output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
+        output_hidden_states = (
+            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
+        )
+        if encoder_outputs is None:
+            encoder_outputs = self.encoder(
+                input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds,
+                output_hidden_states=output_hidden_states, return_dict=True,
+            )
+        elif not isinstance(encoder_outputs, RNNEncoderOutput):
+            encoder_outputs = RNNEncoderOutput(*encoder_outputs)
+        keys = encoder_outputs.last_hidden_state  # hⱼ: (B, S, C)
+        if attention_mask is not None:
+            check_attention_mask(attention_mask, keys.shape[0], keys.shape[1])
+
+        if (decoder_input_ids is None) == (decoder_inputs_embeds is None):
+            raise ValueError("Pass exactly one of `decoder_input_ids` or `decoder_inputs_embeds` (or `labels`).")
+        if decoder_input_ids is not None:
+            check_input_ids(decoder_input_ids, self.config.vocab_size, "decoder_input_ids")
+            decoder_inputs_embeds = self.encoder.embed_tokens(decoder_input_ids)  # (B, T, C)
+        else:
+            check_inputs_embeds(decoder_inputs_embeds, self.config.hidden_size)
+
+        state = cache if isinstance(cache, RecurrentState) and cache.get_seq_length() > 0 else None
+        if state is not None:
+            hidden, cell = state.hidden, state.cell  # sᵢ₋₁ carried from the previous step
+        else:
+            hidden, cell = encoder_outputs.final_hidden, encoder_outputs.final_cell  # s₀ = the encoder's final state
+        if hidden.shape[0] != decoder_inputs_embeds.shape[0]:
+            raise ValueError(
+                f"The decoder batch ({decoder_inputs_embeds.shape[0]}) does not match the encoder batch / state "
+                f"({hidden.shape[0]})."
+            )
+        outputs, hidden, cell, alignment = self.decoder(decoder_inputs_embeds, hidden, cell, keys, attention_mask)
+
+        new_cache = None
+        if use_cache:
+            new_cache = state if state is not None else RecurrentState(hidden, cell)
+            new_cache.update_state(hidden, cell, decoder_inputs_embeds.shape[1])
+        out = Seq2SeqModelOutput(
+            last_hidden_state=outputs,
+            cache=new_cache,
+            decoder_hidden_states=(outputs,) if output_hidden_states else None,
+            cross_attentions=(alignment[:, None],) if output_attentions and alignment is not None else None,
+            encoder_last_hidden_state=keys,
+            encoder_hidden_states=encoder_outputs.hidden_states,
+        )
+        return out if (return_dict if return_dict is not None else self.config.return_dict) else out.to_tuple()
+
+
+class ScratchRNNForConditionalGeneration(ScratchRNNPreTrainedModel, GenerationMixin):
+    """Recurrent seq2seq with an output layer tied to the embedding: p(yᵢ | y<i, x) = softmax(E oᵢ). Translates.
+
+    `labels` (B, T) are shifted right into decoder inputs; loss = token cross-entropy. `output_attentions=True` returns
+    the alignment αᵢⱼ (target × source) as `cross_attentions[0][:, 0]` (one layer, one "head").
+    """
+
+    _tied_weights_keys = {"lm_head.weight": "model.encoder.embed_tokens.weight"}
+
+    def __init__(self, config: ScratchRNNConfig):
+        super().__init__(config)
+        self.model = ScratchRNNModel(config)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.post_init()
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.lm_head
+
+    def set_output_embeddings(self, value: nn.Linear) -> None:
+        self.lm_head = value
+
+    def get_encoder(self, modality: str | None = None) -> ScratchRNNEncoder:
+        return self.model.encoder
+
+    def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor) -> torch.Tensor:
+        """Decoder inputs for `labels` (used by `DataCollatorForSeq2Seq(model=...)`)."""
+        return shift_tokens_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id)
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        decoder_input_ids: torch.LongTensor | None = None,
+        decoder_attention_mask: torch.Tensor | None = None,
+        encoder_outputs: RNNEncoderOutput | tuple | None = None,
+        cache: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        decoder_inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> Seq2SeqLMOutput | tuple:
+        if labels is not None and decoder_input_ids is None and decoder_inputs_embeds is None:
+            decoder_input_ids = self.prepare_decoder_input_ids_from_labels(labels)
+        out = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            decoder_input_ids=decoder_input_ids,
+            encoder_outputs=encoder_outputs,
+            cache=kwargs.pop("past_key_values", cache),
+            inputs_embeds=inputs_embeds,
+            decoder_inputs_embeds=decoder_inputs_embeds,
+            use_cache=use_cache,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+        )
+        logits = self.lm_head(out.last_hidden_state)  # (B, T, V)
+        loss = None
+        if labels is not None:
+            loss = token_cross_entropy(logits, labels, kwargs.get("num_items_in_batch"))
+        result = Seq2SeqLMOutput(
+            loss=loss,
+            logits=logits,
+            cache=out.cache,
+            decoder_hidden_states=out.decoder_hidden_states,
+            cross_attentions=out.cross_attentions,
+            encoder_last_hidden_state=out.encoder_last_hidden_state,
+            encoder_hidden_states=out.encoder_hidden_states,
+        )
+        return result if (return_dict if return_dict is not None else self.config.return_dict) else result.to_tuple()

@@ -1,0 +1,244 @@
+"""Recurrent seq2seq blocks: the encoder-decoder of Sutskever et al. (2014) and the attention of Bahdanau et al. (2015)
+and Luong et al. (2015).
+
+"The LSTM reads the input sequence, one timestep at a time, to obtain a large fixed-dimensional vector
+representation, and then uses another LSTM to extract the output sequence from that vector." (Sutskever 2014)
+"The probability is conditioned on a distinct context vector cᵢ for each target word yᵢ": cᵢ = Σⱼ αᵢⱼ hⱼ,
+αᵢⱼ = softmax_j(eᵢⱼ), eᵢⱼ = a(sᵢ₋₁, hⱼ) (Bahdanau 2015, eqs. 5-6).
+
+Shapes: B batch, T target length, S source length, C hidden size, L layers, A attention size.
+Recurrent states are kept batch-first, (B, L, C), so `generate()` can expand and reorder them along dim 0.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .checks import check_choice
+from .masks import additive_mask, padding_mask
+
+CELL_CHOICES = ("lstm", "gru")
+ATTENTION_CHOICES = (None, "bahdanau", "luong")
+LUONG_SCORE_CHOICES = ("dot", "general")
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Alignment scores e(s, hⱼ) and the context vector
+
+
+def bahdanau_score(
+    query: torch.Tensor, keys: torch.Tensor, W: nn.Linear, U: nn.Linear, v: nn.Linear,
+    projected_keys: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Additive score eⱼ = vₐᵀ tanh(W s + U hⱼ) (Bahdanau 2015, App. A.1.2). query (B, C), keys (B, S, C) → (B, S).
+
+    `projected_keys` = U(keys) may be passed precomputed: it does not change between decoder steps.
+    """
+    if projected_keys is None:
+        projected_keys = U(keys)  # (B, S, A)
+    return v(torch.tanh(W(query)[:, None, :] + projected_keys)).squeeze(-1)  # (B, 1, A) + (B, S, A) -> (B, S)
+
+
+def luong_dot_score(query: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+    """Dot score eⱼ = sᵀ hⱼ (Luong 2015, eq. 8 "dot"). query (B, C), keys (B, S, C) → (B, S)."""
+    return torch.einsum("bc,bsc->bs", query, keys)
+
+
+def luong_general_score(query: torch.Tensor, keys: torch.Tensor, W: nn.Linear) -> torch.Tensor:
+    """General score eⱼ = sᵀ Wₐ hⱼ (Luong 2015, eq. 8 "general"). query (B, C), keys (B, S, C) → (B, S)."""
+    return torch.einsum("bc,bsc->bs", query, W(keys))  # W(keys) = hⱼ Wₐᵀ: (B, S, C)
+
+
+def attention_context(
+    scores: torch.Tensor, values: torch.Tensor, attention_mask: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """cᵢ = Σⱼ αᵢⱼ hⱼ with αᵢⱼ = softmax_j(eᵢⱼ) over real source positions (padding gets αᵢⱼ = 0).
+
+    scores (B, S), values (B, S, C), attention_mask (B, S) of 1 = real token, 0 = padding.
+    Returns (context (B, C), weights (B, S)).
+    """
+    if attention_mask is not None:
+        allowed = padding_mask(attention_mask)[:, 0, 0, :]  # (B, 1, 1, S) -> (B, S)
+        scores = scores + additive_mask(allowed, scores.dtype)
+    weights = F.softmax(scores.float(), dim=-1).to(values.dtype)  # (B, S)
+    context = torch.einsum("bs,bsc->bc", weights, values)  # (B, S) x (B, S, C) -> (B, C)
+    return context, weights
+
+
+class BahdanauAttention(nn.Module):
+    """Additive attention: αᵢⱼ = softmax_j(vₐᵀ tanh(W sᵢ₋₁ + U hⱼ)), cᵢ = Σⱼ αᵢⱼ hⱼ (Bahdanau 2015)."""
+
+    def __init__(self, hidden_size: int, attention_size: int | None = None):
+        super().__init__()
+        attention_size = attention_size or hidden_size
+        self.W = nn.Linear(hidden_size, attention_size, bias=False)
+        self.U = nn.Linear(hidden_size, attention_size, bias=True)
+        self.v = nn.Linear(attention_size, 1, bias=False)
+
+    def project_keys(self, keys: torch.Tensor) -> torch.Tensor:
+        """U hⱼ for every source position, computed once per sentence. (B, S, C) → (B, S, A)."""
+        return self.U(keys)
+
+    def forward(
+        self, query: torch.Tensor, keys: torch.Tensor, attention_mask: torch.Tensor | None = None,
+        projected_keys: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(context (B, C), weights (B, S)) for one decoder step's query sᵢ₋₁ (B, C)."""
+        scores = bahdanau_score(query, keys, self.W, self.U, self.v, projected_keys)
+        return attention_context(scores, keys, attention_mask)
+
+
+class LuongAttention(nn.Module):
+    """Multiplicative attention: αᵢⱼ = softmax_j(score(sᵢ₋₁, hⱼ)) with score = sᵀh ("dot") or sᵀWₐh ("general")."""
+
+    def __init__(self, hidden_size: int, score: str = "general"):
+        super().__init__()
+        check_choice("luong_score", score, LUONG_SCORE_CHOICES)
+        self.score = score
+        self.W = nn.Linear(hidden_size, hidden_size, bias=False) if score == "general" else None
+
+    def project_keys(self, keys: torch.Tensor) -> torch.Tensor | None:
+        """Nothing to precompute for the multiplicative scores (returns None)."""
+        return None
+
+    def forward(
+        self, query: torch.Tensor, keys: torch.Tensor, attention_mask: torch.Tensor | None = None,
+        projected_keys: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(context (B, C), weights (B, S)) for one decoder step's query sᵢ₋₁ (B, C)."""
+        if self.score == "dot":
+            scores = luong_dot_score(query, keys)
+        else:
+            scores = luong_general_score(query, keys, self.W)
+        return attention_context(scores, keys, attention_mask)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Recurrent cells
+
+
+def make_rnn(cell: str, input_size: int, hidden_size: int, num_layers: int, dropout: float,
+             bidirectional: bool = False) -> nn.LSTM | nn.GRU:
+    """nn.LSTM or nn.GRU, batch-first, with dropout between stacked layers (Zaremba et al. 2014)."""
+    check_choice("cell", cell, CELL_CHOICES)
+    rnn_class = nn.LSTM if cell == "lstm" else nn.GRU
+    return rnn_class(
+        input_size, hidden_size, num_layers=num_layers, batch_first=True,
+        dropout=dropout if num_layers > 1 else 0.0, bidirectional=bidirectional,
+    )
+
+
+def to_torch_state(hidden: torch.Tensor, cell: torch.Tensor | None):
+    """Batch-first (B, L, C) state → what nn.LSTM/nn.GRU take: (h, c) or h, each (L, B, C)."""
+    h = hidden.transpose(0, 1).contiguous()
+    return h if cell is None else (h, cell.transpose(0, 1).contiguous())
+
+
+def from_torch_state(state) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """nn.LSTM/nn.GRU state ((h, c) or h, each (L·dirs, B, C)) → batch-first (hidden, cell), each (B, L·dirs, C)."""
+    if isinstance(state, tuple):
+        return state[0].transpose(0, 1), state[1].transpose(0, 1)
+    return state.transpose(0, 1), None
+
+
+def merge_directions(state: torch.Tensor) -> torch.Tensor:
+    """Bidirectional final states (B, 2L, C/2) [l0 fwd, l0 bwd, l1 fwd, …] → (B, L, C) = [h→; h←] per layer."""
+    B, LD, half = state.shape
+    return state.reshape(B, LD // 2, 2 * half)  # (B, L, 2, C/2) flattened: forward half, then backward half
+
+
+class RNNEncoder(nn.Module):
+    """Reads the source one token at a time: hⱼ = RNN(x_j, hⱼ₋₁). Returns all hⱼ (B, S, C) and the final state.
+
+    Padding is skipped (packed sequences), whichever side it is on, so the final state is the one after the last real
+    token. A bidirectional encoder gives each direction C/2 units and concatenates them: hⱼ = [h→ⱼ; h←ⱼ].
+    """
+
+    def __init__(self, input_size: int, cell: str, hidden_size: int, num_layers: int, dropout: float,
+                 bidirectional: bool = False):
+        super().__init__()
+        self.bidirectional = bidirectional
+        rnn_size = hidden_size // 2 if bidirectional else hidden_size
+        self.rnn = make_rnn(cell, input_size, rnn_size, num_layers, dropout, bidirectional)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(
+        self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """inputs_embeds (B, S, E), attention_mask (B, S) → (outputs (B, S, C), hidden (B, L, C), cell (B, L, C)|None)."""
+        x = self.dropout(inputs_embeds)
+        B, S, _ = x.shape
+        if attention_mask is None or bool(attention_mask.all()):
+            outputs, state = self.rnn(x)
+        else:
+            mask = attention_mask.bool()
+            # move real tokens to the front of each row (stable), so left and right padding are handled alike
+            order = torch.sort((~mask).to(torch.int8), dim=1, stable=True).indices  # (B, S)
+            x = x.gather(1, order[..., None].expand_as(x))
+            lengths = mask.sum(-1).clamp(min=1).cpu()
+            packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+            packed_out, state = self.rnn(packed)
+            front, _ = nn.utils.rnn.pad_packed_sequence(packed_out, batch_first=True, total_length=S)
+            outputs = torch.zeros_like(front).scatter(1, order[..., None].expand_as(front), front)  # back in place
+            outputs = outputs * mask[..., None]  # padding positions hold zeros
+        hidden, cell = from_torch_state(state)  # (B, L·dirs, C/dirs)
+        if self.bidirectional:
+            hidden = merge_directions(hidden)
+            cell = merge_directions(cell) if cell is not None else None
+        return self.dropout(outputs), hidden, cell
+
+
+class RNNDecoder(nn.Module):
+    """Generates the target one token at a time from the previous token, the state and (with attention) a context.
+
+    Without attention (Sutskever 2014): sᵢ = RNN(yᵢ₋₁, sᵢ₋₁), s₀ = the encoder's final state, oᵢ = sᵢ.
+    With attention (Bahdanau 2015): cᵢ = Σⱼ αᵢⱼ hⱼ with αᵢⱼ = softmax_j(score(sᵢ₋₁, hⱼ)), sᵢ = RNN([yᵢ₋₁; cᵢ], sᵢ₋₁),
+    and the output oᵢ = tanh(W_o [sᵢ; cᵢ]) (Luong 2015, eq. 5). The output layer turns oᵢ into logits.
+    """
+
+    def __init__(self, embedding_dim: int, cell: str, hidden_size: int, num_layers: int, dropout: float,
+                 attention: str | None = None, luong_score: str = "general"):
+        super().__init__()
+        check_choice("attention", attention, ATTENTION_CHOICES)
+        self.attention_kind = attention
+        input_size = embedding_dim + (hidden_size if attention else 0)
+        self.rnn = make_rnn(cell, input_size, hidden_size, num_layers, dropout)
+        if attention == "bahdanau":
+            self.attention = BahdanauAttention(hidden_size)
+        elif attention == "luong":
+            self.attention = LuongAttention(hidden_size, luong_score)
+        else:
+            self.attention = None
+        self.output_projection = nn.Linear(2 * hidden_size, embedding_dim) if attention else None
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(
+        self,
+        inputs_embeds: torch.Tensor,
+        hidden: torch.Tensor,
+        cell: torch.Tensor | None,
+        encoder_outputs: torch.Tensor | None = None,
+        encoder_attention_mask: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """Run T steps from state (hidden, cell) (B, L, C). Returns (oᵢ (B, T, E), hidden, cell, α (B, T, S) or None)."""
+        x = self.dropout(inputs_embeds)  # (B, T, E)
+        state = to_torch_state(hidden, cell)
+        if self.attention is None:  # the whole target at once: nothing but the state links the steps
+            outputs, state = self.rnn(x, state)
+            hidden, cell = from_torch_state(state)
+            return self.dropout(outputs), hidden, cell, None
+        if encoder_outputs is None:
+            raise ValueError(f"attention={self.attention_kind!r} needs the encoder outputs hⱼ; got None.")
+        projected_keys = self.attention.project_keys(encoder_outputs)  # once per sentence
+        outputs, alignments = [], []
+        for i in range(x.shape[1]):
+            query = state[0][-1] if isinstance(state, tuple) else state[-1]  # top layer's sᵢ₋₁: (B, C)
+            context, alpha = self.attention(query, encoder_outputs, encoder_attention_mask, projected_keys)
+            step_in = torch.cat([x[:, i], context], dim=-1)[:, None]  # (B, 1, E + C)
+            s_i, state = self.rnn(step_in, state)  # (B, 1, C)
+            outputs.append(torch.tanh(self.output_projection(torch.cat([s_i[:, 0], context], dim=-1))))
+            alignments.append(alpha)
+        hidden, cell = from_torch_state(state)
+        out = torch.stack(outputs, dim=1)  # (B, T, E)
+        return self.dropout(out), hidden, cell, torch.stack(alignments, dim=1)  # α: (B, T, S)
