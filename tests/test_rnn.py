@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -262,3 +263,20 @@ def test_trains_with_seq2seq_trainer(tmp_path):
     trainer.train()
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     assert losses[-1] < 0.2 * losses[0]
+
+
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("rnn-*.json"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
+def test_shipped_configs_build_the_named_model(path):
+    config = AutoConfig.from_pretrained(path)
+    assert isinstance(config, ScratchRNNConfig)
+    assert config.cell in path.stem and (config.attention or "") in path.stem
+    with torch.device("meta"):
+        model = AutoModelForSeq2SeqLM.from_config(config)
+    assert isinstance(model, ScratchRNNForConditionalGeneration)
+
+
+def test_all_four_architectures_have_a_shipped_config():
+    assert {p.stem for p in CONFIGS} >= {"rnn-lstm-tiny", "rnn-gru-tiny", "rnn-lstm-bahdanau-tiny", "rnn-gru-luong-tiny"}
