@@ -161,7 +161,7 @@ def test_script_help_lists_model_data_and_trainer_options(capsys):
 def test_script_trains_saves_and_reports_bleu_and_chrf(tmp_path):
     out = tmp_path / "run"
     metrics = load_script().main([
-        "--output_dir", str(out), "--max_steps", "3", "--max_train_samples", "64", "--max_eval_samples", "8",
+        "--output_dir", str(out), "--do_train", "--do_eval", "--max_steps", "3", "--max_train_samples", "64", "--max_eval_samples", "8",
         "--max_predict_samples", "8", "--vocab_size", "300", "--generation_num_beams", "2",
         "--generation_max_length", "8", "--per_device_train_batch_size", "16",
         "--config_overrides", "hidden_size=32,num_attention_heads=2,intermediate_size=64,encoder_layers=1,"
