@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "compare_architecture
 def compare():
     spec = importlib.util.spec_from_file_location("compare_architectures", SCRIPT)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
