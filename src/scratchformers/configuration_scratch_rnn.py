@@ -40,7 +40,7 @@ class ScratchRNNConfig(PreTrainedConfig):
     luong_score: str = "general"
     bidirectional_encoder: bool = False
     dropout: float | int = 0.1
-    initializer_range: float = 0.1
+    initializer_range: float = 0.08
     embedding_init_std: float = 1.0
     use_cache: bool = True
     tie_word_embeddings: bool = True
