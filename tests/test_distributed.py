@@ -44,11 +44,7 @@ FAMILIES = [
     (ScratchGPTConfig, [ScratchGPTForCausalLM, ScratchGPTForSequenceClassification]),
     (ScratchBertConfig, [ScratchBertForMaskedLM, ScratchBertForSequenceClassification]),
     (ScratchTransformerConfig, [ScratchTransformerForConditionalGeneration]),
-    pytest.param(
-        ScratchRNNConfig, [ScratchRNNForConditionalGeneration],
-        marks=pytest.mark.xfail(strict=True, raises=ValueError, reason="_no_split_modules names RNNEncoder but the "
-                                "model holds ScratchRNNEncoder; accelerate matches exact class names"),
-    ),
+    (ScratchRNNConfig, [ScratchRNNForConditionalGeneration]),
 ]
 TINY = dict(vocab_size=32, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
             max_position_embeddings=16)

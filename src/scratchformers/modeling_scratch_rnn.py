@@ -116,7 +116,7 @@ class ScratchRNNPreTrainedModel(PreTrainedModel):
     base_model_prefix = "model"
     supports_gradient_checkpointing = False
     _is_stateful = True
-    _no_split_modules = ["RNNEncoder", "RNNDecoder"]
+    _no_split_modules = ["ScratchRNNEncoder", "RNNDecoder"]  # exact class names: accelerate matches them
 
     @classmethod
     def _supports_default_dynamic_cache(cls) -> bool:
