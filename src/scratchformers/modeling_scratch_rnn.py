@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from transformers import GenerationMixin, PreTrainedModel
+from transformers import GenerationMixin
 from transformers import initialization as init
 from transformers.cache_utils import Cache
 from transformers.modeling_outputs import Seq2SeqLMOutput, Seq2SeqModelOutput
@@ -21,6 +21,7 @@ from transformers.utils import ModelOutput
 from .checks import check_attention_mask, check_input_ids, check_inputs_embeds
 from .configuration_scratch_rnn import ScratchRNNConfig
 from .losses import token_cross_entropy
+from .pretrained import ScratchPreTrainedBase
 from .recurrent import RNNDecoder, RNNEncoder
 from .seq2seq import shift_tokens_right
 
@@ -104,7 +105,7 @@ class RecurrentState(Cache):
         return self.hidden.shape[0]
 
 
-class ScratchRNNPreTrainedModel(PreTrainedModel):
+class ScratchRNNPreTrainedModel(ScratchPreTrainedBase):
     """Base class of the recurrent family: config class, weight init, flags transformers reads.
 
     Init: recurrent and linear weights ~ U(−r, r), r = `initializer_range` ("We initialized all of the LSTM's
@@ -113,7 +114,6 @@ class ScratchRNNPreTrainedModel(PreTrainedModel):
     """
 
     config_class = ScratchRNNConfig
-    base_model_prefix = "model"
     supports_gradient_checkpointing = False
     _is_stateful = True
     _no_split_modules = ["ScratchRNNEncoder", "RNNDecoder"]  # exact class names: accelerate matches them
@@ -132,9 +132,7 @@ class ScratchRNNPreTrainedModel(PreTrainedModel):
                 else:
                     init.uniform_(param, -r, r)
         elif isinstance(module, nn.Embedding):
-            init.normal_(module.weight, mean=0.0, std=self.config.embedding_init_std)
-            if module.padding_idx is not None and not getattr(module.weight, "_is_hf_initialized", False):
-                module.weight.data[module.padding_idx].zero_()
+            self._init_embedding(module, self.config.embedding_init_std)
 
 
 class ScratchRNNEncoder(RNNEncoder):
@@ -265,7 +263,7 @@ class ScratchRNNModel(ScratchRNNPreTrainedModel):
             encoder_last_hidden_state=keys,
             encoder_hidden_states=encoder_outputs.hidden_states,
         )
-        return out if (return_dict if return_dict is not None else self.config.return_dict) else out.to_tuple()
+        return self._output(out, return_dict)
 
 
 class ScratchRNNForConditionalGeneration(ScratchRNNPreTrainedModel, GenerationMixin):
@@ -341,4 +339,4 @@ class ScratchRNNForConditionalGeneration(ScratchRNNPreTrainedModel, GenerationMi
             encoder_last_hidden_state=out.encoder_last_hidden_state,
             encoder_hidden_states=out.encoder_hidden_states,
         )
-        return result if (return_dict if return_dict is not None else self.config.return_dict) else result.to_tuple()
+        return self._output(result, return_dict)

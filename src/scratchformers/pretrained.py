@@ -1,4 +1,4 @@
-"""What every family's `XPreTrainedModel` shares: weight initialisation and the flags transformers reads."""
+"""What every family's `XPreTrainedModel` shares: outputs, checkpoints, prompt checks, weight initialisation."""
 
 from __future__ import annotations
 
@@ -12,15 +12,10 @@ from transformers import initialization as init
 from .checks import check_input_ids
 
 
-class ScratchPreTrainedModel(PreTrainedModel):
-    """Base class: N(0, 0.02) init, residual projections scaled by 1/√(2·layers) (GPT-2), LayerNorm = identity."""
+class ScratchPreTrainedBase(PreTrainedModel):
+    """Base of every family (recurrent too): HF-style outputs, checkpoints that name the family's Auto classes."""
 
     base_model_prefix = "model"
-    supports_gradient_checkpointing = True
-    _no_split_modules = ["TransformerLayer"]
-    _supports_sdpa = True
-    _supports_flash_attn = True  # dispatched through the attention interface with a 2-D padding mask (GPU only)
-    _supports_attention_backend = True
 
     def _output(self, output, return_dict: bool | None):
         """The `ModelOutput`, or its tuple when `return_dict=False` (or `config.return_dict` is False), as HF does."""
@@ -34,6 +29,33 @@ class ScratchPreTrainedModel(PreTrainedModel):
             self.config.auto_map = {**family, **(getattr(self.config, "auto_map", None) or {})}
         return super().save_pretrained(save_directory, *args, **kwargs)
 
+    def _prepare_model_inputs(self, inputs: torch.Tensor | None = None, bos_token_id=None, model_kwargs=None):
+        """`generate()` hook: validate the prompt before transformers indexes it (an empty prompt would otherwise
+        fail with an IndexError inside generate). Only reached on classes that also inherit GenerationMixin."""
+        inputs_tensor, input_name, model_kwargs = super()._prepare_model_inputs(inputs, bos_token_id, model_kwargs)
+        if input_name == "input_ids":
+            vocab_size = getattr(self.config, "vocab_size", None) or 2**62
+            check_input_ids(inputs_tensor, vocab_size)
+        return inputs_tensor, input_name, model_kwargs
+
+    @staticmethod
+    def _init_embedding(module: nn.Embedding, std: float) -> None:
+        """E ~ N(0, std²), with the padding row (if any) at zero so padding adds nothing."""
+        init.normal_(module.weight, mean=0.0, std=std)
+        if module.padding_idx is not None and not getattr(module.weight, "_is_hf_initialized", False):
+            module.weight.data[module.padding_idx].zero_()
+
+
+class ScratchPreTrainedModel(ScratchPreTrainedBase):
+    """Base of the Transformer families: N(0, 0.02) init, residual projections scaled by 1/√(2·layers) (GPT-2),
+    LayerNorm = identity; sdpa/flash kernels through the attention interface."""
+
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["TransformerLayer"]
+    _supports_sdpa = True
+    _supports_flash_attn = True  # dispatched through the attention interface with a 2-D padding mask (GPU only)
+    _supports_attention_backend = True
+
     def _init_weights(self, module: nn.Module) -> None:
         std = self.config.initializer_range
         if isinstance(module, nn.Linear):
@@ -44,18 +66,7 @@ class ScratchPreTrainedModel(PreTrainedModel):
             if module.bias is not None:
                 init.zeros_(module.bias)
         elif isinstance(module, nn.Embedding):
-            init.normal_(module.weight, mean=0.0, std=std)
-            if module.padding_idx is not None and not getattr(module.weight, "_is_hf_initialized", False):
-                module.weight.data[module.padding_idx].zero_()
+            self._init_embedding(module, std)
         elif isinstance(module, nn.LayerNorm):
             init.ones_(module.weight)
             init.zeros_(module.bias)
-
-    def _prepare_model_inputs(self, inputs: torch.Tensor | None = None, bos_token_id=None, model_kwargs=None):
-        """`generate()` hook: validate the prompt before transformers indexes it (an empty prompt would otherwise
-        fail with an IndexError inside generate). Only reached on classes that also inherit GenerationMixin."""
-        inputs_tensor, input_name, model_kwargs = super()._prepare_model_inputs(inputs, bos_token_id, model_kwargs)
-        if input_name == "input_ids":
-            vocab_size = getattr(self.config, "vocab_size", None) or 2**62
-            check_input_ids(inputs_tensor, vocab_size)
-        return inputs_tensor, input_name, model_kwargs

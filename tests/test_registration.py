@@ -1,0 +1,37 @@
+"""Every family is registered with the Auto classes and its checkpoints name all of them in `auto_map`."""
+
+import json
+
+import pytest
+from transformers import AutoConfig, AutoModel
+
+import scratchformers
+from scratchformers import (
+    ScratchBertConfig,
+    ScratchGPTConfig,
+    ScratchRNNConfig,
+    ScratchTransformerConfig,
+)
+
+TINY = {
+    ScratchGPTConfig: dict(vocab_size=32, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32),
+    ScratchBertConfig: dict(vocab_size=32, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32),
+    ScratchTransformerConfig: dict(vocab_size=32, hidden_size=16, encoder_layers=1, decoder_layers=1,
+                                   num_attention_heads=2, intermediate_size=32),
+    ScratchRNNConfig: dict(vocab_size=32, hidden_size=16, num_hidden_layers=1),
+}
+
+
+@pytest.mark.parametrize("config_class", list(TINY), ids=lambda c: c.model_type)
+def test_checkpoint_names_every_auto_class_of_its_family(config_class, tmp_path):
+    config = config_class(**TINY[config_class])
+    assert type(AutoConfig.for_model(config_class.model_type)) is config_class
+    model = AutoModel.from_config(config)
+    model.save_pretrained(tmp_path)
+    auto_map = json.loads((tmp_path / "config.json").read_text())["auto_map"]
+    assert auto_map == config_class.family_auto_map
+    assert {"AutoConfig", "AutoModel"} <= set(auto_map)
+    for reference in auto_map.values():
+        module, name = reference.split(".")
+        assert (tmp_path / f"{module}.py").exists()
+        assert hasattr(getattr(scratchformers, module), name)
