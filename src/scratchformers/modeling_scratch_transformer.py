@@ -12,7 +12,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 from transformers import GenerationMixin
-from transformers import initialization as init
 from transformers.cache_utils import Cache
 from transformers.modeling_outputs import BaseModelOutput, Seq2SeqLMOutput, Seq2SeqModelOutput
 
@@ -34,9 +33,7 @@ class ScratchTransformerPreTrainedModel(ScratchPreTrainedModel):
         """The shared init, except token embeddings ~ N(0, d_model^−0.5): scaled by √d_model they have unit variance,
         the scale of the sinusoidal positions they are added to (the fairseq / tensor2tensor practice)."""
         if isinstance(module, TokenEmbedding):
-            init.normal_(module.weight, mean=0.0, std=self.config.hidden_size**-0.5)
-            if module.padding_idx is not None and not getattr(module.weight, "_is_hf_initialized", False):
-                module.weight.data[module.padding_idx].zero_()
+            self._init_embedding(module, self.config.hidden_size**-0.5)
         else:
             super()._init_weights(module)
 
@@ -161,7 +158,7 @@ class ScratchTransformerModel(ScratchTransformerPreTrainedModel):
             encoder_hidden_states=encoder_outputs.hidden_states,
             encoder_attentions=encoder_outputs.attentions,
         )
-        return out if (return_dict if return_dict is not None else self.config.return_dict) else out.to_tuple()
+        return self._output(out, return_dict)
 
 
 class ScratchTransformerForConditionalGeneration(ScratchTransformerPreTrainedModel, GenerationMixin):
@@ -242,4 +239,4 @@ class ScratchTransformerForConditionalGeneration(ScratchTransformerPreTrainedMod
             encoder_hidden_states=out.encoder_hidden_states,
             encoder_attentions=out.encoder_attentions,
         )
-        return result if (return_dict if return_dict is not None else self.config.return_dict) else result.to_tuple()
+        return self._output(result, return_dict)
