@@ -100,9 +100,11 @@ def attention_weights(
     return target_labels, source, _stack(out.cross_attentions, "cross")
 
 
-def _heatmap(ax: Any, matrix: np.ndarray, x_labels: Sequence[str], y_labels: Sequence[str], fontsize: float) -> Any:
+def _heatmap(
+    ax: Any, matrix: np.ndarray, x_labels: Sequence[str], y_labels: Sequence[str], fontsize: float, vmax: float
+) -> Any:
     """Draw one (T_query, T_key) heatmap on ``ax`` with token labels; returns the image for a colour bar."""
-    image = ax.imshow(matrix, cmap="viridis", vmin=0.0, vmax=max(float(matrix.max()), 1e-6), aspect="auto")
+    image = ax.imshow(matrix, cmap="viridis", vmin=0.0, vmax=vmax, aspect="auto")
     ax.set_xticks(range(len(x_labels)))
     ax.set_xticklabels(list(x_labels), rotation=90, fontsize=fontsize)
     ax.set_yticks(range(len(y_labels)))
@@ -127,13 +129,15 @@ def plot_attention_grid(
         raise ValueError(f"weights are {rows}×{cols} per head but there are {len(y_labels)}×{len(x_labels)} labels")
     plt = _pyplot()
     cell = max(2.2, 0.22 * max(rows, cols))
-    fig, axes = plt.subplots(layers, heads, figsize=(cell * heads + 1, cell * layers + 1), squeeze=False)
+    fig, axes = plt.subplots(
+        layers, heads, figsize=(cell * heads + 1.5, cell * layers + 1), squeeze=False, layout="constrained"
+    )
     fontsize = max(4.0, min(8.0, 120.0 / max(rows, cols)))
-    image = None
+    image, vmax = None, max(float(weights.max()), 1e-6)  # one colour scale for every panel
     for layer in range(layers):
         for head in range(heads):
             ax = axes[layer][head]
-            image = _heatmap(ax, weights[layer, head], x_labels, y_labels, fontsize)
+            image = _heatmap(ax, weights[layer, head], x_labels, y_labels, fontsize, vmax)
             ax.set_title(f"layer {layer} · head {head}", fontsize=9)
             if head:
                 ax.set_yticklabels([])
@@ -191,8 +195,8 @@ def plot_positional_encoding(
     left.set_ylabel("position pos")
     left.set_title(f"PE(pos, 2i) = sin(pos/10000^(2i/{dim})),  PE(pos, 2i+1) = cos(·)")
     fig.colorbar(image, ax=left)
-    for i in sorted({0, 1, 4, min(dim - 2, 16), min(dim - 2, dim // 2)}):
-        right.plot(range(max_len), pe[:, i], label=f"dim {i}")
+    for i in sorted({2 * max(1, dim // n // 2) for n in (32, 8, 4, 2)} & set(range(0, dim, 2))):
+        right.plot(range(max_len), pe[:, i], label=f"dim {i} (sin, wavelength {2 * math.pi * 10000 ** (i / dim):.0f})")
     right.set_xlabel("position pos")
     right.set_title("a few dimensions: wavelengths grow with i")
     right.legend(fontsize=8)
