@@ -219,7 +219,8 @@ def _run_other_family(family: str, out: Path, max_steps: int, seed: int, config:
     checkpoint = out / "checkpoint"
     timings: dict[str, float] = {}
     started = time.perf_counter()
-    extra = ["--config", str(config)] if config is not None else []
+    # explicit, since an eval_strategy alone turns do_eval on and may leave do_train off in a script
+    extra = ["--do_train", "--do_eval"] + (["--config", str(config)] if config is not None else [])
     print(f"[1/3] training the {family} family ({max_steps} steps) with scripts/run_{task}.py")
     metrics = _timed(timings, "train", script, _train_argv(checkpoint, max_steps, seed, extra))
     print(f"[2/3] metrics: { {k: v for k, v in (metrics or {}).items() if k.startswith('eval_') or k == 'perplexity'} }")
@@ -246,8 +247,10 @@ def _run_other_family(family: str, out: Path, max_steps: int, seed: int, config:
             viz.plot_attention(model, tokenizer, "The file was not found.", out / "attention.png",
                                target_text=sample_text[0], kind="cross")
         )
-    history = json.loads((checkpoint / "trainer_state.json").read_text())["log_history"]
-    plots["loss_curve"] = str(viz.plot_loss_curve(history, out / "loss_curve.png"))
+    state = checkpoint / "trainer_state.json"
+    if state.is_file():  # our scripts save it; a script that does not gets no loss curve
+        history = json.loads(state.read_text())["log_history"]
+        plots["loss_curve"] = str(viz.plot_loss_curve(history, out / "loss_curve.png"))
     plots["positional_encoding"] = str(viz.plot_positional_encoding(64, model.config.hidden_size,
                                                                    out / "positional_encoding.png"))
     timings["total"] = round(time.perf_counter() - started, 2)
