@@ -1,4 +1,16 @@
-"""The one-command demo: tokenizer + small GPT on the shipped prose → perplexity → save → reload via Auto → generate."""
+"""The one-command demo: tokenizer + small GPT on the shipped prose → perplexity → Hub-ready checkpoint → reload via
+``AutoModelForCausalLM.from_pretrained(..., trust_remote_code=True)`` in a fresh process → sample → plots.
+
+It runs the same training script a user points at their own files (``scratchformers train clm``), with the network
+closed (``HF_HUB_OFFLINE=1``). Outputs, all under ``--output-dir``:
+
+- ``checkpoint/``: weights, config with ``auto_map``, modeling code, tokenizer, ``README.md`` model card
+- ``loss_curve.png``, ``attention.png`` (layer × head grid for a sample sentence), ``positional_encoding.png``
+- ``results.json``: validation loss and perplexity, the sample, timings, the paths above
+
+``--family bert`` (fill-mask) and ``--family translation`` run the BERT and encoder-decoder scripts
+(``scratchformers.examples.load_script("mlm" | "translation")``) when those families are installed.
+"""
 
 from __future__ import annotations
 
@@ -8,111 +20,243 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
+from collections.abc import Callable
 from pathlib import Path
 
-import torch
-from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArguments
-
-from .configuration_scratch_gpt import ScratchGPTConfig
-from .data import load_prose, resolve_data_dir, tokenize_and_group
-from .modeling_scratch_gpt import ScratchGPTForCausalLM
-from .tokenization import train_tokenizer
-
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+FAMILIES = ("gpt", "bert", "translation")
+SAMPLE_SENTENCE = "The import statement finds a module and binds it to a name."
+PROMPT = "The import statement"
 
 
-def reload_and_generate(checkpoint: str | os.PathLike, prompt: str, max_new_tokens: int = 40) -> str:
-    """Load `checkpoint` in a fresh Python process with `trust_remote_code=True` (as a Hub user would) and generate."""
+def _timed(timings: dict[str, float], name: str, step: Callable, *args, **kwargs):
+    """Run ``step(*args, **kwargs)``, record its wall time in seconds under ``name`` and print it."""
+    start = time.perf_counter()
+    result = step(*args, **kwargs)
+    timings[name] = round(time.perf_counter() - start, 2)
+    print(f"    ({name}: {timings[name]:.1f} s)")
+    return result
+
+
+def reload_and_generate(checkpoint: str | os.PathLike, prompt: str, max_new_tokens: int = 40) -> dict[str, str]:
+    """Load ``checkpoint`` in a fresh Python process with ``trust_remote_code=True`` (as a Hub user would) and sample.
+
+    The child never imports scratchformers: the classes come from the code files saved in the checkpoint. Returns
+    ``{"class": <module.Class of the loaded model>, "text": <prompt + continuation>}``.
+    """
     code = textwrap.dedent(
         f"""
-        import torch
+        import json, torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
         tok = AutoTokenizer.from_pretrained({str(checkpoint)!r}, trust_remote_code=True)
         model = AutoModelForCausalLM.from_pretrained({str(checkpoint)!r}, trust_remote_code=True).eval()
         inputs = tok({prompt!r}, return_tensors="pt")
         torch.manual_seed(0)
-        out = model.generate(**inputs, max_new_tokens={max_new_tokens}, do_sample=True, top_k=40, temperature=0.8)
-        print(type(model).__module__ + "." + type(model).__name__)
-        print(tok.decode(out[0], skip_special_tokens=True))
+        out = model.generate(**inputs, max_new_tokens={max_new_tokens}, do_sample=True, top_k=40, temperature=0.8,
+                             pad_token_id=tok.pad_token_id)
+        cls = type(model).__module__ + "." + type(model).__name__
+        print(json.dumps({{"class": cls, "text": tok.decode(out[0], skip_special_tokens=True)}}))
         """
     )
-    env = dict(os.environ, HF_HUB_OFFLINE="1")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False)
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", PYTHONPATH="")
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False, cwd=str(checkpoint)
+    )
     if done.returncode != 0:
-        raise RuntimeError(f"reloading {checkpoint} in a fresh process failed:\n{done.stderr[-2000:]}")
-    return done.stdout.strip()
+        raise RuntimeError(f"reloading {checkpoint} in a fresh process failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _plot_outputs(checkpoint: Path, out: Path, model_class: str, kind_text: str) -> dict[str, str]:
+    """Loss curve, attention grid for ``kind_text`` and the positional-encoding plot; returns their paths."""
+    import transformers
+
+    import scratchformers  # noqa: F401  (registers the scratch_* types)
+
+    from . import viz
+
+    history = json.loads((checkpoint / "trainer_state.json").read_text())["log_history"]
+    model = getattr(transformers, model_class).from_pretrained(str(checkpoint), attn_implementation="eager")
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(checkpoint))
+    paths = {
+        "loss_curve": viz.plot_loss_curve(history, out / "loss_curve.png"),
+        "attention": viz.plot_attention(model, tokenizer, kind_text, out / "attention.png"),
+        "positional_encoding": viz.plot_positional_encoding(
+            min(model.config.max_position_embeddings, 64), model.config.hidden_size, out / "positional_encoding.png"
+        ),
+    }
+    return {k: str(v) for k, v in paths.items()}
+
+
+def _train_argv(checkpoint: Path, max_steps: int, seed: int, extra: list[str]) -> list[str]:
+    """The TrainingArguments flags the demo passes to a training script (a short cosine run, eval 4 times)."""
+    from .examples.common import tensorboard_available
+
+    return [
+        "--output_dir", str(checkpoint),
+        "--max_steps", str(max_steps),
+        "--learning_rate", "1e-3",
+        "--warmup_steps", str(max(1, max_steps // 20)),
+        "--lr_scheduler_type", "cosine",
+        "--weight_decay", "0.01",
+        "--logging_steps", str(max(1, max_steps // 40)),
+        "--eval_strategy", "steps",
+        "--eval_steps", str(max(1, max_steps // 4)),
+        "--save_strategy", "no",
+        "--seed", str(seed),
+        "--report_to", "tensorboard" if tensorboard_available() else "none",
+        "--use_cpu", "true",
+        *extra,
+    ]  # fmt: skip
 
 
 def run_demo(
     output_dir: str | os.PathLike = "outputs/demo",
-    max_steps: int = 600,
+    max_steps: int = 400,
+    family: str = "gpt",
+    config: str | os.PathLike | None = None,
     block_size: int = 64,
     vocab_size: int = 2048,
-    config: str | os.PathLike | None = None,
-    data_dir: str | os.PathLike | None = None,
+    batch_size: int = 16,
     seed: int = 0,
 ) -> dict:
-    """Train a byte-level BPE tokenizer and a small GPT on the shipped prose; evaluate, save, reload, generate."""
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(seed)
-    prose_dir = resolve_data_dir(data_dir) / "prose"
-    print(f"[1/5] training a byte-level BPE tokenizer (vocab {vocab_size}) on {prose_dir}")
-    tokenizer = train_tokenizer([prose_dir / "train.txt"], kind="bpe", vocab_size=vocab_size)
+    """Train, evaluate, save, reload in a fresh process, generate and plot; returns (and writes) ``results.json``."""
+    if family not in FAMILIES:
+        raise ValueError(f"unknown family {family!r}; allowed: {', '.join(FAMILIES)}")
+    if max_steps < 1:
+        raise ValueError(f"max_steps must be >= 1, got {max_steps}")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if family != "gpt":
+        return _run_other_family(family, Path(output_dir), max_steps, seed, config)
 
-    print("[2/5] tokenising and grouping the prose into blocks of", block_size)
-    blocks = tokenize_and_group(load_prose(data_dir), tokenizer, block_size=block_size)
+    from .examples import run_clm
+    from .hub import check_upload_complete
 
-    config_path = Path(config) if config else CONFIG_DIR / "gpt-tiny.json"
-    fields = json.loads(config_path.read_text())
-    fields.pop("model_type", None)
-    fields |= dict(
-        vocab_size=len(tokenizer),
-        max_position_embeddings=max(block_size, fields.get("max_position_embeddings", block_size)),
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    model = ScratchGPTForCausalLM(ScratchGPTConfig(**fields))
-    print(f"[3/5] training a {model.num_parameters() / 1e6:.2f}M-parameter GPT for {max_steps} steps ({config_path.name})")
-    args = TrainingArguments(
-        output_dir=str(out / "trainer"),
-        max_steps=max_steps,
-        per_device_train_batch_size=16,
-        per_device_eval_batch_size=32,
-        learning_rate=1e-3,
-        warmup_steps=max(1, max_steps // 20),
-        lr_scheduler_type="cosine",
-        weight_decay=0.01,
-        logging_steps=max(1, max_steps // 30),
-        eval_strategy="no",
-        save_strategy="no",
-        report_to=[],
-        seed=seed,
-        use_cpu=True,
-    )
-    collator = DataCollatorForLanguageModeling(tokenizer, mlm=False)
-    trainer = Trainer(
-        model=model,
-        args=args,
-        train_dataset=blocks["train"],
-        eval_dataset=blocks["validation"],
-        data_collator=collator,
-    )
-    trainer.train()
-    metrics = trainer.evaluate()
-    perplexity = math.exp(metrics["eval_loss"])
-    print(f"[4/5] validation loss {metrics['eval_loss']:.3f}, perplexity {perplexity:.1f}")
-
+    out = Path(output_dir).resolve()
     checkpoint = out / "checkpoint"
-    trainer.save_model(str(checkpoint))
-    tokenizer.save_pretrained(str(checkpoint))
-    print(f"[5/5] saved to {checkpoint}; reloading it in a fresh process with trust_remote_code=True")
-    sample = reload_and_generate(checkpoint, "The import statement")
-    print(sample)
-    losses = [(h["step"], h["loss"]) for h in trainer.state.log_history if "loss" in h]
-    result = {"checkpoint": str(checkpoint), "eval_loss": metrics["eval_loss"], "perplexity": perplexity,
-              "sample": sample, "train_losses": losses}
+    out.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+
+    print(f"[1/5] training a byte-level BPE tokenizer (vocab {vocab_size}) and a small GPT ({max_steps} steps) "
+          "on the shipped prose (data/prose)")
+    argv = _train_argv(checkpoint, max_steps, seed, [
+        "--vocab_size", str(vocab_size),
+        "--block_size", str(block_size),
+        "--per_device_train_batch_size", str(batch_size),
+        "--per_device_eval_batch_size", "32",
+    ])  # fmt: skip
+    if config is not None:
+        argv += ["--config", str(config)]
+    metrics = _timed(timings, "train", run_clm.main, argv)
+    print(f"[2/5] validation loss {metrics['eval_loss']:.3f} nats/token, perplexity {metrics['perplexity']:.1f}")
+
+    missing = check_upload_complete(checkpoint)
+    print(f"[3/5] saved a Hub-ready checkpoint to {checkpoint}"
+          + (" (upload-complete)" if not missing else f" — MISSING: {'; '.join(missing)}"))
+
+    print("      reloading it in a fresh process with AutoModelForCausalLM.from_pretrained(..., trust_remote_code=True)")
+    sample = _timed(timings, "reload_and_generate", reload_and_generate, checkpoint, PROMPT)
+    print(f"      loaded {sample['class']}\n      sample: {sample['text']!r}")
+
+    print(f"[4/5] plotting the loss curve, attention for {SAMPLE_SENTENCE!r} and the positional encoding")
+    plots = _timed(timings, "plots", _plot_outputs, checkpoint, out, "AutoModelForCausalLM", SAMPLE_SENTENCE)
+
+    timings["total"] = round(time.perf_counter() - started, 2)
+    result = {
+        "family": family,
+        "checkpoint": str(checkpoint),
+        "eval_loss": metrics["eval_loss"],
+        "perplexity": metrics["perplexity"],
+        "train_loss": metrics.get("train_loss"),
+        "max_steps": max_steps,
+        "upload_missing": missing,
+        "reloaded_class": sample["class"],
+        "prompt": PROMPT,
+        "sample": sample["text"],
+        "plots": plots,
+        "timings_s": timings,
+    }
     (out / "results.json").write_text(json.dumps(result, indent=2))
-    print(f"results: {out / 'results.json'}")
+    _print_summary(out, result)
+    return result
+
+
+def _print_summary(out: Path, result: dict) -> None:
+    """Where everything is, and what to run next."""
+    lines = [
+        f"[5/5] done in {result['timings_s']['total']:.0f} s. Everything is in {out}:",
+        f"      checkpoint (weights, config, code, tokenizer, model card): {result['checkpoint']}",
+        *(f"      {name.replace('_', ' ')}: {path}" for name, path in result["plots"].items()),
+        f"      numbers: {out / 'results.json'}",
+    ]
+    runs = Path(result["checkpoint"]) / "runs"
+    if runs.is_dir():
+        lines.append(f"      TensorBoard logs: tensorboard --logdir {runs}")
+    lines += [
+        "next: scratchformers generate " + result["checkpoint"] + " --prompt 'A module'",
+        "      scratchformers train clm --train_file your.txt --output_dir outputs/mine   (docs/getting-started.md)",
+    ]
+    print("\n".join(lines))
+
+
+def _run_other_family(family: str, out: Path, max_steps: int, seed: int, config: str | os.PathLike | None) -> dict:
+    """The BERT (fill-mask) and translation demos: run that family's training script, then use its checkpoint.
+
+    Hook: these call ``scratchformers.examples.load_script("mlm" | "translation")``, i.e. ``scripts/run_mlm.py`` /
+    ``scripts/run_translation.py`` from the BERT and seq2seq branches; where those are not installed the demo says so.
+    """
+    from .examples import load_script
+
+    task = {"bert": "mlm", "translation": "translation"}[family]
+    try:
+        script = load_script(task)
+    except FileNotFoundError as err:
+        raise SystemExit(f"the {family} demo needs the {task} training script: {err}") from err
+    out = out.resolve()
+    checkpoint = out / "checkpoint"
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    # explicit, since an eval_strategy alone turns do_eval on and may leave do_train off in a script
+    extra = ["--do_train", "--do_eval"] + (["--config", str(config)] if config is not None else [])
+    print(f"[1/3] training the {family} family ({max_steps} steps) with scripts/run_{task}.py")
+    metrics = _timed(timings, "train", script, _train_argv(checkpoint, max_steps, seed, extra))
+    print(f"[2/3] metrics: { {k: v for k, v in (metrics or {}).items() if k.startswith('eval_') or k == 'perplexity'} }")
+    import transformers
+
+    import scratchformers  # noqa: F401
+
+    from . import viz
+
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(checkpoint))
+    plots: dict[str, str] = {}
+    if family == "bert":
+        model = transformers.AutoModelForMaskedLM.from_pretrained(str(checkpoint), attn_implementation="eager")
+        fill = transformers.pipeline("fill-mask", model=model, tokenizer=tokenizer)
+        sample = fill(f"The import {tokenizer.mask_token} finds a module.")
+        sample_text = [f"{s['token_str']} ({s['score']:.2f})" for s in sample]
+        plots["attention"] = str(viz.plot_attention(model, tokenizer, SAMPLE_SENTENCE, out / "attention.png"))
+    else:
+        from .translate import translate  # written on the seq2seq branch
+
+        model = transformers.AutoModelForSeq2SeqLM.from_pretrained(str(checkpoint), attn_implementation="eager")
+        sample_text = translate(["The file was not found."], model, tokenizer)
+        plots["attention"] = str(
+            viz.plot_attention(model, tokenizer, "The file was not found.", out / "attention.png",
+                               target_text=sample_text[0], kind="cross")
+        )
+    state = checkpoint / "trainer_state.json"
+    if state.is_file():  # our scripts save it; a script that does not gets no loss curve
+        history = json.loads(state.read_text())["log_history"]
+        plots["loss_curve"] = str(viz.plot_loss_curve(history, out / "loss_curve.png"))
+    plots["positional_encoding"] = str(viz.plot_positional_encoding(64, model.config.hidden_size,
+                                                                   out / "positional_encoding.png"))
+    timings["total"] = round(time.perf_counter() - started, 2)
+    result = {"family": family, "checkpoint": str(checkpoint), "metrics": metrics, "sample": sample_text,
+              "plots": plots, "timings_s": timings,
+              "perplexity": (metrics or {}).get("perplexity", math.nan)}
+    (out / "results.json").write_text(json.dumps(result, indent=2, default=str))
+    print(f"[3/3] sample: {sample_text}\n      outputs in {out}: {', '.join(plots.values())}, results.json")
     return result

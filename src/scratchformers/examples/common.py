@@ -1,0 +1,112 @@
+"""What the training scripts share: argument parsing, logging backends, building models from config JSON, saving."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import math
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from transformers import AutoConfig, HfArgumentParser, PreTrainedConfig, TrainingArguments
+
+from ..data import DATA_DIR
+from ..model_card import write_model_card
+
+CONFIG_DIR = DATA_DIR.parent / "configs"
+
+
+def tensorboard_available() -> bool:
+    """Whether ``tensorboard`` (or tensorboardX) is importable, so the Trainer can write event files."""
+    return any(importlib.util.find_spec(name) is not None for name in ("tensorboard", "tensorboardX"))
+
+
+def parse_args(dataclass_types: tuple, argv: Sequence[str] | None, description: str | None = None) -> tuple:
+    """Parse ``argv`` (default ``sys.argv[1:]``) into the dataclasses; a single ``.json`` argument is a flags file.
+
+    Unless ``--report_to`` is given, training logs go to TensorBoard when it is installed and nowhere otherwise.
+    Unless ``--do_train`` or ``--do_eval`` is given, both run (a bare script call trains and evaluates).
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = HfArgumentParser(
+        dataclass_types,
+        description=description,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    if len(argv) == 1 and argv[0].endswith(".json") and not argv[0].startswith("-"):
+        parsed = parser.parse_json_file(os.path.abspath(argv[0]))
+        given = set(json.loads(Path(argv[0]).read_text()))
+    else:
+        parsed = parser.parse_args_into_dataclasses(argv)
+        given = {a[2:].split("=", 1)[0] for a in argv if a.startswith("--")}
+    training_args = next(p for p in parsed if isinstance(p, TrainingArguments))
+    if "report_to" not in given:
+        training_args.report_to = ["tensorboard"] if tensorboard_available() else []
+    if not given & {"do_train", "do_eval"}:  # (an eval_strategy alone turns do_eval on: that is not a choice)
+        training_args.do_train = training_args.do_eval = True
+    return parsed
+
+
+def check_file(flag: str, path: str | None) -> None:
+    """Raise a ValueError naming ``flag`` when ``path`` is not an existing file."""
+    if path is not None and not os.path.isfile(path):
+        raise ValueError(f"{flag} {path!r} does not exist (give a path to a local file)")
+
+
+def config_from_json(path: str | os.PathLike, **overrides: Any) -> PreTrainedConfig:
+    """A config of the ``model_type`` named in the JSON file, with ``overrides`` applied (e.g. the vocab size)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"--config {str(path)!r} does not exist; shipped configs: {sorted(p.name for p in CONFIG_DIR.glob('*.json'))}")
+    fields = json.loads(path.read_text(encoding="utf-8"))
+    model_type = fields.pop("model_type", None)
+    if model_type is None:
+        raise ValueError(f"{path} has no 'model_type' (e.g. \"scratch_gpt\")")
+    import scratchformers  # noqa: F401  (registers every scratch_* model type with AutoConfig)
+
+    return AutoConfig.for_model(model_type, **{**fields, **overrides})
+
+
+def display_path(path: str | os.PathLike) -> str:
+    """``path`` relative to the repository when it lies inside it (``configs/gpt-tiny.json``), else as given."""
+    try:
+        return str(Path(path).resolve().relative_to(CONFIG_DIR.parent))
+    except ValueError:
+        return str(path)
+
+
+def finite_perplexity(loss: float) -> float:
+    """exp(loss), or inf when that overflows (a loss above ~709 nats)."""
+    try:
+        return math.exp(loss)
+    except OverflowError:
+        return float("inf")
+
+
+def save_checkpoint(
+    trainer: Any,
+    tokenizer: Any,
+    output_dir: str | os.PathLike,
+    metrics: dict[str, float],
+    datasets: Sequence[str],
+    base_config: str | None,
+    task: str,
+    language: str | list[str] | None = "en",
+) -> Path:
+    """Save model, tokenizer, metrics and a model card into ``output_dir``: one folder a Hub user can load.
+
+    The model's code comes along (``auto_map`` + modules) because ``import scratchformers`` marked every family
+    for the Auto classes; the tokenizer is saved beside the weights so ``AutoTokenizer`` finds it.
+    """
+    out = Path(output_dir)
+    trainer.save_model(str(out))
+    tokenizer.save_pretrained(str(out))
+    if trainer.is_world_process_zero():
+        (out / "all_results.json").write_text(json.dumps(metrics, indent=2))
+        trainer.state.save_to_json(str(out / "trainer_state.json"))  # log_history: the loss curve's data
+        write_model_card(out, metrics, datasets=datasets, base_config=base_config, task=task, language=language)
+    return out

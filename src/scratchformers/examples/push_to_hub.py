@@ -1,0 +1,58 @@
+"""Push a checkpoint folder (weights, config with auto_map, code, tokenizer, model card) to the Hugging Face Hub.
+
+The folder is checked first (scratchformers.hub.check_upload_complete); without a token (--token, $HF_TOKEN or
+`hf auth login`), in offline mode or with the Hub unreachable, the push stops before creating anything.
+
+    scratchformers push outputs/demo/checkpoint --repo-id your-name/scratch-gpt-demo
+    python scripts/push_to_hub.py outputs/demo/checkpoint --repo-id your-name/scratch-gpt-demo --public
+    python scripts/push_to_hub.py outputs/demo/checkpoint --check   # only list what is missing
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from ..hub import HubPushError, check_upload_complete, push_checkpoint
+
+
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    """The push command's flags."""
+    parser = argparse.ArgumentParser(
+        prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("folder", help="a checkpoint folder saved by our scripts or the demo")
+    parser.add_argument("--repo-id", "--repo_id", dest="repo_id", help="Hub repository, e.g. your-name/my-model")
+    parser.add_argument("--token", default=None, help="a Hub token with write access (default: $HF_TOKEN or login)")
+    parser.add_argument("--public", action="store_true", help="create a public repository (default: private)")
+    parser.add_argument("--check", action="store_true", help="only check the folder is upload-complete")
+    parser.add_argument("--commit-message", default="Upload scratchformers checkpoint")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+    """Check, then push; prints the repository URL. Exit status 1 (and a one-line reason) when nothing was pushed."""
+    args = build_parser(prog).parse_args(argv)
+    missing = check_upload_complete(args.folder)
+    if args.check or missing:
+        for item in missing:
+            print(f"missing: {item}", file=sys.stderr)
+        print(f"{args.folder}: {'upload-complete' if not missing else 'NOT upload-complete'}")
+        return 1 if missing else 0
+    if not args.repo_id:
+        print("error: --repo-id is required to push (e.g. --repo-id your-name/my-model)", file=sys.stderr)
+        return 2
+    try:
+        url = push_checkpoint(
+            args.folder, args.repo_id, token=args.token, private=not args.public, commit_message=args.commit_message
+        )
+    except (HubPushError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"pushed {args.folder} to {url}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,185 @@
+"""Train (or continue training) a causal language model on local text files, like HF's run_clm.py.
+
+Without --tokenizer_name a byte-level BPE tokenizer is trained on the training file; texts are tokenised with
+datasets' .map(batched=True) and grouped into blocks of --block_size tokens; the model is built from --config
+(a fresh model, default configs/gpt-tiny.json) or loaded from --model_name_or_path. After training, the eval
+perplexity exp(loss) is reported and --output_dir receives a Hub-ready checkpoint: weights, config with auto_map,
+modeling code, tokenizer, all_results.json and a README.md model card.
+
+    scratchformers train clm --config configs/gpt-tiny.json --output_dir outputs/my-gpt --max_steps 500
+    python scripts/run_clm.py --train_file my.txt --validation_file my-val.txt --output_dir outputs/my-gpt
+
+Every TrainingArguments flag works (--num_train_epochs, --learning_rate, --eval_strategy, --bf16, --report_to ...).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from datasets import load_dataset
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    Trainer,
+    TrainingArguments,
+    default_data_collator,
+    set_seed,
+)
+
+from ..data import resolve_data_dir, tokenize_and_group
+from ..tokenization import train_tokenizer
+from .common import (
+    CONFIG_DIR,
+    check_file,
+    config_from_json,
+    display_path,
+    finite_perplexity,
+    parse_args,
+    save_checkpoint,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ModelArguments:
+    """Which model and tokenizer to start from."""
+
+    config: str | None = field(
+        default=None,
+        metadata={"help": "Config JSON for a fresh model (default: configs/gpt-tiny.json).", "aliases": ["--config_name"]},
+    )
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "A saved checkpoint folder to continue training (instead of --config)."}
+    )
+    tokenizer_name: str | None = field(
+        default=None, metadata={"help": "A saved tokenizer folder; if absent, a byte-level BPE tokenizer is trained."}
+    )
+    vocab_size: int = field(default=4096, metadata={"help": "Vocabulary size of the trained BPE tokenizer."})
+
+
+@dataclass
+class DataArguments:
+    """Which text to train and evaluate on, and how to cut it into blocks."""
+
+    train_file: str | None = field(
+        default=None, metadata={"help": "A text file, one text per line (default: the shipped data/prose/train.txt)."}
+    )
+    validation_file: str | None = field(
+        default=None,
+        metadata={"help": "A text file to evaluate on (default: data/prose/validation.txt, or a split of --train_file)."},
+    )
+    validation_split_percentage: int = field(
+        default=5, metadata={"help": "With --train_file but no --validation_file: %% of its lines held out."}
+    )
+    block_size: int = field(
+        default=128, metadata={"help": "Tokens per training block (capped at the model's max_position_embeddings)."}
+    )
+    max_train_samples: int | None = field(default=None, metadata={"help": "Keep only this many training blocks."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Keep only this many evaluation blocks."})
+    preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenisation."})
+
+
+def load_text(data_args: DataArguments, seed: int):
+    """A DatasetDict with ``train``/``validation`` text, empty lines dropped; the names of the datasets used."""
+    check_file("--train_file", data_args.train_file)
+    check_file("--validation_file", data_args.validation_file)
+    prose = resolve_data_dir() / "prose"
+    if data_args.train_file is None:
+        files = {"train": str(prose / "train.txt"), "validation": data_args.validation_file or str(prose / "validation.txt")}
+        names = ["scratchformers-prose"]
+    else:
+        files = {"train": data_args.train_file}
+        if data_args.validation_file:
+            files["validation"] = data_args.validation_file
+        names = [Path(data_args.train_file).stem]
+    raw = load_dataset("text", data_files=files)
+    raw = raw.filter(lambda row: len(row["text"].strip()) > 0, desc="Dropping empty lines")
+    if "validation" not in raw:
+        if not 0 < data_args.validation_split_percentage < 100:
+            raise ValueError(f"validation_split_percentage must be in 1..99, got {data_args.validation_split_percentage}")
+        split = raw["train"].train_test_split(test_size=data_args.validation_split_percentage / 100, seed=seed)
+        raw["train"], raw["validation"] = split["train"], split["test"]
+    return raw, names
+
+
+def build_tokenizer(model_args: ModelArguments, train_file: str):
+    """--tokenizer_name, else the checkpoint's tokenizer, else byte-level BPE trained on ``train_file``."""
+    name = model_args.tokenizer_name or model_args.model_name_or_path
+    if name is not None:
+        return AutoTokenizer.from_pretrained(name, trust_remote_code=True)
+    logger.info("training a byte-level BPE tokenizer (vocab %d) on %s", model_args.vocab_size, train_file)
+    return train_tokenizer([train_file], kind="bpe", vocab_size=model_args.vocab_size)
+
+
+def build_model(model_args: ModelArguments, tokenizer, block_size: int):
+    """A fresh model from --config sized to the tokenizer, or the checkpoint --model_name_or_path."""
+    if model_args.model_name_or_path is not None and model_args.config is not None:
+        raise ValueError("pass either --config (a fresh model) or --model_name_or_path (a checkpoint), not both")
+    if model_args.model_name_or_path is not None:
+        model = AutoModelForCausalLM.from_pretrained(model_args.model_name_or_path, trust_remote_code=True)
+        if model.config.vocab_size < len(tokenizer):
+            raise ValueError(f"the tokenizer has {len(tokenizer)} tokens but the model only {model.config.vocab_size}")
+        return model, model_args.model_name_or_path
+    config_path = model_args.config or str(CONFIG_DIR / "gpt-tiny.json")
+    config = config_from_json(
+        config_path,
+        vocab_size=len(tokenizer),
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    if config.max_position_embeddings < block_size:
+        config.max_position_embeddings = block_size
+    return AutoModelForCausalLM.from_config(config), display_path(config_path)
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, float]:
+    """Parse the flags, train and evaluate, save the checkpoint; returns the metrics (eval_loss, perplexity, ...)."""
+    model_args, data_args, training_args = parse_args((ModelArguments, DataArguments, TrainingArguments), argv, __doc__)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    set_seed(training_args.seed)
+
+    raw, dataset_names = load_text(data_args, training_args.seed)
+    train_file = data_args.train_file or str(resolve_data_dir() / "prose" / "train.txt")
+    tokenizer = build_tokenizer(model_args, train_file)
+    model, base = build_model(model_args, tokenizer, data_args.block_size)
+    block_size = min(data_args.block_size, model.config.max_position_embeddings)
+    blocks = tokenize_and_group(raw, tokenizer, block_size, num_proc=data_args.preprocessing_num_workers)
+    train_set, eval_set = blocks["train"], blocks["validation"]
+    if data_args.max_train_samples is not None:
+        train_set = train_set.select(range(min(data_args.max_train_samples, len(train_set))))
+    if data_args.max_eval_samples is not None:
+        eval_set = eval_set.select(range(min(data_args.max_eval_samples, len(eval_set))))
+    if len(train_set) == 0 or len(eval_set) == 0:
+        raise ValueError(f"no blocks of {block_size} tokens: the text is too short; lower --block_size")
+
+    trainer = Trainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_set if training_args.do_train else None,
+        eval_dataset=eval_set if training_args.do_eval else None,
+        processing_class=tokenizer,
+        data_collator=default_data_collator,
+    )
+    metrics: dict[str, float] = {}
+    if training_args.do_train:
+        result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+        metrics.update(result.metrics)
+        trainer.log_metrics("train", result.metrics)
+    if training_args.do_eval:
+        evaluated = trainer.evaluate()
+        evaluated["perplexity"] = finite_perplexity(evaluated["eval_loss"])
+        metrics.update(evaluated)
+        trainer.log_metrics("eval", evaluated)
+        print(f"validation perplexity: {evaluated['perplexity']:.2f}")
+    save_checkpoint(trainer, tokenizer, training_args.output_dir, metrics, dataset_names, base, task="causal-lm")
+    print(f"saved model, tokenizer and model card to {training_args.output_dir}")
+    return metrics
+
+
+if __name__ == "__main__":
+    main()

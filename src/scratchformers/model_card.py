@@ -1,0 +1,171 @@
+"""Model cards for saved checkpoints: a ``README.md`` with Hub metadata (YAML front-matter) and a readable body.
+
+The metadata is built with ``huggingface_hub.ModelCardData``, so the Hub parses it exactly as written here:
+``library_name: transformers``, ``tags: [scratchformers, <model_type>, custom_code, ...]``, ``datasets``,
+``pipeline_tag`` and a ``model-index`` whose ``metrics`` hold the values measured on this checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+PIPELINE_TAGS = {
+    "causal-lm": "text-generation",
+    "masked-lm": "fill-mask",
+    "translation": "translation",
+    "text-classification": "text-classification",
+}
+TASK_NAMES = {
+    "causal-lm": "Causal language modelling",
+    "masked-lm": "Masked language modelling",
+    "translation": "Translation",
+    "text-classification": "Text classification",
+}
+AUTO_CLASSES = {
+    "causal-lm": "AutoModelForCausalLM",
+    "masked-lm": "AutoModelForMaskedLM",
+    "translation": "AutoModelForSeq2SeqLM",
+    "text-classification": "AutoModelForSequenceClassification",
+}
+# metric names used by our scripts -> (Hub metric type, readable name)
+METRIC_TYPES = {
+    "perplexity": ("perplexity", "Perplexity"),
+    "eval_perplexity": ("perplexity", "Perplexity"),
+    "eval_loss": ("loss", "Cross-entropy loss"),
+    "eval_accuracy": ("accuracy", "Accuracy"),
+    "accuracy": ("accuracy", "Accuracy"),
+    "eval_bleu": ("bleu", "BLEU"),
+    "bleu": ("bleu", "BLEU"),
+    "eval_chrf": ("chrf", "chrF"),
+    "chrf": ("chrf", "chrF"),
+}
+
+
+def _read_config(checkpoint_dir: Path) -> dict:
+    """The checkpoint's ``config.json`` as a dict (it must exist: write the card after ``save_pretrained``)."""
+    path = checkpoint_dir / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: save the model (save_pretrained) before writing its model card")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _eval_results(metrics: Mapping[str, float], task: str, dataset: str, split: str) -> list[EvalResult]:
+    """One ``EvalResult`` per known, finite metric in ``metrics`` (unknown keys such as runtimes are skipped)."""
+    results = []
+    for key, value in metrics.items():
+        if key not in METRIC_TYPES or not isinstance(value, (int, float)) or not math.isfinite(value):
+            continue
+        metric_type, metric_name = METRIC_TYPES[key]
+        results.append(
+            EvalResult(
+                task_type=PIPELINE_TAGS[task],
+                task_name=TASK_NAMES[task],
+                dataset_type=dataset,
+                dataset_name=dataset,
+                dataset_split=split,
+                metric_type=metric_type,
+                metric_name=f"{metric_name} ({split})",
+                metric_value=round(float(value), 4),
+            )
+        )
+    return results
+
+
+def _architecture(config: dict) -> str:
+    """One line describing the shape stored in ``config`` (layers, width, heads, FFN size, positions)."""
+    keys = ("num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size", "max_position_embeddings")
+    shape = ", ".join(f"{k}={config[k]}" for k in keys if k in config)
+    return f"`{config.get('model_type', '?')}` ({', '.join(config.get('architectures') or ['?'])}): {shape}"
+
+
+def write_model_card(
+    checkpoint_dir: str | os.PathLike,
+    metrics: Mapping[str, float],
+    datasets: Sequence[str],
+    base_config: str | None,
+    task: str = "causal-lm",
+    model_name: str | None = None,
+    dataset_split: str = "validation",
+    language: str | list[str] | None = "en",
+    license: str = "apache-2.0",
+    training_summary: str | None = None,
+    extra_tags: Sequence[str] = (),
+) -> Path:
+    """Write ``checkpoint_dir/README.md``: Hub metadata with the measured ``metrics`` and a card body. Returns its path.
+
+    ``task`` ∈ causal-lm | masked-lm | translation | text-classification picks the pipeline tag and the Auto class
+    shown in the loading snippet; ``base_config`` names the config the model was built from (e.g.
+    ``configs/gpt-tiny.json``) or the checkpoint it was fine-tuned from.
+    """
+    if task not in PIPELINE_TAGS:
+        raise ValueError(f"unknown task {task!r}; allowed: {', '.join(PIPELINE_TAGS)}")
+    if isinstance(datasets, str) or not datasets:
+        raise ValueError(f"datasets must be a non-empty list of dataset names, got {datasets!r}")
+    folder = Path(checkpoint_dir)
+    config = _read_config(folder)
+    model_type = config.get("model_type", "scratchformers")
+    name = model_name or folder.resolve().name
+    data = ModelCardData(
+        model_name=name,
+        library_name="transformers",
+        license=license,
+        language=language,
+        tags=list(dict.fromkeys(["scratchformers", model_type, "custom_code", *extra_tags])),
+        datasets=list(datasets),
+        pipeline_tag=PIPELINE_TAGS[task],
+        eval_results=_eval_results(metrics, task, datasets[0], dataset_split) or None,
+        base_config=base_config,
+    )
+    auto = AUTO_CLASSES[task]
+    measured = [f"| {k} | {v:.4g} |" for k, v in metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)]
+    body = f"""
+# {name}
+
+A `{model_type}` model from scratchformers — Transformer-family models written from scratch and packaged as Hugging Face `transformers` models. This checkpoint carries its own modeling code
+(`auto_map` in `config.json`), so it loads with `trust_remote_code=True` without the package installed.
+
+## Model
+- Task: {TASK_NAMES[task]} (`{auto}`)
+- Architecture: {_architecture(config)}
+- Built from: `{base_config or "(not recorded)"}`
+
+## Training data
+{", ".join(f"`{d}`" for d in datasets)} — {training_summary or "see the scratchformers repository's data/README.md for sources and licences."}
+
+## Evaluation (measured on the {dataset_split} split of `{datasets[0]}`)
+| metric | value |
+|---|---|
+{chr(10).join(measured) if measured else "| (none measured) | |"}
+
+## How to use
+Without scratchformers installed (the checkpoint carries its code):
+
+```python
+from transformers import {auto}, AutoTokenizer
+tokenizer = AutoTokenizer.from_pretrained("{name}", trust_remote_code=True)
+model = {auto}.from_pretrained("{name}", trust_remote_code=True)
+```
+
+With the package installed (`import scratchformers` registers `{model_type}` with the Auto classes):
+
+```python
+import scratchformers
+from transformers import {auto}
+model = {auto}.from_pretrained("{name}")
+```
+
+## Intended use and limitations
+For learning how Transformer models work and for small experiments. Demo-scale models are tiny and trained for
+minutes on small corpora: they produce fluent-looking nonsense and must not be used for decisions about people.
+The tokenizer was trained on the same small corpus and splits rare words heavily.
+"""
+    card = ModelCard(f"---\n{data.to_yaml()}\n---\n{body}")
+    path = folder / "README.md"
+    card.save(path)
+    return path
