@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 
 import pytest
@@ -463,11 +461,9 @@ def test_trainer_mlm_pretraining_lowers_the_loss(tokenizer, tiny, tmp_path):
 
 
 def _load_run_mlm():
-    spec = importlib.util.spec_from_file_location("run_mlm", REPO / "scripts" / "run_mlm.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["run_mlm"] = module  # dataclasses look their module up in sys.modules
-    spec.loader.exec_module(module)
-    return module
+    from scratchformers.examples import run_mlm
+
+    return run_mlm
 
 
 def test_run_mlm_help_lists_model_data_and_training_flags(capsys):

@@ -298,14 +298,8 @@ def test_translate_helper_works_and_is_batch_invariant(tmp_path):
 
 
 def test_run_translation_script_trains_an_rnn_and_saves_it(tmp_path):
-    import importlib.util
-    import sys
+    from scratchformers.examples import run_translation as module
 
-    script = Path(__file__).resolve().parents[1] / "scripts" / "run_translation.py"
-    spec = importlib.util.spec_from_file_location("run_translation_rnn", script)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
     out = tmp_path / "run"
     metrics = module.main([
         "--output_dir", str(out), "--do_train", "--max_steps", "3", "--max_train_samples", "32",

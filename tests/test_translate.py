@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -137,15 +135,13 @@ def test_collator_builds_shifted_decoder_inputs_for_label_smoothing(memorised):
     assert (batch["labels"] == -100).any()  # padded label positions are ignored by the loss
 
 
-# --- scripts/run_translation.py --------------------------------------------------------------------------------------
+# --- run_translation (scratchformers.examples; scripts/run_translation.py wraps it) ---
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("run_translation", REPO / "scripts" / "run_translation.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the script is executed
-    spec.loader.exec_module(module)
-    return module
+    from scratchformers.examples import run_translation
+
+    return run_translation
 
 
 def test_script_help_lists_model_data_and_trainer_options(capsys):
