@@ -669,3 +669,109 @@ def test_regression_loss_with_one_example_is_the_squared_error():
     out = model(torch.tensor([[3, 4]]), labels=torch.tensor([2.0]))
     torch.testing.assert_close(out.loss, (out.logits.reshape(()) - 2.0) ** 2)
     assert math.isfinite(out.loss.item())
+
+
+# ---- regressions: the failing examples the properties found, pinned ------------------------------------------------
+
+
+def _seq2seq(family_name: str, **changes):
+    family = next(f for f in FAMILIES if f.name == family_name)
+    model_class = family.generators[0]
+    return build(model_class, fixed_config(family, **changes), 0)
+
+
+@pytest.mark.parametrize("family_name", ["scratch_transformer", "scratch_rnn"])
+def test_regression_labels_are_checked_before_they_are_shifted_into_decoder_inputs(family_name):
+    """Before: an out-of-range label was reported as `decoder_input_ids` (RNN) or `input_ids` (Transformer) — the
+    tensor it had been shifted into — and a list of labels gave a ValueError about its shape."""
+    model = _seq2seq(family_name)
+    src = torch.tensor([[3, 4, 5]])
+    with pytest.raises(ValueError, match=r"`labels` contains 99, outside \[0, 15\]"):
+        model(src, labels=torch.tensor([[99, 4]]))
+    with pytest.raises(ValueError, match="`labels` contains -5"):
+        model(src, labels=torch.tensor([[-5, 4]]))
+    with pytest.raises(TypeError, match="`labels` must be a torch.Tensor, got list"):
+        model(src, labels=[[3, 4]])
+    assert torch.isfinite(model(src, labels=torch.tensor([[3, -100]])).loss)  # -100 stays allowed
+
+
+@pytest.mark.parametrize("family_name", ["scratch_transformer", "scratch_rnn"])
+def test_regression_decoder_batch_differing_from_the_source_batch_is_a_value_error(family_name):
+    """Before (Transformer): `RuntimeError: The size of tensor a (4) must match the size of tensor b (2)` from inside
+    the cross-attention."""
+    model = _seq2seq(family_name)
+    src = torch.tensor([[3, 4, 5], [6, 7, 8]])
+    with pytest.raises(ValueError, match=r"decoder batch \(4.*`decoder_input_ids`.*`labels`.*encoder batch.*\(2\)"):
+        model(src, labels=torch.ones(4, 2, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"decoder batch \(1.*encoder batch.*\(2\)"):
+        model(src, decoder_input_ids=torch.ones(1, 2, dtype=torch.long))
+
+
+def test_regression_transformer_decoder_errors_name_the_decoder_arguments():
+    """Before: a bad decoder input was reported as `input_ids` / `attention_mask` (the names inside the shared stack),
+    pointing the user at the source."""
+    model = _seq2seq("scratch_transformer")
+    src, tgt = torch.tensor([[3, 4, 5]]), torch.tensor([[1, 2]])
+    with pytest.raises(ValueError, match="`decoder_input_ids` contains id 17"):
+        model(src, decoder_input_ids=tgt + 15)
+    with pytest.raises(ValueError, match=r"`decoder_attention_mask` must have shape .* = \(1, 2\), got \(1, 3\)"):
+        model(src, decoder_input_ids=tgt, decoder_attention_mask=torch.ones(1, 3))
+    with pytest.raises(ValueError, match=r"`attention_mask` must have shape .* = \(1, 3\), got \(1, 2\)"):
+        model(src, attention_mask=torch.ones(1, 2), decoder_input_ids=tgt)  # the source mask keeps its own name
+
+
+def test_regression_rnn_checks_the_decoder_attention_mask_it_does_not_use():
+    """Before: `decoder_attention_mask` was never passed to the body, so any tensor (or a list) was silently accepted."""
+    model = _seq2seq("scratch_rnn")
+    src, tgt = torch.tensor([[3, 4, 5]]), torch.tensor([[1, 2]])
+    reference = model(src, decoder_input_ids=tgt).logits
+    torch.testing.assert_close(model(src, decoder_input_ids=tgt, decoder_attention_mask=torch.ones(1, 2)).logits,
+                               reference)  # a correct one changes nothing
+    for bad in (torch.ones(1, 3), torch.ones(2, 2), torch.full((1, 2), 2)):
+        with pytest.raises(ValueError, match="`decoder_attention_mask`"):
+            model(src, decoder_input_ids=tgt, decoder_attention_mask=bad)
+
+
+@pytest.mark.parametrize("attention", [None, "bahdanau", "luong"])
+def test_regression_rnn_lstm_runs_under_cpu_float16_autocast(attention):
+    """Before: `RuntimeError: could not create a primitive descriptor for the LSTM forward propagation primitive`
+    (torch has no CPU float16 LSTM kernel); the LSTM now runs in float32 there and matches the float32 model."""
+    model = _seq2seq("scratch_rnn", cell="lstm", attention=attention, bidirectional_encoder=True)
+    src, mask = torch.tensor([[3, 4, 5], [6, 7, 0]]), torch.tensor([[1, 1, 1], [1, 1, 0]])
+    labels = torch.tensor([[1, 2, 3], [4, 5, -100]])
+    reference = model(src, attention_mask=mask, labels=labels).loss
+    with torch.autocast("cpu", dtype=torch.float16):
+        out = model(src, attention_mask=mask, labels=labels)
+        generated = model.generate(src, attention_mask=mask, max_new_tokens=3, min_new_tokens=3)
+    assert torch.isfinite(out.logits).all() and torch.isfinite(out.loss)
+    torch.testing.assert_close(out.loss, reference, atol=2e-2, rtol=2e-2)  # only the non-LSTM parts ran in fp16
+    assert generated.shape == (2, 4)
+
+
+@pytest.mark.parametrize(("family_name", "name", "value"), [
+    ("scratch_rnn", "tie_word_embeddings", "no"),  # before: accepted, and "no" is truthy — the weights were tied
+    ("scratch_rnn", "bidirectional_encoder", "yes"),
+    ("scratch_rnn", "pad_token_id", -1),
+    ("scratch_rnn", "decoder_start_token_id", -1),
+    ("scratch_rnn", "initializer_range", float("nan")),
+    ("scratch_rnn", "embedding_init_std", 0.0),
+    ("scratch_bert", "add_pooling_layer", "yes"),
+    ("scratch_transformer", "num_hidden_layers", 0),  # before: reported as `encoder_layers`
+])
+def test_regression_config_values_accepted_or_misnamed_before(family_name, name, value):
+    family = next(f for f in FAMILIES if f.name == family_name)
+    with pytest.raises(ValueError, match=f"`{name}`"):
+        fixed_config(family, **{name: value})
+
+
+def test_regression_bert_labels_and_positions_of_the_wrong_type_are_type_errors():
+    """Before: `start_positions` as a list → `AttributeError: 'list' object has no attribute 'dtype'`; token labels as
+    a list → ValueError."""
+    family = next(f for f in FAMILIES if f.name == "scratch_bert")
+    config = fixed_config(family)
+    ids = torch.tensor([[2, 3, 4]])
+    with pytest.raises(TypeError, match="`start_positions` must be a torch.Tensor"):
+        build(ScratchBertForQuestionAnswering, config, 0)(ids, start_positions=[0], end_positions=torch.tensor([1]))
+    for model_class in (ScratchBertForMaskedLM, ScratchBertForTokenClassification):
+        with pytest.raises(TypeError, match="`labels`"):
+            build(model_class, config, 0)(ids, labels=[[0, 1, 2]])
