@@ -299,7 +299,7 @@ FAMILIES = [
             "embedding_init_std": [0.0, -1.0, float("inf")],
             "bidirectional_encoder": ["yes"],
             "tie_word_embeddings": ["no"],
-            "pad_token_id": [-1],
+            "pad_token_id": [-1, 10**6],  # 10**6: before, `AssertionError: Padding_idx must be within num_embeddings`
             "decoder_start_token_id": [-1],
         },
         seq2seq=True,
@@ -752,6 +752,7 @@ def test_regression_rnn_lstm_runs_under_cpu_float16_autocast(attention):
     ("scratch_rnn", "tie_word_embeddings", "no"),  # before: accepted, and "no" is truthy — the weights were tied
     ("scratch_rnn", "bidirectional_encoder", "yes"),
     ("scratch_rnn", "pad_token_id", -1),
+    ("scratch_rnn", "pad_token_id", 16),  # before: AssertionError from nn.Embedding (padding_idx) at construction
     ("scratch_rnn", "decoder_start_token_id", -1),
     ("scratch_rnn", "initializer_range", float("nan")),
     ("scratch_rnn", "embedding_init_std", 0.0),

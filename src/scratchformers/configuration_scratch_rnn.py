@@ -64,6 +64,8 @@ class ScratchRNNConfig(PreTrainedConfig):
             check_bool(name, getattr(self, name))
         for name in ("pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id"):
             check_token_id(name, getattr(self, name))
+        if self.pad_token_id is not None and self.pad_token_id >= self.vocab_size:  # it is the embedding's padding_idx
+            raise ValueError(f"`pad_token_id`={self.pad_token_id} is outside the vocabulary [0, {self.vocab_size - 1}].")
         if self.bidirectional_encoder and self.hidden_size % 2:
             raise ValueError(
                 f"`hidden_size`={self.hidden_size} must be even with `bidirectional_encoder=True` "
