@@ -58,6 +58,13 @@ def check_positive_number(name: str, value: Any, allow_zero: bool = False) -> No
         raise ValueError(f"`{name}` must be a finite number {bound}, got {value!r}.")
 
 
+def check_token_id(name: str, value: Any) -> None:
+    """Raise ValueError unless `value` is None, a token id >= 0, or a list of such ids (eos may be several)."""
+    ids = value if isinstance(value, list) else [value]
+    if any(i is not None and (isinstance(i, bool) or not isinstance(i, int) or i < 0) for i in ids):
+        raise ValueError(f"`{name}` must be None or a token id >= 0 (or a list of them), got {value!r}.")
+
+
 def _is_compiling() -> bool:
     return torch.compiler.is_compiling()
 
@@ -80,30 +87,32 @@ def check_input_ids(input_ids: torch.Tensor, vocab_size: int, name: str = "input
         raise ValueError(f"`{name}` contains id {bad}, outside the vocabulary [0, {vocab_size - 1}].")
 
 
-def check_inputs_embeds(inputs_embeds: torch.Tensor, hidden_size: int) -> None:
+def check_inputs_embeds(inputs_embeds: torch.Tensor, hidden_size: int, name: str = "inputs_embeds") -> None:
     """Raise TypeError/ValueError unless `inputs_embeds` is a non-empty float (B, T, C) tensor with C = hidden_size."""
     if not isinstance(inputs_embeds, torch.Tensor) or not inputs_embeds.dtype.is_floating_point:
-        raise TypeError("`inputs_embeds` must be a floating-point torch.Tensor of shape (batch, sequence, hidden_size).")
+        raise TypeError(f"`{name}` must be a floating-point torch.Tensor of shape (batch, sequence, hidden_size).")
     if inputs_embeds.dim() != 3 or inputs_embeds.shape[-1] != hidden_size or 0 in inputs_embeds.shape:
         raise ValueError(
-            f"`inputs_embeds` must have shape (batch, sequence, {hidden_size}) with batch, sequence >= 1, "
+            f"`{name}` must have shape (batch, sequence, {hidden_size}) with batch, sequence >= 1, "
             f"got {tuple(inputs_embeds.shape)}."
         )
     if not _is_compiling() and not bool(torch.isfinite(inputs_embeds).all()):
-        raise ValueError("`inputs_embeds` contains NaN or inf values.")
+        raise ValueError(f"`{name}` contains NaN or inf values.")
 
 
-def check_attention_mask(attention_mask: torch.Tensor, batch_size: int, key_length: int) -> None:
+def check_attention_mask(
+    attention_mask: torch.Tensor, batch_size: int, key_length: int, name: str = "attention_mask"
+) -> None:
     """Raise ValueError unless the 2-D padding mask has shape (batch, key_length) and holds only 0/1."""
     if not isinstance(attention_mask, torch.Tensor):
-        raise TypeError(f"`attention_mask` must be a torch.Tensor, got {type(attention_mask).__name__}.")
+        raise TypeError(f"`{name}` must be a torch.Tensor, got {type(attention_mask).__name__}.")
     if tuple(attention_mask.shape) != (batch_size, key_length):
         raise ValueError(
-            f"`attention_mask` must have shape (batch, past + sequence) = {(batch_size, key_length)}, "
+            f"`{name}` must have shape (batch, past + sequence) = {(batch_size, key_length)}, "
             f"got {tuple(attention_mask.shape)}."
         )
     if not _is_compiling() and not bool(((attention_mask == 0) | (attention_mask == 1)).all()):
-        raise ValueError("`attention_mask` must contain only 0 (padding) and 1 (real token).")
+        raise ValueError(f"`{name}` must contain only 0 (padding) and 1 (real token).")
 
 
 def check_sequence_length(length: int, max_positions: int, name: str = "sequence") -> None:

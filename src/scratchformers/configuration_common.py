@@ -5,7 +5,15 @@ from __future__ import annotations
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 
-from .checks import check_bool, check_choice, check_divisible, check_positive, check_positive_number, check_probability
+from .checks import (
+    check_bool,
+    check_choice,
+    check_divisible,
+    check_positive,
+    check_positive_number,
+    check_probability,
+    check_token_id,
+)
 
 BOOL_FIELDS = ("scale_embedding", "embedding_layer_norm", "attention_bias", "ffn_bias", "use_cache", "tie_word_embeddings")
 TOKEN_ID_FIELDS = ("pad_token_id", "bos_token_id", "eos_token_id")
@@ -74,10 +82,7 @@ class ScratchConfig(PreTrainedConfig):
         for name in BOOL_FIELDS:
             check_bool(name, getattr(self, name))
         for name in TOKEN_ID_FIELDS:
-            value = getattr(self, name)
-            ids = value if isinstance(value, list) else [value]
-            if any(i is not None and (isinstance(i, bool) or not isinstance(i, int) or i < 0) for i in ids):
-                raise ValueError(f"`{name}` must be None or a token id >= 0 (or a list of them), got {value!r}.")
+            check_token_id(name, getattr(self, name))
         super().__post_init__(**kwargs)
         if self.num_labels < 1:
             raise ValueError(f"`num_labels` must be >= 1, got {self.num_labels}.")

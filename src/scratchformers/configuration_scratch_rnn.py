@@ -9,7 +9,7 @@ from __future__ import annotations
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 
-from .checks import check_choice, check_positive, check_probability
+from .checks import check_bool, check_choice, check_positive, check_positive_number, check_probability, check_token_id
 from .recurrent import ATTENTION_CHOICES, CELL_CHOICES, LUONG_SCORE_CHOICES
 
 
@@ -58,6 +58,14 @@ class ScratchRNNConfig(PreTrainedConfig):
         check_choice("attention", self.attention, ATTENTION_CHOICES)
         check_choice("luong_score", self.luong_score, LUONG_SCORE_CHOICES)
         check_probability("dropout", self.dropout)
+        check_positive_number("initializer_range", self.initializer_range, allow_zero=True)
+        check_positive_number("embedding_init_std", self.embedding_init_std)
+        for name in ("bidirectional_encoder", "use_cache", "tie_word_embeddings"):
+            check_bool(name, getattr(self, name))
+        for name in ("pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id"):
+            check_token_id(name, getattr(self, name))
+        if self.pad_token_id is not None and self.pad_token_id >= self.vocab_size:  # it is the embedding's padding_idx
+            raise ValueError(f"`pad_token_id`={self.pad_token_id} is outside the vocabulary [0, {self.vocab_size - 1}].")
         if self.bidirectional_encoder and self.hidden_size % 2:
             raise ValueError(
                 f"`hidden_size`={self.hidden_size} must be even with `bidirectional_encoder=True` "

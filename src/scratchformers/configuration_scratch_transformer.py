@@ -43,6 +43,7 @@ class ScratchTransformerConfig(ScratchConfig):
 
     def __post_init__(self, **kwargs):
         """Fill the per-stack layer counts, keep `num_hidden_layers` = decoder layers, pick the decoder start id."""
+        check_positive("num_hidden_layers", self.num_hidden_layers)  # before it fills the per-stack counts
         if self.encoder_layers is None:
             self.encoder_layers = self.num_hidden_layers
         if self.decoder_layers is None:

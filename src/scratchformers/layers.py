@@ -101,11 +101,16 @@ class TransformerLayer(GradientCheckpointingLayer):
 class TransformerStack(nn.Module):
     """Embed the tokens, then x ← Layerₙ(x) for n = 1…N ("a stack of N = 6 identical layers", §3.1), then a final
     LayerNorm when LayerNorm comes first in each sub-layer (pre-LN). GPT and BERT are one stack; the
-    encoder-decoder is two. Inputs are validated and the mask is built once, here, for all layers."""
+    encoder-decoder is two. Inputs are validated and the mask is built once, here, for all layers.
 
-    def __init__(self, config, num_layers: int, causal: bool, cross_attention: bool = False, embeddings=None):
+    `input_prefix` is put before the argument names in error messages (default: "decoder_" for a stack with
+    cross-attention, which is the decoder of an encoder-decoder, else ""), so they name what the user passed."""
+
+    def __init__(self, config, num_layers: int, causal: bool, cross_attention: bool = False, embeddings=None,
+                 input_prefix: str | None = None):
         super().__init__()
         self.config = config
+        self.input_prefix = input_prefix if input_prefix is not None else ("decoder_" if cross_attention else "")
         self.causal = causal
         self.cross_attention = cross_attention
         self.embeddings = embeddings if embeddings is not None else Embeddings(config)
@@ -127,15 +132,16 @@ class TransformerStack(nn.Module):
         return attention_mask_for(attention_mask, query_length, key_length, causal, x.dtype, x.device)
 
     def _validate(self, input_ids, inputs_embeds, attention_mask, token_type_ids, past_length: int, position_ids=None):
+        p = self.input_prefix
         if (input_ids is None) == (inputs_embeds is None):
-            raise ValueError("Pass exactly one of `input_ids` or `inputs_embeds`.")
+            raise ValueError(f"Pass exactly one of `{p}input_ids` or `{p}inputs_embeds`.")
         if input_ids is not None:
-            check_input_ids(input_ids, self.config.vocab_size)
+            check_input_ids(input_ids, self.config.vocab_size, name=f"{p}input_ids")
         else:
-            check_inputs_embeds(inputs_embeds, self.config.hidden_size)
+            check_inputs_embeds(inputs_embeds, self.config.hidden_size, name=f"{p}inputs_embeds")
         B, T = (input_ids if input_ids is not None else inputs_embeds).shape[:2]
         if attention_mask is not None:
-            check_attention_mask(attention_mask, B, past_length + T)
+            check_attention_mask(attention_mask, B, past_length + T, name=f"{p}attention_mask")
         if self.config.position_embedding_type == "learned":
             check_sequence_length(past_length + T, self.config.max_position_embeddings)
         if position_ids is not None:
@@ -183,6 +189,11 @@ class TransformerStack(nn.Module):
 
         mask = self._mask(attention_mask, T, past + T, self.causal, x, output_attentions)  # (B|1, 1, T, past+T)
         if memory is not None:
+            if memory.shape[0] != B:  # else: a RuntimeError from inside the cross-attention matmul
+                raise ValueError(
+                    f"The decoder batch ({B}, from `{self.input_prefix}input_ids` or the `labels` shifted into them) "
+                    f"does not match the encoder batch ({memory.shape[0]})."
+                )
             if memory_mask is not None:
                 check_attention_mask(memory_mask, memory.shape[0], memory.shape[1])
             memory_mask = self._mask(memory_mask, T, memory.shape[1], False, x, output_attentions)  # (B, 1, 1, S)

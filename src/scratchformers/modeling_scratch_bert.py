@@ -30,7 +30,7 @@ from .pretrained import ScratchPreTrainedModel
 def check_token_labels(labels: torch.Tensor, shape: tuple[int, ...], num_classes: int, name: str = "labels") -> None:
     """Raise ValueError unless per-token `labels` have `shape` and hold −100 (ignored) or a class in [0, num_classes)."""
     if not isinstance(labels, torch.Tensor) or labels.dtype.is_floating_point or labels.dtype == torch.bool:
-        raise ValueError(f"`{name}` must be an integer torch.Tensor of class ids (−100 = ignored).")
+        raise TypeError(f"`{name}` must be an integer torch.Tensor of class ids (−100 = ignored).")
     if tuple(labels.shape) != tuple(shape):
         raise ValueError(f"`{name}` must have shape {tuple(shape)} (one label per token), got {tuple(labels.shape)}.")
     bad = labels[(labels != IGNORE_INDEX) & ((labels < 0) | (labels >= num_classes))]
@@ -274,6 +274,8 @@ def span_loss(start_logits: torch.Tensor, end_logits: torch.Tensor, start_positi
     (clamped to T, as HF does for answers truncated away)."""
     B, T = start_logits.shape
     for name, positions in (("start_positions", start_positions), ("end_positions", end_positions)):
+        if not isinstance(positions, torch.Tensor):
+            raise TypeError(f"`{name}` must be a torch.Tensor of token indices, got {type(positions).__name__}.")
         if positions.dtype.is_floating_point or positions.reshape(-1).shape[0] != B:
             raise ValueError(f"`{name}` must hold one integer token index per example ({B}), got {tuple(positions.shape)}.")
     s = start_positions.reshape(-1).clamp(0, T)  # (B,)

@@ -237,7 +237,7 @@ class ScratchRNNModel(ScratchRNNPreTrainedModel):
             check_input_ids(decoder_input_ids, self.config.vocab_size, "decoder_input_ids")
             decoder_inputs_embeds = self.encoder.embed_tokens(decoder_input_ids)  # (B, T, C)
         else:
-            check_inputs_embeds(decoder_inputs_embeds, self.config.hidden_size)
+            check_inputs_embeds(decoder_inputs_embeds, self.config.hidden_size, name="decoder_inputs_embeds")
 
         state = cache if isinstance(cache, RecurrentState) and cache.get_seq_length() > 0 else None
         if state is not None:
@@ -246,9 +246,13 @@ class ScratchRNNModel(ScratchRNNPreTrainedModel):
             hidden, cell = encoder_outputs.final_hidden, encoder_outputs.final_cell  # s₀ = the encoder's final state
         if hidden.shape[0] != decoder_inputs_embeds.shape[0]:
             raise ValueError(
-                f"The decoder batch ({decoder_inputs_embeds.shape[0]}) does not match the encoder batch / state "
-                f"({hidden.shape[0]})."
+                f"The decoder batch ({decoder_inputs_embeds.shape[0]}, from `decoder_input_ids` or the `labels` "
+                f"shifted into them) does not match the encoder batch / state ({hidden.shape[0]})."
             )
+        if decoder_attention_mask is not None:  # unused, but a wrong one is the caller's bug: say so
+            B, T = decoder_inputs_embeds.shape[:2]
+            past = state.get_seq_length() if state is not None else 0
+            check_attention_mask(decoder_attention_mask, B, past + T, name="decoder_attention_mask")
         outputs, hidden, cell, alignment = self.decoder(decoder_inputs_embeds, hidden, cell, keys, attention_mask)
 
         new_cache = None
@@ -292,7 +296,9 @@ class ScratchRNNForConditionalGeneration(ScratchRNNPreTrainedModel, GenerationMi
 
     def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor) -> torch.Tensor:
         """Decoder inputs for `labels` (used by `DataCollatorForSeq2Seq(model=...)`)."""
-        return shift_tokens_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id)
+        return shift_tokens_right(
+            labels, self.config.pad_token_id, self.config.decoder_start_token_id, self.config.vocab_size
+        )
 
     def forward(
         self,
@@ -317,6 +323,7 @@ class ScratchRNNForConditionalGeneration(ScratchRNNPreTrainedModel, GenerationMi
             input_ids=input_ids,
             attention_mask=attention_mask,
             decoder_input_ids=decoder_input_ids,
+            decoder_attention_mask=decoder_attention_mask,
             encoder_outputs=encoder_outputs,
             cache=kwargs.pop("past_key_values", cache),
             inputs_embeds=inputs_embeds,

@@ -187,7 +187,9 @@ class ScratchTransformerForConditionalGeneration(ScratchTransformerPreTrainedMod
 
     def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor) -> torch.Tensor:
         """Decoder inputs for `labels` (used by `DataCollatorForSeq2Seq(model=...)`, e.g. with label smoothing)."""
-        return shift_tokens_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id)
+        return shift_tokens_right(
+            labels, self.config.pad_token_id, self.config.decoder_start_token_id, self.config.vocab_size
+        )
 
     def forward(
         self,

@@ -129,6 +129,21 @@ def make_rnn(cell: str, input_size: int, hidden_size: int, num_layers: int, drop
     )
 
 
+def run_rnn(rnn: nn.RNNBase, x, state=None):
+    """`rnn(x, state)`, except under CPU float16 autocast, where torch (oneDNN) has no float16 LSTM kernel and raises
+    "could not create a primitive descriptor": the LSTM then runs in float32 (as autocast does for GRU)."""
+    data = x.data if isinstance(x, nn.utils.rnn.PackedSequence) else x
+    cpu_fp16 = (data.device.type == "cpu" and torch.is_autocast_enabled("cpu")
+                and torch.get_autocast_dtype("cpu") == torch.float16)
+    if not (cpu_fp16 and isinstance(rnn, nn.LSTM)):
+        return rnn(x, state)
+    with torch.autocast("cpu", enabled=False):
+        x = x._replace(data=x.data.float()) if isinstance(x, nn.utils.rnn.PackedSequence) else x.float()
+        if state is not None:
+            state = tuple(s.float() for s in state) if isinstance(state, tuple) else state.float()
+        return rnn(x, state)
+
+
 def to_torch_state(hidden: torch.Tensor, cell: torch.Tensor | None):
     """Batch-first (B, L, C) state → what nn.LSTM/nn.GRU take: (h, c) or h, each (L, B, C)."""
     h = hidden.transpose(0, 1).contiguous()
@@ -170,7 +185,7 @@ class RNNEncoder(nn.Module):
         x = self.dropout(inputs_embeds)
         B, S, _ = x.shape
         if attention_mask is None or bool(attention_mask.all()):
-            outputs, state = self.rnn(x)
+            outputs, state = run_rnn(self.rnn, x)
         else:
             mask = attention_mask.bool()
             # move real tokens to the front of each row (stable), so left and right padding are handled alike
@@ -178,7 +193,7 @@ class RNNEncoder(nn.Module):
             x = x.gather(1, order[..., None].expand_as(x))
             lengths = mask.sum(-1).clamp(min=1).cpu()
             packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
-            packed_out, state = self.rnn(packed)
+            packed_out, state = run_rnn(self.rnn, packed)
             front, _ = nn.utils.rnn.pad_packed_sequence(packed_out, batch_first=True, total_length=S)
             outputs = torch.zeros_like(front).scatter(1, order[..., None].expand_as(front), front)  # back in place
             outputs = outputs * mask[..., None]  # padding positions hold zeros
@@ -225,7 +240,7 @@ class RNNDecoder(nn.Module):
         x = self.dropout(inputs_embeds)  # (B, T, E)
         state = to_torch_state(hidden, cell)
         if self.attention is None:  # the whole target at once: nothing but the state links the steps
-            outputs, state = self.rnn(x, state)
+            outputs, state = run_rnn(self.rnn, x, state)
             hidden, cell = from_torch_state(state)
             return self.dropout(outputs), hidden, cell, None
         if encoder_outputs is None:
@@ -236,7 +251,7 @@ class RNNDecoder(nn.Module):
             query = state[0][-1] if isinstance(state, tuple) else state[-1]  # top layer's sᵢ₋₁: (B, C)
             context, alpha = self.attention(query, encoder_outputs, encoder_attention_mask, projected_keys)
             step_in = torch.cat([x[:, i], context], dim=-1)[:, None]  # (B, 1, E + C)
-            s_i, state = self.rnn(step_in, state)  # (B, 1, C)
+            s_i, state = run_rnn(self.rnn, step_in, state)  # (B, 1, C)
             outputs.append(torch.tanh(self.output_projection(torch.cat([s_i[:, 0], context], dim=-1))))
             alignments.append(alpha)
         hidden, cell = from_torch_state(state)

@@ -9,19 +9,26 @@ from __future__ import annotations
 
 import torch
 
+from .checks import check_labels
+
 IGNORE_INDEX = -100
 
 
 def shift_tokens_right(
-    labels: torch.Tensor, pad_token_id: int | None, decoder_start_token_id: int | None
+    labels: torch.Tensor, pad_token_id: int | None, decoder_start_token_id: int | None, vocab_size: int | None = None
 ) -> torch.Tensor:
     """Teacher-forcing decoder inputs from labels: [start, y₀, …, y_{T−2}], with −100 (ignored labels) → pad.
 
     `labels` (B, T) → `decoder_input_ids` (B, T), the same shift HF's seq2seq models (BART, T5, Marian) apply.
+    With `vocab_size` the labels are checked first (ids in [0, vocab_size) or −100), so a bad label is reported as
+    `labels`, not as the `decoder_input_ids` it would be shifted into.
     """
-    if not isinstance(labels, torch.Tensor) or labels.dim() != 2:
-        shape = tuple(labels.shape) if isinstance(labels, torch.Tensor) else type(labels).__name__
-        raise ValueError(f"`labels` must be a (batch, target_length) tensor, got {shape}.")
+    if not isinstance(labels, torch.Tensor):
+        raise TypeError(f"`labels` must be a torch.Tensor, got {type(labels).__name__}.")
+    if labels.dim() != 2:
+        raise ValueError(f"`labels` must be a (batch, target_length) tensor, got {tuple(labels.shape)}.")
+    if vocab_size is not None:
+        check_labels(labels, tuple(labels.shape), vocab_size)
     if decoder_start_token_id is None:
         raise ValueError(
             "`decoder_start_token_id` is None: set it in the config (e.g. the tokenizer's bos or pad id) so labels can "
