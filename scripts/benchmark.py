@@ -52,6 +52,7 @@ class Family:
     make_batch: Callable[[transformers.PreTrainedConfig, int, int], dict]
     generates: bool
     sizes: dict = field(default_factory=dict)  # "quick" | "full" -> shape kwargs
+    seq2seq: bool = False  # encoder-decoder: source ids to the encoder, the decoder reads (and predicts) the target
 
 
 def _gpt2_config(s: dict) -> transformers.GPT2Config:
@@ -64,6 +65,21 @@ def _bert_config(s: dict) -> transformers.BertConfig:
     return transformers.BertConfig(vocab_size=s["vocab"], hidden_size=s["width"], num_hidden_layers=s["layers"],
                                    num_attention_heads=s["heads"], intermediate_size=4 * s["width"],
                                    max_position_embeddings=s["max_len"])
+
+
+def _bart_config(s: dict) -> transformers.BartConfig:
+    """BART at the shared size: `layers` encoder and `layers` decoder layers (twice the layers of the others)."""
+    return transformers.BartConfig(vocab_size=s["vocab"], d_model=s["width"], encoder_layers=s["layers"],
+                                   decoder_layers=s["layers"], encoder_attention_heads=s["heads"],
+                                   decoder_attention_heads=s["heads"], encoder_ffn_dim=4 * s["width"],
+                                   decoder_ffn_dim=4 * s["width"], max_position_embeddings=s["max_len"])
+
+
+def _seq2seq_batch(config, batch: int, length: int) -> dict:
+    """`length` source and `length` target tokens; labels are shifted into decoder inputs by both models."""
+    ids = torch.randint(3, config.vocab_size, (batch, length))
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids),
+            "labels": torch.randint(3, config.vocab_size, (batch, length))}
 
 
 def _clm_batch(config, batch: int, length: int) -> dict:
@@ -86,6 +102,8 @@ SIZES = {
 FAMILIES = [
     Family("GPT-2 ↔ scratch_gpt", transformers.GPT2LMHeadModel, _gpt2_config, _clm_batch, True),
     Family("BERT ↔ scratch_bert", transformers.BertForMaskedLM, _bert_config, _mlm_batch, False),
+    Family("BART ↔ scratch_transformer", transformers.BartForConditionalGeneration, _bart_config, _seq2seq_batch, True,
+           seq2seq=True),
 ]
 
 
@@ -124,7 +142,10 @@ def training_flops_per_token(model: torch.nn.Module, config, length: int) -> flo
     for module in model.modules():
         if isinstance(module, torch.nn.Linear) or type(module).__name__ == "Conv1D":
             n += module.weight.numel()
-    return 6 * n + 12 * config.num_hidden_layers * length * config.hidden_size
+    attention_layers = config.num_hidden_layers
+    if getattr(config, "is_encoder_decoder", False):  # encoder self + decoder self + cross attention (S = T)
+        attention_layers = config.encoder_layers + 2 * config.decoder_layers
+    return 6 * n + 12 * attention_layers * length * config.hidden_size
 
 
 def make_pair(family: Family, size: dict, attn: str):
@@ -157,7 +178,10 @@ def bench_training(family, size, attn, batch, length, repeats, flops) -> dict:
 
 def greedy_decode_fn(model, ids: torch.Tensor, new_tokens: int) -> Callable[[], None]:
     """Cached greedy decoding as `generate()` does it, with only the decode steps timed: prefill the context once
-    (untimed, outside the returned callable's clock), then per step feed the argmax token with the cache."""
+    (untimed, outside the returned callable's clock), then per step feed the argmax token with the cache.
+    Encoder-decoder: the context is the source, encoded once; the decoder starts from `decoder_start_token_id`."""
+    if model.config.is_encoder_decoder:
+        return _seq2seq_greedy_decode_fn(model, ids, new_tokens)
 
     def run() -> float:
         with torch.no_grad():
@@ -167,6 +191,23 @@ def greedy_decode_fn(model, ids: torch.Tensor, new_tokens: int) -> Callable[[], 
             start = time.perf_counter()
             for _ in range(new_tokens):
                 out = model(input_ids=token, cache=cache, use_cache=True, logits_to_keep=1)
+                token = out.logits[:, -1].argmax(-1, keepdim=True)
+            return time.perf_counter() - start
+
+    return run
+
+
+def _seq2seq_greedy_decode_fn(model, source: torch.Tensor, new_tokens: int) -> Callable[[], None]:
+    def run() -> float:
+        with torch.no_grad():
+            encoder_outputs = model.get_encoder()(input_ids=source)
+            token = torch.full((source.shape[0], 1), model.config.decoder_start_token_id)
+            out = model(encoder_outputs=encoder_outputs, decoder_input_ids=token, use_cache=True)
+            cache = out.past_key_values if out.past_key_values is not None else out.cache
+            token = out.logits[:, -1].argmax(-1, keepdim=True)
+            start = time.perf_counter()
+            for _ in range(new_tokens):
+                out = model(encoder_outputs=encoder_outputs, decoder_input_ids=token, cache=cache, use_cache=True)
                 token = out.logits[:, -1].argmax(-1, keepdim=True)
             return time.perf_counter() - start
 
@@ -195,7 +236,7 @@ def bench_scaling(family, size, attn, length: int, repeats: int) -> dict:
     def fwd(model):
         def run():
             with torch.no_grad():
-                model(input_ids=ids)
+                model(input_ids=ids, decoder_input_ids=ids) if family.seq2seq else model(input_ids=ids)
         return run
 
     t = interleaved({"hf": fwd(hf), "ours": fwd(ours)}, repeats)

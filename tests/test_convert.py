@@ -14,6 +14,9 @@ from scratchformers import (
     ScratchGPTConfig,
     ScratchGPTForCausalLM,
     ScratchGPTForSequenceClassification,
+    ScratchTransformerConfig,
+    ScratchTransformerForConditionalGeneration,
+    ScratchTransformerModel,
 )
 from scratchformers.convert import from_hf, main, supported_conversions, to_hf
 
@@ -21,10 +24,15 @@ ATOL = 1e-4
 
 
 def perturb(model: torch.nn.Module, scale: float = 0.05) -> torch.nn.Module:
-    """Move every parameter off its init (LayerNorms included), so a swapped or missing tensor changes the logits."""
+    """Move every trained parameter off its init (LayerNorms included), and BART/Marian's zero `final_logits_bias`
+    buffer, so a swapped or missing tensor changes the logits. Frozen tables (Marian's sinusoids) stay as they are."""
     with torch.no_grad():
         for p in model.parameters():
-            p.add_(torch.randn_like(p) * scale)
+            if p.requires_grad:
+                p.add_(torch.randn_like(p) * scale)
+        for name, buffer in model.named_buffers():
+            if name.endswith("final_logits_bias"):
+                buffer.add_(torch.randn_like(buffer) * scale)
     return model.eval()
 
 
@@ -245,3 +253,178 @@ def test_cli_converts_a_local_folder_both_ways(tmp_path, capsys):
 def test_cli_rejects_a_folder_without_config(tmp_path):
     with pytest.raises(ValueError, match="no config.json"):
         main([str(tmp_path), str(tmp_path / "out")])
+
+
+# ---------------------------------------------------------------------------------------------------- BART and Marian
+
+SEQ2SEQ_VOCAB = 53
+BART_SHAPES = [
+    dict(encoder_layers=2, decoder_layers=2, d_model=32, attention_heads=4, ffn_dim=64, activation_function="gelu"),
+    dict(encoder_layers=1, decoder_layers=3, d_model=24, attention_heads=3, ffn_dim=40, activation_function="relu",
+         scale_embedding=True, tie_word_embeddings=False),
+    dict(encoder_layers=3, decoder_layers=1, d_model=16, attention_heads=2, ffn_dim=48,
+         activation_function="gelu_new"),
+]
+MARIAN_SHAPES = [
+    dict(encoder_layers=2, decoder_layers=2, d_model=32, attention_heads=4, ffn_dim=64, activation_function="swish"),
+    dict(encoder_layers=1, decoder_layers=2, d_model=24, attention_heads=2, ffn_dim=40, activation_function="swish",
+         tie_word_embeddings=False),
+]
+
+
+def seq2seq_config(cls, attention_heads: int, ffn_dim: int, **shape):
+    """A small BartConfig/MarianConfig (the same heads and FFN width in both stacks, no dropout)."""
+    tokens = (dict(pad_token_id=1, bos_token_id=0, eos_token_id=2, decoder_start_token_id=2, forced_eos_token_id=2)
+              if cls is transformers.BartConfig else
+              dict(pad_token_id=52, eos_token_id=0, decoder_start_token_id=52, forced_eos_token_id=0,
+                   scale_embedding=True))
+    return cls(vocab_size=SEQ2SEQ_VOCAB, max_position_embeddings=40, dropout=0.0, attention_dropout=0.0,
+               encoder_attention_heads=attention_heads, decoder_attention_heads=attention_heads,
+               encoder_ffn_dim=ffn_dim, decoder_ffn_dim=ffn_dim, **{**tokens, **shape})
+
+
+def seq2seq_inputs(batch: int = 3, source: int = 11, target: int = 7) -> dict:
+    """Right-padded source ids (row 0 has 3 padding slots), its mask, and a decoder prefix."""
+    x = torch.randint(3, SEQ2SEQ_VOCAB - 1, (batch, source))
+    mask = torch.ones_like(x)
+    mask[0, -3:] = 0
+    return dict(input_ids=x, attention_mask=mask, decoder_input_ids=torch.randint(3, SEQ2SEQ_VOCAB - 1, (batch, target)))
+
+
+def seq2seq_output(model, inputs) -> torch.Tensor:
+    """Logits of the generation model, else the body's decoder hidden states and the encoder's at real tokens."""
+    with torch.no_grad():
+        out = model(**inputs)
+    if hasattr(out, "logits"):
+        return out.logits
+    return torch.cat([out.last_hidden_state.flatten(), out.encoder_last_hidden_state[inputs["attention_mask"].bool()]
+                      .flatten()])
+
+
+def seq2seq_greedy(model, inputs, n: int = 8) -> torch.Tensor:
+    """Greedy tokens with the model's own generation config (decoder start, pad, forced eos)."""
+    return model.generate(inputs["input_ids"], attention_mask=inputs["attention_mask"], max_new_tokens=n,
+                          do_sample=False)
+
+
+def assert_seq2seq_parity(hf, ours, inputs) -> None:
+    assert max_diff(seq2seq_output(hf, inputs), seq2seq_output(ours, inputs)) <= ATOL
+    if isinstance(ours, ScratchTransformerForConditionalGeneration):
+        hf_tokens, our_tokens = seq2seq_greedy(hf, inputs), seq2seq_greedy(ours, inputs)
+        assert hf_tokens.shape == (3, 9) and torch.equal(hf_tokens, our_tokens)
+
+
+@pytest.mark.parametrize("hf_class", [transformers.BartForConditionalGeneration, transformers.BartModel],
+                         ids=lambda c: c.__name__)
+@pytest.mark.parametrize("shape", BART_SHAPES, ids=lambda s: f"E{s['encoder_layers']}D{s['decoder_layers']}-C{s['d_model']}")
+def test_bart_converts_both_ways_with_the_same_logits_and_greedy_tokens(hf_class, shape):
+    hf = perturb(hf_class(seq2seq_config(transformers.BartConfig, **shape)), scale=0.2)
+    ours = from_hf(hf)
+    expected = (ScratchTransformerForConditionalGeneration if hf_class is transformers.BartForConditionalGeneration
+                else ScratchTransformerModel)
+    assert type(ours) is expected
+    assert (ours.config.position_offset, ours.config.decoder_start_token_id) == (2, 2)
+    inputs = seq2seq_inputs()
+    assert_seq2seq_parity(hf, ours, inputs)
+    back = to_hf(perturb(ours, scale=0.2))  # weights HF never had: ours → HF
+    assert type(back) is hf_class
+    assert_seq2seq_parity(back, ours, inputs)
+
+
+@pytest.mark.parametrize("shape", MARIAN_SHAPES, ids=lambda s: f"E{s['encoder_layers']}D{s['decoder_layers']}-C{s['d_model']}")
+def test_marian_converts_both_ways_with_the_same_logits_and_greedy_tokens(shape):
+    hf = perturb(transformers.MarianMTModel(seq2seq_config(transformers.MarianConfig, **shape)), scale=0.2)
+    ours = from_hf(hf)
+    assert (ours.config.position_embedding_type, ours.config.sinusoidal_layout) == ("sinusoidal", "split")
+    assert ours.config.activation == "silu" and ours.config.scale_embedding
+    inputs = seq2seq_inputs()
+    assert_seq2seq_parity(hf, ours, inputs)
+    back = to_hf(perturb(ours, scale=0.2))
+    assert type(back) is transformers.MarianMTModel
+    assert_seq2seq_parity(back, ours, inputs)
+    body = transformers.MarianModel(seq2seq_config(transformers.MarianConfig, **shape))
+    assert_seq2seq_parity(body.eval(), from_hf(perturb(body)), inputs)
+
+
+def test_bart_round_trip_is_exact_and_final_logits_bias_survives_save_and_load(tmp_path):
+    hf = perturb(transformers.BartForConditionalGeneration(seq2seq_config(transformers.BartConfig, **BART_SHAPES[1])))
+    back = to_hf(from_hf(hf))
+    assert list(hf.state_dict()) == list(back.state_dict())
+    for key, tensor in hf.state_dict().items():
+        if key != "model.shared.weight":  # untied BART: `shared` is read by no forward and not carried
+            assert torch.equal(tensor, back.state_dict()[key]), key
+    ours = from_hf(hf)
+    assert torch.equal(ours.final_logits_bias, hf.final_logits_bias) and ours.final_logits_bias.abs().sum() > 0
+    ours.save_pretrained(tmp_path)
+    reloaded = ScratchTransformerForConditionalGeneration.from_pretrained(tmp_path)
+    assert torch.equal(reloaded.final_logits_bias, ours.final_logits_bias)
+    inputs = seq2seq_inputs()
+    assert max_diff(seq2seq_output(reloaded.eval(), inputs), seq2seq_output(hf, inputs)) <= ATOL
+
+
+def test_bart_and_marian_options_that_do_not_fit_are_listed():
+    config = seq2seq_config(transformers.BartConfig, **{**BART_SHAPES[0], "activation_function": "quick_gelu"})
+    config.decoder_ffn_dim = 80
+    with pytest.raises(ValueError, match=r"2 thing\(s\).*\n.*encoder_ffn_dim`=64 != `decoder_ffn_dim`=80.*\n.*quick_gelu"):
+        from_hf(transformers.BartForConditionalGeneration(config))
+    marian = transformers.MarianMTModel(seq2seq_config(transformers.MarianConfig, **MARIAN_SHAPES[0]))
+    with torch.no_grad():
+        marian.model.decoder.embed_positions.weight.add_(0.5)  # a position table that is not the sinusoid formula
+    with pytest.raises(ValueError, match="decoder.embed_positions.weight is not the sin|cos table"):
+        from_hf(marian)
+
+
+def test_scratch_transformer_that_fits_neither_bart_nor_marian_is_refused_with_both_reasons():
+    paper = ScratchTransformerForConditionalGeneration(ScratchTransformerConfig(
+        vocab_size=SEQ2SEQ_VOCAB, hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=64))
+    with pytest.raises(ValueError) as info:
+        to_hf(paper)  # the paper's defaults: interleaved sinusoids (Marian lays them out [sin | cos]), not learned
+    message = str(info.value)
+    assert "to BART" in message and "to Marian" in message
+    assert "`position_embedding_type`='sinusoidal': BART supports only 'learned'" in message
+    assert "`sinusoidal_layout`='interleaved': Marian supports only 'split'" in message
+    bart_like = from_hf(transformers.BartForConditionalGeneration(seq2seq_config(transformers.BartConfig,
+                                                                                 **BART_SHAPES[0])))
+    with pytest.raises(ValueError, match=r"position_offset`=2: Marian supports only 0"):
+        to_hf(bart_like, hf_class=transformers.MarianMTModel)
+    with pytest.raises(TypeError, match="GPT2LMHeadModel.*allowed.*BartForConditionalGeneration"):
+        to_hf(bart_like, hf_class=transformers.GPT2LMHeadModel)
+
+
+def test_bart_mismatched_weight_shapes_are_listed():
+    hf = transformers.BartForConditionalGeneration(seq2seq_config(transformers.BartConfig, **BART_SHAPES[0]))
+    with torch.no_grad():  # a checkpoint whose decoder position table is longer than its config says
+        hf.model.decoder.embed_positions.weight = torch.nn.Parameter(torch.zeros(50, 32))
+    with pytest.raises(ValueError, match=r"decoder\.embeddings\.positions\.weight \(42, 32\) does not fit"):
+        from_hf(hf)
+
+
+def test_position_options_validate_and_lay_out_sinusoids_as_marian_does():
+    with pytest.raises(ValueError, match="position_offset"):
+        ScratchTransformerConfig(position_offset=-1)
+    with pytest.raises(ValueError, match="sinusoidal_layout"):
+        ScratchTransformerConfig(sinusoidal_layout="halves")
+    from scratchformers.embeddings import sinusoidal_position_encoding
+
+    positions = torch.arange(7)
+    split, interleaved = (sinusoidal_position_encoding(positions, 10, layout) for layout in ("split", "interleaved"))
+    assert torch.equal(split[:, :5], interleaved[:, 0::2]) and torch.equal(split[:, 5:], interleaved[:, 1::2])
+    marian_table = transformers.MarianModel(seq2seq_config(transformers.MarianConfig, **MARIAN_SHAPES[0]))
+    table = marian_table.encoder.embed_positions.weight[:7]
+    assert max_diff(table, sinusoidal_position_encoding(positions, 32, "split")) <= 1e-5
+
+
+def test_cli_converts_a_local_bart_folder_both_ways(tmp_path, capsys):
+    hf = perturb(transformers.BartForConditionalGeneration(seq2seq_config(transformers.BartConfig, **BART_SHAPES[0])))
+    hf.save_pretrained(tmp_path / "hf")
+    assert main([str(tmp_path / "hf"), str(tmp_path / "ours")]) == 0
+    ours = transformers.AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "ours")
+    assert isinstance(ours, ScratchTransformerForConditionalGeneration)
+    assert main([str(tmp_path / "ours"), str(tmp_path / "back")]) == 0
+    back = transformers.AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "back")
+    assert isinstance(back, transformers.BartForConditionalGeneration)
+    inputs = seq2seq_inputs()
+    for model in (ours.eval(), back.eval()):
+        assert max_diff(seq2seq_output(hf, inputs), seq2seq_output(model, inputs)) <= ATOL
+        assert torch.equal(seq2seq_greedy(hf, inputs), seq2seq_greedy(model, inputs))
+    assert "BartForConditionalGeneration → ScratchTransformerForConditionalGeneration" in capsys.readouterr().out

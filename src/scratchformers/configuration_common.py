@@ -21,6 +21,7 @@ TOKEN_ID_FIELDS = ("pad_token_id", "bos_token_id", "eos_token_id")
 ACTIVATION_CHOICES = ("relu", "gelu", "gelu_new", "silu")
 NORM_PLACEMENT_CHOICES = ("pre", "post")
 POSITION_EMBEDDING_CHOICES = ("learned", "sinusoidal")
+SINUSOIDAL_LAYOUT_CHOICES = ("interleaved", "split")
 
 
 @strict
@@ -29,6 +30,8 @@ class ScratchConfig(PreTrainedConfig):
 
     `activation` ∈ relu | gelu | gelu_new | silu; `norm_placement` ∈ pre (GPT-2) | post (the paper, BERT);
     `position_embedding_type` ∈ learned | sinusoidal; `scale_embedding` multiplies token embeddings by √d_model.
+    `position_offset` is added to every position id before the lookup (a learned table gets that many extra rows;
+    BART: 2); `sinusoidal_layout` ∈ interleaved (sin, cos pairs, §3.5) | split (all sines, then all cosines: Marian).
     """
 
     attribute_map = {
@@ -53,6 +56,8 @@ class ScratchConfig(PreTrainedConfig):
     activation: str = "gelu_new"
     norm_placement: str = "pre"
     position_embedding_type: str = "learned"
+    position_offset: int = 0  # position p reads row p + offset (BART's learned table: offset 2)
+    sinusoidal_layout: str = "interleaved"  # "interleaved" sin/cos pairs (the paper) | "split" sin half, cos half
     scale_embedding: bool = False
     type_vocab_size: int = 0
     embedding_layer_norm: bool = False
@@ -73,6 +78,9 @@ class ScratchConfig(PreTrainedConfig):
         check_choice("activation", self.activation, ACTIVATION_CHOICES)
         check_choice("norm_placement", self.norm_placement, NORM_PLACEMENT_CHOICES)
         check_choice("position_embedding_type", self.position_embedding_type, POSITION_EMBEDDING_CHOICES)
+        check_choice("sinusoidal_layout", self.sinusoidal_layout, SINUSOIDAL_LAYOUT_CHOICES)
+        if isinstance(self.position_offset, bool) or not isinstance(self.position_offset, int) or self.position_offset < 0:
+            raise ValueError(f"`position_offset` must be an integer >= 0, got {self.position_offset!r}.")
         check_probability("hidden_dropout_prob", self.hidden_dropout_prob)
         check_probability("attention_probs_dropout_prob", self.attention_probs_dropout_prob)
         if self.type_vocab_size < 0:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from huggingface_hub.dataclasses import strict
 
-from .checks import check_positive
+from .checks import check_bool, check_positive
 from .configuration_common import ScratchConfig
 
 
@@ -16,7 +16,8 @@ class ScratchTransformerConfig(ScratchConfig):
 
     `encoder_layers`/`decoder_layers` default to `num_hidden_layers`; afterwards `num_hidden_layers` always equals
     `decoder_layers` (the generation cache holds one entry per decoder layer). `decoder_start_token_id` defaults to
-    `bos_token_id`, else `pad_token_id`.
+    `bos_token_id`, else `pad_token_id`. `final_logits_bias` adds a (1, V) bias buffer to the output logits (BART,
+    Marian: kept at zero by their training, but part of converted checkpoints).
     Example: `ScratchTransformerConfig(vocab_size=8000, d_model=256, encoder_layers=3, decoder_layers=2)`.
     """
 
@@ -40,6 +41,7 @@ class ScratchTransformerConfig(ScratchConfig):
     is_encoder_decoder: bool = True
     decoder_start_token_id: int | None = None
     pad_token_id: int | None = 0
+    final_logits_bias: bool = False  # logits = h Eᵀ + b with b a (1, V) buffer (BART/Marian's `final_logits_bias`)
 
     def __post_init__(self, **kwargs):
         """Fill the per-stack layer counts, keep `num_hidden_layers` = decoder layers, pick the decoder start id."""
@@ -50,6 +52,7 @@ class ScratchTransformerConfig(ScratchConfig):
             self.decoder_layers = self.num_hidden_layers
         check_positive("encoder_layers", self.encoder_layers)
         check_positive("decoder_layers", self.decoder_layers)
+        check_bool("final_logits_bias", self.final_logits_bias)
         self.num_hidden_layers = self.decoder_layers
         if not self.is_encoder_decoder:
             raise ValueError("`is_encoder_decoder` must be True for scratch_transformer (it has an encoder and a decoder).")

@@ -10,7 +10,9 @@ Every converter is two explicit tables, in the spirit of nanoGPT's `GPT.from_pre
 
 The copy checks that every tensor on both sides is accounted for and that every shape matches, and reports all
 problems at once. Supported pairs: GPT-2 (`GPT2LMHeadModel`, `GPT2Model`, `GPT2ForSequenceClassification`) ↔
-scratch_gpt; BERT (`BertModel`, `BertForMaskedLM`, `BertForSequenceClassification`) ↔ scratch_bert. Command line: `python -m scratchformers.convert <checkpoint dir> <out dir>` (direction auto-detected).
+scratch_gpt; BERT (`BertModel`, `BertForMaskedLM`, `BertForSequenceClassification`) ↔ scratch_bert; BART
+(`BartForConditionalGeneration`, `BartModel`) and Marian (`MarianMTModel`, `MarianModel`) ↔ scratch_transformer.
+Command line: `python -m scratchformers.convert <checkpoint dir> <out dir>` (direction auto-detected).
 """
 
 from __future__ import annotations
@@ -28,8 +30,11 @@ from transformers import PreTrainedModel
 
 from .configuration_scratch_bert import ScratchBertConfig
 from .configuration_scratch_gpt import ScratchGPTConfig
+from .configuration_scratch_transformer import ScratchTransformerConfig
+from .embeddings import sinusoidal_position_encoding
 from .modeling_scratch_bert import ScratchBertForMaskedLM, ScratchBertForSequenceClassification, ScratchBertModel
 from .modeling_scratch_gpt import ScratchGPTForCausalLM, ScratchGPTForSequenceClassification, ScratchGPTModel
+from .modeling_scratch_transformer import ScratchTransformerForConditionalGeneration, ScratchTransformerModel
 
 __all__ = ["Link", "from_hf", "to_hf", "supported_conversions", "main"]
 
@@ -313,6 +318,219 @@ _CLASSIFIER = tuple(_layer_links("", "", [("classifier", "classifier")]))
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# BART / Marian ↔ scratch_transformer
+# ----------------------------------------------------------------------------------------------------------------
+
+_SEQ2SEQ_TOKENS = (*_SPECIAL_TOKENS, "decoder_start_token_id")
+
+
+def _seq2seq_config_from_hf(hf_config, problems: _Problems, name: str) -> dict:
+    """The options BART and Marian share (post-LN encoder-decoder, one width and head count) → our field names.
+
+    Training-only options with no counterpart in our blocks are dropped: `activation_dropout` (dropout inside the
+    FFN), `encoder_layerdrop`/`decoder_layerdrop`; they do not change inference.
+    """
+    for what in ("ffn_dim", "attention_heads"):
+        enc, dec = getattr(hf_config, f"encoder_{what}"), getattr(hf_config, f"decoder_{what}")
+        if enc != dec:
+            problems.add(f"`encoder_{what}`={enc} != `decoder_{what}`={dec}: scratch_transformer uses one value for "
+                         f"both stacks")
+    if getattr(hf_config, "is_decoder", False):
+        problems.add(f"`is_decoder`=True ({name} as a decoder-only model): only the encoder-decoder converts")
+    activation = _activation_from_hf(hf_config.activation_function, problems, "activation_function")
+    return dict(
+        vocab_size=hf_config.vocab_size,
+        hidden_size=hf_config.d_model,
+        encoder_layers=hf_config.encoder_layers,
+        decoder_layers=hf_config.decoder_layers,
+        num_attention_heads=hf_config.encoder_attention_heads,
+        intermediate_size=hf_config.encoder_ffn_dim,
+        max_position_embeddings=hf_config.max_position_embeddings,
+        hidden_dropout_prob=hf_config.dropout,
+        attention_probs_dropout_prob=hf_config.attention_dropout,
+        layer_norm_eps=1e-5,  # BART and Marian use nn.LayerNorm's default eps
+        initializer_range=hf_config.init_std,
+        activation=activation,
+        norm_placement="post",
+        scale_embedding=bool(hf_config.scale_embedding),
+        tie_word_embeddings=hf_config.tie_word_embeddings,
+        use_cache=hf_config.use_cache,
+        **{name: getattr(hf_config, name, None) for name in _SEQ2SEQ_TOKENS},
+    )
+
+
+def _seq2seq_config_to_hf(config, expected: dict, target: str, problems: _Problems) -> dict:
+    """Our scratch_transformer fields → the BartConfig/MarianConfig arguments both share; refuses what they lack."""
+    _require(config, {"norm_placement": "post", "type_vocab_size": 0, "attention_bias": True, "ffn_bias": True,
+                      "layer_norm_eps": 1e-5, **expected}, target, problems)
+    activation = _activation_to_hf(config, ("gelu", "gelu_new", "relu", "silu"), target, problems)
+    return dict(
+        vocab_size=config.vocab_size,
+        d_model=config.hidden_size,
+        encoder_layers=config.encoder_layers,
+        decoder_layers=config.decoder_layers,
+        encoder_attention_heads=config.num_attention_heads,
+        decoder_attention_heads=config.num_attention_heads,
+        encoder_ffn_dim=config.intermediate_size,
+        decoder_ffn_dim=config.intermediate_size,
+        max_position_embeddings=config.max_position_embeddings,
+        dropout=config.hidden_dropout_prob,
+        attention_dropout=config.attention_probs_dropout_prob,
+        activation_dropout=0.0,
+        init_std=config.initializer_range,
+        activation_function=activation,
+        scale_embedding=config.scale_embedding,
+        tie_word_embeddings=config.tie_word_embeddings,
+        use_cache=config.use_cache,
+        forced_eos_token_id=None,  # a generation setting: travels in the generation config copied by to_hf
+        **{name: getattr(config, name) for name in _SEQ2SEQ_TOKENS},
+    )
+
+
+def bart_config_from_hf(hf_model: PreTrainedModel) -> ScratchTransformerConfig:
+    """BartConfig → ScratchTransformerConfig: post-LN, learned positions with offset 2 (separate encoder and decoder
+    tables), LayerNorm on the embeddings, one token matrix shared by encoder, decoder and output layer (when tied),
+    `final_logits_bias` on the generation head."""
+    hf_config = hf_model.config
+    problems = _Problems(f"BART config (model_type={hf_config.model_type!r})")
+    fields = _seq2seq_config_from_hf(hf_config, problems, "BART")
+    problems.raise_if_any()
+    return ScratchTransformerConfig(
+        **fields,
+        position_embedding_type="learned",
+        position_offset=2,
+        embedding_layer_norm=True,
+        final_logits_bias=isinstance(hf_model, transformers.BartForConditionalGeneration),
+    )
+
+
+def bart_config_to_hf(config) -> transformers.BartConfig:
+    """ScratchTransformerConfig → BartConfig; refuses what BART cannot express (pre-LN, sinusoidal positions, …)."""
+    problems = _Problems(f"scratch_transformer config to BART (model_type={config.model_type!r})")
+    expected = {"position_embedding_type": "learned", "position_offset": 2, "embedding_layer_norm": True}
+    fields = _seq2seq_config_to_hf(config, expected, "BART", problems)
+    problems.raise_if_any()
+    return transformers.BartConfig(**fields)
+
+
+def _marian_positions_match(hf_model: PreTrainedModel, problems: _Problems) -> None:
+    """Marian stores its fixed sinusoidal tables; ours computes them: check the stored ones are the formula."""
+    for side in ("encoder", "decoder"):
+        table = (hf_model.get_encoder() if side == "encoder" else hf_model.get_decoder()).embed_positions.weight
+        expected = sinusoidal_position_encoding(torch.arange(table.shape[0]), table.shape[1], layout="split")
+        if not torch.allclose(table.detach().float().cpu(), expected, atol=1e-4):
+            problems.add(f"{side}.embed_positions.weight is not the sin|cos table our sinusoidal positions compute")
+
+
+def marian_config_from_hf(hf_model: PreTrainedModel) -> ScratchTransformerConfig:
+    """MarianConfig → ScratchTransformerConfig: post-LN, fixed sinusoidal positions laid out [sin | cos] (no offset),
+    no LayerNorm on the embeddings, one shared vocabulary, `final_logits_bias` on the generation head."""
+    hf_config = hf_model.config
+    problems = _Problems(f"Marian config (model_type={hf_config.model_type!r})")
+    fields = _seq2seq_config_from_hf(hf_config, problems, "Marian")
+    if not hf_config.share_encoder_decoder_embeddings:
+        problems.add("`share_encoder_decoder_embeddings`=False (separate source and target vocabularies): "
+                     "scratch_transformer has one vocabulary")
+    if hf_config.decoder_vocab_size not in (None, hf_config.vocab_size):
+        problems.add(f"`decoder_vocab_size`={hf_config.decoder_vocab_size} != `vocab_size`={hf_config.vocab_size}")
+    _marian_positions_match(hf_model, problems)
+    problems.raise_if_any()
+    return ScratchTransformerConfig(
+        **fields,
+        position_embedding_type="sinusoidal",
+        sinusoidal_layout="split",
+        final_logits_bias=isinstance(hf_model, transformers.MarianMTModel),
+    )
+
+
+def marian_config_to_hf(config) -> transformers.MarianConfig:
+    """ScratchTransformerConfig → MarianConfig; refuses what Marian cannot express (learned positions, the
+    interleaved sin/cos layout, a LayerNorm on the embeddings, …)."""
+    problems = _Problems(f"scratch_transformer config to Marian (model_type={config.model_type!r})")
+    expected = {"position_embedding_type": "sinusoidal", "sinusoidal_layout": "split", "position_offset": 0,
+                "embedding_layer_norm": False}
+    fields = _seq2seq_config_to_hf(config, expected, "Marian", problems)
+    problems.raise_if_any()
+    return transformers.MarianConfig(**fields, decoder_vocab_size=config.vocab_size,
+                                     share_encoder_decoder_embeddings=True)
+
+
+def _seq2seq_layer_links(config) -> list[Link]:
+    """Encoder and decoder layers (BART and Marian name them alike): separate q/k/v → our fused `qkv_proj`;
+    cross-attention k/v → our fused `kv_proj`."""
+    links = []
+    self_attn = [
+        ("self_attn.qkv_proj", ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj")),
+        ("self_attn.out_proj", "self_attn.out_proj"),
+        ("self_attn_residual.norm", "self_attn_layer_norm"),
+        ("ffn.fc_in", "fc1"),
+        ("ffn.fc_out", "fc2"),
+        ("ffn_residual.norm", "final_layer_norm"),
+    ]
+    cross_attn = [
+        ("cross_attn.q_proj", "encoder_attn.q_proj"),
+        ("cross_attn.kv_proj", ("encoder_attn.k_proj", "encoder_attn.v_proj")),
+        ("cross_attn.out_proj", "encoder_attn.out_proj"),
+        ("cross_attn_residual.norm", "encoder_attn_layer_norm"),
+    ]
+    for i in range(config.encoder_layers):
+        links += _layer_links(f"encoder.layers.{i}.", f"encoder.layers.{i}.", self_attn)
+    for i in range(config.decoder_layers):
+        links += _layer_links(f"decoder.layers.{i}.", f"decoder.layers.{i}.", self_attn + cross_attn)
+    return links
+
+
+def _seq2seq_token_links(config) -> list[Link]:
+    """Token embeddings. Tied: HF's `shared` is the source and encoder/decoder/lm_head are ties of it on both sides.
+    Untied: each stack reads its own `embed_tokens` (HF's `shared` is then unused; see `_seq2seq_hf_ignored`)."""
+    encoder_source = "shared.weight" if config.tie_word_embeddings else "encoder.embed_tokens.weight"
+    return [
+        _links("encoder.embeddings.tokens.weight", encoder_source),
+        _links("decoder.embeddings.tokens.weight", "decoder.embed_tokens.weight"),
+    ]
+
+
+def bart_links(config) -> list[Link]:
+    """scratch_transformer body ← BART body: tokens, one learned position table per stack, embedding LayerNorms."""
+    return [
+        *_seq2seq_token_links(config),
+        _links("encoder.embeddings.positions.weight", "encoder.embed_positions.weight"),
+        _links("decoder.embeddings.positions.weight", "decoder.embed_positions.weight"),
+        *_layer_links("encoder.embeddings.", "encoder.", [("norm", "layernorm_embedding")]),
+        *_layer_links("decoder.embeddings.", "decoder.", [("norm", "layernorm_embedding")]),
+        *_seq2seq_layer_links(config),
+    ]
+
+
+def marian_links(config) -> list[Link]:
+    """scratch_transformer body ← Marian body: tokens and layers; the sinusoidal tables are computed on our side."""
+    return [*_seq2seq_token_links(config), *_seq2seq_layer_links(config)]
+
+
+def _seq2seq_hf_ignored(prefix: str, static_positions: bool) -> Callable[[object], set[str]]:
+    """HF tensors with no counterpart that no forward needs from us: the unused `shared` of an untied model, Marian's
+    fixed sinusoidal tables, and `final_logits_bias` when our head has none (it then stays zero, which is exact)."""
+
+    def ignored(config) -> set[str]:
+        keys = set() if config.tie_word_embeddings else {f"{prefix}shared.weight"}
+        if static_positions:
+            keys |= {f"{prefix}encoder.embed_positions.weight", f"{prefix}decoder.embed_positions.weight"}
+        if not config.final_logits_bias:
+            keys.add("final_logits_bias")
+        return keys
+
+    return ignored
+
+
+def _seq2seq_head_links(config) -> tuple[Link, ...]:
+    """Output layer (usually tied to the token matrix) and, when our config has one, the final logits bias."""
+    links = [_links("lm_head.weight", "lm_head.weight")]
+    if config.final_logits_bias:
+        links.append(_links("final_logits_bias", "final_logits_bias"))
+    return tuple(links)
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # The registry of supported pairs and the generic copy
 # ----------------------------------------------------------------------------------------------------------------
 
@@ -328,8 +546,9 @@ class _Pair:
     config_from_hf: Callable
     config_to_hf: Callable
     body_links: Callable[[object], list[Link]]
-    head_links: tuple[Link, ...] = ()
+    head_links: tuple[Link, ...] | Callable[[object], tuple[Link, ...]] = ()  # or a function of our config
     hf_kwargs: Callable[[object], dict] = lambda config: {}  # extra constructor arguments of the HF class
+    hf_ignored: Callable[[object], set[str]] = lambda config: set()  # HF keys no forward reads from our side
 
 
 _PAIRS: list[_Pair] = [
@@ -344,6 +563,16 @@ _PAIRS: list[_Pair] = [
           bert_config_to_hf, bert_links, _BERT_MLM_HEAD),
     _Pair(transformers.BertForSequenceClassification, ScratchBertForSequenceClassification, "bert.", "model.",
           bert_config_from_hf, bert_config_to_hf, bert_links, _CLASSIFIER),
+    _Pair(transformers.BartForConditionalGeneration, ScratchTransformerForConditionalGeneration, "model.", "model.",
+          bart_config_from_hf, bart_config_to_hf, bart_links, _seq2seq_head_links,
+          hf_ignored=_seq2seq_hf_ignored("model.", static_positions=False)),
+    _Pair(transformers.BartModel, ScratchTransformerModel, "", "", bart_config_from_hf, bart_config_to_hf, bart_links,
+          hf_ignored=_seq2seq_hf_ignored("", static_positions=False)),
+    _Pair(transformers.MarianMTModel, ScratchTransformerForConditionalGeneration, "model.", "model.",
+          marian_config_from_hf, marian_config_to_hf, marian_links, _seq2seq_head_links,
+          hf_ignored=_seq2seq_hf_ignored("model.", static_positions=True)),
+    _Pair(transformers.MarianModel, ScratchTransformerModel, "", "", marian_config_from_hf, marian_config_to_hf,
+          marian_links, hf_ignored=_seq2seq_hf_ignored("", static_positions=True)),
 ]
 
 
@@ -356,8 +585,29 @@ def _pair_for(model: nn.Module, side: str) -> _Pair:
     for pair in _PAIRS:
         if type(model) is (pair.hf_class if side == "hf" else pair.our_class):
             return pair
-    allowed = tuple(supported_conversions()) if side == "hf" else tuple(supported_conversions().values())
+    allowed = tuple(supported_conversions()) if side == "hf" else tuple(dict.fromkeys(supported_conversions().values()))
     raise TypeError(f"Cannot convert a {type(model).__name__}; supported classes are {allowed}.")
+
+
+def _target_for(model: nn.Module, hf_class: type[PreTrainedModel] | None) -> tuple[_Pair, object]:
+    """The pair and HF config for exporting `model`. One of our classes can match several HF architectures
+    (scratch_transformer → BART or Marian): the first whose config translation accepts our config wins, unless
+    `hf_class` names one; when none accepts, one ValueError gives each candidate's reasons."""
+    _pair_for(model, "ours")  # TypeError for a class with no converter at all
+    candidates = [p for p in _PAIRS if type(model) is p.our_class and (hf_class is None or p.hf_class is hf_class)]
+    if not candidates:
+        allowed = [p.hf_class.__name__ for p in _PAIRS if type(model) is p.our_class]
+        raise TypeError(f"`hf_class`={getattr(hf_class, '__name__', hf_class)!r} is not a conversion target of "
+                        f"{type(model).__name__}; allowed: {allowed}.")
+    errors = []
+    for pair in candidates:
+        try:
+            return pair, pair.config_to_hf(model.config)
+        except ValueError as error:
+            errors.append(str(error))
+    if len(errors) == 1:
+        raise ValueError(errors[0])
+    raise ValueError(f"{type(model).__name__} fits none of its HF architectures:\n" + "\n".join(errors))
 
 
 def _all_links(pair: _Pair, config) -> list[Link]:
@@ -366,7 +616,8 @@ def _all_links(pair: _Pair, config) -> list[Link]:
         Link(pair.our_body + link.ours, tuple(pair.hf_body + t for t in link.theirs), link.transpose)
         for link in pair.body_links(config)
     ]
-    return body + list(pair.head_links)
+    head = pair.head_links(config) if callable(pair.head_links) else pair.head_links
+    return body + list(head)
 
 
 def _tied_keys(model: nn.Module) -> set[str]:
@@ -386,8 +637,11 @@ def _ignored_hf_keys(state: dict) -> set[str]:
     return {k for k in state if k.endswith((".attn.bias", ".attn.masked_bias")) or k == "cls.predictions.bias"}
 
 
-def _copy(links: list[Link], ours: nn.Module, theirs: nn.Module, direction: str, what: str) -> None:
-    """Copy every linked tensor in `direction` ("from_hf" or "to_hf"), after checking every key and shape."""
+def _copy(
+    links: list[Link], ours: nn.Module, theirs: nn.Module, direction: str, what: str, ignored: set[str] = frozenset()
+) -> None:
+    """Copy every linked tensor in `direction` ("from_hf" or "to_hf"), after checking every key and shape; HF keys
+    in `ignored` may stay unlinked."""
     our_state, their_state = ours.state_dict(), theirs.state_dict()
     problems = _Problems(what)
     tied_ours, tied_theirs = _tied_keys(ours), _tied_keys(theirs)
@@ -414,7 +668,7 @@ def _copy(links: list[Link], ours: nn.Module, theirs: nn.Module, direction: str,
         plan.append((link, [p.shape[0] for p in parts]))
     for key in sorted(set(our_state) - used_ours - tied_ours):
         problems.add(f"our tensor {key} has no HF counterpart")
-    for key in sorted(set(their_state) - used_theirs - tied_theirs - _ignored_hf_keys(their_state)):
+    for key in sorted(set(their_state) - used_theirs - tied_theirs - _ignored_hf_keys(their_state) - set(ignored)):
         problems.add(f"HF tensor {key} has no counterpart in our model")
     problems.raise_if_any()
     with torch.no_grad():
@@ -443,22 +697,29 @@ def from_hf(hf_model: PreTrainedModel, attn_implementation: str | None = None) -
     model = pair.our_class._from_config(
         config, attn_implementation=attn_implementation or hf_model.config._attn_implementation, dtype=torch.float32
     )
-    _copy(_all_links(pair, config), model, hf_model, "from_hf", f"{type(hf_model).__name__} → {pair.our_class.__name__}")
+    _copy(_all_links(pair, config), model, hf_model, "from_hf", f"{type(hf_model).__name__} → {pair.our_class.__name__}",
+          pair.hf_ignored(config))
     _copy_generation_config(hf_model, model)
     return model.to(hf_model.dtype).train(hf_model.training)
 
 
-def to_hf(model: PreTrainedModel, attn_implementation: str | None = None) -> PreTrainedModel:
-    """Convert one of our models to the native transformers class of the same architecture (e.g. GPT2LMHeadModel)."""
-    pair = _pair_for(model, "ours")
-    hf_config = pair.config_to_hf(model.config)
+def to_hf(
+    model: PreTrainedModel, attn_implementation: str | None = None, hf_class: type[PreTrainedModel] | None = None
+) -> PreTrainedModel:
+    """Convert one of our models to the native transformers class of the same architecture (e.g. GPT2LMHeadModel).
+
+    A scratch_transformer model goes to BART or Marian, whichever its config fits (learned positions with offset 2
+    → BART; split sinusoidal positions → Marian); `hf_class` (e.g. `transformers.MarianMTModel`) forces one.
+    """
+    pair, hf_config = _target_for(model, hf_class)
     hf_model = pair.hf_class._from_config(
         hf_config,
         attn_implementation=attn_implementation or model.config._attn_implementation,
         dtype=torch.float32,
         **pair.hf_kwargs(model.config),
     )
-    _copy(_all_links(pair, model.config), model, hf_model, "to_hf", f"{type(model).__name__} → {pair.hf_class.__name__}")
+    _copy(_all_links(pair, model.config), model, hf_model, "to_hf", f"{type(model).__name__} → {pair.hf_class.__name__}",
+          pair.hf_ignored(model.config))
     _copy_generation_config(model, hf_model)
     return hf_model.to(model.dtype).train(model.training)
 

@@ -31,7 +31,10 @@ class ScratchTransformerPreTrainedModel(ScratchPreTrainedModel):
 
     def _init_weights(self, module: nn.Module) -> None:
         """The shared init, except token embeddings ~ N(0, d_model^−0.5): scaled by √d_model they have unit variance,
-        the scale of the sinusoidal positions they are added to (the fairseq / tensor2tensor practice)."""
+        the scale of the sinusoidal positions they are added to (the fairseq / tensor2tensor practice). The optional
+        `final_logits_bias` buffer starts at zero."""
+        if isinstance(module, ScratchTransformerForConditionalGeneration) and module.final_logits_bias is not None:
+            init.zeros_(module.final_logits_bias)
         if isinstance(module, TokenEmbedding):
             self._init_embedding(module, self.config.hidden_size**-0.5)
         else:
@@ -174,6 +177,9 @@ class ScratchTransformerForConditionalGeneration(ScratchTransformerPreTrainedMod
         super().__init__(config)
         self.model = ScratchTransformerModel(config)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        # BART/Marian's output bias: a (1, V) buffer (saved, not trained), present only with config.final_logits_bias
+        bias = torch.zeros(1, config.vocab_size) if config.final_logits_bias else None
+        self.register_buffer("final_logits_bias", bias)
         self.post_init()
 
     def get_output_embeddings(self) -> nn.Linear:
@@ -227,6 +233,8 @@ class ScratchTransformerForConditionalGeneration(ScratchTransformerPreTrainedMod
             return_dict=True,
         )
         logits = self.lm_head(out.last_hidden_state)  # (B, T, V)
+        if self.final_logits_bias is not None:
+            logits = logits + self.final_logits_bias.to(logits.dtype)
         loss = None
         if labels is not None:
             loss = token_cross_entropy(logits, labels, kwargs.get("num_items_in_batch"))
