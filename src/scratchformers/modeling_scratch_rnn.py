@@ -285,15 +285,6 @@ class ScratchRNNForConditionalGeneration(ScratchRNNPreTrainedModel, GenerationMi
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         self.post_init()
 
-    def get_output_embeddings(self) -> nn.Linear:
-        return self.lm_head
-
-    def set_output_embeddings(self, value: nn.Linear) -> None:
-        self.lm_head = value
-
-    def get_encoder(self, modality: str | None = None) -> ScratchRNNEncoder:
-        return self.model.encoder
-
     def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor) -> torch.Tensor:
         """Decoder inputs for `labels` (used by `DataCollatorForSeq2Seq(model=...)`)."""
         return shift_tokens_right(

@@ -183,15 +183,6 @@ class ScratchTransformerForConditionalGeneration(ScratchTransformerPreTrainedMod
         self.register_buffer("final_logits_bias", bias)
         self.post_init()
 
-    def get_output_embeddings(self) -> nn.Linear:
-        return self.lm_head
-
-    def set_output_embeddings(self, value: nn.Linear) -> None:
-        self.lm_head = value
-
-    def get_encoder(self, modality: str | None = None) -> ScratchTransformerEncoder:
-        return self.model.encoder
-
     def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor) -> torch.Tensor:
         """Decoder inputs for `labels` (used by `DataCollatorForSeq2Seq(model=...)`, e.g. with label smoothing)."""
         return shift_tokens_right(
