@@ -98,12 +98,15 @@ class DataArguments:
 # them can be changed on the command line (they are defaults of the Seq2SeqTrainingArguments options).
 TRAINING_DEFAULTS = dict(
     output_dir="outputs/translation",
-    max_steps=300,  # ≈ 2 epochs of the 10,000 en-de pairs: about 600 CPU-seconds (5 minutes of 2 free cores)
+    max_steps=1500,  # ≈ 9.5 epochs of the 10,000 en-de pairs: about 4 minutes on 2 free CPU cores
     per_device_train_batch_size=64,
     per_device_eval_batch_size=64,
-    learning_rate=2e-3,
+    # Post-LN (the paper's placement) is fragile at high learning rates: at 2e-3 the tiny model's decoder collapsed
+    # into a target-side language model (held-out loss with a shuffled source = loss with the true source); at 5e-4
+    # with 300 warm-up steps it uses the source (measured; see docs/translation.md).
+    learning_rate=5e-4,
     lr_scheduler_type="inverse_sqrt",
-    warmup_steps=100,
+    warmup_steps=300,
     adam_beta2=0.98,
     adam_epsilon=1e-9,
     label_smoothing_factor=0.1,
