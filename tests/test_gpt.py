@@ -381,3 +381,21 @@ def test_flash_attention_gets_the_two_dimensional_padding_mask(tiny):
     assert torch.equal(stack._mask(mask, 4, 4, True, x, weights=False), mask)
     assert stack._mask(torch.ones(2, 4), 4, 4, True, x, weights=False) is None
     assert stack._mask(mask, 4, 4, True, x, weights=True).shape == (2, 1, 4, 4)  # eager for weights
+
+
+@pytest.mark.parametrize("implementation", ["eager", "sdpa"])
+@pytest.mark.parametrize("num_beams", [1, 2])
+def test_static_cache_generation_matches_the_dynamic_cache(tiny, implementation, num_beams):
+    model = lm(tiny)
+    model.set_attn_implementation(implementation)
+    x = ids(2, 5)
+    mask = torch.ones_like(x)
+    mask[0, :2] = 0  # left padding: the static cache's mask must hide it and the unfilled slots
+    kwargs = dict(attention_mask=mask, max_new_tokens=6, do_sample=False, num_beams=num_beams)
+    static = model.generate(x, cache_implementation="static", **kwargs)
+    assert torch.equal(static, model.generate(x, **kwargs))
+
+
+def test_a_prepared_four_dimensional_mask_of_the_wrong_shape_is_refused(tiny):
+    with pytest.raises(ValueError, match="4-D `attention_mask` must have shape"):
+        lm(tiny)(ids(2, 5), attention_mask=torch.zeros(2, 1, 5, 4))

@@ -158,3 +158,12 @@ def check_labels(labels: Any, shape: tuple[int, ...], num_classes: int, name: st
     if real.numel() and (int(real.min()) < 0 or int(real.max()) >= num_classes):
         bad = int(real.min()) if int(real.min()) < 0 else int(real.max())
         raise ValueError(f"`{name}` contains {bad}, outside [0, {num_classes - 1}] (use -100 to ignore a position).")
+
+
+def check_prepared_mask(mask: torch.Tensor, batch_size: int, query_length: int, key_length: int) -> None:
+    """Raise ValueError unless a ready-made 4-D mask (e.g. from generate() with a static cache) is (B|1, 1, T, S)."""
+    if mask.dim() != 4 or mask.shape[0] not in (1, batch_size) or tuple(mask.shape[1:]) != (1, query_length, key_length):
+        raise ValueError(
+            f"a 4-D `attention_mask` must have shape (batch or 1, 1, {query_length}, {key_length}), "
+            f"got {tuple(mask.shape)}; pass a 2-D (batch, sequence) 0/1 mask instead."
+        )

@@ -15,10 +15,11 @@ from .checks import (
     check_input_ids,
     check_inputs_embeds,
     check_position_ids,
+    check_prepared_mask,
     check_sequence_length,
 )
 from .embeddings import Embeddings
-from .masks import attention_mask_for, positions_from_attention_mask
+from .masks import additive_mask, attention_mask_for, positions_from_attention_mask
 
 
 def gelu_new(x: torch.Tensor) -> torch.Tensor:
@@ -61,6 +62,11 @@ class ResidualNorm(nn.Module):
     def add(self, x: torch.Tensor, sublayer_output: torch.Tensor) -> torch.Tensor:
         y = x + self.dropout(sublayer_output)
         return y if self.pre else self.norm(y)
+
+
+def is_prepared_mask(attention_mask) -> bool:
+    """True for a ready-made (B|1, 1, T, S) attention mask rather than a 2-D 0/1 padding mask."""
+    return isinstance(attention_mask, torch.Tensor) and attention_mask.dim() == 4
 
 
 class TransformerLayer(GradientCheckpointingLayer):
@@ -118,7 +124,10 @@ class TransformerStack(nn.Module):
         pre = config.norm_placement == "pre"
         self.final_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps) if pre else nn.Identity()
 
-    def _mask(self, attention_mask, query_length: int, key_length: int, causal: bool, x: torch.Tensor, weights: bool):
+    def _mask(
+        self, attention_mask, query_length: int, key_length: int, causal: bool, x: torch.Tensor, weights: bool,
+        past: int | None = None,
+    ):
         implementation = self.config._attn_implementation
         no_padding = attention_mask is None or bool(attention_mask.all())
         if not weights and implementation is not None and implementation.startswith("flash"):
@@ -126,10 +135,12 @@ class TransformerStack(nn.Module):
         # Fast kernels apply the causal pattern themselves (module.is_causal) when nothing else is masked and the
         # queries start at key 0 or are a single new token; the eager path always gets the explicit mask. Decided
         # before building anything, so a cached decoding step builds no (T, S) mask at all.
-        trivially_causal = causal and no_padding and (query_length == key_length or query_length == 1)
+        past = key_length - query_length if past is None else past
+        no_unfilled_slots = key_length == past + query_length  # a static cache has slots beyond the tokens seen
+        trivially_causal = causal and no_padding and no_unfilled_slots and (past == 0 or query_length == 1)
         if trivially_causal and not weights and implementation not in (None, "eager"):
             return None
-        return attention_mask_for(attention_mask, query_length, key_length, causal, x.dtype, x.device)
+        return attention_mask_for(attention_mask, query_length, key_length, causal, x.dtype, x.device, past)
 
     def _validate(self, input_ids, inputs_embeds, attention_mask, token_type_ids, past_length: int, position_ids=None):
         p = self.input_prefix
@@ -140,7 +151,7 @@ class TransformerStack(nn.Module):
         else:
             check_inputs_embeds(inputs_embeds, self.config.hidden_size, name=f"{p}inputs_embeds")
         B, T = (input_ids if input_ids is not None else inputs_embeds).shape[:2]
-        if attention_mask is not None:
+        if attention_mask is not None and not is_prepared_mask(attention_mask):  # 4-D masks: checked where used
             check_attention_mask(attention_mask, B, past_length + T, name=f"{p}attention_mask")
         if self.config.position_embedding_type == "learned":
             check_sequence_length(past_length + T, self.config.max_position_embeddings)
@@ -176,18 +187,25 @@ class TransformerStack(nn.Module):
     ) -> BaseModelOutputWithPastAndCrossAttentions:
         if use_cache and cache is None:
             cache = self.new_cache()
-        past = cache.get_seq_length() if cache is not None else 0
+        past = int(cache.get_seq_length()) if cache is not None else 0
         self._validate(input_ids, inputs_embeds, attention_mask, token_type_ids, past, position_ids)
         B, T = (input_ids if input_ids is not None else inputs_embeds).shape[:2]
         device = (input_ids if input_ids is not None else inputs_embeds).device
+        prepared = is_prepared_mask(attention_mask)  # e.g. from generate() with a static cache
         if position_ids is None:  # count only real tokens, so left padding starts the text at position 0
-            if attention_mask is not None:
+            if attention_mask is not None and not prepared:
                 position_ids = positions_from_attention_mask(attention_mask, past)
             else:
                 position_ids = torch.arange(past, past + T, device=device).unsqueeze(0)  # (1, T)
         x = self.embeddings(input_ids, position_ids, token_type_ids, inputs_embeds)  # (B, T, C)
 
-        mask = self._mask(attention_mask, T, past + T, self.causal, x, output_attentions)  # (B|1, 1, T, past+T)
+        # keys: past + T, or all of a static cache's slots (the unfilled ones are masked as the future)
+        key_length = int(cache.get_mask_sizes(T, 0)[0]) if cache is not None and cache.is_compileable else past + T
+        if prepared:
+            check_prepared_mask(attention_mask, B, T, key_length)
+            mask = attention_mask if attention_mask.is_floating_point() else additive_mask(attention_mask, x.dtype)
+        else:
+            mask = self._mask(attention_mask, T, key_length, self.causal, x, output_attentions, past)  # (B|1, 1, T, S)
         if memory is not None:
             if memory.shape[0] != B:  # else: a RuntimeError from inside the cross-attention matmul
                 raise ValueError(

@@ -11,11 +11,18 @@ to QKᵀ/√d_k. Shapes: B batch, T queries, S keys.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 
-def causal_mask(query_length: int, key_length: int, device: torch.device | None = None) -> torch.Tensor:
-    """Look-ahead mask: query i (the last `query_length` of `key_length` positions) sees keys j ≤ i. Returns (T, S)."""
-    past = key_length - query_length
+def causal_mask(
+    query_length: int, key_length: int, device: torch.device | None = None, past: int | None = None
+) -> torch.Tensor:
+    """Look-ahead mask: query i (absolute position past + i) sees keys j ≤ past + i. Returns (T, S).
+
+    `past` defaults to key_length − query_length (the queries are the last keys); a static cache has more key slots
+    than tokens seen, and the unfilled slots after past + T − 1 are masked as "future".
+    """
+    past = key_length - query_length if past is None else past
     q = torch.arange(query_length, device=device).unsqueeze(1) + past  # (T, 1) absolute query positions
     k = torch.arange(key_length, device=device).unsqueeze(0)  # (1, S)
     return k <= q  # (T, S)
@@ -38,16 +45,19 @@ def attention_mask_for(
     causal: bool,
     dtype: torch.dtype,
     device: torch.device,
+    past: int | None = None,
 ) -> torch.Tensor | None:
     """One additive mask (B|1, 1, T, S) = causal ∧ padding, built once per forward and shared by every layer.
 
-    Returns None when nothing is masked (no padding, not causal), so fast kernels can skip the mask.
+    Returns None when nothing is masked (no padding, not causal), so fast kernels can skip the mask. A padding mask
+    shorter than S (a static cache's unfilled slots) is extended with zeros.
     """
     allowed = None
     if causal:
-        allowed = causal_mask(query_length, key_length, device)[None, None]  # (1, 1, T, S)
+        allowed = causal_mask(query_length, key_length, device, past)[None, None]  # (1, 1, T, S)
     if attention_mask is not None and not bool(attention_mask.all()):
-        pad = padding_mask(attention_mask.to(device))  # (B, 1, 1, S)
+        attention_mask = F.pad(attention_mask.to(device), (0, key_length - attention_mask.shape[-1]))
+        pad = padding_mask(attention_mask)  # (B, 1, 1, S)
         allowed = pad if allowed is None else allowed & pad
     return None if allowed is None else additive_mask(allowed, dtype)
 
