@@ -23,7 +23,7 @@ from .configuration_scratch_rnn import ScratchRNNConfig
 from .losses import token_cross_entropy
 from .pretrained import ScratchPreTrainedBase
 from .recurrent import RNNDecoder, RNNEncoder
-from .seq2seq import shift_tokens_right
+from .seq2seq import TeacherForcingMixin
 
 
 @dataclass
@@ -270,7 +270,7 @@ class ScratchRNNModel(ScratchRNNPreTrainedModel):
         return self._output(out, return_dict)
 
 
-class ScratchRNNForConditionalGeneration(ScratchRNNPreTrainedModel, GenerationMixin):
+class ScratchRNNForConditionalGeneration(ScratchRNNPreTrainedModel, TeacherForcingMixin, GenerationMixin):
     """Recurrent seq2seq with an output layer tied to the embedding: p(yᵢ | y<i, x) = softmax(E oᵢ). Translates.
 
     `labels` (B, T) are shifted right into decoder inputs; loss = token cross-entropy. `output_attentions=True` returns
@@ -284,12 +284,6 @@ class ScratchRNNForConditionalGeneration(ScratchRNNPreTrainedModel, GenerationMi
         self.model = ScratchRNNModel(config)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         self.post_init()
-
-    def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor) -> torch.Tensor:
-        """Decoder inputs for `labels` (used by `DataCollatorForSeq2Seq(model=...)`)."""
-        return shift_tokens_right(
-            labels, self.config.pad_token_id, self.config.decoder_start_token_id, self.config.vocab_size
-        )
 
     def forward(
         self,

@@ -21,7 +21,7 @@ from .embeddings import Embeddings, TokenEmbedding
 from .layers import TransformerStack
 from .losses import token_cross_entropy
 from .pretrained import ScratchPreTrainedModel
-from .seq2seq import shift_tokens_right
+from .seq2seq import TeacherForcingMixin
 
 
 class ScratchTransformerPreTrainedModel(ScratchPreTrainedModel):
@@ -165,7 +165,7 @@ class ScratchTransformerModel(ScratchTransformerPreTrainedModel):
         return self._output(out, return_dict)
 
 
-class ScratchTransformerForConditionalGeneration(ScratchTransformerPreTrainedModel, GenerationMixin):
+class ScratchTransformerForConditionalGeneration(ScratchTransformerPreTrainedModel, TeacherForcingMixin, GenerationMixin):
     """The Transformer with its output layer: p(yₜ | y<t, x) = softmax(h_t Eᵀ) with E the shared embedding (tied).
 
     `labels` (B, T) give the loss (−100 ignored) and, shifted right behind `decoder_start_token_id`, the decoder
@@ -182,12 +182,6 @@ class ScratchTransformerForConditionalGeneration(ScratchTransformerPreTrainedMod
         bias = torch.zeros(1, config.vocab_size) if config.final_logits_bias else None
         self.register_buffer("final_logits_bias", bias)
         self.post_init()
-
-    def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor) -> torch.Tensor:
-        """Decoder inputs for `labels` (used by `DataCollatorForSeq2Seq(model=...)`, e.g. with label smoothing)."""
-        return shift_tokens_right(
-            labels, self.config.pad_token_id, self.config.decoder_start_token_id, self.config.vocab_size
-        )
 
     def forward(
         self,

@@ -42,6 +42,16 @@ def shift_tokens_right(
     return shifted.masked_fill(shifted == IGNORE_INDEX, pad_token_id)
 
 
+class TeacherForcingMixin:
+    """For seq2seq heads: `labels` → decoder inputs, the way `DataCollatorForSeq2Seq(model=...)` and the loss expect."""
+
+    def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor) -> torch.Tensor:
+        """Decoder inputs for `labels`: shifted right behind `decoder_start_token_id`, −100 replaced by padding."""
+        return shift_tokens_right(
+            labels, self.config.pad_token_id, self.config.decoder_start_token_id, self.config.vocab_size
+        )
+
+
 def noam_learning_rate(d_model: int, warmup_steps: int, factor: float = 1.0) -> float:
     """Peak learning rate of the paper's schedule: factor · d_model^−0.5 · warmup^−0.5 (§5.3, eq. 3).
 
