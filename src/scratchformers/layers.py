@@ -5,11 +5,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers.cache_utils import Cache, DynamicCache, EncoderDecoderCache
+from transformers.cache_utils import Cache, EncoderDecoderCache
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPastAndCrossAttentions
 
 from .attention import MultiHeadAttention
+from .cache import GrowingCache
 from .checks import (
     check_attention_mask,
     check_input_ids,
@@ -138,8 +139,8 @@ class TransformerStack(nn.Module):
         past = key_length - query_length if past is None else past
         no_unfilled_slots = key_length == past + query_length  # a static cache has slots beyond the tokens seen
         trivially_causal = causal and no_padding and no_unfilled_slots and (past == 0 or query_length == 1)
-        if trivially_causal and not weights and implementation not in (None, "eager"):
-            return None
+        if trivially_causal and (query_length == 1 or (not weights and implementation not in (None, "eager"))):
+            return None  # a single new token may see every key: no mask at all, for every backend
         return attention_mask_for(attention_mask, query_length, key_length, causal, x.dtype, x.device, past)
 
     def _validate(self, input_ids, inputs_embeds, attention_mask, token_type_ids, past_length: int, position_ids=None):
@@ -166,10 +167,10 @@ class TransformerStack(nn.Module):
                 raise ValueError(f"`token_type_ids` must have shape {(B, T)}, got {tuple(token_type_ids.shape)}.")
 
     def new_cache(self) -> Cache:
-        """An empty KV cache: self-attention only, or self + cross for a decoder with cross-attention."""
+        """An empty KV cache (appending in place): self-attention only, or self + cross for a decoder."""
         if self.cross_attention:
-            return EncoderDecoderCache(DynamicCache(config=self.config), DynamicCache(config=self.config))
-        return DynamicCache(config=self.config)
+            return EncoderDecoderCache(GrowingCache(config=self.config), GrowingCache(config=self.config))
+        return GrowingCache(config=self.config)
 
     def forward(
         self,

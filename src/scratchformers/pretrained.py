@@ -9,6 +9,7 @@ from torch import nn
 from transformers import PreTrainedModel
 from transformers import initialization as init
 
+from .cache import use_growing_layers
 from .checks import check_input_ids
 
 
@@ -55,6 +56,14 @@ class ScratchPreTrainedModel(ScratchPreTrainedBase):
     _supports_sdpa = True
     _supports_flash_attn = True  # dispatched through the attention interface with a 2-D padding mask (GPU only)
     _supports_attention_backend = True
+
+    def _prepare_cache_for_generation(self, generation_config, model_kwargs: dict, *args, **kwargs):
+        """`generate()` hook: the dynamic cache it makes for us appends in place (`GrowingLayer`) instead of
+        re-copying the whole past with torch.cat at every step. A cache the user passes is used as it is."""
+        users_cache = model_kwargs.get("cache")
+        super()._prepare_cache_for_generation(generation_config, model_kwargs, *args, **kwargs)
+        if users_cache is None and model_kwargs.get("cache") is not None:
+            use_growing_layers(model_kwargs["cache"])
 
     def _init_weights(self, module: nn.Module) -> None:
         std = self.config.initializer_range

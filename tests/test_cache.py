@@ -1,0 +1,123 @@
+"""GrowingCache: the in-place, amortised-growth KV cache our models make for decoding must behave exactly like
+transformers' DynamicCache (same keys/values after any sequence of operations), while copying only new tokens."""
+
+import pytest
+import torch
+from transformers.cache_utils import DynamicCache, DynamicLayer, EncoderDecoderCache
+
+from scratchformers import ScratchGPTConfig, ScratchGPTForCausalLM
+from scratchformers.cache import GrowingCache, GrowingLayer
+
+
+def _kv(batch: int, length: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.randn(batch, 2, length, 4, generator=generator), torch.randn(batch, 2, length, 3, generator=generator)
+
+
+def test_appending_copies_only_new_tokens_and_grows_by_doubling():
+    g = torch.Generator().manual_seed(0)
+    layer, reference = GrowingLayer(), DynamicLayer()
+    buffers = set()
+    for step in range(100):
+        k, v = _kv(2, 5 if step == 0 else 1, g)
+        keys, values = layer.update(k, v)
+        ref_keys, ref_values = reference.update(k, v)
+        assert torch.equal(keys, ref_keys) and torch.equal(values, ref_values)
+        buffers.add(layer.key_buffer.data_ptr())
+        assert keys.data_ptr() == layer.key_buffer.data_ptr()  # a view of the buffer, not a copy
+    assert layer.get_seq_length() == 104
+    # capacities 5, 10, 20, 40, 80, 160: 6 buffers for 100 appends (torch.cat allocates 100)
+    assert layer.key_buffer.shape[-2] == 160 and len(buffers) <= 6
+
+
+def test_random_operations_match_dynamic_cache():
+    """update / crop / reorder (beam search) / select / repeat in a random order give DynamicLayer's exact tensors."""
+    g = torch.Generator().manual_seed(1)
+    layer, reference = GrowingLayer(), DynamicLayer()
+    batch = 3
+    for _ in range(60):
+        op = torch.randint(0, 6, (1,), generator=g).item()
+        length = reference.get_seq_length()
+        if op <= 2 or length == 0:
+            k, v = _kv(batch, int(torch.randint(1, 4, (1,), generator=g)), g)
+            layer.update(k, v), reference.update(k, v)
+        elif op == 3 and length > 1:
+            cut = -int(torch.randint(1, length, (1,), generator=g))
+            layer.crop(cut), reference.crop(cut)
+        elif op == 4:
+            order = torch.randint(0, batch, (batch,), generator=g)
+            layer.reorder_cache(order), reference.reorder_cache(order)
+        elif op == 5 and batch < 6:
+            layer.batch_repeat_interleave(2), reference.batch_repeat_interleave(2)
+            keep = torch.randperm(2 * batch, generator=g)[:batch]
+            layer.batch_select_indices(keep), reference.batch_select_indices(keep)
+        assert layer.get_seq_length() == reference.get_seq_length()
+        assert torch.equal(layer.keys, reference.keys) and torch.equal(layer.values, reference.values)
+
+
+def test_reset_starts_empty_and_grad_falls_back_to_concatenation():
+    g = torch.Generator().manual_seed(2)
+    layer = GrowingLayer()
+    layer.update(*_kv(1, 3, g))
+    layer.reset()
+    assert layer.get_seq_length() == 0
+    k, v = _kv(1, 2, g)
+    assert torch.equal(layer.update(k, v)[0], k)
+    # with autograd recording, an in-place write would corrupt tensors saved for backward: it concatenates instead
+    layer = GrowingLayer()
+    k1 = torch.randn(1, 2, 3, 4, requires_grad=True)
+    k2 = torch.randn(1, 2, 1, 4, requires_grad=True)
+    v = torch.randn(1, 2, 3, 3)
+    (layer.update(k1, v)[0] ** 2).sum().backward()
+    keys, _ = layer.update(k2, v[:, :, :1])
+    (keys**2).sum().backward()
+    torch.testing.assert_close(k2.grad, 2 * k2)
+    torch.testing.assert_close(k1.grad, 4 * k1)  # both backward passes reached k1 intact
+
+
+def test_growing_cache_is_a_dynamic_cache_with_growing_layers():
+    config = ScratchGPTConfig(vocab_size=30, hidden_size=8, num_hidden_layers=2, num_attention_heads=2)
+    cache = GrowingCache(config=config)
+    assert isinstance(cache, DynamicCache) and all(type(layer) is GrowingLayer for layer in cache.layers)
+    lazy = GrowingCache()  # without a config, layers are added on first use
+    lazy.update(torch.zeros(1, 2, 3, 4), torch.zeros(1, 2, 3, 4), layer_idx=0)
+    assert type(lazy.layers[0]) is GrowingLayer and lazy.get_seq_length() == 3
+
+
+@pytest.fixture(scope="module")
+def gpt():
+    torch.manual_seed(0)
+    config = ScratchGPTConfig(vocab_size=40, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                              intermediate_size=32, max_position_embeddings=64, pad_token_id=0)
+    return ScratchGPTForCausalLM(config).eval()
+
+
+@pytest.mark.parametrize("num_beams", [1, 3])
+def test_generate_uses_growing_layers_and_matches_a_users_dynamic_cache(gpt, num_beams):
+    x = torch.randint(1, 40, (2, 6))
+    mask = torch.ones_like(x)
+    mask[0, :2] = 0
+    kwargs = dict(attention_mask=mask, max_new_tokens=12, do_sample=False, num_beams=num_beams, pad_token_id=0)
+    out = gpt.generate(x, return_dict_in_generate=True, **kwargs)
+    made = out.cache if "cache" in out else out.past_key_values
+    assert all(type(layer) is GrowingLayer for layer in made.layers)
+    users = DynamicCache(config=gpt.config)
+    plain = gpt.generate(x, cache=users, **kwargs)
+    assert all(type(layer) is DynamicLayer for layer in users.layers)  # the user's cache is left as it is
+    assert torch.equal(out.sequences, plain)
+
+
+def test_encoder_decoder_forward_makes_growing_self_and_cross_caches():
+    from scratchformers import ScratchTransformerConfig, ScratchTransformerForConditionalGeneration
+
+    torch.manual_seed(0)
+    config = ScratchTransformerConfig(vocab_size=30, hidden_size=16, encoder_layers=1, decoder_layers=1,
+                                      num_attention_heads=2, intermediate_size=32, max_position_embeddings=64)
+    model = ScratchTransformerForConditionalGeneration(config).eval()
+    src = torch.randint(4, 30, (2, 7))
+    out = model(input_ids=src, decoder_input_ids=torch.randint(4, 30, (2, 3)), use_cache=True)
+    assert isinstance(out.cache, EncoderDecoderCache)
+    for part in (out.cache.self_attention_cache, out.cache.cross_attention_cache):
+        assert all(type(layer) is GrowingLayer for layer in part.layers)
+    generated = model.generate(src, max_new_tokens=8, num_beams=2, do_sample=False)
+    users = EncoderDecoderCache(DynamicCache(), DynamicCache())
+    assert torch.equal(generated, model.generate(src, max_new_tokens=8, num_beams=2, do_sample=False, cache=users))
