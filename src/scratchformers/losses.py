@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 
@@ -25,6 +27,31 @@ def token_cross_entropy(
     if num_items_in_batch is None:  # the mean over labelled tokens; a batch with none (e.g. T = 1) gives 0, not NaN
         num_items_in_batch = (labels != IGNORE_INDEX).sum().clamp(min=1)
     return loss / torch.as_tensor(num_items_in_batch, device=loss.device)
+
+
+def logits_and_labelled_loss(
+    head: Callable[[torch.Tensor], torch.Tensor],
+    hidden_states: torch.Tensor,
+    labels: torch.Tensor,
+    num_items_in_batch: int | torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits, loss) of a per-position head when only some positions carry a label (MLM: ~15 %).
+
+    The loss only has gradients through the labelled rows, so the head is run twice on disjoint rows: once on the
+    labelled ones (feeding the loss) and once on the rest (only for the returned logits). Backward of the loss then
+    runs the head — for BERT the (B·T, C) × (C, V) vocabulary projection, its largest matmul — on the labelled rows
+    alone. The logits are the same (B, T, V) tensor, still differentiable everywhere; the loss and its gradients
+    are those of `token_cross_entropy(head(hidden_states), labels)`.
+    """
+    labelled = labels != IGNORE_INDEX  # (B, T)
+    if bool(labelled.all()) or not bool(labelled.any()):
+        logits = head(hidden_states)
+        return logits, token_cross_entropy(logits, labels, num_items_in_batch)
+    scored = head(hidden_states[labelled])  # (N, V): the rows the loss backpropagates through
+    logits = scored.new_empty(*labels.shape, scored.shape[-1])  # (B, T, V)
+    logits[labelled] = scored
+    logits[~labelled] = head(hidden_states[~labelled])
+    return logits, token_cross_entropy(scored, labels[labelled], num_items_in_batch)
 
 
 def causal_lm_loss(

@@ -23,7 +23,7 @@ from transformers.modeling_outputs import (
 
 from .configuration_scratch_bert import ScratchBertConfig
 from .layers import ACTIVATIONS, TransformerStack
-from .losses import IGNORE_INDEX, sequence_classification_loss, token_cross_entropy
+from .losses import IGNORE_INDEX, logits_and_labelled_loss, sequence_classification_loss, token_cross_entropy
 from .pretrained import ScratchPreTrainedModel
 
 
@@ -164,11 +164,14 @@ class ScratchBertForMaskedLM(ScratchBertPreTrainedModel):
             output_hidden_states=output_hidden_states,
             return_dict=True,
         )
-        logits = self.lm_head(out.last_hidden_state)  # (B, T, V)
         loss = None
-        if labels is not None:
-            check_token_labels(labels, logits.shape[:2], self.config.vocab_size)
-            loss = token_cross_entropy(logits, labels, kwargs.get("num_items_in_batch"))
+        if labels is None:
+            logits = self.lm_head(out.last_hidden_state)  # (B, T, V)
+        else:  # backward through the vocabulary projection only where a token was masked
+            check_token_labels(labels, out.last_hidden_state.shape[:2], self.config.vocab_size)
+            logits, loss = logits_and_labelled_loss(
+                self.lm_head, out.last_hidden_state, labels, kwargs.get("num_items_in_batch")
+            )
         result = MaskedLMOutput(loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions)
         return self._output(result, return_dict)
 
