@@ -15,6 +15,7 @@ from transformers import (
     AutoModelForTokenClassification,
 )
 
+from .cache import GrowingCache
 from .configuration_scratch_bert import ScratchBertConfig
 from .configuration_scratch_gpt import ScratchGPTConfig
 from .configuration_scratch_rnn import ScratchRNNConfig
@@ -113,4 +114,5 @@ __all__ = [
     "ScratchTransformerModel",
     "ScratchTransformerForConditionalGeneration",
     "shift_tokens_right",
+    "GrowingCache",
 ]
