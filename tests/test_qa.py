@@ -129,3 +129,80 @@ def test_answer_spans_rejects_bad_input(tokenizer):
         answer_spans(model, object(), "a", "b")
     with pytest.raises(ValueError, match="no candidate"):
         answer_spans(model, tokenizer, "what?", "")
+
+
+# ---------------------------------------------------------------- long contexts: overlapping windows
+
+FILLER = "module "  # one token in the test tokenizer: window edges fall where the test puts them
+
+
+def spot_assert_statement(tokenizer) -> SpotTheWords:
+    """The stand-in model whose answer is 'ASSERT Statement' wherever it occurs."""
+    start_id = tokenizer.convert_tokens_to_ids(tokenizer.tokenize("assert")[0])
+    end_id = tokenizer.convert_tokens_to_ids(tokenizer.tokenize("statement")[-1])
+    return SpotTheWords(start_id, end_id)
+
+
+def windows(tokenizer, question, context, max_length, stride) -> list[list[int]]:
+    """The context token ids of each window the helper reads."""
+    enc = tokenizer(question, context, truncation="only_second", max_length=max_length, stride=stride,
+                    return_overflowing_tokens=True)
+    return [[t for t, s in zip(ids, enc.sequence_ids(w)) if s == 1] for w, ids in enumerate(enc["input_ids"])]
+
+
+def test_answer_after_the_first_window_is_found(tokenizer):
+    model = spot_assert_statement(tokenizer)
+    question, tail = "Which statement?", "In Python, the ASSERT Statement checks a condition."
+    context = FILLER * 40 + tail
+    seen = windows(tokenizer, question, context, max_length=24, stride=4)
+    assert len(seen) >= 3 and model.start_id not in seen[0]  # truncation alone would never see the answer
+    (result,) = answer_spans(model, tokenizer, question, context, max_length=24, stride=4)
+    start = context.index("ASSERT")
+    assert (result["answer"], result["start"], result["end"]) == ("ASSERT Statement", start, start + 16)
+    assert result["score"] == pytest.approx(1.0, abs=1e-3)
+
+
+def test_stride_recovers_an_answer_cut_by_a_window_edge(tokenizer):
+    model = spot_assert_statement(tokenizer)
+    question, max_length = "Which statement?", 24
+    for k in range(1, 40):  # place 'assert' as the last context token of the first window
+        context = FILLER * k + "the ASSERT Statement checks a condition."
+        first = windows(tokenizer, question, context, max_length, stride=0)[0]
+        if first[-1] == model.start_id:
+            break
+    else:
+        pytest.fail("no filler length puts 'assert' at the first window's edge")
+    assert model.end_id not in first  # the answer is cut in two by the edge
+    (cut,) = answer_spans(model, tokenizer, question, context, max_length=max_length, stride=0)
+    assert cut["answer"] != "ASSERT Statement" and cut["score"] < 0.5  # a piece of the answer, and unsure of it
+    (whole,) = answer_spans(model, tokenizer, question, context, max_length=max_length, stride=3)
+    start = context.index("ASSERT")
+    assert (whole["answer"], whole["start"], whole["end"]) == ("ASSERT Statement", start, start + 16)
+    assert whole["score"] > 0.99
+
+
+def test_windows_are_batched_and_padding_invariant(tokenizer):
+    config = ScratchBertConfig(
+        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+        max_position_embeddings=64, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+    )
+    model = ScratchBertForQuestionAnswering(config).eval()
+    questions = ["What is a module?", "Why?", "What does it check?"]
+    contexts = [FILLER * 50 + "A module is a file.", "Because.", "The assert statement checks a condition. " * 6]
+    kw = dict(max_length=32, stride=8, max_answer_length=4)
+    together = answer_spans(model, tokenizer, questions, contexts, batch_size=2, **kw)
+    alone = [answer_spans(model, tokenizer, q, c, batch_size=1, **kw)[0] for q, c in zip(questions, contexts)]
+    assert [(r["start"], r["end"]) for r in together] == [(r["start"], r["end"]) for r in alone]
+    assert [r["score"] for r in together] == pytest.approx([r["score"] for r in alone], rel=1e-4)
+    for r, context in zip(together, contexts):
+        assert r["answer"] == context[r["start"] : r["end"]] and r["answer"]
+
+
+def test_window_settings_are_checked(tokenizer):
+    model = SpotTheWords(5, 6)
+    with pytest.raises(ValueError, match=r"`stride`=30 must be smaller than the \d+ context tokens"):
+        answer_spans(model, tokenizer, "Which statement?", FILLER * 50, max_length=32, stride=30)
+    with pytest.raises(ValueError, match="Question 0 has .* no room for context in max_length=8"):
+        answer_spans(model, tokenizer, "Which statement is the assert statement?", "x", max_length=8, stride=0)
+    with pytest.raises(ValueError, match="`stride` must be an integer >= 0, got -1"):
+        answer_spans(model, tokenizer, "a", "b", stride=-1)

@@ -7,6 +7,7 @@ plug straight into the ``Trainer``. ``data/README.md`` describes the sources, li
 from __future__ import annotations
 
 import os
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -18,15 +19,32 @@ TRANSLATION_PAIRS = ("en-de", "en-hi")
 
 
 DATA_DIR = Path(__file__).resolve().parents[2] / "data"  # the repository's data/ for a source or editable install
+PACKAGED_DATA = "corpora"  # the same files inside an installed wheel: scratchformers/corpora (pyproject package-dir)
+
+
+def packaged_data_dir() -> Path | None:
+    """The copy of ``data/`` a (non-editable) install ships as the package data ``scratchformers.corpora``, found
+    with ``importlib.resources``; None when this install has none (a source checkout uses the repository's data/)."""
+    try:
+        readme = resources.files(f"{__package__}.{PACKAGED_DATA}") / "README.md"
+    except ModuleNotFoundError:
+        return None
+    if not isinstance(readme, Path) or not readme.is_file():  # e.g. a zipped install: no real folder to read from
+        return None
+    return readme.parent
 
 
 def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
-    """The shipped ``data/`` folder: ``data_dir`` if given, else ``$SCRATCHFORMERS_DATA``, else ``DATA_DIR``."""
-    path = Path(data_dir or os.environ.get(DATA_ENV_VAR) or DATA_DIR)
+    """The shipped ``data/`` folder: ``data_dir`` if given, else ``$SCRATCHFORMERS_DATA``, else the package data of
+    an installed wheel (`packaged_data_dir`), else the repository's ``DATA_DIR`` (source checkout). The package data
+    comes first so that a wheel never mistakes some unrelated ``data/`` two folders above it for ours."""
+    chosen = data_dir or os.environ.get(DATA_ENV_VAR)
+    path = Path(chosen) if chosen else (packaged_data_dir() or DATA_DIR)
     if not path.is_dir():
         raise FileNotFoundError(
-            f"data folder {str(path)!r} not found. The corpora ship in the repository's data/ folder: use a source or "
-            f"editable install (pip install -e .), pass data_dir=..., or set {DATA_ENV_VAR} to the folder."
+            f"data folder {str(path)!r} not found. The corpora ship in the repository's data/ folder and, in a wheel, "
+            f"as the package data scratchformers/{PACKAGED_DATA}: reinstall scratchformers, pass data_dir=..., or "
+            f"set {DATA_ENV_VAR} to the folder."
         )
     return path
 

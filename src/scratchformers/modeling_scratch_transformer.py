@@ -41,6 +41,28 @@ class ScratchTransformerPreTrainedModel(ScratchPreTrainedModel):
         else:
             super()._init_weights(module)
 
+    def _resize_token_embeddings(self, new_num_tokens, pad_to_multiple_of=None, mean_resizing=True) -> nn.Embedding:
+        """transformers' resize (encoder embedding, output layer, re-tying), plus what it cannot know about: the
+        decoder's own token matrix when embeddings are untied, BART's `final_logits_bias` (cut, or grown with zeros as
+        `BartForConditionalGeneration._resize_final_logits_bias` does), and — with `mean_resizing=False` — added
+        token rows drawn from this family's N(0, d_model^−0.5) rather than the generic N(0, 0.02)."""
+        body = self.base_model
+        old_num_tokens = body.encoder.embeddings.tokens.weight.shape[0]
+        embeddings = super()._resize_token_embeddings(new_num_tokens, pad_to_multiple_of, mean_resizing)
+        new_num_tokens = embeddings.weight.shape[0]
+        decoder_tokens = body.decoder.embeddings.tokens
+        if decoder_tokens.weight is not embeddings.weight:  # untied: the decoder keeps its own matrix
+            self._get_resized_embeddings(decoder_tokens, new_num_tokens, mean_resizing=mean_resizing)  # in place
+        if new_num_tokens > old_num_tokens and not mean_resizing:
+            with torch.no_grad():
+                for tokens in {embeddings, decoder_tokens}:
+                    tokens.weight[old_num_tokens:].normal_(0.0, self.config.hidden_size**-0.5)
+        bias = getattr(self, "final_logits_bias", None)
+        if bias is not None:  # (1, V_old) -> (1, V_new)
+            grown = bias.new_zeros(1, max(0, new_num_tokens - bias.shape[-1]))
+            self.final_logits_bias = torch.cat([bias[:, :new_num_tokens], grown], dim=1)
+        return embeddings
+
 
 class ScratchTransformerEncoder(TransformerStack):
     """The encoder: N non-causal self-attention layers over the source; padded source tokens are never attended to.

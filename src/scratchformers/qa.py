@@ -4,7 +4,8 @@ transformers 5 has no `question-answering` pipeline; `answer_spans(model, tokeni
 one-call replacement for our QA heads (and any model returning `start_logits`/`end_logits`). The answer is the
 span (i, j) of context tokens maximising log P(start = i) + log P(end = j) with i ≤ j < i + max_answer_length
 (BERT §4.2), where both softmaxes run over the context tokens only — so question tokens, special tokens and
-padding can never be chosen, and padding a batch does not change any answer.
+padding can never be chosen, and padding a batch does not change any answer. Long contexts are read in overlapping
+windows (`max_length`, `stride`), and the best span over all windows wins.
 """
 
 from __future__ import annotations
@@ -58,13 +59,18 @@ def answer_spans(
     contexts: str | Sequence[str],
     max_answer_length: int = 30,
     max_length: int = 384,
+    stride: int = 128,
     batch_size: int = 16,
 ) -> list[dict]:
     """Answer each question from its context with an extractive QA model, in batches.
 
     Returns one dict per pair: `answer` (the exact substring of the original context), `start`/`end` (character
-    offsets, `context[start:end] == answer`) and `score` (pₛ·pₑ, see `best_spans`). Contexts longer than
-    `max_length` tokens are truncated (only the context side). Needs a fast tokenizer (offset mappings).
+    offsets, `context[start:end] == answer`) and `score` (pₛ·pₑ, see `best_spans`). A context longer than the room
+    `max_length` leaves beside its question is split into overlapping windows (the tokenizer's
+    `return_overflowing_tokens`; consecutive windows share `stride` context tokens, the `doc_stride` of HF's
+    question-answering pipeline, so an answer cut by one window's edge lies whole in the next). Every window is
+    scored on its own and the answer is the best-scoring span over all windows of its pair, as that pipeline does.
+    `batch_size` counts windows per forward pass. Needs a fast tokenizer (offset mappings).
     """
     if isinstance(questions, str):
         questions = [questions]
@@ -75,28 +81,59 @@ def answer_spans(
         raise ValueError(f"Got {len(questions)} questions but {len(contexts)} contexts; pass one context per question.")
     if not getattr(tokenizer, "is_fast", False):
         raise TypeError("`answer_spans` needs a fast tokenizer (PreTrainedTokenizerFast) for character offsets.")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"`batch_size` must be a positive integer, got {batch_size!r}.")
+    for name, value, low in (("batch_size", batch_size, 1), ("max_length", max_length, 1), ("stride", stride, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"`{name}` must be an integer >= {low}, got {value!r}.")
+    _check_window_room(tokenizer, questions, max_length, stride)
     device = next(model.parameters()).device
     answers: list[dict] = []
     for first in range(0, len(questions), batch_size):
         q, c = questions[first : first + batch_size], contexts[first : first + batch_size]
         enc = tokenizer(
-            q, c, padding=True, truncation="only_second", max_length=max_length, return_offsets_mapping=True,
-            return_tensors="pt",
+            q, c, padding=True, truncation="only_second", max_length=max_length, stride=stride,
+            return_overflowing_tokens=True, return_offsets_mapping=True, return_tensors="pt",
         )
-        offsets = enc.pop("offset_mapping")  # (B, T, 2) character spans in the question or the context
+        offsets = enc.pop("offset_mapping")  # (W, T, 2) character spans in the question or the context, W windows
+        window_of = enc.pop("overflow_to_sample_mapping").tolist()  # window -> pair index within this chunk
         is_context = torch.tensor(
-            [[sid == 1 for sid in enc.sequence_ids(b)] for b in range(len(q))], dtype=torch.bool
-        )  # (B, T)
-        inputs = {k: v.to(device) for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+            [[sid == 1 for sid in enc.sequence_ids(w)] for w in range(len(window_of))], dtype=torch.bool
+        )  # (W, T)
+        empty = (~is_context.any(-1)).nonzero().flatten().tolist()
+        if empty:
+            raise ValueError(f"Context {first + window_of[empty[0]]} has no candidate (context) token to answer from.")
+        inputs = {k: v for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+        start_logits, end_logits = [], []
         with torch.no_grad():
-            out = model(**inputs)
-        starts, ends, scores = best_spans(out.start_logits.cpu(), out.end_logits.cpu(), is_context, max_answer_length)
+            for w0 in range(0, len(window_of), batch_size):
+                out = model(**{k: v[w0 : w0 + batch_size].to(device) for k, v in inputs.items()})
+                start_logits.append(out.start_logits.cpu())
+                end_logits.append(out.end_logits.cpu())
+        starts, ends, scores = best_spans(torch.cat(start_logits), torch.cat(end_logits), is_context, max_answer_length)
         for b, context in enumerate(c):
-            char_start = int(offsets[b, starts[b], 0])
-            char_end = int(offsets[b, ends[b], 1])
+            windows = [w for w, pair in enumerate(window_of) if pair == b]
+            w = max(windows, key=lambda i: float(scores[i]))  # the first of equally good windows
+            char_start = int(offsets[w, starts[w], 0])
+            char_end = int(offsets[w, ends[w], 1])
             answers.append(
-                {"answer": context[char_start:char_end], "start": char_start, "end": char_end, "score": float(scores[b])}
+                {"answer": context[char_start:char_end], "start": char_start, "end": char_end, "score": float(scores[w])}
             )
     return answers
+
+
+def _check_window_room(tokenizer, questions: list[str], max_length: int, stride: int) -> None:
+    """Raise ValueError unless each window leaves room for context tokens and `stride` is smaller than that room
+    (the tokenizers library panics otherwise): room = max_length − question tokens − special tokens."""
+    special = tokenizer.num_special_tokens_to_add(pair=True)
+    lengths = [len(ids) for ids in tokenizer(questions, add_special_tokens=False)["input_ids"]]
+    for i, n in enumerate(lengths):
+        room = max_length - n - special
+        if room < 1:
+            raise ValueError(
+                f"Question {i} has {n} tokens: with {special} special tokens it leaves no room for context in "
+                f"max_length={max_length}; raise max_length or shorten the question."
+            )
+        if stride >= room:
+            raise ValueError(
+                f"`stride`={stride} must be smaller than the {room} context tokens a window of question {i} holds "
+                f"(max_length={max_length} minus {n} question and {special} special tokens)."
+            )
