@@ -65,6 +65,15 @@ class ResidualNorm(nn.Module):
         return y if self.pre else self.norm(y)
 
 
+def past_length(cache: Cache | None) -> int | torch.Tensor:
+    """How many tokens the cache already holds. A Python int, except under torch.compile with a static cache: there
+    it stays the cache's 0-d counter tensor, so the graph neither breaks on `int()` nor bakes in one step's value."""
+    if cache is None:
+        return 0
+    past = cache.get_seq_length()
+    return past if isinstance(past, torch.Tensor) and torch.compiler.is_compiling() else int(past)
+
+
 def is_prepared_mask(attention_mask) -> bool:
     """True for a ready-made (B|1, 1, T, S) attention mask rather than a 2-D 0/1 padding mask."""
     return isinstance(attention_mask, torch.Tensor) and attention_mask.dim() == 4
@@ -127,23 +136,26 @@ class TransformerStack(nn.Module):
 
     def _mask(
         self, attention_mask, query_length: int, key_length: int, causal: bool, x: torch.Tensor, weights: bool,
-        past: int | None = None,
+        past: int | torch.Tensor | None = None,
     ):
         implementation = self.config._attn_implementation
-        no_padding = attention_mask is None or bool(attention_mask.all())
+        # under torch.compile a padding mask is always applied: `all()` would be a data-dependent branch
+        no_padding = attention_mask is None or (not torch.compiler.is_compiling() and bool(attention_mask.all()))
         if not weights and implementation is not None and implementation.startswith("flash"):
             return None if no_padding else attention_mask  # flash kernels take the 2-D padding mask, causal built in
         # Fast kernels apply the causal pattern themselves (module.is_causal) when nothing else is masked and the
         # queries start at key 0 or are a single new token; the eager path always gets the explicit mask. Decided
         # before building anything, so a cached decoding step builds no (T, S) mask at all.
         past = key_length - query_length if past is None else past
-        no_unfilled_slots = key_length == past + query_length  # a static cache has slots beyond the tokens seen
+        # a static cache has slots beyond the tokens seen (past is a tensor only for a static cache under compile)
+        no_unfilled_slots = isinstance(past, int) and key_length == past + query_length
         trivially_causal = causal and no_padding and no_unfilled_slots and (past == 0 or query_length == 1)
         if trivially_causal and (query_length == 1 or (not weights and implementation not in (None, "eager"))):
             return None  # a single new token may see every key: no mask at all, for every backend
         return attention_mask_for(attention_mask, query_length, key_length, causal, x.dtype, x.device, past)
 
-    def _validate(self, input_ids, inputs_embeds, attention_mask, token_type_ids, past_length: int, position_ids=None):
+    def _validate(self, input_ids, inputs_embeds, attention_mask, token_type_ids, past: int | torch.Tensor,
+                  position_ids=None):
         p = self.input_prefix
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError(f"Pass exactly one of `{p}input_ids` or `{p}inputs_embeds`.")
@@ -152,10 +164,12 @@ class TransformerStack(nn.Module):
         else:
             check_inputs_embeds(inputs_embeds, self.config.hidden_size, name=f"{p}inputs_embeds")
         B, T = (input_ids if input_ids is not None else inputs_embeds).shape[:2]
+        known = isinstance(past, int)  # a tensor only for a static cache under torch.compile: no data-dependent checks
         if attention_mask is not None and not is_prepared_mask(attention_mask):  # 4-D masks: checked where used
-            check_attention_mask(attention_mask, B, past_length + T, name=f"{p}attention_mask")
-        if self.config.position_embedding_type == "learned":
-            check_sequence_length(past_length + T, self.config.max_position_embeddings)
+            length = past + T if known else attention_mask.shape[-1]
+            check_attention_mask(attention_mask, B, length, name=f"{p}attention_mask")
+        if self.config.position_embedding_type == "learned" and known:
+            check_sequence_length(past + T, self.config.max_position_embeddings)
         if position_ids is not None:
             learned = self.config.position_embedding_type == "learned"
             check_position_ids(position_ids, B, T, self.config.max_position_embeddings if learned else None)
@@ -188,16 +202,16 @@ class TransformerStack(nn.Module):
     ) -> BaseModelOutputWithPastAndCrossAttentions:
         if use_cache and cache is None:
             cache = self.new_cache()
-        past = int(cache.get_seq_length()) if cache is not None else 0
+        past = past_length(cache)
         self._validate(input_ids, inputs_embeds, attention_mask, token_type_ids, past, position_ids)
         B, T = (input_ids if input_ids is not None else inputs_embeds).shape[:2]
         device = (input_ids if input_ids is not None else inputs_embeds).device
         prepared = is_prepared_mask(attention_mask)  # e.g. from generate() with a static cache
         if position_ids is None:  # count only real tokens, so left padding starts the text at position 0
             if attention_mask is not None and not prepared:
-                position_ids = positions_from_attention_mask(attention_mask, past)
+                position_ids = positions_from_attention_mask(attention_mask)[:, -T:]  # the mask spans past + T
             else:
-                position_ids = torch.arange(past, past + T, device=device).unsqueeze(0)  # (1, T)
+                position_ids = torch.arange(T, device=device).unsqueeze(0) + past  # (1, T)
         x = self.embeddings(input_ids, position_ids, token_type_ids, inputs_embeds)  # (B, T, C)
 
         # keys: past + T, or all of a static cache's slots (the unfilled ones are masked as the future)

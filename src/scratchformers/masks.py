@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 
 def causal_mask(
-    query_length: int, key_length: int, device: torch.device | None = None, past: int | None = None
+    query_length: int, key_length: int, device: torch.device | None = None, past: int | torch.Tensor | None = None
 ) -> torch.Tensor:
     """Look-ahead mask: query i (absolute position past + i) sees keys j ≤ past + i. Returns (T, S).
 
@@ -45,17 +45,18 @@ def attention_mask_for(
     causal: bool,
     dtype: torch.dtype,
     device: torch.device,
-    past: int | None = None,
+    past: int | torch.Tensor | None = None,
 ) -> torch.Tensor | None:
     """One additive mask (B|1, 1, T, S) = causal ∧ padding, built once per forward and shared by every layer.
 
     Returns None when nothing is masked (no padding, not causal), so fast kernels can skip the mask. A padding mask
-    shorter than S (a static cache's unfilled slots) is extended with zeros.
+    shorter than S (a static cache's unfilled slots) is extended with zeros. Under torch.compile the padding mask
+    is always applied (skipping it when all ones would be a data-dependent branch).
     """
     allowed = None
     if causal:
         allowed = causal_mask(query_length, key_length, device, past)[None, None]  # (1, 1, T, S)
-    if attention_mask is not None and not bool(attention_mask.all()):
+    if attention_mask is not None and (torch.compiler.is_compiling() or not bool(attention_mask.all())):
         attention_mask = F.pad(attention_mask.to(device), (0, key_length - attention_mask.shape[-1]))
         pad = padding_mask(attention_mask)  # (B, 1, 1, S)
         allowed = pad if allowed is None else allowed & pad
