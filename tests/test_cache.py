@@ -121,3 +121,23 @@ def test_encoder_decoder_forward_makes_growing_self_and_cross_caches():
     generated = model.generate(src, max_new_tokens=8, num_beams=2, do_sample=False)
     users = EncoderDecoderCache(DynamicCache(), DynamicCache())
     assert torch.equal(generated, model.generate(src, max_new_tokens=8, num_beams=2, do_sample=False, cache=users))
+
+
+def test_assisted_decoding_crops_the_growing_cache_and_matches_greedy(monkeypatch):
+    """Assisted generation drafts tokens with a second model and crops rejected ones from the cache; the result must
+    equal plain greedy decoding, so a crop followed by in-place writes must not leave stale keys behind (with crop
+    made a no-op this test fails)."""
+    config = ScratchGPTConfig(vocab_size=40, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                              intermediate_size=32, max_position_embeddings=64, pad_token_id=0, initializer_range=0.3)
+    torch.manual_seed(0)
+    model = ScratchGPTForCausalLM(config).eval()  # wide init: the next token depends on the context
+    torch.manual_seed(1)
+    assistant = ScratchGPTForCausalLM(config).eval()  # a different random model: many drafts are rejected
+    x = torch.randint(1, 40, (1, 6))
+    crops = []
+    original = GrowingLayer.crop
+    monkeypatch.setattr(GrowingLayer, "crop", lambda self, n: (crops.append(n), original(self, n))[1])
+    plain = model.generate(x, max_new_tokens=16, do_sample=False, pad_token_id=0)
+    assisted = model.generate(x, max_new_tokens=16, do_sample=False, pad_token_id=0, assistant_model=assistant)
+    assert torch.equal(assisted, plain)
+    assert any(n < 0 for n in crops)  # rejected drafts were cropped from our cache
