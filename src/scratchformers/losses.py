@@ -29,42 +29,53 @@ def token_cross_entropy(
     return loss / torch.as_tensor(num_items_in_batch, device=loss.device)
 
 
-def logits_and_labelled_loss(
-    head: Callable[[torch.Tensor], torch.Tensor],
-    hidden_states: torch.Tensor,
-    labels: torch.Tensor,
-    num_items_in_batch: int | torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(logits, loss) of a per-position head when only some positions carry a label (MLM: ~15 %).
+def next_token_labels(labels: torch.Tensor) -> torch.Tensor:
+    """Next-token targets: position t predicts token t+1, so target[:, t] = labels[:, t+1] and the last is ignored.
 
-    The loss only has gradients through the labelled rows, so the head is run twice on disjoint rows: once on the
-    labelled ones (feeding the loss) and once on the rest (only for the returned logits). Backward of the loss then
-    runs the head — for BERT the (B·T, C) × (C, V) vocabulary projection, its largest matmul — on the labelled rows
-    alone. The logits are the same (B, T, V) tensor, still differentiable everywhere; the loss and its gradients
-    are those of `token_cross_entropy(head(hidden_states), labels)`.
+    The labels are shifted (rather than the logits sliced), so the (B, T, V) logits are never copied into a
+    contiguous (B, T−1, V) tensor — the same loss, one large copy fewer each way.
     """
-    labelled = labels != IGNORE_INDEX  # (B, T)
-    if bool(labelled.all()) or not bool(labelled.any()):
-        logits = head(hidden_states)
-        return logits, token_cross_entropy(logits, labels, num_items_in_batch)
-    scored = head(hidden_states[labelled])  # (N, V): the rows the loss backpropagates through
-    logits = scored.new_empty(*labels.shape, scored.shape[-1])  # (B, T, V)
-    logits[labelled] = scored
-    logits[~labelled] = head(hidden_states[~labelled])
-    return logits, token_cross_entropy(scored, labels[labelled], num_items_in_batch)
+    return F.pad(labels[:, 1:], (0, 1), value=IGNORE_INDEX)
 
 
 def causal_lm_loss(
     logits: torch.Tensor, labels: torch.Tensor, num_items_in_batch: int | torch.Tensor | None = None
 ) -> torch.Tensor:
-    """Next-token loss: position t predicts token t+1, so logits[:, t] is scored against labels[:, t+1].
-
-    The labels are shifted (and the last position ignored) rather than the logits sliced, so the (B, T, V) logits
-    are never copied into a contiguous (B, T−1, V) tensor — the same loss, one large copy fewer each way.
-    """
+    """Next-token loss: logits[:, t] is scored against labels[:, t+1]."""
     check_labels(labels, tuple(logits.shape[:-1]), logits.shape[-1])
-    shifted = F.pad(labels[:, 1:], (0, 1), value=IGNORE_INDEX)  # (B, T): labels[:, t+1], last position ignored
-    return token_cross_entropy(logits, shifted, num_items_in_batch)
+    return token_cross_entropy(logits, next_token_labels(labels), num_items_in_batch)
+
+
+SPLIT_BELOW = 0.75  # split the head's rows when at most this fraction of positions is labelled
+
+
+def logits_and_labelled_loss(
+    head: Callable[[torch.Tensor], torch.Tensor],
+    hidden_states: torch.Tensor,
+    targets: torch.Tensor,
+    num_classes: int,
+    num_items_in_batch: int | torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits, loss) of a per-position output head, L = token_cross_entropy(head(h), targets), when only some
+    positions carry a target (−100 elsewhere: MLM's unmasked ~85 %, a prompt masked out of a fine-tuning loss, padding).
+
+    The loss has gradients only through the labelled rows, so when at most `SPLIT_BELOW` of them are labelled the
+    head runs on two disjoint sets of rows: the labelled ones, feeding the loss, and the rest, only for the returned
+    logits. Backward then runs the head — the (B·T, C) × (C, V) vocabulary projection, the largest matmul of a small
+    language model — on the labelled rows alone. The logits are the same (B, T, V) tensor, still differentiable
+    everywhere; the loss and its gradients are those of the plain computation.
+    """
+    check_labels(targets, tuple(hidden_states.shape[:-1]), num_classes)
+    labelled = targets != IGNORE_INDEX  # (B, T)
+    count = labelled.numel() if torch.compiler.is_compiling() else int(labelled.sum())  # compiled: no data-dependent split
+    if count == 0 or count > SPLIT_BELOW * labelled.numel():
+        logits = head(hidden_states)
+        return logits, token_cross_entropy(logits, targets, num_items_in_batch)
+    scored = head(hidden_states[labelled])  # (N, V): the rows the loss backpropagates through
+    logits = scored.new_empty(*targets.shape, scored.shape[-1])  # (B, T, V)
+    logits[labelled] = scored
+    logits[~labelled] = head(hidden_states[~labelled])
+    return logits, token_cross_entropy(scored, targets[labelled], num_items_in_batch)
 
 
 def sequence_classification_loss(logits: torch.Tensor, labels: torch.Tensor, config) -> torch.Tensor:

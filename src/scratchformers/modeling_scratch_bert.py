@@ -170,7 +170,7 @@ class ScratchBertForMaskedLM(ScratchBertPreTrainedModel):
         else:  # backward through the vocabulary projection only where a token was masked
             check_token_labels(labels, out.last_hidden_state.shape[:2], self.config.vocab_size)
             logits, loss = logits_and_labelled_loss(
-                self.lm_head, out.last_hidden_state, labels, kwargs.get("num_items_in_batch")
+                self.lm_head, out.last_hidden_state, labels, self.config.vocab_size, kwargs.get("num_items_in_batch")
             )
         result = MaskedLMOutput(loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions)
         return self._output(result, return_dict)

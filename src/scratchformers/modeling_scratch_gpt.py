@@ -16,9 +16,10 @@ from transformers.modeling_outputs import (
     SequenceClassifierOutputWithPast,
 )
 
+from .checks import check_labels
 from .configuration_scratch_gpt import ScratchGPTConfig
 from .layers import TransformerStack
-from .losses import causal_lm_loss, sequence_classification_loss
+from .losses import logits_and_labelled_loss, next_token_labels, sequence_classification_loss
 from .pretrained import ScratchPreTrainedModel
 
 
@@ -118,10 +119,14 @@ class ScratchGPTForCausalLM(ScratchGPTPreTrainedModel, GenerationMixin):
         hidden = out.last_hidden_state
         if logits_to_keep:  # generation only needs the last position's logits
             hidden = hidden[:, -logits_to_keep:]
-        logits = self.lm_head(hidden)  # (B, T, V)
         loss = None
-        if labels is not None:
-            loss = causal_lm_loss(logits, labels, kwargs.get("num_items_in_batch"))
+        if labels is None:
+            logits = self.lm_head(hidden)  # (B, T, V)
+        else:  # position t is scored against token t+1; backward through the LM head only at scored positions
+            check_labels(labels, tuple(hidden.shape[:2]), self.config.vocab_size)
+            logits, loss = logits_and_labelled_loss(
+                self.lm_head, hidden, next_token_labels(labels), self.config.vocab_size, kwargs.get("num_items_in_batch")
+            )
         result = CausalLMOutputWithPast(
             loss=loss, logits=logits, cache=out.cache, hidden_states=out.hidden_states, attentions=out.attentions
         )

@@ -19,7 +19,7 @@ from transformers.modeling_outputs import BaseModelOutput, Seq2SeqLMOutput, Seq2
 from .configuration_scratch_transformer import ScratchTransformerConfig
 from .embeddings import Embeddings, TokenEmbedding
 from .layers import TransformerStack
-from .losses import token_cross_entropy
+from .losses import logits_and_labelled_loss
 from .pretrained import ScratchPreTrainedModel
 from .seq2seq import TeacherForcingMixin
 
@@ -205,6 +205,11 @@ class ScratchTransformerForConditionalGeneration(ScratchTransformerPreTrainedMod
         self.register_buffer("final_logits_bias", bias)
         self.post_init()
 
+    def output_logits(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        """Decoder states (…, C) → vocabulary logits (…, V): h Eᵀ (+ BART's final_logits_bias)."""
+        logits = self.lm_head(hidden_states)
+        return logits if self.final_logits_bias is None else logits + self.final_logits_bias.to(logits.dtype)[0]
+
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -240,12 +245,14 @@ class ScratchTransformerForConditionalGeneration(ScratchTransformerPreTrainedMod
             output_hidden_states=output_hidden_states,
             return_dict=True,
         )
-        logits = self.lm_head(out.last_hidden_state)  # (B, T, V)
-        if self.final_logits_bias is not None:
-            logits = logits + self.final_logits_bias.to(logits.dtype)
         loss = None
-        if labels is not None:
-            loss = token_cross_entropy(logits, labels, kwargs.get("num_items_in_batch"))
+        if labels is None:
+            logits = self.output_logits(out.last_hidden_state)  # (B, T, V)
+        else:  # backward through the output layer only at labelled (non-padding) positions
+            logits, loss = logits_and_labelled_loss(
+                self.output_logits, out.last_hidden_state, labels, self.config.vocab_size,
+                kwargs.get("num_items_in_batch"),
+            )
         result = Seq2SeqLMOutput(
             loss=loss,
             logits=logits,
