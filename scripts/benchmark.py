@@ -26,7 +26,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -85,6 +85,14 @@ def _seq2seq_batch(config, batch: int, length: int) -> dict:
 def _clm_batch(config, batch: int, length: int) -> dict:
     ids = torch.randint(3, config.vocab_size, (batch, length))
     return {"input_ids": ids, "labels": ids.clone()}
+
+
+def _prompt_masked_batch(config, batch: int, length: int) -> dict:
+    """Fine-tuning on (prompt, answer) pairs: the first half of each row is the prompt, its labels −100."""
+    ids = torch.randint(3, config.vocab_size, (batch, length))
+    labels = ids.clone()
+    labels[:, : length // 2] = -100
+    return {"input_ids": ids, "labels": labels}
 
 
 def _mlm_batch(config, batch: int, length: int) -> dict:
@@ -364,13 +372,16 @@ def main(argv: list[str] | None = None) -> str:
     flops = matmul_flops(256 if quick else 1024, repeats=3 if quick else 10)
     train_rows, decode_rows, memory_rows, scaling_rows, below = [], [], [], [], []
     for family in families:
-        for attn in attns:
-            r = bench_training(family, size, attn, batch, length, repeats, flops)
-            train_rows.append([family.name, attn, f"{r['hf']['tok_s']:.0f}", f"{r['ours']['tok_s']:.0f}",
+        variants = [family]
+        if family.generates and not family.seq2seq:  # GPT: also a fine-tuning batch whose prompts are not scored
+            variants.append(replace(family, name=family.name + " (prompt masked, 50 %)", make_batch=_prompt_masked_batch))
+        for attn, variant in ((a, v) for v in variants for a in attns):
+            r = bench_training(variant, size, attn, batch, length, repeats, flops)
+            train_rows.append([variant.name, attn, f"{r['hf']['tok_s']:.0f}", f"{r['ours']['tok_s']:.0f}",
                                ratio(r["ours"]["tok_s"], r["hf"]["tok_s"]), f"{100 * r['hf']['mfu']:.1f} %",
                                f"{100 * r['ours']['mfu']:.1f} %"])
             print("train", train_rows[-1], flush=True)
-            if family.generates:
+            if family.generates and variant is family:
                 for context in contexts:
                     d = bench_decoding(family, size, attn, context, new_tokens, repeats)
                     decode_rows.append([family.name, attn, context, f"{d['hf']:.1f}", f"{d['ours']:.1f}",
