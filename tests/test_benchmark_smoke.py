@@ -31,7 +31,8 @@ def test_quick_benchmark_writes_consistent_tables(tmp_path):
     assert out.read_text() == report
     assert "kept analysis" in report  # the hand-written notes survive a re-run
     train = rows(report, "Training step")
-    assert [r[1] for r in train] == ["eager", "sdpa"]
+    assert [r[1] for r in train] == ["eager", "sdpa"] * 2  # plain batch, then the prompt-masked fine-tuning batch
+    assert all("prompt masked" in r[0] for r in train[2:])
     for r in train:  # ratio column = ours tok/s / HF tok/s (rounded as printed)
         hf, ours = float(r[2]), float(r[3])
         assert hf > 0 and ours > 0
