@@ -11,6 +11,8 @@ from scratchformers import (
     ScratchBertForMaskedLM,
     ScratchGPTConfig,
     ScratchGPTForCausalLM,
+    ScratchRNNConfig,
+    ScratchRNNForConditionalGeneration,
     ScratchTransformerConfig,
     ScratchTransformerForConditionalGeneration,
 )
@@ -20,11 +22,16 @@ FAMILIES = {
     "bert": (ScratchBertConfig, ScratchBertForMaskedLM),
     "gpt": (ScratchGPTConfig, ScratchGPTForCausalLM),
     "transformer": (ScratchTransformerConfig, ScratchTransformerForConditionalGeneration),
+    "rnn": (ScratchRNNConfig, ScratchRNNForConditionalGeneration),
 }
+RNN = dict(hidden_size=16, num_hidden_layers=1, dropout=0.0, attention="bahdanau")
 
 
 def _model(family: str, tiny: dict):
     config_class, model_class = FAMILIES[family]
+    if family == "rnn":
+        keep = ("vocab_size", "pad_token_id", "bos_token_id", "eos_token_id")
+        return model_class(config_class(**{k: tiny[k] for k in keep}, **RNN))
     extra = {"final_logits_bias": True} if family == "transformer" else {}
     model = model_class(config_class(**tiny, **extra))
     if family == "transformer":  # a non-zero output bias, so the split head must add it on both row sets
@@ -40,7 +47,8 @@ def _labels(ids: torch.Tensor, fraction: float) -> torch.Tensor:
 
 
 def _inputs(family: str, ids: torch.Tensor) -> dict:
-    return {"input_ids": ids, "decoder_input_ids": ids} if family == "transformer" else {"input_ids": ids}
+    seq2seq = family in ("transformer", "rnn")
+    return {"input_ids": ids, "decoder_input_ids": ids} if seq2seq else {"input_ids": ids}
 
 
 def _rows_through_the_output_layer(model) -> list[int]:

@@ -20,7 +20,7 @@ from transformers.utils import ModelOutput
 
 from .checks import check_attention_mask, check_input_ids, check_inputs_embeds
 from .configuration_scratch_rnn import ScratchRNNConfig
-from .losses import token_cross_entropy
+from .losses import logits_and_labelled_loss
 from .pretrained import ScratchPreTrainedBase
 from .recurrent import RNNDecoder, RNNEncoder
 from .seq2seq import TeacherForcingMixin
@@ -318,10 +318,13 @@ class ScratchRNNForConditionalGeneration(ScratchRNNPreTrainedModel, TeacherForci
             output_hidden_states=output_hidden_states,
             return_dict=True,
         )
-        logits = self.lm_head(out.last_hidden_state)  # (B, T, V)
         loss = None
-        if labels is not None:
-            loss = token_cross_entropy(logits, labels, kwargs.get("num_items_in_batch"))
+        if labels is None:
+            logits = self.lm_head(out.last_hidden_state)  # (B, T, V)
+        else:  # backward through the output layer only at labelled (non-padding) positions
+            logits, loss = logits_and_labelled_loss(
+                self.lm_head, out.last_hidden_state, labels, self.config.vocab_size, kwargs.get("num_items_in_batch")
+            )
         result = Seq2SeqLMOutput(
             loss=loss,
             logits=logits,
