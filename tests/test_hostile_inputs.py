@@ -776,3 +776,25 @@ def test_regression_bert_labels_and_positions_of_the_wrong_type_are_type_errors(
     for model_class in (ScratchBertForMaskedLM, ScratchBertForTokenClassification):
         with pytest.raises(TypeError, match="`labels`"):
             build(model_class, config, 0)(ids, labels=[[0, 1, 2]])
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda t: ScratchGPTForCausalLM(ScratchGPTConfig(**t)),
+        lambda t: ScratchGPTModel(ScratchGPTConfig(**t)),
+        lambda t: ScratchBertForMaskedLM(ScratchBertConfig(**t)),
+        lambda t: ScratchBertForQuestionAnswering(ScratchBertConfig(**t)),
+        lambda t: ScratchRNNForConditionalGeneration(ScratchRNNConfig(vocab_size=t["vocab_size"], hidden_size=8)),
+    ],
+)
+def test_a_misspelt_keyword_argument_is_named_not_ignored(tiny, make):
+    model = make(tiny).eval()
+    ids = torch.randint(3, tiny["vocab_size"], (1, 5))
+    extra = {"decoder_input_ids": ids} if isinstance(model, ScratchRNNForConditionalGeneration) else {}
+    with pytest.raises(TypeError, match=r"unexpected keyword argument\(s\) \['attention_masks'\].*'attention_mask'"):
+        model(input_ids=ids, attention_masks=torch.ones_like(ids), **extra)
+    # what transformers itself passes (Trainer's num_items_in_batch, generate()'s cache_position) is accepted
+    out = model(input_ids=ids, num_items_in_batch=3, cache_position=torch.arange(5), **extra)
+    reference = model(input_ids=ids, **extra)
+    assert torch.equal(out[0], reference[0])

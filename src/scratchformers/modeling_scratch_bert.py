@@ -88,6 +88,7 @@ class ScratchBertModel(ScratchBertPreTrainedModel):
         return_dict: bool | None = None,
         **kwargs,
     ) -> BaseModelOutputWithPoolingAndCrossAttentions | tuple:
+        self._check_kwargs(kwargs)
         out = self.encoder(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -154,6 +155,7 @@ class ScratchBertForMaskedLM(ScratchBertPreTrainedModel):
         return_dict: bool | None = None,
         **kwargs,
     ) -> MaskedLMOutput | tuple:
+        self._check_kwargs(kwargs)
         out = self.model(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -230,6 +232,7 @@ class ScratchBertForSequenceClassification(_ScratchBertWithHead):
         return_dict: bool | None = None,
         **kwargs,
     ) -> SequenceClassifierOutput | tuple:
+        self._check_kwargs(kwargs)
         out = self._body(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, output_attentions,
                          output_hidden_states)
         logits = self.classifier(self.dropout(out.pooler_output))  # (B, num_labels)
@@ -260,6 +263,7 @@ class ScratchBertForTokenClassification(_ScratchBertWithHead):
         return_dict: bool | None = None,
         **kwargs,
     ) -> TokenClassifierOutput | tuple:
+        self._check_kwargs(kwargs)
         out = self._body(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, output_attentions,
                          output_hidden_states)
         logits = self.classifier(self.dropout(out.last_hidden_state))  # (B, T, num_labels)
@@ -311,6 +315,7 @@ class ScratchBertForQuestionAnswering(_ScratchBertWithHead):
         return_dict: bool | None = None,
         **kwargs,
     ) -> QuestionAnsweringModelOutput | tuple:
+        self._check_kwargs(kwargs)
         out = self._body(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, output_attentions,
                          output_hidden_states)
         logits = self.classifier(out.last_hidden_state)  # (B, T, 2): [S·h_t, E·h_t]

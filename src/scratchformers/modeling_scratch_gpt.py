@@ -56,6 +56,7 @@ class ScratchGPTModel(ScratchGPTPreTrainedModel):
         return_dict: bool | None = None,
         **kwargs,
     ) -> BaseModelOutputWithPast | tuple:
+        self._check_kwargs(kwargs)
         cache = kwargs.pop("past_key_values", cache)  # the transformers 4.x name
         use_cache = self.config.use_cache and not self.training if use_cache is None else use_cache
         out = self.decoder(
@@ -105,6 +106,7 @@ class ScratchGPTForCausalLM(ScratchGPTPreTrainedModel, GenerationMixin):
         logits_to_keep: int = 0,
         **kwargs,
     ) -> CausalLMOutputWithPast | tuple:
+        self._check_kwargs(kwargs)
         out = self.model(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -169,6 +171,7 @@ class ScratchGPTForSequenceClassification(ScratchGPTPreTrainedModel):
         return_dict: bool | None = None,
         **kwargs,
     ) -> SequenceClassifierOutputWithPast | tuple:
+        self._check_kwargs(kwargs)
         out = self.model(
             input_ids=input_ids,
             attention_mask=attention_mask,

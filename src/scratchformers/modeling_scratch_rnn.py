@@ -214,6 +214,7 @@ class ScratchRNNModel(ScratchRNNPreTrainedModel):
         """Encode (unless `encoder_outputs` are given), then run the decoder over `decoder_input_ids` from the state
         in `cache` (or, at the start, from the encoder's final state). `decoder_attention_mask` is accepted and unused:
         the decoder is causal by construction and right padding only follows the real tokens."""
+        self._check_kwargs(kwargs)
         cache = kwargs.pop("past_key_values", cache)
         use_cache = self.config.use_cache and not self.training if use_cache is None else use_cache
         output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
@@ -302,6 +303,7 @@ class ScratchRNNForConditionalGeneration(ScratchRNNPreTrainedModel, TeacherForci
         return_dict: bool | None = None,
         **kwargs,
     ) -> Seq2SeqLMOutput | tuple:
+        self._check_kwargs(kwargs)
         if labels is not None and decoder_input_ids is None and decoder_inputs_embeds is None:
             decoder_input_ids = self.prepare_decoder_input_ids_from_labels(labels)
         out = self.model(

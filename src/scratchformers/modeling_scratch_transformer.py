@@ -141,6 +141,7 @@ class ScratchTransformerModel(ScratchTransformerPreTrainedModel):
         return_dict: bool | None = None,
         **kwargs,
     ) -> Seq2SeqModelOutput | tuple:
+        self._check_kwargs(kwargs)
         cache = kwargs.pop("past_key_values", cache)  # the transformers 4.x name
         use_cache = self.config.use_cache and not self.training if use_cache is None else use_cache
         output_attentions = bool(output_attentions if output_attentions is not None else self.config.output_attentions)
@@ -227,6 +228,7 @@ class ScratchTransformerForConditionalGeneration(ScratchTransformerPreTrainedMod
         return_dict: bool | None = None,
         **kwargs,
     ) -> Seq2SeqLMOutput | tuple:
+        self._check_kwargs(kwargs)
         if labels is not None:
             use_cache = False
             if decoder_input_ids is None and decoder_inputs_embeds is None:

@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import torch
 from torch import nn
 from transformers import PreTrainedModel
 from transformers import initialization as init
+from transformers.utils.generic import TransformersKwargs
 
 from .cache import use_growing_layers
 from .checks import check_input_ids
+
+# What transformers may pass to any model's forward beyond its named arguments: its shared kwargs convention
+# (`num_items_in_batch` from the Trainer, flash-attention sequence lengths, …), generate()'s `cache_position` and the
+# transformers 4.x cache name. A forward takes what it needs from these and ignores the rest.
+PASS_THROUGH_KWARGS = TransformersKwargs.__optional_keys__ | TransformersKwargs.__required_keys__ | {
+    "cache_position",
+    "past_key_values",
+}
 
 
 class ScratchPreTrainedBase(PreTrainedModel):
@@ -21,6 +31,16 @@ class ScratchPreTrainedBase(PreTrainedModel):
     def _output(self, output, return_dict: bool | None):
         """The `ModelOutput`, or its tuple when `return_dict=False` (or `config.return_dict` is False), as HF does."""
         return output if (return_dict if return_dict is not None else self.config.return_dict) else output.to_tuple()
+
+    def _check_kwargs(self, kwargs: dict) -> None:
+        """A misspelt argument (`attention_masks=`) must not vanish into `**kwargs`: raise TypeError naming it."""
+        unknown = sorted(set(kwargs) - PASS_THROUGH_KWARGS)
+        if unknown:
+            named = [name for name in inspect.signature(self.forward).parameters if name != "kwargs"]
+            raise TypeError(
+                f"{type(self).__name__}.forward() got unexpected keyword argument(s) {unknown}; its arguments are "
+                f"{named} (plus transformers' {sorted(PASS_THROUGH_KWARGS)})."
+            )
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         """Save as transformers does, with `auto_map` naming every Auto class of the family (not only this one's),
