@@ -75,3 +75,24 @@ def test_pyproject_lists_every_package_under_src():
         ".".join(init.parent.relative_to(source).parts) for init in source.rglob("__init__.py")
     }
     assert packages <= set(SETUPTOOLS["packages"]), f"unlisted packages: {sorted(packages - set(SETUPTOOLS['packages']))}"
+
+
+def test_pyproject_ships_every_config_and_configs_paths_resolve_from_anywhere(tmp_path, monkeypatch):
+    from scratchformers.examples import common
+
+    globs = SETUPTOOLS["package-data"]["scratchformers.configs"]
+    configs = REPO / "configs"
+    assert SETUPTOOLS["package-dir"]["scratchformers.configs"] == "configs"
+    files = [p.relative_to(configs).as_posix() for p in configs.rglob("*") if p.is_file()]
+    missed = [f for f in files if not any(fnmatch.fnmatch(f, g) and f.count("/") == g.count("/") for g in globs)]
+    assert not missed, f"files under configs/ that the wheel would leave out: {missed}"
+    # `--config configs/bert-tiny.json` typed outside the repository (or with a wheel) finds the shipped copy
+    monkeypatch.chdir(tmp_path)
+    assert common.shipped_config("configs/bert-tiny.json") == common.CONFIG_DIR / "bert-tiny.json"
+    assert common.shipped_config("configs/accelerate/cpu.yaml") == common.CONFIG_DIR / "accelerate" / "cpu.yaml"
+    assert common.config_from_json("configs/gpt-tiny.json").model_type == "scratch_gpt"
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "gpt-tiny.json").write_text('{"model_type": "scratch_bert"}')  # a user's own file wins
+    assert common.config_from_json("configs/gpt-tiny.json").model_type == "scratch_bert"
+    with pytest.raises(ValueError, match="does not exist; shipped configs: .*gpt-tiny.json"):
+        common.config_from_json("configs/no-such.json")

@@ -22,16 +22,21 @@ DATA_DIR = Path(__file__).resolve().parents[2] / "data"  # the repository's data
 PACKAGED_DATA = "corpora"  # the same files inside an installed wheel: scratchformers/corpora (pyproject package-dir)
 
 
-def packaged_data_dir() -> Path | None:
-    """The copy of ``data/`` a (non-editable) install ships as the package data ``scratchformers.corpora``, found
-    with ``importlib.resources``; None when this install has none (a source checkout uses the repository's data/)."""
+def packaged_folder(package: str, marker: str) -> Path | None:
+    """The folder of the package data ``scratchformers.<package>`` that a (non-editable) install ships, found with
+    ``importlib.resources`` by one file in it; None when this install has none (a source checkout)."""
     try:
-        readme = resources.files(f"{__package__}.{PACKAGED_DATA}") / "README.md"
+        found = resources.files(f"{__package__}.{package}") / marker
     except ModuleNotFoundError:
         return None
-    if not isinstance(readme, Path) or not readme.is_file():  # e.g. a zipped install: no real folder to read from
+    if not isinstance(found, Path) or not found.is_file():  # e.g. a zipped install: no real folder to read from
         return None
-    return readme.parent
+    return found.parent
+
+
+def packaged_data_dir() -> Path | None:
+    """The copy of ``data/`` a wheel ships as the package data ``scratchformers.corpora`` (None in a checkout)."""
+    return packaged_folder(PACKAGED_DATA, "README.md")
 
 
 def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:

@@ -14,10 +14,11 @@ from typing import Any
 
 from transformers import AutoConfig, HfArgumentParser, PreTrainedConfig, TrainingArguments
 
-from ..data import DATA_DIR
+from ..data import DATA_DIR, packaged_folder
 from ..model_card import write_model_card
 
-CONFIG_DIR = DATA_DIR.parent / "configs"
+# the shipped model configs: configs/ in a source checkout, the package data scratchformers.configs in a wheel
+CONFIG_DIR = packaged_folder("configs", "gpt-tiny.json") or DATA_DIR.parent / "configs"
 
 
 def tensorboard_available() -> bool:
@@ -57,9 +58,20 @@ def check_file(flag: str, path: str | None) -> None:
         raise ValueError(f"{flag} {path!r} does not exist (give a path to a local file)")
 
 
+def shipped_config(path: str | os.PathLike) -> Path:
+    """``path`` if it exists; else, for a path inside ``configs/`` (``configs/gpt-tiny.json`` typed away from the
+    repository, or in a wheel install), the shipped copy under ``CONFIG_DIR``."""
+    path = Path(path)
+    if path.is_file() or "configs" not in path.parts:
+        return path
+    inside = path.parts[len(path.parts) - path.parts[::-1].index("configs"):]  # the part after the last configs/
+    shipped = CONFIG_DIR.joinpath(*inside)
+    return shipped if shipped.is_file() else path
+
+
 def config_from_json(path: str | os.PathLike, **overrides: Any) -> PreTrainedConfig:
     """A config of the ``model_type`` named in the JSON file, with ``overrides`` applied (e.g. the vocab size)."""
-    path = Path(path)
+    path = shipped_config(path)
     if not path.is_file():
         raise ValueError(f"--config {str(path)!r} does not exist; shipped configs: {sorted(p.name for p in CONFIG_DIR.glob('*.json'))}")
     fields = json.loads(path.read_text(encoding="utf-8"))

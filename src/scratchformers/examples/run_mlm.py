@@ -35,8 +35,6 @@ from scratchformers.data import resolve_data_dir, tokenize_and_group
 from scratchformers.examples.common import CONFIG_DIR
 from scratchformers.tokenization import train_tokenizer
 
-REPO = CONFIG_DIR.parent  # the repository (configs/ and data/ live there for a source or editable install)
-
 
 @dataclass
 class ModelArguments:
@@ -99,7 +97,7 @@ def build_model(model_args: ModelArguments, tokenizer: PreTrainedTokenizerBase) 
                 f"The tokenizer has {len(tokenizer)} tokens but the model's vocabulary only {model.config.vocab_size}."
             )
         return model
-    config_path = model_args.config or str(REPO / "configs" / "bert-tiny.json")
+    config_path = model_args.config or str(CONFIG_DIR / "bert-tiny.json")
     with open(config_path, encoding="utf-8") as fh:
         values = json.load(fh)
     if values.pop("model_type", ScratchBertConfig.model_type) != ScratchBertConfig.model_type:

@@ -39,16 +39,14 @@ from transformers import (
 )
 
 import scratchformers  # noqa: F401  (registers our families with the Auto classes)
-from scratchformers.data import preprocess_translation
+from scratchformers.data import preprocess_translation, resolve_data_dir
 from scratchformers.examples.common import CONFIG_DIR
 from scratchformers.metrics import compute_translation_metrics
 from scratchformers.seq2seq import noam_learning_rate
 from scratchformers.tokenization import train_tokenizer
 
-REPO = CONFIG_DIR.parent  # the repository (configs/ and data/ live there for a source or editable install)
-
 logger = logging.getLogger("run_translation")
-EN_DE = REPO / "data" / "translation" / "en-de"
+EN_DE = resolve_data_dir() / "translation" / "en-de"  # the shipped pairs (data/, or the wheel's copy)
 
 
 @dataclass
@@ -57,7 +55,7 @@ class ModelArguments:
 
     model_name_or_path: str | None = field(default=None, metadata={"help": "A checkpoint folder to fine-tune."})
     config: str | None = field(
-        default=str(REPO / "configs" / "transformer-tiny.json"),
+        default=str(CONFIG_DIR / "transformer-tiny.json"),
         metadata={"help": "A config JSON for a new model (ignored with --model_name_or_path or --model_type)."},
     )
     model_type: str | None = field(
