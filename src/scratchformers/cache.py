@@ -20,10 +20,14 @@ class GrowingLayer(DynamicLayer):
         super().lazy_initialization(key_states, value_states)
         self.key_buffer: torch.Tensor | None = None
         self.value_buffer: torch.Tensor | None = None
+        self._handed_out: tuple[torch.Tensor, torch.Tensor] | None = None  # the views the last update returned
 
     def _owns_states(self) -> bool:
-        """Are `keys`/`values` still views of our buffers? Methods inherited from DynamicLayer (crop keeps the view;
-        index_select, repeat_interleave, .to() replace it) and users may reassign them; then we re-buffer."""
+        """Are `keys`/`values` still views of our buffers? Usually they are the very views we handed out; methods
+        inherited from DynamicLayer may replace them (crop with a shorter view; index_select, repeat_interleave,
+        .to() with new tensors), and so may users: then we re-buffer."""
+        if self._handed_out is not None and self.keys is self._handed_out[0] and self.values is self._handed_out[1]:
+            return True
 
         def is_view(states: torch.Tensor, buffer: torch.Tensor | None) -> bool:
             return (
@@ -35,17 +39,29 @@ class GrowingLayer(DynamicLayer):
 
         return is_view(self.keys, self.key_buffer) and is_view(self.values, self.value_buffer)
 
-    @staticmethod
-    def _append(buffer: torch.Tensor | None, past: torch.Tensor | None, new: torch.Tensor, grow: bool):
-        """Write `new` after the n past tokens; with `grow`, first move the past into a buffer of max(n + T, 2n)."""
-        n = 0 if past is None else past.shape[-2]
-        if grow:
-            B, H, T, D = new.shape
-            buffer = new.new_empty(B, H, max(n + T, 2 * n), D)
-            if n:
-                buffer[:, :, :n].copy_(past)
-        buffer[:, :, n : n + new.shape[-2]].copy_(new)
-        return buffer, buffer[:, :, : n + new.shape[-2]]
+    def _has_room(self, key_states: torch.Tensor, end: int) -> bool:
+        """Can this step's keys be written in place up to position `end`?"""
+        buffer = self.key_buffer
+        return (
+            buffer is not None
+            and end <= buffer.shape[-2]
+            and key_states.shape[:2] == buffer.shape[:2]
+            and key_states.dtype == buffer.dtype
+            and key_states.device == buffer.device
+            and self._owns_states()
+        )
+
+    def _grow(self, key_states: torch.Tensor, value_states: torch.Tensor, past: int, end: int) -> None:
+        """New buffers of capacity max(end, 2·past) holding the `past` cached tokens (amortised doubling)."""
+        capacity = max(end, 2 * past)
+        buffers = []
+        for states, new in ((self.keys, key_states), (self.values, value_states)):
+            B, H, _, D = new.shape
+            buffer = new.new_empty(B, H, capacity, D)
+            if past:
+                buffer.narrow(2, 0, past).copy_(states)
+            buffers.append(buffer)
+        self.key_buffer, self.value_buffer = buffers
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
         """Append this step's (B, H, T, D) keys and values; return all n + T of them (views, no copy of the past)."""
@@ -54,16 +70,12 @@ class GrowingLayer(DynamicLayer):
         if torch.is_grad_enabled() and (key_states.requires_grad or value_states.requires_grad):
             return super().update(key_states, value_states)  # autograd needs every step's tensors kept intact
         past = self.get_seq_length()
-        owned = self._owns_states()
-        grow = (
-            not owned
-            or past + key_states.shape[-2] > self.key_buffer.shape[-2]
-            or key_states.shape[:2] != self.key_buffer.shape[:2]
-            or (key_states.dtype, key_states.device) != (self.key_buffer.dtype, self.key_buffer.device)
-        )
-        keys, values = (self.keys, self.values) if past else (None, None)
-        self.key_buffer, self.keys = self._append(self.key_buffer, keys, key_states, grow)
-        self.value_buffer, self.values = self._append(self.value_buffer, values, value_states, grow)
+        end = past + key_states.shape[-2]
+        if not self._has_room(key_states, end):
+            self._grow(key_states, value_states, past, end)
+        self.key_buffer.narrow(2, past, end - past).copy_(key_states)  # buffer[:, :, past:end] = this step's
+        self.value_buffer.narrow(2, past, end - past).copy_(value_states)
+        self.keys, self.values = self._handed_out = self.key_buffer.narrow(2, 0, end), self.value_buffer.narrow(2, 0, end)
         return self.keys, self.values
 
     def reorder_cache(self, beam_idx: torch.LongTensor) -> None:

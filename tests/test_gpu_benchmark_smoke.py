@@ -1,0 +1,35 @@
+"""scripts/gpu_benchmark.py runs its bf16 code path end to end on CPU (tiny model): the tables are consistent.
+The GPU numbers themselves need a GPU; this only guards the script a GPU session will run."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+gpu_benchmark = pytest.importorskip("gpu_benchmark")
+
+
+def _rows(report: str, section: str) -> list[list[str]]:
+    block = report.split(f"## {section}", 1)[1].split("\n## ", 1)[0]
+    lines = [line for line in block.splitlines() if line.startswith("| ") and not line.startswith("| attention")
+             and not line.startswith("| context")]
+    return [[c.strip() for c in line.strip("|").split("|")] for line in lines]
+
+
+def test_cpu_quick_run_reports_bf16_training_and_generation(tmp_path):
+    out = tmp_path / "gpu.md"
+    report = gpu_benchmark.main(["--device", "cpu", "--quick", "--repeats", "1", "--out", str(out)])
+    assert out.read_text() == report
+    train = _rows(report, "Training step")
+    assert [r[0] for r in train] == ["sdpa", "eager"]  # no flash_attention_2 without CUDA
+    for _attn, hf, ours, ratio, hf_mfu, ours_mfu in train:
+        assert float(hf) > 0 and float(ours) > 0
+        assert float(ratio.rstrip("×")) == pytest.approx(float(ours) / float(hf), rel=0.02, abs=0.01)
+        assert 0 < float(ours_mfu.rstrip(" %")) and 0 < float(hf_mfu.rstrip(" %"))
+    (generate,) = _rows(report, "generate()")
+    assert generate[0] == "16" and float(generate[1]) > 0 and float(generate[2]) > 0
+    assert all(math.isnan(float(v)) for v in generate[3:])  # generate() compiles static caches on CUDA only
