@@ -118,3 +118,17 @@ def test_gpt_fine_tuning_with_a_masked_prompt_uses_the_split(tiny):
     model(ids, labels=labels).loss.backward()
     assert rows == [2 * 4]  # positions 7…10 of each row predict the answer tokens 8…11: 4 rows each, not 12
 
+
+
+def test_compiled_training_forward_takes_the_plain_path_with_the_same_loss(tiny):
+    """Under torch.compile the row split (a data-dependent shape) is skipped: no graph break, the same loss."""
+    torch.manual_seed(0)
+    model = _model("gpt", tiny)
+    ids = torch.randint(3, tiny["vocab_size"], (2, 12))
+    labels = ids.clone()
+    labels[:, :8] = -100
+    eager = model(ids, labels=labels).loss
+    explained = torch._dynamo.explain(model)(ids, labels=labels)
+    assert explained.graph_break_count == 0, [b.reason for b in explained.break_reasons]
+    compiled = torch.compile(model, backend="aot_eager", fullgraph=True)(ids, labels=labels).loss
+    torch.testing.assert_close(compiled, eager, atol=1e-6, rtol=1e-5)
