@@ -132,3 +132,20 @@ def test_compiled_training_forward_takes_the_plain_path_with_the_same_loss(tiny)
     assert explained.graph_break_count == 0, [b.reason for b in explained.break_reasons]
     compiled = torch.compile(model, backend="aot_eager", fullgraph=True)(ids, labels=labels).loss
     torch.testing.assert_close(compiled, eager, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
+def test_cpu_cross_entropy_in_chunks_equals_one_call(monkeypatch, label_smoothing):
+    from scratchformers import losses
+
+    logits = torch.randn(7, 5, 11, requires_grad=True)
+    labels = torch.randint(0, 11, (7, 5))
+    labels[0, :3] = -100
+    labels[6] = -100  # a chunk with nothing scored
+    monkeypatch.setattr(losses, "CHUNK_ELEMENTS", 3 * 11)  # 3 rows per chunk: 12 chunks of (B·T = 35, V = 11)
+    chunked = losses.token_cross_entropy(logits, labels, label_smoothing=label_smoothing)
+    (grad_chunked,) = torch.autograd.grad(chunked, logits)
+    flat = F.cross_entropy(logits.view(-1, 11), labels.view(-1), label_smoothing=label_smoothing)
+    (grad_flat,) = torch.autograd.grad(flat, logits)
+    torch.testing.assert_close(chunked, flat)
+    torch.testing.assert_close(grad_chunked, grad_flat)

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from .checks import check_labels
 
 IGNORE_INDEX = -100
+CHUNK_ELEMENTS = 1 << 20  # rows × vocabulary scored at once by the CPU cross-entropy
 
 
 def token_cross_entropy(
@@ -23,7 +24,14 @@ def token_cross_entropy(
     check_labels(labels, tuple(logits.shape[:-1]), logits.shape[-1])  # a clear error instead of an IndexError
     logits = logits.float().reshape(-1, logits.shape[-1])  # (B·T, V)
     labels = labels.reshape(-1).to(logits.device, torch.long)  # (B·T,)
-    loss = F.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX, reduction="sum", label_smoothing=label_smoothing)
+    # On CPU the rows are scored in ~4 MB chunks (same sum): the allocator recycles buffers that size, while one
+    # (B·T, V) log-probability buffer and its gradient are freshly mapped memory every step, whose page faults cost
+    # ~5 % of a small model's training step (measured in benchmarks/RESULTS.md). One call elsewhere (GPU kernels).
+    rows = max(1, CHUNK_ELEMENTS // logits.shape[-1]) if logits.device.type == "cpu" else logits.shape[0] or 1
+    loss = sum(
+        F.cross_entropy(x, y, ignore_index=IGNORE_INDEX, reduction="sum", label_smoothing=label_smoothing)
+        for x, y in zip(logits.split(rows), labels.split(rows))
+    )
     if num_items_in_batch is None:  # the mean over labelled tokens; a batch with none (e.g. T = 1) gives 0, not NaN
         num_items_in_batch = (labels != IGNORE_INDEX).sum().clamp(min=1)
     return loss / torch.as_tensor(num_items_in_batch, device=loss.device)
