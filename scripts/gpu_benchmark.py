@@ -27,7 +27,7 @@ import torch
 import transformers
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchmark import ROOT, git_commit, table, training_flops_per_token  # noqa: E402
+from benchmark import ROOT, git_commit, table, training_flops_per_token, write_report  # noqa: E402
 
 from scratchformers.convert import from_hf  # noqa: E402
 
@@ -173,12 +173,7 @@ bf16 matmul ceiling measured in this run: {peak / 1e12:.2f} TFLOP/s. Target: our
 {table(["context", "HF dynamic", "ours default (GrowingCache)", "HF static + compile", "ours static + compile"],
        decode_rows)}
 """
-    if out is not None:
-        out.write_text(report)
-        print(f"wrote {out}")
-    else:
-        print(report)
-    return report
+    return write_report(report, out)
 
 
 if __name__ == "__main__":
