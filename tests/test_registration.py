@@ -35,3 +35,26 @@ def test_checkpoint_names_every_auto_class_of_its_family(config_class, tmp_path)
         module, name = reference.split(".")
         assert (tmp_path / f"{module}.py").exists()
         assert hasattr(getattr(scratchformers, module), name)
+
+
+def test_forward_signatures_are_frozen_and_true_for_every_class():
+    """generate() inspects a custom model's forward at every step: ours carry a precomputed `__signature__`, which
+    must equal the real one (the Trainer and generate() read argument names from it)."""
+    import inspect
+
+    import torch
+
+    import scratchformers
+
+    for name in scratchformers.__all__:
+        cls = getattr(scratchformers, name)
+        if not (isinstance(cls, type) and issubclass(cls, torch.nn.Module)) or "forward" not in cls.__dict__:
+            continue
+        forward = cls.__dict__["forward"]
+        assert "__signature__" in vars(forward), name
+        frozen = inspect.signature(forward)
+        del forward.__signature__
+        try:
+            assert frozen == inspect.signature(forward), name
+        finally:
+            forward.__signature__ = frozen

@@ -28,6 +28,14 @@ class ScratchPreTrainedBase(PreTrainedModel):
 
     base_model_prefix = "model"
 
+    def __init_subclass__(cls, **kwargs):
+        """Freeze each `forward`'s signature once: transformers' generate() calls `inspect.signature(model.forward)`
+        at every decoding step for models registered as custom code (ours), ≈ 60 µs a step without this."""
+        super().__init_subclass__(**kwargs)
+        forward = cls.__dict__.get("forward")
+        if forward is not None and "__signature__" not in vars(forward):
+            forward.__signature__ = inspect.signature(forward)
+
     def _output(self, output, return_dict: bool | None):
         """The `ModelOutput`, or its tuple when `return_dict=False` (or `config.return_dict` is False), as HF does."""
         return output if (return_dict if return_dict is not None else self.config.return_dict) else output.to_tuple()
