@@ -29,8 +29,9 @@ def token_cross_entropy(
     # ~5 % of a small model's training step (measured in benchmarks/RESULTS.md). One call elsewhere (GPU kernels).
     rows = max(1, CHUNK_ELEMENTS // logits.shape[-1]) if logits.device.type == "cpu" else logits.shape[0] or 1
     loss = sum(
-        F.cross_entropy(x, y, ignore_index=IGNORE_INDEX, reduction="sum", label_smoothing=label_smoothing)
-        for x, y in zip(logits.split(rows), labels.split(rows))
+        (F.cross_entropy(x, y, ignore_index=IGNORE_INDEX, reduction="sum", label_smoothing=label_smoothing)
+         for x, y in zip(logits.split(rows), labels.split(rows))),
+        start=logits.new_zeros(()),
     )
     if num_items_in_batch is None:  # the mean over labelled tokens; a batch with none (e.g. T = 1) gives 0, not NaN
         num_items_in_batch = (labels != IGNORE_INDEX).sum().clamp(min=1)
@@ -44,14 +45,6 @@ def next_token_labels(labels: torch.Tensor) -> torch.Tensor:
     contiguous (B, T−1, V) tensor — the same loss, one large copy fewer each way.
     """
     return F.pad(labels[:, 1:], (0, 1), value=IGNORE_INDEX)
-
-
-def causal_lm_loss(
-    logits: torch.Tensor, labels: torch.Tensor, num_items_in_batch: int | torch.Tensor | None = None
-) -> torch.Tensor:
-    """Next-token loss: logits[:, t] is scored against labels[:, t+1]."""
-    check_labels(labels, tuple(logits.shape[:-1]), logits.shape[-1])
-    return token_cross_entropy(logits, next_token_labels(labels), num_items_in_batch)
 
 
 SPLIT_BELOW = 0.75  # split the head's rows when at most this fraction of positions is labelled
