@@ -64,7 +64,8 @@ def logits_and_labelled_loss(
     head runs on two disjoint sets of rows: the labelled ones, feeding the loss, and the rest, only for the returned
     logits. Backward then runs the head — the (B·T, C) × (C, V) vocabulary projection, the largest matmul of a small
     language model — on the labelled rows alone. The logits are the same (B, T, V) tensor, still differentiable
-    everywhere; the loss and its gradients are those of the plain computation.
+    everywhere; the loss and its gradients are those of the plain computation. Counting the scored rows is one
+    host sync per call (on a GPU); under torch.compile the split is skipped (its shapes depend on the data).
     """
     check_labels(targets, tuple(hidden_states.shape[:-1]), num_classes)
     labelled = targets != IGNORE_INDEX  # (B, T)
