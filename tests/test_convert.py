@@ -9,7 +9,9 @@ import transformers
 from scratchformers import (
     ScratchBertConfig,
     ScratchBertForMaskedLM,
+    ScratchBertForQuestionAnswering,
     ScratchBertForSequenceClassification,
+    ScratchBertForTokenClassification,
     ScratchBertModel,
     ScratchGPTConfig,
     ScratchGPTForCausalLM,
@@ -167,12 +169,13 @@ BERT_SHAPES = [
     dict(num_hidden_layers=3, hidden_size=16, num_attention_heads=2, intermediate_size=48, hidden_act="gelu_new",
          tie_word_embeddings=False),
 ]
-BERT_CLASSES = [transformers.BertModel, transformers.BertForMaskedLM, transformers.BertForSequenceClassification]
+BERT_CLASSES = [transformers.BertModel, transformers.BertForMaskedLM, transformers.BertForSequenceClassification,
+                transformers.BertForTokenClassification, transformers.BertForQuestionAnswering]
 
 
-def bert_config(**shape) -> transformers.BertConfig:
+def bert_config(num_labels: int = 3, **shape) -> transformers.BertConfig:
     return transformers.BertConfig(vocab_size=57, max_position_embeddings=32, hidden_dropout_prob=0.0,
-                                   attention_probs_dropout_prob=0.0, num_labels=3, **shape)
+                                   attention_probs_dropout_prob=0.0, num_labels=num_labels, **shape)
 
 
 def bert_inputs(batch: int = 3, length: int = 12):
@@ -190,6 +193,8 @@ def bert_output(model, inputs) -> torch.Tensor:
     with torch.no_grad():
         out = model(**inputs)
     real = inputs["attention_mask"].bool()
+    if hasattr(out, "start_logits"):  # question answering: both logits at real tokens
+        return torch.cat([out.start_logits[real], out.end_logits[real]])
     if hasattr(out, "logits"):
         return out.logits[real] if out.logits.dim() == 3 else out.logits
     pooled = out.pooler_output if out.pooler_output is not None else torch.zeros(0)
@@ -199,11 +204,14 @@ def bert_output(model, inputs) -> torch.Tensor:
 @pytest.mark.parametrize("hf_class", BERT_CLASSES, ids=lambda c: c.__name__)
 @pytest.mark.parametrize("shape", BERT_SHAPES, ids=lambda s: f"L{s['num_hidden_layers']}-C{s['hidden_size']}")
 def test_bert_converts_both_ways_with_the_same_outputs(hf_class, shape):
-    hf = perturb(hf_class(bert_config(**shape)))
+    qa = hf_class is transformers.BertForQuestionAnswering
+    hf = perturb(hf_class(bert_config(num_labels=2 if qa else 3, **shape)))  # QA: start and end
     inputs = bert_inputs()
     ours = from_hf(hf)
     expected_class = {transformers.BertModel: ScratchBertModel, transformers.BertForMaskedLM: ScratchBertForMaskedLM,
-                      transformers.BertForSequenceClassification: ScratchBertForSequenceClassification}[hf_class]
+                      transformers.BertForSequenceClassification: ScratchBertForSequenceClassification,
+                      transformers.BertForTokenClassification: ScratchBertForTokenClassification,
+                      transformers.BertForQuestionAnswering: ScratchBertForQuestionAnswering}[hf_class]
     assert type(ours) is expected_class
     assert max_diff(bert_output(hf, inputs), bert_output(ours, inputs)) <= ATOL
     perturb(ours)  # now weights that HF never had: ours → HF

@@ -32,7 +32,13 @@ from .configuration_scratch_bert import ScratchBertConfig
 from .configuration_scratch_gpt import ScratchGPTConfig
 from .configuration_scratch_transformer import ScratchTransformerConfig
 from .embeddings import sinusoidal_position_encoding
-from .modeling_scratch_bert import ScratchBertForMaskedLM, ScratchBertForSequenceClassification, ScratchBertModel
+from .modeling_scratch_bert import (
+    ScratchBertForMaskedLM,
+    ScratchBertForQuestionAnswering,
+    ScratchBertForSequenceClassification,
+    ScratchBertForTokenClassification,
+    ScratchBertModel,
+)
 from .modeling_scratch_gpt import ScratchGPTForCausalLM, ScratchGPTForSequenceClassification, ScratchGPTModel
 from .modeling_scratch_transformer import ScratchTransformerForConditionalGeneration, ScratchTransformerModel
 
@@ -563,6 +569,10 @@ _PAIRS: list[_Pair] = [
           bert_config_to_hf, bert_links, _BERT_MLM_HEAD),
     _Pair(transformers.BertForSequenceClassification, ScratchBertForSequenceClassification, "bert.", "model.",
           bert_config_from_hf, bert_config_to_hf, bert_links, _CLASSIFIER),
+    _Pair(transformers.BertForTokenClassification, ScratchBertForTokenClassification, "bert.", "model.",
+          bert_config_from_hf, bert_config_to_hf, bert_links, _CLASSIFIER),
+    _Pair(transformers.BertForQuestionAnswering, ScratchBertForQuestionAnswering, "bert.", "model.",
+          bert_config_from_hf, bert_config_to_hf, bert_links, tuple(_layer_links("", "", [("classifier", "qa_outputs")]))),
     _Pair(transformers.BartForConditionalGeneration, ScratchTransformerForConditionalGeneration, "model.", "model.",
           bart_config_from_hf, bart_config_to_hf, bart_links, _seq2seq_head_links,
           hf_ignored=_seq2seq_hf_ignored("model.", static_positions=False)),
