@@ -311,3 +311,19 @@ def test_run_translation_script_trains_an_rnn_and_saves_it(tmp_path):
     model = AutoModelForSeq2SeqLM.from_pretrained(out)
     assert isinstance(model, ScratchRNNForConditionalGeneration)
     assert (model.config.cell, model.config.attention, model.config.hidden_size) == ("gru", "bahdanau", 32)
+
+
+def test_decoder_padding_must_be_on_the_right():
+    """Right padding cannot change the real positions of a causal recurrent decoder; left padding would be read
+    by the recurrence, so it is refused with a clear error instead of being silently ignored."""
+    torch.manual_seed(0)
+    model = ScratchRNNForConditionalGeneration(ScratchRNNConfig(vocab_size=30, hidden_size=8, attention="luong",
+                                                                dropout=0.0)).eval()
+    src = torch.randint(4, 30, (2, 5))
+    tgt = torch.randint(4, 30, (2, 4))
+    right = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]])
+    plain = model(input_ids=src, decoder_input_ids=tgt).logits
+    torch.testing.assert_close(model(input_ids=src, decoder_input_ids=tgt, decoder_attention_mask=right).logits, plain)
+    left = torch.tensor([[1, 1, 1, 1], [0, 0, 1, 1]])
+    with pytest.raises(ValueError, match="padding before real tokens.*Pad decoder inputs on the right"):
+        model(input_ids=src, decoder_input_ids=tgt, decoder_attention_mask=left)

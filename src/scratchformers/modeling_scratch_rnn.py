@@ -212,8 +212,8 @@ class ScratchRNNModel(ScratchRNNPreTrainedModel):
         **kwargs,
     ) -> Seq2SeqModelOutput | tuple:
         """Encode (unless `encoder_outputs` are given), then run the decoder over `decoder_input_ids` from the state
-        in `cache` (or, at the start, from the encoder's final state). `decoder_attention_mask` is accepted and unused:
-        the decoder is causal by construction and right padding only follows the real tokens."""
+        in `cache` (or, at the start, from the encoder's final state). `decoder_attention_mask` may mark right padding,
+        which the causal recurrence never reads before a real token; padding before real tokens is a ValueError."""
         self._check_kwargs(kwargs)
         cache = kwargs.pop("past_key_values", cache)
         use_cache = self.config.use_cache and not self.training if use_cache is None else use_cache
@@ -250,10 +250,16 @@ class ScratchRNNModel(ScratchRNNPreTrainedModel):
                 f"The decoder batch ({decoder_inputs_embeds.shape[0]}, from `decoder_input_ids` or the `labels` "
                 f"shifted into them) does not match the encoder batch / state ({hidden.shape[0]})."
             )
-        if decoder_attention_mask is not None:  # unused, but a wrong one is the caller's bug: say so
+        if decoder_attention_mask is not None:  # not needed for right padding, but a wrong one is the caller's bug
             B, T = decoder_inputs_embeds.shape[:2]
             past = state.get_seq_length() if state is not None else 0
             check_attention_mask(decoder_attention_mask, B, past + T, name="decoder_attention_mask")
+            real = decoder_attention_mask.bool()
+            if bool((real[:, 1:] & ~real[:, :-1]).any()):  # a real token after padding: the recurrence would read it
+                raise ValueError(
+                    "`decoder_attention_mask` has padding before real tokens; the recurrent decoder reads its inputs "
+                    "in order and cannot skip them. Pad decoder inputs on the right (zeros after the real tokens)."
+                )
         outputs, hidden, cell, alignment = self.decoder(decoder_inputs_embeds, hidden, cell, keys, attention_mask)
 
         new_cache = None
