@@ -4,7 +4,7 @@ Both models hold the same weights (ours is made with `scratchformers.convert.fro
 timed in one run, interleaved (HF, ours, HF, ours, …), and the median of the repeats is reported:
 
 - training step tokens/s (forward + backward + AdamW step) and model FLOPs utilisation (MFU) against the matmul
-  FLOP/s this machine reaches in the same run;
+  FLOP/s this machine reaches in the same run — for GPT also on a fine-tuning batch whose prompt half is unscored;
 - cached greedy decoding tokens/s at several context lengths (the decode steps after the prefill);
 - peak memory of training steps (growth of the peak resident set, each model in its own subprocess);
 - how forward time grows with sequence length 128…2048;
