@@ -53,12 +53,12 @@ SPLIT_BELOW = 0.75  # split the head's rows when at most this fraction of positi
 def logits_and_labelled_loss(
     head: Callable[[torch.Tensor], torch.Tensor],
     hidden_states: torch.Tensor,
-    targets: torch.Tensor,
+    targets: torch.Tensor | None,
     num_classes: int,
     num_items_in_batch: int | torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(logits, loss) of a per-position output head, L = token_cross_entropy(head(h), targets), when only some
-    positions carry a target (−100 elsewhere: MLM's unmasked ~85 %, a prompt masked out of a fine-tuning loss, padding).
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(logits, loss) of a per-position output head, L = token_cross_entropy(head(h), targets) (loss None without
+    targets), when only some positions carry a target (−100 elsewhere: MLM's unmasked ~85 %, a prompt masked out of a fine-tuning loss, padding).
 
     The loss has gradients only through the labelled rows, so when at most `SPLIT_BELOW` of them are labelled the
     head runs on two disjoint sets of rows: the labelled ones, feeding the loss, and the rest, only for the returned
@@ -67,6 +67,8 @@ def logits_and_labelled_loss(
     everywhere; the loss and its gradients are those of the plain computation. Counting the scored rows is one
     host sync per call (on a GPU); under torch.compile the split is skipped (its shapes depend on the data).
     """
+    if targets is None:  # inference: logits only
+        return head(hidden_states), None
     check_labels(targets, tuple(hidden_states.shape[:-1]), num_classes)
     labelled = targets != IGNORE_INDEX  # (B, T)
     count = labelled.numel() if torch.compiler.is_compiling() else int(labelled.sum())  # compiled: no data-dependent split

@@ -166,14 +166,9 @@ class ScratchBertForMaskedLM(ScratchBertPreTrainedModel):
             output_hidden_states=output_hidden_states,
             return_dict=True,
         )
-        loss = None
-        if labels is None:
-            logits = self.lm_head(out.last_hidden_state)  # (B, T, V)
-        else:  # backward through the vocabulary projection only where a token was masked
-            check_token_labels(labels, out.last_hidden_state.shape[:2], self.config.vocab_size)
-            logits, loss = logits_and_labelled_loss(
-                self.lm_head, out.last_hidden_state, labels, self.config.vocab_size, kwargs.get("num_items_in_batch")
-            )
+        logits, loss = logits_and_labelled_loss(  # (B, T, V); backward through the vocabulary only at masked tokens
+            self.lm_head, out.last_hidden_state, labels, self.config.vocab_size, kwargs.get("num_items_in_batch")
+        )
         result = MaskedLMOutput(loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions)
         return self._output(result, return_dict)
 

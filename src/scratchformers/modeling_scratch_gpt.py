@@ -121,14 +121,13 @@ class ScratchGPTForCausalLM(ScratchGPTPreTrainedModel, GenerationMixin):
         hidden = out.last_hidden_state
         if logits_to_keep:  # generation only needs the last position's logits
             hidden = hidden[:, -logits_to_keep:]
-        loss = None
-        if labels is None:
-            logits = self.lm_head(hidden)  # (B, T, V)
-        else:  # position t is scored against token t+1; backward through the LM head only at scored positions
+        targets = None
+        if labels is not None:  # position t is scored against token t+1
             check_labels(labels, tuple(hidden.shape[:2]), self.config.vocab_size)
-            logits, loss = logits_and_labelled_loss(
-                self.lm_head, hidden, next_token_labels(labels), self.config.vocab_size, kwargs.get("num_items_in_batch")
-            )
+            targets = next_token_labels(labels)
+        logits, loss = logits_and_labelled_loss(  # (B, T, V); backward through the LM head only at scored positions
+            self.lm_head, hidden, targets, self.config.vocab_size, kwargs.get("num_items_in_batch")
+        )
         result = CausalLMOutputWithPast(
             loss=loss, logits=logits, cache=out.cache, hidden_states=out.hidden_states, attentions=out.attentions
         )

@@ -326,13 +326,9 @@ class ScratchRNNForConditionalGeneration(ScratchRNNPreTrainedModel, TeacherForci
             output_hidden_states=output_hidden_states,
             return_dict=True,
         )
-        loss = None
-        if labels is None:
-            logits = self.lm_head(out.last_hidden_state)  # (B, T, V)
-        else:  # backward through the output layer only at labelled (non-padding) positions
-            logits, loss = logits_and_labelled_loss(
-                self.lm_head, out.last_hidden_state, labels, self.config.vocab_size, kwargs.get("num_items_in_batch")
-            )
+        logits, loss = logits_and_labelled_loss(  # (B, T, V); backward through the output layer only at labels
+            self.lm_head, out.last_hidden_state, labels, self.config.vocab_size, kwargs.get("num_items_in_batch")
+        )
         result = Seq2SeqLMOutput(
             loss=loss,
             logits=logits,

@@ -247,14 +247,9 @@ class ScratchTransformerForConditionalGeneration(ScratchTransformerPreTrainedMod
             output_hidden_states=output_hidden_states,
             return_dict=True,
         )
-        loss = None
-        if labels is None:
-            logits = self.output_logits(out.last_hidden_state)  # (B, T, V)
-        else:  # backward through the output layer only at labelled (non-padding) positions
-            logits, loss = logits_and_labelled_loss(
-                self.output_logits, out.last_hidden_state, labels, self.config.vocab_size,
-                kwargs.get("num_items_in_batch"),
-            )
+        logits, loss = logits_and_labelled_loss(  # (B, T, V); backward through the output layer only at labels
+            self.output_logits, out.last_hidden_state, labels, self.config.vocab_size, kwargs.get("num_items_in_batch")
+        )
         result = Seq2SeqLMOutput(
             loss=loss,
             logits=logits,
