@@ -141,3 +141,20 @@ def test_assisted_decoding_crops_the_growing_cache_and_matches_greedy(monkeypatc
     assisted = model.generate(x, max_new_tokens=16, do_sample=False, pad_token_id=0, assistant_model=assistant)
     assert torch.equal(assisted, plain)
     assert any(n < 0 for n in crops)  # rejected drafts were cropped from our cache
+
+
+def test_a_cache_filled_under_inference_mode_keeps_working_outside_it():
+    """torch.inference_mode buffers cannot be written in place outside inference mode: the layer re-buffers."""
+    g = torch.Generator().manual_seed(4)
+    layer, reference = GrowingLayer(), DynamicLayer()
+    with torch.inference_mode():
+        for length in (3, 1):  # prefill, then one step: the buffer has spare room
+            k, v = _kv(2, length, g)
+            layer.update(k, v), reference.update(k, v)
+    with torch.no_grad():
+        k, v = _kv(2, 1, g)
+        keys, values = layer.update(k, v)
+        ref_keys, ref_values = reference.update(k, v)
+        assert torch.equal(keys, ref_keys) and torch.equal(values, ref_values)
+        layer.reorder_cache(torch.tensor([1, 0])), reference.reorder_cache(torch.tensor([1, 0]))
+    assert torch.equal(layer.keys, reference.keys) and not layer.key_buffer.is_inference()

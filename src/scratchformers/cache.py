@@ -48,8 +48,14 @@ class GrowingLayer(DynamicLayer):
             and key_states.shape[:2] == buffer.shape[:2]
             and key_states.dtype == buffer.dtype
             and key_states.device == buffer.device
+            and self._writable(buffer)
             and self._owns_states()
         )
+
+    @staticmethod
+    def _writable(buffer: torch.Tensor) -> bool:
+        """A buffer made under torch.inference_mode cannot be written outside it (then we re-buffer)."""
+        return not buffer.is_inference() or torch.is_inference_mode_enabled()
 
     def _grow(self, key_states: torch.Tensor, value_states: torch.Tensor, past: int, end: int) -> None:
         """New buffers of capacity max(end, 2·past) holding the `past` cached tokens (amortised doubling)."""
@@ -80,7 +86,7 @@ class GrowingLayer(DynamicLayer):
 
     def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
         """Beam search: reorder the batch rows in place, so the buffers (and their spare room) are kept."""
-        if self.get_seq_length() > 0 and self._owns_states():
+        if self.get_seq_length() > 0 and self._owns_states() and self._writable(self.key_buffer):
             beam_idx = beam_idx.to(self.keys.device)
             self.keys.copy_(self.keys.index_select(0, beam_idx))
             self.values.copy_(self.values.index_select(0, beam_idx))
