@@ -158,3 +158,22 @@ def test_a_cache_filled_under_inference_mode_keeps_working_outside_it():
         assert torch.equal(keys, ref_keys) and torch.equal(values, ref_values)
         layer.reorder_cache(torch.tensor([1, 0])), reference.reorder_cache(torch.tensor([1, 0]))
     assert torch.equal(layer.keys, reference.keys) and not layer.key_buffer.is_inference()
+
+
+def test_a_prompt_cache_can_be_copied_and_reused_as_transformers_documents():
+    """HF's prompt-reuse recipe: prefill once, `copy.deepcopy` the cache for each continuation."""
+    import copy
+
+    config = ScratchGPTConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                              intermediate_size=32, max_position_embeddings=64, initializer_range=0.3)
+    torch.manual_seed(0)
+    model = ScratchGPTForCausalLM(config).eval()
+    prompt = torch.randint(0, 50, (1, 6))
+    with torch.no_grad():
+        prefix = model(prompt, use_cache=True).cache
+    assert isinstance(prefix, GrowingCache)
+    for _ in range(2):
+        x = torch.cat([prompt, torch.randint(0, 50, (1, 3))], dim=1)
+        reused = model.generate(x, cache=copy.deepcopy(prefix), max_new_tokens=8, do_sample=False)
+        assert torch.equal(reused, model.generate(x, max_new_tokens=8, do_sample=False))
+    assert prefix.get_seq_length() == 6  # the copies were written, not the prefix

@@ -4,7 +4,9 @@ transformers' `DynamicCache` appends with `torch.cat`, which copies all past + T
 (O(S) per token, O(S²) per sequence) and allocates a new tensor each time. `GrowingCache` keeps each layer's keys and
 values in a buffer with spare room, grown by doubling, and hands attention a view of the filled part: a step copies
 only its own T new tokens (amortised O(T)). It is a `DynamicCache`, so everything in transformers that reads, crops,
-reorders (beam search), offloads or slices a dynamic cache works on it unchanged.
+reorders (beam search), offloads or slices a dynamic cache works on it unchanged. One difference: a view of the keys
+taken earlier sees later in-place changes (a beam reorder, writes after a crop), where a `DynamicCache` would have
+made new tensors; `copy.deepcopy` a cache to keep a snapshot (transformers' prompt-reuse recipe does).
 """
 
 from __future__ import annotations
