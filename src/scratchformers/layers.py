@@ -209,7 +209,8 @@ class TransformerStack(nn.Module):
         prepared = is_prepared_mask(attention_mask)  # e.g. from generate() with a static cache
         if position_ids is None:  # count only real tokens, so left padding starts the text at position 0
             if attention_mask is not None and not prepared:
-                position_ids = positions_from_attention_mask(attention_mask)[:, -T:]  # the mask spans past + T
+                # the mask spans past + T: its length (not `past`, a tensor under compile) says how many came before
+                position_ids = positions_from_attention_mask(attention_mask, attention_mask.shape[-1] - T)
             else:
                 position_ids = torch.arange(T, device=device).unsqueeze(0) + past  # (1, T)
         x = self.embeddings(input_ids, position_ids, token_type_ids, inputs_embeds)  # (B, T, C)
