@@ -19,6 +19,7 @@ from .checks import (
     check_prepared_mask,
     check_sequence_length,
 )
+from .compat import cache_field
 from .embeddings import Embeddings
 from .masks import additive_mask, attention_mask_for, positions_from_attention_mask
 
@@ -244,7 +245,7 @@ class TransformerStack(nn.Module):
             hidden_states.append(x)
         return BaseModelOutputWithPastAndCrossAttentions(
             last_hidden_state=x,
-            cache=cache if use_cache else None,
+            **cache_field(cache if use_cache else None),
             hidden_states=tuple(hidden_states) if output_hidden_states else None,
             attentions=tuple(self_attentions) if output_attentions else None,
             cross_attentions=tuple(cross_attentions) if output_attentions and self.cross_attention else None,

@@ -17,6 +17,7 @@ from transformers.modeling_outputs import (
 )
 
 from .checks import check_labels
+from .compat import cache_field, output_cache
 from .configuration_scratch_gpt import ScratchGPTConfig
 from .layers import TransformerStack
 from .losses import logits_and_labelled_loss, next_token_labels, sequence_classification_loss
@@ -73,7 +74,7 @@ class ScratchGPTModel(ScratchGPTPreTrainedModel):
         )
         out = BaseModelOutputWithPast(
             last_hidden_state=out.last_hidden_state,
-            cache=out.cache,
+            **cache_field(output_cache(out)),
             hidden_states=out.hidden_states,
             attentions=out.attentions,
         )
@@ -129,7 +130,7 @@ class ScratchGPTForCausalLM(ScratchGPTPreTrainedModel, GenerationMixin):
             self.lm_head, hidden, targets, self.config.vocab_size, kwargs.get("num_items_in_batch")
         )
         result = CausalLMOutputWithPast(
-            loss=loss, logits=logits, cache=out.cache, hidden_states=out.hidden_states, attentions=out.attentions
+            loss=loss, logits=logits, **cache_field(output_cache(out)), hidden_states=out.hidden_states, attentions=out.attentions
         )
         return self._output(result, return_dict)
 

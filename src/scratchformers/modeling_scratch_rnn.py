@@ -19,6 +19,7 @@ from transformers.modeling_outputs import Seq2SeqLMOutput, Seq2SeqModelOutput
 from transformers.utils import ModelOutput
 
 from .checks import check_attention_mask, check_input_ids, check_inputs_embeds
+from .compat import cache_field, output_cache
 from .configuration_scratch_rnn import ScratchRNNConfig
 from .losses import logits_and_labelled_loss
 from .pretrained import ScratchPreTrainedBase
@@ -268,7 +269,7 @@ class ScratchRNNModel(ScratchRNNPreTrainedModel):
             new_cache.update_state(hidden, cell, decoder_inputs_embeds.shape[1])
         out = Seq2SeqModelOutput(
             last_hidden_state=outputs,
-            cache=new_cache,
+            **cache_field(new_cache),
             decoder_hidden_states=(outputs,) if output_hidden_states else None,
             cross_attentions=(alignment[:, None],) if output_attentions and alignment is not None else None,
             encoder_last_hidden_state=keys,
@@ -332,7 +333,7 @@ class ScratchRNNForConditionalGeneration(ScratchRNNPreTrainedModel, TeacherForci
         result = Seq2SeqLMOutput(
             loss=loss,
             logits=logits,
-            cache=out.cache,
+            **cache_field(output_cache(out)),
             decoder_hidden_states=out.decoder_hidden_states,
             cross_attentions=out.cross_attentions,
             encoder_last_hidden_state=out.encoder_last_hidden_state,

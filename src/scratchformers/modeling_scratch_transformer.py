@@ -16,6 +16,7 @@ from transformers import initialization as init
 from transformers.cache_utils import Cache
 from transformers.modeling_outputs import BaseModelOutput, Seq2SeqLMOutput, Seq2SeqModelOutput
 
+from .compat import cache_field, output_cache
 from .configuration_scratch_transformer import ScratchTransformerConfig
 from .embeddings import Embeddings, TokenEmbedding
 from .layers import TransformerStack
@@ -177,7 +178,7 @@ class ScratchTransformerModel(ScratchTransformerPreTrainedModel):
         )
         out = Seq2SeqModelOutput(
             last_hidden_state=decoder_out.last_hidden_state,
-            cache=decoder_out.cache,
+            **cache_field(output_cache(decoder_out)),
             decoder_hidden_states=decoder_out.hidden_states,
             decoder_attentions=decoder_out.attentions,
             cross_attentions=decoder_out.cross_attentions,
@@ -253,7 +254,7 @@ class ScratchTransformerForConditionalGeneration(ScratchTransformerPreTrainedMod
         result = Seq2SeqLMOutput(
             loss=loss,
             logits=logits,
-            cache=out.cache,
+            **cache_field(output_cache(out)),
             decoder_hidden_states=out.decoder_hidden_states,
             decoder_attentions=out.decoder_attentions,
             cross_attentions=out.cross_attentions,

@@ -13,13 +13,14 @@ from transformers.utils.generic import TransformersKwargs
 
 from .cache import use_growing_layers
 from .checks import check_input_ids
+from .compat import output_cache
 
 # What transformers may pass to any model's forward beyond its named arguments: its shared kwargs convention
 # (`num_items_in_batch` from the Trainer, flash-attention sequence lengths, …), generate()'s `cache_position` and the
 # transformers 4.x cache name. A forward takes what it needs from these and ignores the rest.
 PASS_THROUGH_KWARGS = TransformersKwargs.__optional_keys__ | TransformersKwargs.__required_keys__ | {
     "cache_position",
-    "past_key_values",
+    "past_key_values",  # generate()'s name for `cache` up to transformers 5.23, and the 4.x name
 }
 
 
@@ -88,10 +89,10 @@ class ScratchPreTrainedModel(ScratchPreTrainedBase):
     def _prepare_cache_for_generation(self, generation_config, model_kwargs: dict, *args, **kwargs):
         """`generate()` hook: the dynamic cache it makes for us appends in place (`GrowingLayer`) instead of
         re-copying the whole past with torch.cat at every step. A cache the user passes is used as it is."""
-        users_cache = model_kwargs.get("cache")
+        users_cache = output_cache(model_kwargs)
         super()._prepare_cache_for_generation(generation_config, model_kwargs, *args, **kwargs)
-        if users_cache is None and model_kwargs.get("cache") is not None:
-            use_growing_layers(model_kwargs["cache"])
+        if users_cache is None and output_cache(model_kwargs) is not None:
+            use_growing_layers(output_cache(model_kwargs))
 
     def _init_weights(self, module: nn.Module) -> None:
         std = self.config.initializer_range
