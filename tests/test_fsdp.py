@@ -8,13 +8,19 @@ The reference is the same model trained in this process on the whole batch.
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from _subprocess_training import free_port
+from _subprocess_training import ROOT, free_port, subprocess_env
+from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM, TrainingArguments
 
 from scratchformers import (
     ScratchGPTConfig,
@@ -22,10 +28,20 @@ from scratchformers import (
     ScratchTransformerConfig,
     ScratchTransformerForConditionalGeneration,
 )
-from scratchformers.distributed import apply_fsdp2, full_state_dict
+from scratchformers.distributed import apply_fsdp2, check_fsdp_device, full_state_dict
+from scratchformers.examples import load_script
 
 WORLD, STEPS, GLOBAL_BATCH, SEQ, VOCAB, LR = 2, 4, 4, 8, 32, 0.1
 FAMILIES = ("gpt", "transformer")
+SCRIPT_FLAGS = ["--max_steps", "6", "--optimizer", "sgd", "--learning_rate", "0.1", "--global_batch_size", "4"]
+
+
+def train_fsdp2_script():
+    """The `main` of scripts/train_fsdp2.py (the user-facing FSDP2 example)."""
+    spec = importlib.util.spec_from_file_location("train_fsdp2", ROOT / "scripts" / "train_fsdp2.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
 
 
 def build(family: str) -> torch.nn.Module:
@@ -103,6 +119,9 @@ def worker(rank: int, port: int, out_dir: str) -> None:
             shards = shard_report(model)  # after training: the local values are this rank's part of the result
             results[family] = dict(shards=shards, losses=losses, state=full_state_dict(model))
         torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
+        # scripts/train_fsdp2.py in this process group, as torchrun would run it
+        os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD))
+        train_fsdp2_script()(["--output_dir", os.path.join(out_dir, "script"), *SCRIPT_FLAGS])
     finally:
         dist.destroy_process_group()
 
@@ -112,7 +131,9 @@ def fsdp_runs(tmp_path_factory) -> list[dict]:
     """The results of both ranks of the 2-process FSDP2 run (both families in one launch: a spawn costs seconds)."""
     out = tmp_path_factory.mktemp("fsdp2")
     mp.spawn(worker, args=(free_port(), str(out)), nprocs=WORLD, join=True)
-    return [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
+    runs = [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
+    runs[0]["script_dir"] = out / "script"
+    return runs
 
 
 @pytest.fixture(scope="module")
@@ -170,3 +191,75 @@ def test_fsdp2_final_weights_match_one_process(fsdp_runs, reference_runs, family
     for name in fsdp_runs[0][family]["shards"]:
         local = [run[family]["shards"][name]["local_values"] for run in fsdp_runs]
         assert torch.equal(torch.cat(local), gathered[name]), name
+
+
+def test_train_fsdp2_script_saves_what_one_process_trains(fsdp_runs, tmp_path, monkeypatch):
+    """scripts/train_fsdp2.py on 2 ranks (FSDP2) vs in 1 process: the same losses, the same saved weights, and a
+    checkpoint that loads through remote code (save_fsdp2_pretrained saves under the model's own class, not torch's
+    FSDPScratchGPTForCausalLM, and writes the tied output layer once)."""
+    for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    torch.set_num_threads(1)
+    sharded, single = fsdp_runs[0]["script_dir"], tmp_path / "single"
+    train_fsdp2_script()(["--output_dir", str(single), *SCRIPT_FLAGS])
+    losses = [json.loads((d / "losses.json").read_text()) for d in (sharded, single)]
+    torch.testing.assert_close(torch.tensor(losses[0]), torch.tensor(losses[1]), rtol=0, atol=1e-5)
+    assert losses[1][-1] < losses[1][0]
+    weights = [load_file(str(d / "model.safetensors")) for d in (sharded, single)]
+    assert weights[0].keys() == weights[1].keys()
+    for name, value in weights[1].items():
+        torch.testing.assert_close(weights[0][name], value, rtol=0, atol=1e-5, msg=name)
+    configs = [json.loads((d / "config.json").read_text()) for d in (sharded, single)]
+    assert configs[0]["auto_map"] == configs[1]["auto_map"]
+    assert configs[0]["architectures"] == ["ScratchGPTForCausalLM"]
+    assert sorted(p.name for p in sharded.glob("*.py")) == sorted(p.name for p in single.glob("*.py"))
+    model = AutoModelForCausalLM.from_pretrained(sharded, trust_remote_code=True)
+    ids = torch.arange(1, 9)[None]
+    reference = AutoModelForCausalLM.from_pretrained(single)
+    torch.testing.assert_close(model(ids).logits, reference(ids).logits, rtol=0, atol=1e-5)
+
+
+# --- accelerate's FSDP on CPU is refused -------------------------------------------------------------------------
+
+def test_check_fsdp_device_refuses_fsdp_on_cpu(tmp_path, monkeypatch):
+    monkeypatch.delenv("ACCELERATE_USE_FSDP", raising=False)
+    check_fsdp_device(TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to=[]))  # no FSDP: fine
+    with pytest.raises(ValueError, match="on CPU.*apply_fsdp2"):
+        check_fsdp_device(TrainingArguments(output_dir=str(tmp_path), use_cpu=True, fsdp="full_shard", report_to=[]))
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")  # what `accelerate launch` with an FSDP config sets
+    with pytest.raises(ValueError, match="FSDP was requested"):
+        check_fsdp_device(TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to=[]))
+
+
+@pytest.mark.parametrize("task", ["clm", "mlm", "translation", "classification", "train_tiny"])
+def test_training_entry_points_refuse_fsdp_on_cpu(task, tmp_path, capsys, monkeypatch):
+    """Every training entry point stops with one `error:` line and status 2, right after parsing (no data read)."""
+    monkeypatch.delenv("ACCELERATE_USE_FSDP", raising=False)
+    if task == "train_tiny":
+        spec = importlib.util.spec_from_file_location("train_tiny", ROOT / "scripts" / "train_tiny.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        main = module.main
+    else:
+        main = load_script(task)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--output_dir", str(tmp_path / "out"), "--use_cpu", "--fsdp", "full_shard", "--report_to", "none"])
+    assert exit_info.value.code == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "FSDP" in errors[0] and "apply_fsdp2" in errors[0]
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_accelerate_launch_with_the_fsdp_config_on_cpu_stops_instead_of_running_ddp(tmp_path):
+    """The shipped configs/accelerate/fsdp.yaml, launched with --use_cpu: accelerate would train plain DDP (full
+    weights on every rank); train_tiny.py stops in every rank with the error instead, and saves nothing."""
+    out = tmp_path / "run"
+    found = os.path.join(os.path.dirname(sys.executable), "accelerate")
+    launcher = [found] if os.path.isfile(found) else [sys.executable, "-m", "accelerate.commands.launch"]
+    cmd = [*launcher, "launch", "--config_file", str(ROOT / "configs" / "accelerate" / "fsdp.yaml"),
+           "--mixed_precision", "no", "--main_process_port", str(free_port()), str(ROOT / "scripts" / "train_tiny.py"),
+           "--output_dir", str(out), "--use_cpu", "--max_steps", "2", "--report_to", "none"]
+    done = subprocess.run(cmd, env=subprocess_env(), cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert done.returncode != 0, done.stdout[-2000:]
+    assert done.stderr.count("error: FSDP was requested") == WORLD, done.stderr[-3000:]
+    assert not (out / "model.safetensors").exists()

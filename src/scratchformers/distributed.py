@@ -115,12 +115,31 @@ def full_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
 def save_fsdp2_pretrained(model: nn.Module, output_dir: str | os.PathLike, **kwargs: Any) -> None:
     """Gather the full weights of an FSDP2-sharded `PreTrainedModel` and let rank 0 `save_pretrained` them.
 
-    The result is an ordinary checkpoint (safetensors + config) that `from_pretrained` loads without torch.distributed.
-    A collective: call it in every rank. `kwargs` go to `save_pretrained` (e.g. `safe_serialization`).
+    The result is an ordinary checkpoint (safetensors + config, and our modeling files for remote code) that
+    `from_pretrained` loads without torch.distributed. A collective: call it in every rank. `kwargs` go to
+    `save_pretrained`.
+
+    Why not `model.save_pretrained` directly: `fully_shard` swaps the model's class for a subclass defined in torch
+    (`FSDPScratchGPTForCausalLM`, module `torch.distributed.fsdp._fully_shard._fsdp_init`), and transformers' remote-code
+    export copies the files of the class's module: the checkpoint would get torch's FSDP sources and an `auto_map`
+    pointing at `_fsdp_init.FSDPScratchGPTForCausalLM`, which no one can load. Here rank 0 saves under the model's
+    own class (restored right after).
     """
+    from torch.distributed.fsdp import FSDPModule
+
     state = full_state_dict(model)
+    owner: dict[int, str] = {}
+    for name, param in model.named_parameters(remove_duplicate=False):  # tied weights: gathered as separate copies,
+        if owner.setdefault(id(param), name) != name:  # which save_pretrained cannot recognise as tied: keep the first
+            state.pop(name, None)
     if dist.get_rank() == 0:
-        model.save_pretrained(output_dir, state_dict=state, **kwargs)
+        sharded_class = type(model)
+        own_class = next(c for c in sharded_class.__mro__ if not issubclass(c, FSDPModule))
+        model.__class__ = own_class
+        try:
+            model.save_pretrained(output_dir, state_dict=state, **kwargs)
+        finally:
+            model.__class__ = sharded_class
     dist.barrier()
 
 
