@@ -26,6 +26,7 @@ from safetensors.torch import save_file
 from transformers import HfArgumentParser, TrainerCallback, TrainingArguments, set_seed
 
 from scratchformers import ScratchGPTConfig, ScratchGPTForCausalLM
+from scratchformers.examples.common import refuse_fsdp_on_cpu
 from scratchformers.training import AtomicCheckpointTrainer
 
 
@@ -78,6 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     """Parse `TinyArguments` + `TrainingArguments`, train, save the final model and the trainer state."""
     parser = HfArgumentParser((TinyArguments, TrainingArguments))
     tiny, args = parser.parse_args_into_dataclasses(args=argv)
+    refuse_fsdp_on_cpu(args)  # accelerate's FSDP would silently run as DDP on CPU: scripts/train_fsdp2.py shards
     set_seed(args.seed)  # the same initial weights on every rank and in every run with this seed
     config = ScratchGPTConfig(
         vocab_size=tiny.vocab_size,

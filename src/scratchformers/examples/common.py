@@ -15,6 +15,7 @@ from typing import Any
 from transformers import AutoConfig, HfArgumentParser, PreTrainedConfig, TrainingArguments
 
 from ..data import DATA_DIR, packaged_folder
+from ..distributed import check_fsdp_device
 from ..model_card import write_model_card
 
 # the shipped model configs: configs/ in a source checkout, the package data scratchformers.configs in a wheel
@@ -49,7 +50,18 @@ def parse_args(dataclass_types: tuple, argv: Sequence[str] | None, description: 
         training_args.report_to = ["tensorboard"] if tensorboard_available() else []
     if not given & {"do_train", "do_eval"}:  # (an eval_strategy alone turns do_eval on: that is not a choice)
         training_args.do_train = training_args.do_eval = True
+    refuse_fsdp_on_cpu(training_args)
     return parsed
+
+
+def refuse_fsdp_on_cpu(training_args: TrainingArguments) -> None:
+    """Exit with one ``error:`` line (status 2) when FSDP was requested on CPU, where accelerate would silently run
+    plain DDP instead (``scratchformers.distributed.check_fsdp_device``). Call it right after parsing the flags."""
+    try:
+        check_fsdp_device(training_args)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def check_file(flag: str, path: str | None) -> None:

@@ -32,7 +32,7 @@ from transformers import (
 
 from scratchformers import ScratchBertConfig, ScratchBertForMaskedLM
 from scratchformers.data import resolve_data_dir, tokenize_and_group
-from scratchformers.examples.common import CONFIG_DIR
+from scratchformers.examples.common import CONFIG_DIR, refuse_fsdp_on_cpu
 from scratchformers.tokenization import train_tokenizer
 
 
@@ -113,6 +113,7 @@ def main(args: list[str] | None = None) -> dict[str, float]:
         model_args, data_args, training_args = parser.parse_json_file(os.path.abspath(sys.argv[1]))
     else:
         model_args, data_args, training_args = parser.parse_args_into_dataclasses(args)
+    refuse_fsdp_on_cpu(training_args)
     if not training_args.do_train and not training_args.do_eval:  # like a bare `python run_mlm.py`: do both
         training_args.do_train = training_args.do_eval = True
     set_seed(training_args.seed)

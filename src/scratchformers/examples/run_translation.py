@@ -40,7 +40,7 @@ from transformers import (
 
 import scratchformers  # noqa: F401  (registers our families with the Auto classes)
 from scratchformers.data import preprocess_translation, resolve_data_dir
-from scratchformers.examples.common import CONFIG_DIR
+from scratchformers.examples.common import CONFIG_DIR, refuse_fsdp_on_cpu
 from scratchformers.metrics import compute_translation_metrics
 from scratchformers.seq2seq import noam_learning_rate
 from scratchformers.tokenization import train_tokenizer
@@ -197,6 +197,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         model_args, data_args, training_args = parser.parse_dict({**TRAINING_DEFAULTS, **given})
     else:
         model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    refuse_fsdp_on_cpu(training_args)
     logging.basicConfig(format="%(asctime)s %(name)s: %(message)s", level=logging.INFO)
     set_seed(training_args.seed)
 
