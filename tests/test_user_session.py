@@ -297,3 +297,33 @@ def test_train_translation_on_my_pairs_validates_on_them_and_is_complete(tmp_pat
     card = ModelCard.load(out / "README.md")
     assert card.data.datasets == ["my_pairs"] and card.data.license is None
     assert "eval_bleu" in json.loads((out / "all_results.json").read_text())
+
+
+def test_convert_writes_a_checkpoint_that_push_check_accepts(tmp_path, capsys):
+    import transformers
+
+    from scratchformers.tokenization import train_tokenizer
+
+    tokenizer = train_tokenizer([my_notes(tmp_path)], kind="bpe", vocab_size=300)
+    hf = transformers.GPT2LMHeadModel(transformers.GPT2Config(vocab_size=len(tokenizer), n_positions=64, n_embd=32,
+                                                              n_layer=1, n_head=2))
+    hf.save_pretrained(tmp_path / "hf")
+    tokenizer.save_pretrained(tmp_path / "hf")
+    assert main(["convert", str(tmp_path / "hf"), str(tmp_path / "ours")]) == 0
+    assert main(["push", str(tmp_path / "ours"), "--check"]) == 0
+    card = ModelCard.load(tmp_path / "ours" / "README.md")
+    assert card.data.language is None and card.data.license is None and "converted unchanged" in card.text
+    capsys.readouterr()
+    assert main(["convert", str(tmp_path / "hf"), str(tmp_path / "ours")]) == 2  # a second run: nothing replaced
+    assert "--overwrite" in error_line(capsys)
+
+
+def test_bert_demo_checkpoint_is_upload_complete(tmp_path, capsys):
+    from scratchformers.demo import run_demo
+
+    config = tmp_path / "bert-micro.json"
+    config.write_text(json.dumps(TINY_BERT))
+    result = run_demo(output_dir=tmp_path / "demo-bert", family="bert", max_steps=2, config=config)
+    assert result["upload_missing"] == [] == check_upload_complete(result["checkpoint"])
+    assert (Path(result["checkpoint"]) / "trainer_state.json").is_file()
+    assert "[MASK]" in result["sample"][0] and "[MASK]" in capsys.readouterr().out  # answers shown with the sentence

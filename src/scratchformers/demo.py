@@ -268,17 +268,19 @@ def _run_other_family(family: str, out: Path, max_steps: int, seed: int, config:
     if family == "bert":
         model = transformers.AutoModelForMaskedLM.from_pretrained(str(checkpoint), attn_implementation="eager")
         fill = transformers.pipeline("fill-mask", model=model, tokenizer=tokenizer)
-        sample = fill(f"The import {tokenizer.mask_token} finds a module.")
-        sample_text = [f"{s['token_str']} ({s['score']:.2f})" for s in sample]
+        masked = f"The import {tokenizer.mask_token} finds a module."
+        sample = fill(masked)
+        sample_text = [masked] + [f"{s['token_str']} ({s['score']:.2f}): {s['sequence']}" for s in sample]
         plots["attention"] = str(viz.plot_attention(model, tokenizer, SAMPLE_SENTENCE, out / "attention.png"))
     else:
         from .translate import translate  # written on the seq2seq branch
 
         model = transformers.AutoModelForSeq2SeqLM.from_pretrained(str(checkpoint), attn_implementation="eager")
         sample_text = translate(["The file was not found."], model, tokenizer)
+        sample_text = [f"The file was not found. → {sample_text[0]}"]
         plots["attention"] = str(
             viz.plot_attention(model, tokenizer, "The file was not found.", out / "attention.png",
-                               target_text=sample_text[0], kind="cross")
+                               target_text=sample_text[0].split(" → ", 1)[1], kind="cross")
         )
     state = checkpoint / "trainer_state.json"
     if state.is_file():  # our scripts save it; a script that does not gets no loss curve
@@ -286,10 +288,15 @@ def _run_other_family(family: str, out: Path, max_steps: int, seed: int, config:
         plots["loss_curve"] = str(viz.plot_loss_curve(history, out / "loss_curve.png"))
     plots["positional_encoding"] = str(viz.plot_positional_encoding(64, model.config.hidden_size,
                                                                    out / "positional_encoding.png"))
+    from .hub import check_upload_complete
+
     timings["total"] = round(time.perf_counter() - started, 2)
     result = {"family": family, "checkpoint": str(checkpoint), "metrics": metrics, "sample": sample_text,
+              "upload_missing": check_upload_complete(checkpoint),
               "plots": plots, "timings_s": timings,
               "perplexity": (metrics or {}).get("perplexity", math.nan)}
     (out / "results.json").write_text(json.dumps(result, indent=2, default=str))
-    print(f"[3/3] sample: {sample_text}\n      outputs in {out}: {', '.join(plots.values())}, results.json")
+    print("[3/3] sample:\n      " + "\n      ".join(sample_text))
+    print(f"      checkpoint ({'upload-complete' if not result['upload_missing'] else 'MISSING: ' + '; '.join(result['upload_missing'])}): {checkpoint}")
+    print(f"      outputs in {out}: {', '.join(plots.values())}, results.json")
     return result
