@@ -1,5 +1,6 @@
 """Evaluate a saved checkpoint on local files: perplexity of a causal LM, accuracy of a text classifier.
 
+    scratchformers evaluate outputs/demo-gpt/checkpoint      # the data it was validated on in training
     scratchformers evaluate outputs/demo-gpt/checkpoint --file data/prose/validation.txt
     scratchformers evaluate outputs/langid --file data/classification/test.csv
 """
