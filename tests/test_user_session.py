@@ -327,3 +327,18 @@ def test_bert_demo_checkpoint_is_upload_complete(tmp_path, capsys):
     assert result["upload_missing"] == [] == check_upload_complete(result["checkpoint"])
     assert (Path(result["checkpoint"]) / "trainer_state.json").is_file()
     assert "[MASK]" in result["sample"][0] and "[MASK]" in capsys.readouterr().out  # answers shown with the sentence
+
+
+def test_generate_on_a_masked_lm_without_mask_says_what_to_do(tmp_path, capsys):
+    from scratchformers import ScratchBertConfig, ScratchBertForMaskedLM
+    from scratchformers.tokenization import train_tokenizer
+
+    tokenizer = train_tokenizer([my_notes(tmp_path)], kind="wordpiece", vocab_size=300)
+    fields = {k: v for k, v in TINY_BERT.items() if k != "model_type"}
+    ScratchBertForMaskedLM(ScratchBertConfig(**fields, vocab_size=len(tokenizer))).save_pretrained(tmp_path / "bert")
+    tokenizer.save_pretrained(tmp_path / "bert")
+    assert main(["generate", str(tmp_path / "bert"), "--prompt", "The import statement"]) == 2
+    assert "[MASK]" in error_line(capsys)
+    assert main(["generate", str(tmp_path / "bert"), "--prompt", "The import [MASK] finds a module."]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0] == "The import [MASK] finds a module." and len(printed) == 6  # the sentence, then 5 answers

@@ -63,12 +63,21 @@ def _generate(args: argparse.Namespace) -> int:
         for source, target in zip(args.prompt, translate(args.prompt, model, tokenizer, num_beams=args.num_beams)):
             print(f"{source}\n→ {target}")
         return 0
-    if tokenizer.mask_token and any(tokenizer.mask_token in p for p in args.prompt):
+    architecture = (config.get("architectures") or [""])[0]
+    if architecture.endswith("ForMaskedLM"):
+        without = [p for p in args.prompt if not tokenizer.mask_token or tokenizer.mask_token not in p]
+        if without:
+            raise ValueError(f"{args.checkpoint} is a masked language model: put {tokenizer.mask_token or '[MASK]'} "
+                             f"where a word should be filled in (not in {without[0]!r})")
         fill = pipeline("fill-mask", model=args.checkpoint, tokenizer=tokenizer, trust_remote_code=True)
         for prompt in args.prompt:
+            print(prompt)
             for guess in fill(prompt):
-                print(f"{guess['score']:.3f}  {guess['sequence']}")
+                print(f"  {guess['score']:.3f}  {guess['sequence']}")
         return 0
+    if not architecture.endswith("ForCausalLM"):
+        raise ValueError(f"generate needs a causal LM, a masked LM or an encoder-decoder; {args.checkpoint} holds "
+                         f"{architecture or 'no architecture'} (for a classifier use `scratchformers evaluate`)")
 
     class Progress(StoppingCriteria):
         """Advances a tqdm bar by one per generated token; never stops generation itself."""
