@@ -1,6 +1,6 @@
 """Push a checkpoint folder to the Hugging Face Hub: see ``scratchformers.examples.push_to_hub``.
 
-    python scripts/push_to_hub.py outputs/demo/checkpoint --repo-id your-name/scratch-gpt-demo
+    python scripts/push_to_hub.py outputs/demo-gpt/checkpoint --repo-id your-name/scratch-gpt-demo
 """
 
 from scratchformers.examples.push_to_hub import main

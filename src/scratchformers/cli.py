@@ -1,12 +1,6 @@
-"""The `scratchformers` console command: demo, train, generate, evaluate, attention plots, push, convert.
-
-    scratchformers demo                                    # tokenizer + small GPT, end to end, offline
-    scratchformers train clm --train_file my.txt --output_dir outputs/mine --max_steps 500
-    scratchformers generate outputs/mine --prompt "Once upon a time"
-    scratchformers evaluate outputs/mine --file my-val.txt
-    scratchformers attention outputs/mine --text "Any sentence" --output attention.png
-    scratchformers push outputs/mine --repo-id your-name/my-gpt
-    scratchformers translate --model outputs/transformer-en-de "Open file" "Cancel"
+"""The commands behind the `scratchformers` console command (demo, train, generate, evaluate, attention, translate,
+push, convert). Parsing, `--help` and the one-line `error:` handling live in the light top-level module
+`scratchformers_cli`, so that `--help` answers without importing torch or any model; `run(args)` here does the work.
 """
 
 from __future__ import annotations
@@ -17,70 +11,24 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
-from .examples import SCRIPTS
-
-
-def _parser() -> argparse.ArgumentParser:
-    """All subcommands and their flags (training flags belong to the scripts: `train clm --help`)."""
-    parser = argparse.ArgumentParser(
-        prog="scratchformers", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+try:
+    import scratchformers_cli as _front
+except ModuleNotFoundError:  # an editable install made before scratchformers_cli existed: load it from src/
+    _spec = importlib.util.spec_from_file_location(
+        "scratchformers_cli", Path(__file__).resolve().parents[1] / "scratchformers_cli.py"
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _front = importlib.util.module_from_spec(_spec)
+    sys.modules["scratchformers_cli"] = _front
+    _spec.loader.exec_module(_front)
 
-    demo = commands.add_parser("demo", help="train, evaluate, save, reload, generate and plot, offline, in minutes")
-    demo.add_argument("--family", choices=("gpt", "bert", "translation"), default="gpt")
-    demo.add_argument("--output-dir", default="outputs/demo", help="where the checkpoint, plots and results go")
-    demo.add_argument("--max-steps", type=int, default=400, help="optimizer steps (400 ≈ a few minutes on 2 cores)")
-    demo.add_argument("--config", default=None, help="a model config JSON (default: the family's tiny config)")
-    demo.add_argument("--seed", type=int, default=0)
+build_parser = _front.build_parser
 
-    train = commands.add_parser(
-        "train", help="run a training script: clm | mlm | translation | classification (then the script's flags)",
-        add_help=False,
-    )
-    train.add_argument("task", choices=tuple(SCRIPTS), help="which script; `train clm --help` lists its flags")
-    train.add_argument("script_args", nargs=argparse.REMAINDER)
 
-    generate = commands.add_parser("generate", help="continue a prompt with a causal LM (or fill [MASK] with a BERT)")
-    generate.add_argument("checkpoint")
-    generate.add_argument("--prompt", required=True, action="append", help="repeat for several prompts")
-    generate.add_argument("--max-new-tokens", type=int, default=50)
-    generate.add_argument("--greedy", action="store_true", help="greedy decoding instead of sampling")
-    generate.add_argument("--temperature", type=float, default=0.8)
-    generate.add_argument("--top-k", type=int, default=40)
-    generate.add_argument("--top-p", type=float, default=1.0)
-    generate.add_argument("--num-beams", type=int, default=1)
-    generate.add_argument("--seed", type=int, default=0)
-
-    evaluate = commands.add_parser("evaluate", help="perplexity (causal LM, text file) or accuracy (classifier, CSV)")
-    evaluate.add_argument("checkpoint")
-    evaluate.add_argument("--file", default=None, help="default: data/prose/validation.txt or the classification CSV")
-    evaluate.add_argument("--block-size", type=int, default=128)
-    evaluate.add_argument("--batch-size", type=int, default=16)
-
-    attention = commands.add_parser("attention", help="plot a layer × head attention grid for any sentence")
-    attention.add_argument("checkpoint")
-    attention.add_argument("--text", required=True, help="the (source) sentence")
-    attention.add_argument("--target", default=None, help="the target sentence (encoder-decoder models)")
-    attention.add_argument("--kind", choices=("self", "encoder", "decoder", "cross"), default="self")
-    attention.add_argument("--output", default="attention.png")
-
-    tr = commands.add_parser("translate", help="translate texts with a saved seq2seq model (beam search)")
-    tr.add_argument("texts", nargs="*", help="texts to translate; read from stdin, one a line, when none are given")
-    tr.add_argument("--model", required=True, help="a folder saved by save_pretrained (model + tokenizer)")
-    tr.add_argument("--tokenizer", default=None, help="a tokenizer folder (default: the model folder)")
-    tr.add_argument("--num-beams", type=int, default=4)
-    tr.add_argument("--max-new-tokens", type=int, default=128)
-    tr.add_argument("--batch-size", type=int, default=16)
-    tr.add_argument("--trust-remote-code", action="store_true")
-
-    push = commands.add_parser("push", help="push a checkpoint folder to the Hugging Face Hub", add_help=False)
-    push.add_argument("push_args", nargs=argparse.REMAINDER)
-
-    convert = commands.add_parser("convert", help="convert weights from other implementations", add_help=False)
-    convert.add_argument("convert_args", nargs=argparse.REMAINDER)
-    return parser
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `scratchformers` command (see ``scratchformers_cli.main``); returns the exit status."""
+    return _front.main(argv)
 
 
 def _config(checkpoint: str) -> dict:
@@ -115,12 +63,21 @@ def _generate(args: argparse.Namespace) -> int:
         for source, target in zip(args.prompt, translate(args.prompt, model, tokenizer, num_beams=args.num_beams)):
             print(f"{source}\n→ {target}")
         return 0
-    if tokenizer.mask_token and any(tokenizer.mask_token in p for p in args.prompt):
+    architecture = (config.get("architectures") or [""])[0]
+    if architecture.endswith("ForMaskedLM"):
+        without = [p for p in args.prompt if not tokenizer.mask_token or tokenizer.mask_token not in p]
+        if without:
+            raise ValueError(f"{args.checkpoint} is a masked language model: put {tokenizer.mask_token or '[MASK]'} "
+                             f"where a word should be filled in (not in {without[0]!r})")
         fill = pipeline("fill-mask", model=args.checkpoint, tokenizer=tokenizer, trust_remote_code=True)
         for prompt in args.prompt:
+            print(prompt)
             for guess in fill(prompt):
-                print(f"{guess['score']:.3f}  {guess['sequence']}")
+                print(f"  {guess['score']:.3f}  {guess['sequence']}")
         return 0
+    if not architecture.endswith("ForCausalLM"):
+        raise ValueError(f"generate needs a causal LM, a masked LM or an encoder-decoder; {args.checkpoint} holds "
+                         f"{architecture or 'no architecture'} (for a classifier use `scratchformers evaluate`)")
 
     class Progress(StoppingCriteria):
         """Advances a tqdm bar by one per generated token; never stops generation itself."""
@@ -153,22 +110,29 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    """Print perplexity (causal LM) or accuracy (sequence classifier) as JSON."""
-    from .data import resolve_data_dir
+    """Print perplexity (causal LM) or accuracy (sequence classifier) as JSON.
+
+    Without --file it scores what the checkpoint was validated on in training (its ``training_data.json``: the
+    validation file, or the same seeded held-out part of the training file), never some other data set.
+    """
     from .examples import evaluate
 
     architectures = _config(args.checkpoint).get("architectures") or [""]
-    if architectures[0].endswith("ForSequenceClassification"):
-        file = args.file or str(resolve_data_dir() / "classification" / "validation.csv")
-        result = evaluate.accuracy(args.checkpoint, file, batch_size=args.batch_size)
-    elif architectures[0].endswith("ForCausalLM"):
-        file = args.file or str(resolve_data_dir() / "prose" / "validation.txt")
-        result = evaluate.perplexity(args.checkpoint, file, block_size=args.block_size, batch_size=args.batch_size)
+    classifier = architectures[0].endswith("ForSequenceClassification")
+    if not classifier and not architectures[0].endswith("ForCausalLM"):
+        raise ValueError(f"evaluate supports causal LMs and sequence classifiers, not {architectures[0] or '?'}")
+    record: dict = {}
+    if args.file is not None:
+        data, described = args.file, args.file
     else:
-        print(f"error: evaluate supports causal LMs and sequence classifiers, not {architectures[0] or '?'}",
-              file=sys.stderr)
-        return 2
-    print(json.dumps({"checkpoint": args.checkpoint, "file": file, **result}, indent=2))
+        data, described, record = evaluate.training_validation_data(args.checkpoint)
+    if classifier:
+        result = evaluate.accuracy(args.checkpoint, data, batch_size=args.batch_size,
+                                   text_column=record.get("text_column", "text"),
+                                   label_column=record.get("label_column", "label"))
+    else:
+        result = evaluate.perplexity(args.checkpoint, data, block_size=args.block_size, batch_size=args.batch_size)
+    print(json.dumps({"checkpoint": args.checkpoint, "file": described, **result}, indent=2))
     return 0
 
 
@@ -207,36 +171,30 @@ def _dispatch_passthrough(command: str, rest: list[str]) -> int:
     return result if isinstance(result, int) else 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the `scratchformers` command; returns the exit status."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["train"] and len(argv) >= 2 and argv[1] in SCRIPTS:  # everything after the task is the script's
+def run(args: argparse.Namespace) -> int:
+    """Run the parsed command; user mistakes raise ValueError/FileNotFoundError (the caller prints one line)."""
+    if args.command == "train":
         from .examples import load_script
 
-        result = load_script(argv[1])(argv[2:])
+        result = load_script(args.task)(args.rest)
         return result if isinstance(result, int) else 0
-    if argv[:1] in (["push"], ["convert"]):  # their flags belong to their own parsers
-        return _dispatch_passthrough(argv[0], argv[1:])
-    args = _parser().parse_args(argv)
-    try:
-        if args.command == "demo":
-            from .demo import run_demo
+    if args.command in ("push", "convert"):
+        return _dispatch_passthrough(args.command, args.rest)
+    if args.command == "demo":
+        from .demo import run_demo
 
-            run_demo(output_dir=args.output_dir, max_steps=args.max_steps, family=args.family, config=args.config,
-                     seed=args.seed)
-            return 0
-        if args.command == "generate":
-            return _generate(args)
-        if args.command == "evaluate":
-            return _evaluate(args)
-        if args.command == "attention":
-            return _attention(args)
-        if args.command == "translate":
-            return _translate_command(args)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+        run_demo(output_dir=args.output_dir, max_steps=args.max_steps, family=args.family, config=args.config,
+                 seed=args.seed, overwrite=args.overwrite)
+        return 0
+    if args.command == "generate":
+        return _generate(args)
+    if args.command == "evaluate":
+        return _evaluate(args)
+    if args.command == "attention":
+        return _attention(args)
+    if args.command == "translate":
+        return _translate_command(args)
+    raise ValueError(f"unknown command {args.command!r}")
 
 
 def _translate_command(args: argparse.Namespace) -> int:

@@ -758,8 +758,40 @@ def _load_checkpoint(directory: Path) -> tuple[PreTrainedModel, str]:
     raise ValueError(f"{directory}: architectures {names} cannot be converted; supported classes are {allowed}.")
 
 
+_CARD_TASKS = {"ForCausalLM": "causal-lm", "ForMaskedLM": "masked-lm", "ForConditionalGeneration": "translation",
+               "ForSequenceClassification": "text-classification"}
+
+
+def _write_card(source: Path, out_dir: Path, model: PreTrainedModel, converted: PreTrainedModel) -> bool:
+    """A model card for a checkpoint converted to our classes, so `push --check` passes on it: the task from the
+    class, the datasets/language/licence the source's own card states (none claimed when it has none), and a line
+    saying where the weights came from. False for classes without a card task (the bare models, QA, tagging)."""
+    from huggingface_hub import ModelCard
+
+    from .model_card import write_model_card
+
+    task = next((t for suffix, t in _CARD_TASKS.items() if type(converted).__name__.endswith(suffix)), None)
+    if task is None:
+        return False
+    data = ModelCard.load(source / "README.md").data if (source / "README.md").is_file() else None
+    datasets = list(getattr(data, "datasets", None) or []) or ["unrecorded"]
+    write_model_card(
+        out_dir, {}, datasets=datasets, base_config=str(source), task=task,
+        language=getattr(data, "language", None), license=getattr(data, "license", None),
+        training_summary=f"weights converted unchanged from `{source}` ({type(model).__name__}) with "
+        "`scratchformers convert`; the training data is that of the source checkpoint"
+        + ("." if data is not None and data.datasets else " (its card does not name it)."),
+    )
+    return True
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """`scratchformers convert <checkpoint dir> <out dir>`: HF-native → ours, or ours → HF-native (auto-detected)."""
+    """`scratchformers convert <checkpoint dir> <out dir>`: HF-native → ours, or ours → HF-native (auto-detected).
+
+    A checkpoint converted to our classes gets the source's tokenizer files and a model card (upload-complete for
+    `scratchformers push`). An out_dir that is a file, or a folder that already holds files, is refused (ValueError)
+    unless ``--overwrite``.
+    """
     parser = argparse.ArgumentParser(
         prog="scratchformers convert",
         description="Convert a local checkpoint between transformers' native classes and scratchformers' "
@@ -767,7 +799,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("checkpoint", type=Path, help="folder written by save_pretrained (config.json + weights)")
     parser.add_argument("out_dir", type=Path, help="folder to write the converted checkpoint (and tokenizer files)")
+    parser.add_argument("--overwrite", action="store_true", help="replace the contents of an existing out_dir")
     args = parser.parse_args(argv)
+    if args.out_dir.exists() and not args.out_dir.is_dir():
+        raise ValueError(f"out_dir {str(args.out_dir)!r} is a file; give a folder path")
+    if args.out_dir.is_dir() and any(args.out_dir.iterdir()):
+        if not args.overwrite:
+            raise ValueError(f"out_dir {str(args.out_dir)!r} already holds files; pass --overwrite to replace them "
+                             "or choose another folder")
+        shutil.rmtree(args.out_dir)
     model, side = _load_checkpoint(args.checkpoint)
     converted = from_hf(model) if side == "hf" else to_hf(model)
     args.out_dir.mkdir(parents=True, exist_ok=True)
@@ -775,8 +815,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     copied = [name for name in _TOKENIZER_FILES if (args.checkpoint / name).is_file()]
     for name in copied:
         shutil.copy2(args.checkpoint / name, args.out_dir / name)
+    carded = side == "hf" and _write_card(args.checkpoint, args.out_dir, model, converted)
     print(f"{type(model).__name__} → {type(converted).__name__}: wrote {args.out_dir}"
-          + (f" (+ tokenizer files {copied})" if copied else ""))
+          + (f" (+ tokenizer files {copied})" if copied else "") + (" and a model card" if carded else ""))
     return 0
 
 

@@ -2,12 +2,14 @@
 ``AutoModelForCausalLM.from_pretrained(..., trust_remote_code=True)`` in a fresh process → sample → plots.
 
 It runs the same training script a user points at their own files (``scratchformers train clm``), with the network
-closed (``HF_HUB_OFFLINE=1``). Outputs, all under ``--output-dir``:
+closed (``HF_HUB_OFFLINE=1``). Outputs, all under ``--output-dir`` (default ``outputs/demo-gpt``):
 
 - ``checkpoint/``: weights, config with ``auto_map``, modeling code, tokenizer, ``README.md`` model card
 - ``loss_curve.png``, ``attention.png`` (layer × head grid for a sample sentence), ``positional_encoding.png``
 - ``results.json``: validation loss and perplexity, the sample, timings, the paths above
 
+Each family has its own default folder (``outputs/demo-gpt``, ``outputs/demo-bert``, ``outputs/demo-translation``);
+an existing, non-empty folder is refused unless ``overwrite=True`` (``--overwrite``).
 ``--family bert`` (fill-mask) and ``--family translation`` run the BERT and encoder-decoder scripts
 (``scratchformers.examples.load_script("mlm" | "translation")``) when those families are installed.
 """
@@ -110,8 +112,31 @@ def _train_argv(checkpoint: Path, max_steps: int, seed: int, extra: list[str]) -
     ]  # fmt: skip
 
 
+def demo_output_dir(output_dir: str | os.PathLike | None, family: str, overwrite: bool) -> Path:
+    """The demo's folder: ``output_dir`` or ``outputs/demo-<family>`` (so the families never share one).
+
+    A folder that already holds files (an earlier demo's checkpoint, plots and results) is refused unless
+    ``overwrite``, which removes its contents first: one run never silently replaces or mixes with another.
+    ValueError for a path that is a file or a non-empty folder without ``overwrite``.
+    """
+    import shutil
+
+    out = Path(output_dir if output_dir is not None else f"outputs/demo-{family}")
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--output-dir {str(out)!r} is a file; give a folder path")
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise ValueError(
+                f"--output-dir {str(out)!r} already holds an earlier run; pass --overwrite to replace it or choose "
+                "another folder with --output-dir"
+            )
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    return out.resolve()
+
+
 def run_demo(
-    output_dir: str | os.PathLike = "outputs/demo",
+    output_dir: str | os.PathLike | None = None,
     max_steps: int = 400,
     family: str = "gpt",
     config: str | os.PathLike | None = None,
@@ -119,24 +144,33 @@ def run_demo(
     vocab_size: int = 2048,
     batch_size: int = 16,
     seed: int = 0,
+    overwrite: bool = False,
 ) -> dict:
-    """Train, evaluate, save, reload in a fresh process, generate and plot; returns (and writes) ``results.json``."""
+    """Train, evaluate, save, reload in a fresh process, generate and plot; returns (and writes) ``results.json``.
+
+    Everything goes to ``output_dir`` (default ``outputs/demo-<family>``), which must be new or empty unless
+    ``overwrite`` (see ``demo_output_dir``).
+    """
     if family not in FAMILIES:
         raise ValueError(f"unknown family {family!r}; allowed: {', '.join(FAMILIES)}")
     if max_steps < 1:
-        raise ValueError(f"max_steps must be >= 1, got {max_steps}")
+        raise ValueError(f"max_steps must be >= 1, got {max_steps} (--max-steps)")
+    if config is not None and not Path(config).is_file():
+        from .examples.common import shipped_config
+
+        if not shipped_config(config).is_file():
+            raise ValueError(f"--config {str(config)!r} does not exist")
+    out = demo_output_dir(output_dir, family, overwrite)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if family != "gpt":
-        return _run_other_family(family, Path(output_dir), max_steps, seed, config)
+        return _run_other_family(family, out, max_steps, seed, config)
 
     from .examples import run_clm
     from .hub import check_upload_complete
 
-    out = Path(output_dir).resolve()
     checkpoint = out / "checkpoint"
-    out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     started = time.perf_counter()
 
@@ -215,7 +249,6 @@ def _run_other_family(family: str, out: Path, max_steps: int, seed: int, config:
         script = load_script(task)
     except FileNotFoundError as err:
         raise SystemExit(f"the {family} demo needs the {task} training script: {err}") from err
-    out = out.resolve()
     checkpoint = out / "checkpoint"
     timings: dict[str, float] = {}
     started = time.perf_counter()
@@ -235,17 +268,19 @@ def _run_other_family(family: str, out: Path, max_steps: int, seed: int, config:
     if family == "bert":
         model = transformers.AutoModelForMaskedLM.from_pretrained(str(checkpoint), attn_implementation="eager")
         fill = transformers.pipeline("fill-mask", model=model, tokenizer=tokenizer)
-        sample = fill(f"The import {tokenizer.mask_token} finds a module.")
-        sample_text = [f"{s['token_str']} ({s['score']:.2f})" for s in sample]
+        masked = f"The import {tokenizer.mask_token} finds a module."
+        sample = fill(masked)
+        sample_text = [masked] + [f"{s['token_str']} ({s['score']:.2f}): {s['sequence']}" for s in sample]
         plots["attention"] = str(viz.plot_attention(model, tokenizer, SAMPLE_SENTENCE, out / "attention.png"))
     else:
         from .translate import translate  # written on the seq2seq branch
 
         model = transformers.AutoModelForSeq2SeqLM.from_pretrained(str(checkpoint), attn_implementation="eager")
         sample_text = translate(["The file was not found."], model, tokenizer)
+        sample_text = [f"The file was not found. → {sample_text[0]}"]
         plots["attention"] = str(
             viz.plot_attention(model, tokenizer, "The file was not found.", out / "attention.png",
-                               target_text=sample_text[0], kind="cross")
+                               target_text=sample_text[0].split(" → ", 1)[1], kind="cross")
         )
     state = checkpoint / "trainer_state.json"
     if state.is_file():  # our scripts save it; a script that does not gets no loss curve
@@ -253,10 +288,15 @@ def _run_other_family(family: str, out: Path, max_steps: int, seed: int, config:
         plots["loss_curve"] = str(viz.plot_loss_curve(history, out / "loss_curve.png"))
     plots["positional_encoding"] = str(viz.plot_positional_encoding(64, model.config.hidden_size,
                                                                    out / "positional_encoding.png"))
+    from .hub import check_upload_complete
+
     timings["total"] = round(time.perf_counter() - started, 2)
     result = {"family": family, "checkpoint": str(checkpoint), "metrics": metrics, "sample": sample_text,
+              "upload_missing": check_upload_complete(checkpoint),
               "plots": plots, "timings_s": timings,
               "perplexity": (metrics or {}).get("perplexity", math.nan)}
     (out / "results.json").write_text(json.dumps(result, indent=2, default=str))
-    print(f"[3/3] sample: {sample_text}\n      outputs in {out}: {', '.join(plots.values())}, results.json")
+    print("[3/3] sample:\n      " + "\n      ".join(sample_text))
+    print(f"      checkpoint ({'upload-complete' if not result['upload_missing'] else 'MISSING: ' + '; '.join(result['upload_missing'])}): {checkpoint}")
+    print(f"      outputs in {out}: {', '.join(plots.values())}, results.json")
     return result

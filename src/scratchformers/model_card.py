@@ -93,7 +93,7 @@ def write_model_card(
     model_name: str | None = None,
     dataset_split: str = "validation",
     language: str | list[str] | None = "en",
-    license: str = "apache-2.0",
+    license: str | None = "apache-2.0",
     training_summary: str | None = None,
     extra_tags: Sequence[str] = (),
 ) -> Path:

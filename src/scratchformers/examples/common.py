@@ -7,8 +7,10 @@ import importlib.util
 import json
 import math
 import os
+import shutil
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +46,7 @@ def parse_args(dataclass_types: tuple, argv: Sequence[str] | None, description: 
         given = set(json.loads(Path(argv[0]).read_text()))
     else:
         parsed = parser.parse_args_into_dataclasses(argv)
-        given = {a[2:].split("=", 1)[0] for a in argv if a.startswith("--")}
+        given = {a[2:].split("=", 1)[0].replace("-", "_") for a in argv if a.startswith("--")}
     training_args = next(p for p in parsed if isinstance(p, TrainingArguments))
     if "report_to" not in given:
         training_args.report_to = ["tensorboard"] if tensorboard_available() else []
@@ -65,9 +67,101 @@ def refuse_fsdp_on_cpu(training_args: TrainingArguments) -> None:
 
 
 def check_file(flag: str, path: str | None) -> None:
-    """Raise a ValueError naming ``flag`` when ``path`` is not an existing file."""
-    if path is not None and not os.path.isfile(path):
+    """Raise a ValueError naming ``flag`` when ``path`` is not an existing, non-empty file (checked before any slow
+    work: an empty file would otherwise fail deep inside ``datasets``)."""
+    if path is None:
+        return
+    if os.path.isdir(path):
+        raise ValueError(f"{flag} {path!r} is a folder; give a path to a file")
+    if not os.path.isfile(path):
         raise ValueError(f"{flag} {path!r} does not exist (give a path to a local file)")
+    with open(path, "rb") as fh:
+        if not fh.read(1 << 16).strip():
+            raise ValueError(f"{flag} {path!r} is empty (it holds no text)")
+
+
+def check_training_args(training_args: TrainingArguments) -> None:
+    """Reject step counts that cannot mean what the user asked for: ``--max_steps 0`` (or below -1, the "train by
+    epochs" default) would otherwise train one step, or none, and exit 0. ValueError naming the flag."""
+    if training_args.max_steps == 0 or training_args.max_steps < -1:
+        raise ValueError(
+            f"--max_steps {training_args.max_steps}: give a positive number of optimizer steps "
+            "(or leave it out to train for --num_train_epochs)"
+        )
+
+
+def prepare_output_dir(output_dir: str | os.PathLike, overwrite: bool, resume: str | bool | None) -> Path:
+    """Check ``output_dir`` before any slow work, following the Hugging Face examples' convention.
+
+    A path that is a file is an error. An existing folder with files in it is refused (so an earlier run is never
+    replaced, and its ``checkpoint-N`` folders never mix with this run's) unless ``overwrite`` — then its contents
+    are removed — or ``resume`` (``--resume_from_checkpoint``) continues that run. Returns the folder's path.
+    """
+    out = Path(output_dir)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--output_dir {str(out)!r} is a file; give a folder path")
+    if out.is_dir() and any(out.iterdir()) and not resume:
+        if not overwrite:
+            raise ValueError(
+                f"--output_dir {str(out)!r} already holds files from an earlier run; pass --overwrite_output_dir to "
+                "replace them, --resume_from_checkpoint to continue that run, or choose another folder"
+            )
+        shutil.rmtree(out)
+    return out
+
+
+@dataclass
+class RunArguments:
+    """Flags every training script shares beyond TrainingArguments."""
+
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": "Replace the contents of an existing, non-empty --output_dir (removing its checkpoints)."},
+    )
+
+
+def hold_out(dataset: Any, percentage: int, seed: int, file: str) -> tuple[Any, Any]:
+    """Split ``dataset`` (the rows of ``file``) into (train, validation) with ``percentage`` % held out, seeded.
+
+    The same ``(percentage, seed)`` gives the same split every time, so ``scratchformers evaluate`` can score the
+    held-out rows again. ValueError when the percentage is out of range or the file has too few rows to split.
+    """
+    if not 0 < percentage < 100:
+        raise ValueError(f"--validation_split_percentage must be in 1..99, got {percentage}")
+    if len(dataset) < 2:
+        raise ValueError(
+            f"{file} has {len(dataset)} row(s): too few to hold out a validation part; add rows or pass --validation_file"
+        )
+    split = dataset.train_test_split(test_size=percentage / 100, seed=seed)
+    return split["train"], split["test"]
+
+
+TRAINING_DATA = "training_data.json"
+
+
+def record_training_data(output_dir: str | os.PathLike, **fields: Any) -> None:
+    """Write ``output_dir/training_data.json``: which files (and held-out split) the model was trained and validated
+    on, so ``scratchformers evaluate`` without ``--file`` scores the same data."""
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for key in ("train_file", "validation_file", "test_file"):  # absolute: the record is read from other folders
+        if fields.get(key):
+            fields[key] = str(Path(fields[key]).resolve())
+    (out / TRAINING_DATA).write_text(json.dumps(fields, indent=2), encoding="utf-8")
+
+
+def read_training_data(checkpoint: str | os.PathLike) -> dict | None:
+    """The record written by ``record_training_data``, or None when the checkpoint has none."""
+    path = Path(checkpoint) / TRAINING_DATA
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def describe_data(train_file: str | None, validation_file: str | None, percentage: int, seed: int) -> str:
+    """One sentence saying where the training and validation data came from (printed and put in the model card)."""
+    train = f"`{train_file}`" if train_file else "the shipped data"
+    if validation_file:
+        return f"trained on {train}, validated on `{validation_file}`."
+    return f"trained on {train}; validated on {percentage}% of its rows held out (seed {seed}), not trained on."
 
 
 def shipped_config(path: str | os.PathLike) -> Path:
@@ -120,17 +214,27 @@ def save_checkpoint(
     base_config: str | None,
     task: str,
     language: str | list[str] | None = "en",
+    license: str | None = "apache-2.0",
+    training_summary: str | None = None,
 ) -> Path:
-    """Save model, tokenizer, metrics and a model card into ``output_dir``: one folder a Hub user can load.
+    """Save model, tokenizer, metrics, trainer state and a model card into ``output_dir``: one folder a Hub user can
+    load, and that ``push --check`` finds upload-complete.
 
     The model's code comes along (``auto_map`` + modules) because ``import scratchformers`` marked every family
-    for the Auto classes; the tokenizer is saved beside the weights so ``AutoTokenizer`` finds it.
+    for the Auto classes; the tokenizer is saved beside the weights so ``AutoTokenizer`` finds it, with
+    ``model_max_length`` set to the model's real number of positions. For the user's own data pass
+    ``language=None, license=None`` and a ``training_summary`` naming their files (the card then claims neither
+    our data sources nor a language or licence).
     """
     out = Path(output_dir)
     trainer.save_model(str(out))
+    positions = getattr(trainer.model.config, "max_position_embeddings", None)
+    if isinstance(positions, int) and positions > 0:
+        tokenizer.model_max_length = positions
     tokenizer.save_pretrained(str(out))
     if trainer.is_world_process_zero():
-        (out / "all_results.json").write_text(json.dumps(metrics, indent=2))
+        (out / "all_results.json").write_text(json.dumps(metrics, indent=2, default=str))
         trainer.state.save_to_json(str(out / "trainer_state.json"))  # log_history: the loss curve's data
-        write_model_card(out, metrics, datasets=datasets, base_config=base_config, task=task, language=language)
+        write_model_card(out, metrics, datasets=datasets, base_config=base_config, task=task, language=language,
+                         license=license, training_summary=training_summary)
     return out

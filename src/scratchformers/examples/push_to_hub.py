@@ -3,9 +3,9 @@
 The folder is checked first (scratchformers.hub.check_upload_complete); without a token (--token, $HF_TOKEN or
 `hf auth login`), in offline mode or with the Hub unreachable, the push stops before creating anything.
 
-    scratchformers push outputs/demo/checkpoint --repo-id your-name/scratch-gpt-demo
-    python scripts/push_to_hub.py outputs/demo/checkpoint --repo-id your-name/scratch-gpt-demo --public
-    python scripts/push_to_hub.py outputs/demo/checkpoint --check   # only list what is missing
+    scratchformers push outputs/demo-gpt/checkpoint --repo-id your-name/scratch-gpt-demo
+    python scripts/push_to_hub.py outputs/demo-gpt/checkpoint --repo-id your-name/scratch-gpt-demo --public
+    python scripts/push_to_hub.py outputs/demo-gpt/checkpoint --check   # only list what is missing
 """
 
 from __future__ import annotations

@@ -34,7 +34,20 @@ from transformers import (
 
 from ..data import resolve_data_dir
 from ..tokenization import train_tokenizer
-from .common import CONFIG_DIR, check_file, config_from_json, display_path, parse_args, save_checkpoint
+from .common import (
+    CONFIG_DIR,
+    RunArguments,
+    check_file,
+    check_training_args,
+    config_from_json,
+    describe_data,
+    display_path,
+    hold_out,
+    parse_args,
+    prepare_output_dir,
+    record_training_data,
+    save_checkpoint,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +79,11 @@ class DataArguments:
         default=None, metadata={"help": "CSV with text,label columns (default: data/classification/train.csv)."}
     )
     validation_file: str | None = field(
-        default=None, metadata={"help": "CSV to evaluate on (default: data/classification/validation.csv)."}
+        default=None, metadata={"help": "CSV to evaluate on (default: a held-out part of --train_file)."}
+    )
+    validation_split_percentage: int = field(
+        default=10,
+        metadata={"help": "Without --validation_file: %% of the training rows held out (seeded by --seed)."},
     )
     text_column: str = field(default="text", metadata={"help": "Name of the text column."})
     label_column: str = field(default="label", metadata={"help": "Name of the label column."})
@@ -81,27 +98,53 @@ def accuracy(prediction: EvalPrediction) -> dict[str, float]:
     return {"accuracy": float((np.argmax(logits, axis=-1) == prediction.label_ids).mean())}
 
 
-def load_csv(data_args: DataArguments):
-    """``train``/``validation`` splits with a ``ClassLabel`` label column named ``label``; the dataset names."""
+def check_cells(rows, columns: Sequence[str], file: str) -> None:
+    """ValueError naming the first row (line number of ``file``, header = line 1) whose cell in one of ``columns``
+    is empty: an empty label would otherwise become a class named "None"."""
+    for column in columns:
+        for index, value in enumerate(rows[column]):
+            if value is None or value != value or not str(value).strip():  # (value != value: a NaN from pandas)
+                raise ValueError(
+                    f"{file}, line {index + 2}: the {column!r} cell is empty; every row needs a {column}"
+                )
+
+
+def load_csv(data_args: DataArguments, seed: int = 42):
+    """``train``/``validation`` splits with a ``ClassLabel`` label column named ``label``; the dataset names.
+
+    Validation comes from --validation_file or, without one, a seeded held-out part of the training file (the
+    user's own file, or the shipped language-ID set when no --train_file is given) — never from other data. The
+    label names are those of the whole training file; a validation label that never occurs in it is an error.
+    """
     check_file("--train_file", data_args.train_file)
     check_file("--validation_file", data_args.validation_file)
     shipped = resolve_data_dir() / "classification"
-    files = {
-        "train": data_args.train_file or str(shipped / "train.csv"),
-        "validation": data_args.validation_file or str(shipped / "validation.csv"),
-    }
+    files = {"train": data_args.train_file or str(shipped / "train.csv")}
+    if data_args.validation_file or data_args.train_file is None:
+        files["validation"] = data_args.validation_file or str(shipped / "validation.csv")
     raw = load_dataset("csv", data_files=files)
-    for column in (data_args.text_column, data_args.label_column):
-        if column not in raw["train"].column_names:
-            raise ValueError(f"column {column!r} not in {files['train']}; columns: {raw['train'].column_names}")
+    for split, file in files.items():
+        for column in (data_args.text_column, data_args.label_column):
+            if column not in raw[split].column_names:
+                flag = "--text_column" if column == data_args.text_column else "--label_column"
+                raise ValueError(
+                    f"column {column!r} not in {file}; its columns: {raw[split].column_names} (name yours with {flag})"
+                )
+        check_cells(raw[split], (data_args.text_column, data_args.label_column), file)
     if data_args.label_column != "label":
         raw = raw.rename_column(data_args.label_column, "label")
-    raw = raw.map(lambda row: {"label": str(row["label"])})
+    raw = raw.map(lambda row: {"label": str(row["label"]).strip()})
     names = sorted(set(raw["train"]["label"]))
-    unknown = sorted(set(raw["validation"]["label"]) - set(names))
-    if unknown:
-        raise ValueError(f"validation labels {unknown} never occur in the training file (labels: {names})")
+    if "validation" in raw:
+        unknown = sorted(set(raw["validation"]["label"]) - set(names))
+        if unknown:
+            raise ValueError(
+                f"labels {unknown} of {files['validation']} never occur in {files['train']} (its labels: {names})"
+            )
     raw = raw.cast_column("label", ClassLabel(names=names))
+    if "validation" not in raw:
+        raw["train"], raw["validation"] = hold_out(raw["train"], data_args.validation_split_percentage, seed,
+                                                   files["train"])
     dataset_names = ["scratchformers-langid"] if data_args.train_file is None else [Path(files["train"]).stem]
     return raw, dataset_names
 
@@ -121,13 +164,24 @@ def build_tokenizer(model_args: ModelArguments, texts: list[str], model_type: st
 
 def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     """Parse the flags, train and evaluate, save the checkpoint; returns the metrics (eval_accuracy, ...)."""
-    model_args, data_args, training_args = parse_args((ModelArguments, DataArguments, TrainingArguments), argv, __doc__)
+    model_args, data_args, run_args, training_args = parse_args(
+        (ModelArguments, DataArguments, RunArguments, TrainingArguments), argv, __doc__
+    )
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    set_seed(training_args.seed)
+    check_training_args(training_args)
+    check_file("--train_file", data_args.train_file)
+    check_file("--validation_file", data_args.validation_file)
     if model_args.model_name_or_path is not None and model_args.config is not None:
         raise ValueError("pass either --config (a fresh model) or --model_name_or_path (a checkpoint), not both")
+    if model_args.model_name_or_path is None:
+        config_from_json(model_args.config or str(CONFIG_DIR / "gpt-tiny.json"))  # a missing --config fails here
+    prepare_output_dir(training_args.output_dir, run_args.overwrite_output_dir, training_args.resume_from_checkpoint)
+    set_seed(training_args.seed)
 
-    raw, dataset_names = load_csv(data_args)
+    raw, dataset_names = load_csv(data_args, training_args.seed)
+    summary = describe_data(data_args.train_file, data_args.validation_file, data_args.validation_split_percentage,
+                            training_args.seed)
+    print(f"data: {summary} {len(raw['train'])} training and {len(raw['validation'])} validation rows")
     id2label = dict(enumerate(raw["train"].features["label"].names))
     label2id = {name: i for i, name in id2label.items()}
     label_fields = dict(num_labels=len(id2label), id2label=id2label, label2id=label2id)
@@ -181,8 +235,19 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
         metrics.update(evaluated)
         trainer.log_metrics("eval", evaluated)
         print(f"validation accuracy: {evaluated['eval_accuracy']:.4f} over {len(eval_set)} texts")
+    own = data_args.train_file is not None
     save_checkpoint(
-        trainer, tokenizer, training_args.output_dir, metrics, dataset_names, base, task="text-classification", language=None
+        trainer, tokenizer, training_args.output_dir, metrics, dataset_names, base, task="text-classification",
+        language=None, license=None if own else "apache-2.0", training_summary=summary if own else None,
+    )
+    shipped = resolve_data_dir() / "classification"
+    validation_file = data_args.validation_file or (None if own else str(shipped / "validation.csv"))
+    record_training_data(
+        training_args.output_dir, task="classification", train_file=data_args.train_file or str(shipped / "train.csv"),
+        validation_file=validation_file,
+        validation_split_percentage=None if validation_file else data_args.validation_split_percentage,
+        seed=training_args.seed, text_column=data_args.text_column, label_column=data_args.label_column,
+        max_seq_length=max_length,
     )
     print(f"saved model, tokenizer and model card to {training_args.output_dir}")
     return metrics

@@ -33,11 +33,17 @@ from ..data import resolve_data_dir, tokenize_and_group
 from ..tokenization import train_tokenizer
 from .common import (
     CONFIG_DIR,
+    RunArguments,
     check_file,
+    check_training_args,
     config_from_json,
+    describe_data,
     display_path,
     finite_perplexity,
+    hold_out,
     parse_args,
+    prepare_output_dir,
+    record_training_data,
     save_checkpoint,
 )
 
@@ -70,10 +76,11 @@ class DataArguments:
     )
     validation_file: str | None = field(
         default=None,
-        metadata={"help": "A text file to evaluate on (default: data/prose/validation.txt, or a split of --train_file)."},
+        metadata={"help": "A text file to evaluate on (default: a held-out part of --train_file)."},
     )
     validation_split_percentage: int = field(
-        default=5, metadata={"help": "With --train_file but no --validation_file: %% of its lines held out."}
+        default=5,
+        metadata={"help": "Without --validation_file: %% of the training lines held out (seeded by --seed)."},
     )
     block_size: int = field(
         default=128, metadata={"help": "Tokens per training block (capped at the model's max_position_embeddings)."}
@@ -84,11 +91,15 @@ class DataArguments:
 
 
 def load_text(data_args: DataArguments, seed: int):
-    """A DatasetDict with ``train``/``validation`` text, empty lines dropped; the names of the datasets used."""
+    """A DatasetDict with ``train``/``validation`` text, empty lines dropped; the names of the datasets used.
+
+    Validation comes from --validation_file or, without one, from a seeded held-out part of the training text
+    (the user's own file, or the shipped prose when no --train_file is given) — never from other data.
+    """
     check_file("--train_file", data_args.train_file)
     check_file("--validation_file", data_args.validation_file)
-    prose = resolve_data_dir() / "prose"
     if data_args.train_file is None:
+        prose = resolve_data_dir() / "prose"
         files = {"train": str(prose / "train.txt"), "validation": data_args.validation_file or str(prose / "validation.txt")}
         names = ["scratchformers-prose"]
     else:
@@ -99,10 +110,9 @@ def load_text(data_args: DataArguments, seed: int):
     raw = load_dataset("text", data_files=files)
     raw = raw.filter(lambda row: len(row["text"].strip()) > 0, desc="Dropping empty lines")
     if "validation" not in raw:
-        if not 0 < data_args.validation_split_percentage < 100:
-            raise ValueError(f"validation_split_percentage must be in 1..99, got {data_args.validation_split_percentage}")
-        split = raw["train"].train_test_split(test_size=data_args.validation_split_percentage / 100, seed=seed)
-        raw["train"], raw["validation"] = split["train"], split["test"]
+        raw["train"], raw["validation"] = hold_out(
+            raw["train"], data_args.validation_split_percentage, seed, files["train"]
+        )
     return raw, names
 
 
@@ -139,8 +149,18 @@ def build_model(model_args: ModelArguments, tokenizer, block_size: int):
 
 def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     """Parse the flags, train and evaluate, save the checkpoint; returns the metrics (eval_loss, perplexity, ...)."""
-    model_args, data_args, training_args = parse_args((ModelArguments, DataArguments, TrainingArguments), argv, __doc__)
+    model_args, data_args, run_args, training_args = parse_args(
+        (ModelArguments, DataArguments, RunArguments, TrainingArguments), argv, __doc__
+    )
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    check_training_args(training_args)
+    check_file("--train_file", data_args.train_file)
+    check_file("--validation_file", data_args.validation_file)
+    if model_args.model_name_or_path is not None and model_args.config is not None:
+        raise ValueError("pass either --config (a fresh model) or --model_name_or_path (a checkpoint), not both")
+    if model_args.model_name_or_path is None:
+        config_from_json(model_args.config or str(CONFIG_DIR / "gpt-tiny.json"))  # a missing --config fails here
+    prepare_output_dir(training_args.output_dir, run_args.overwrite_output_dir, training_args.resume_from_checkpoint)
     set_seed(training_args.seed)
 
     raw, dataset_names = load_text(data_args, training_args.seed)
@@ -154,8 +174,20 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
         train_set = train_set.select(range(min(data_args.max_train_samples, len(train_set))))
     if data_args.max_eval_samples is not None:
         eval_set = eval_set.select(range(min(data_args.max_eval_samples, len(eval_set))))
-    if len(train_set) == 0 or len(eval_set) == 0:
-        raise ValueError(f"no blocks of {block_size} tokens: the text is too short; lower --block_size")
+    for split, part in (("training", train_set), ("validation", eval_set)):
+        if len(part) == 0:
+            where = data_args.validation_file if split == "validation" and data_args.validation_file else (
+                f"the {data_args.validation_split_percentage}% held out of {train_file}" if split == "validation"
+                else train_file
+            )
+            raise ValueError(
+                f"no blocks of {block_size} tokens in the {split} text ({where}): it is too short; lower --block_size"
+                + ("" if split == "training" or data_args.validation_file else
+                   ", raise --validation_split_percentage or pass --validation_file")
+            )
+    summary = describe_data(data_args.train_file, data_args.validation_file, data_args.validation_split_percentage,
+                            training_args.seed)
+    print(f"data: {summary} {len(train_set)} training and {len(eval_set)} validation blocks of {block_size} tokens")
 
     trainer = Trainer(
         model=model,
@@ -176,7 +208,17 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
         metrics.update(evaluated)
         trainer.log_metrics("eval", evaluated)
         print(f"validation perplexity: {evaluated['perplexity']:.2f}")
-    save_checkpoint(trainer, tokenizer, training_args.output_dir, metrics, dataset_names, base, task="causal-lm")
+    own = data_args.train_file is not None
+    save_checkpoint(
+        trainer, tokenizer, training_args.output_dir, metrics, dataset_names, base, task="causal-lm",
+        language=None if own else "en", license=None if own else "apache-2.0", training_summary=summary if own else None,
+    )
+    validation_file = data_args.validation_file or (None if own else str(resolve_data_dir() / "prose" / "validation.txt"))
+    record_training_data(
+        training_args.output_dir, task="clm", train_file=train_file, validation_file=validation_file,
+        validation_split_percentage=None if validation_file else data_args.validation_split_percentage,
+        seed=training_args.seed, block_size=block_size,
+    )
     print(f"saved model, tokenizer and model card to {training_args.output_dir}")
     return metrics
 

@@ -13,27 +13,43 @@ Every TrainingArguments flag works (--num_train_epochs, --eval_strategy, --bf16,
 from __future__ import annotations
 
 import json
-import math
-import os
-import sys
+import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from datasets import load_dataset
 from transformers import (
     AutoModelForMaskedLM,
     AutoTokenizer,
     DataCollatorForLanguageModeling,
-    HfArgumentParser,
     PreTrainedTokenizerBase,
     Trainer,
     TrainingArguments,
     set_seed,
 )
 
-from scratchformers import ScratchBertConfig, ScratchBertForMaskedLM
-from scratchformers.data import resolve_data_dir, tokenize_and_group
-from scratchformers.examples.common import CONFIG_DIR, refuse_fsdp_on_cpu
-from scratchformers.tokenization import train_tokenizer
+from ..configuration_scratch_bert import ScratchBertConfig
+from ..data import resolve_data_dir, tokenize_and_group
+from ..modeling_scratch_bert import ScratchBertForMaskedLM
+from ..tokenization import train_tokenizer
+from .common import (
+    CONFIG_DIR,
+    RunArguments,
+    check_file,
+    check_training_args,
+    describe_data,
+    display_path,
+    finite_perplexity,
+    hold_out,
+    parse_args,
+    prepare_output_dir,
+    record_training_data,
+    save_checkpoint,
+    shipped_config,
+)
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -41,7 +57,9 @@ class ModelArguments:
     """Which model and tokenizer to start from."""
 
     config: str | None = field(
-        default=None, metadata={"help": "A ScratchBert config JSON to build a fresh model from (default: configs/bert-tiny.json)."}
+        default=None,
+        metadata={"help": "A ScratchBert config JSON to build a fresh model from (default: configs/bert-tiny.json).",
+                  "aliases": ["--config_name"]},
     )
     model_name_or_path: str | None = field(
         default=None, metadata={"help": "A saved checkpoint folder to continue pre-training (instead of --config)."}
@@ -60,7 +78,11 @@ class DataTrainingArguments:
         default=None, metadata={"help": "A text file, one text per line (default: the shipped data/prose/train.txt)."}
     )
     validation_file: str | None = field(
-        default=None, metadata={"help": "A text file for evaluation (default: the shipped data/prose/validation.txt)."}
+        default=None, metadata={"help": "A text file for evaluation (default: a held-out part of --train_file)."}
+    )
+    validation_split_percentage: int = field(
+        default=5,
+        metadata={"help": "Without --validation_file: %% of the training lines held out (seeded by --seed)."},
     )
     max_seq_length: int = field(
         default=128, metadata={"help": "Block length in tokens (capped at the model's max_position_embeddings)."}
@@ -75,15 +97,26 @@ def _default_file(split: str) -> str:
     return str(resolve_data_dir() / "prose" / f"{split}.txt")
 
 
-def build_tokenizer(model_args: ModelArguments, train_file: str, output_dir: str) -> PreTrainedTokenizerBase:
+def build_tokenizer(model_args: ModelArguments, train_file: str) -> PreTrainedTokenizerBase:
     """Load --tokenizer_name (or the checkpoint's tokenizer), else train WordPiece on the training file."""
     name = model_args.tokenizer_name
     if name is None and model_args.model_name_or_path is not None:
         name = model_args.model_name_or_path
     if name is not None:
         return AutoTokenizer.from_pretrained(name)
-    return train_tokenizer(train_file, kind="wordpiece", vocab_size=model_args.vocab_size,
-                           save_dir=os.path.join(output_dir, "tokenizer"))
+    return train_tokenizer(train_file, kind="wordpiece", vocab_size=model_args.vocab_size)
+
+
+def read_config(model_args: ModelArguments) -> tuple[dict, str]:
+    """The fields of --config (default configs/bert-tiny.json) and its path; ValueError if missing or not BERT."""
+    config_path = shipped_config(model_args.config or str(CONFIG_DIR / "bert-tiny.json"))
+    if not config_path.is_file():
+        raise ValueError(f"--config {str(config_path)!r} does not exist; shipped configs: "
+                         f"{sorted(p.name for p in CONFIG_DIR.glob('*.json'))}")
+    values = json.loads(config_path.read_text(encoding="utf-8"))
+    if values.pop("model_type", ScratchBertConfig.model_type) != ScratchBertConfig.model_type:
+        raise ValueError(f"--config {str(config_path)!r} is not a {ScratchBertConfig.model_type!r} config.")
+    return values, str(config_path)
 
 
 def build_model(model_args: ModelArguments, tokenizer: PreTrainedTokenizerBase) -> ScratchBertForMaskedLM:
@@ -97,41 +130,49 @@ def build_model(model_args: ModelArguments, tokenizer: PreTrainedTokenizerBase) 
                 f"The tokenizer has {len(tokenizer)} tokens but the model's vocabulary only {model.config.vocab_size}."
             )
         return model
-    config_path = model_args.config or str(CONFIG_DIR / "bert-tiny.json")
-    with open(config_path, encoding="utf-8") as fh:
-        values = json.load(fh)
-    if values.pop("model_type", ScratchBertConfig.model_type) != ScratchBertConfig.model_type:
-        raise ValueError(f"{config_path} is not a {ScratchBertConfig.model_type!r} config.")
+    values, _ = read_config(model_args)
     values.update(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)
     return ScratchBertForMaskedLM(ScratchBertConfig(**values))
 
 
-def main(args: list[str] | None = None) -> dict[str, float]:
-    """Parse the flags, train and evaluate; returns the metrics (train_loss, eval_loss, perplexity)."""
-    parser = HfArgumentParser((ModelArguments, DataTrainingArguments, TrainingArguments))
-    if args is None and len(sys.argv) == 2 and sys.argv[1].endswith(".json"):
-        model_args, data_args, training_args = parser.parse_json_file(os.path.abspath(sys.argv[1]))
-    else:
-        model_args, data_args, training_args = parser.parse_args_into_dataclasses(args)
-    refuse_fsdp_on_cpu(training_args)
-    if not training_args.do_train and not training_args.do_eval:  # like a bare `python run_mlm.py`: do both
-        training_args.do_train = training_args.do_eval = True
+def load_text(data_args: DataTrainingArguments, seed: int):
+    """``train``/``validation`` text (empty lines dropped): --validation_file, or a seeded held-out part of the
+    training file (the shipped validation text only when the shipped training text is used)."""
+    train_file = data_args.train_file or _default_file("train")
+    files = {"train": train_file}
+    if data_args.validation_file or data_args.train_file is None:
+        files["validation"] = data_args.validation_file or _default_file("validation")
+    raw = load_dataset("text", data_files=files).filter(lambda row: len(row["text"].strip()) > 0)
+    if "validation" not in raw:
+        raw["train"], raw["validation"] = hold_out(raw["train"], data_args.validation_split_percentage, seed, train_file)
+    return raw
+
+
+def main(args: Sequence[str] | None = None) -> dict[str, float]:
+    """Parse the flags, train and evaluate, save a complete checkpoint; returns the metrics (eval_loss, perplexity)."""
+    model_args, data_args, run_args, training_args = parse_args(
+        (ModelArguments, DataTrainingArguments, RunArguments, TrainingArguments), args, __doc__
+    )
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    check_training_args(training_args)
+    check_file("--train_file", data_args.train_file)
+    check_file("--validation_file", data_args.validation_file)
+    if model_args.model_name_or_path is not None and model_args.config is not None:
+        raise ValueError("pass either --config (a fresh model) or --model_name_or_path (a checkpoint), not both")
+    base = model_args.model_name_or_path
+    if base is None:
+        base = display_path(read_config(model_args)[1])  # a missing --config fails here, before any training
+    prepare_output_dir(training_args.output_dir, run_args.overwrite_output_dir, training_args.resume_from_checkpoint)
     set_seed(training_args.seed)
 
     train_file = data_args.train_file or _default_file("train")
-    validation_file = data_args.validation_file or _default_file("validation")
-    for name, path in (("--train_file", train_file), ("--validation_file", validation_file)):
-        if not os.path.isfile(path):
-            raise ValueError(f"{name} {path!r} does not exist.")
-
-    tokenizer = build_tokenizer(model_args, train_file, training_args.output_dir)
+    raw = load_text(data_args, training_args.seed)
+    tokenizer = build_tokenizer(model_args, train_file)
     if tokenizer.mask_token is None:
         raise ValueError("The tokenizer has no mask token; masked language modelling needs one (e.g. [MASK]).")
     model = build_model(model_args, tokenizer)
 
     block_size = min(data_args.max_seq_length, model.config.max_position_embeddings)
-    raw = load_dataset("text", data_files={"train": train_file, "validation": validation_file})
-    raw = raw.filter(lambda row: len(row["text"].strip()) > 0)
     blocks = tokenize_and_group(raw, tokenizer, block_size, num_proc=data_args.preprocessing_num_workers,
                                 add_labels=False)
     train_set, eval_set = blocks["train"], blocks["validation"]
@@ -139,6 +180,18 @@ def main(args: list[str] | None = None) -> dict[str, float]:
         train_set = train_set.select(range(min(data_args.max_train_samples, len(train_set))))
     if data_args.max_eval_samples is not None:
         eval_set = eval_set.select(range(min(data_args.max_eval_samples, len(eval_set))))
+    for split, part in (("training", train_set), ("validation", eval_set)):
+        if len(part) == 0:
+            held_out = split == "validation" and data_args.train_file and not data_args.validation_file
+            where = (f"the {data_args.validation_split_percentage}% held out of {train_file}" if held_out
+                     else data_args.validation_file or _default_file("validation") if split == "validation"
+                     else train_file)
+            raise ValueError(f"no blocks of {block_size} tokens in the {split} text ({where}): it is too short; "
+                             "lower --max_seq_length" + (", raise --validation_split_percentage or pass "
+                                                         "--validation_file" if held_out else ""))
+    summary = describe_data(data_args.train_file, data_args.validation_file, data_args.validation_split_percentage,
+                            training_args.seed)
+    print(f"data: {summary} {len(train_set)} training and {len(eval_set)} validation blocks of {block_size} tokens")
 
     collator = DataCollatorForLanguageModeling(tokenizer, mlm=True, mlm_probability=data_args.mlm_probability)
     trainer = Trainer(
@@ -151,18 +204,28 @@ def main(args: list[str] | None = None) -> dict[str, float]:
     )
     metrics: dict[str, float] = {}
     if training_args.do_train:
-        result = trainer.train()
-        trainer.save_model()  # model + config + code (auto_map) + tokenizer, into output_dir
+        result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
         metrics.update(result.metrics)
         trainer.log_metrics("train", result.metrics)
-        trainer.save_metrics("train", result.metrics)
     if training_args.do_eval:
         eval_metrics = trainer.evaluate()
-        eval_metrics["perplexity"] = math.exp(eval_metrics["eval_loss"]) if eval_metrics["eval_loss"] < 700 else math.inf
+        eval_metrics["perplexity"] = finite_perplexity(eval_metrics["eval_loss"])
         trainer.log_metrics("eval", eval_metrics)
-        trainer.save_metrics("eval", eval_metrics)
         print(f"eval perplexity = exp(eval_loss) = {eval_metrics['perplexity']:.2f}")
         metrics.update(eval_metrics)
+    own = data_args.train_file is not None
+    names = [Path(train_file).stem] if own else ["scratchformers-prose"]
+    save_checkpoint(
+        trainer, tokenizer, training_args.output_dir, metrics, names, base, task="masked-lm",
+        language=None if own else "en", license=None if own else "apache-2.0", training_summary=summary if own else None,
+    )
+    validation_file = data_args.validation_file or (None if own else _default_file("validation"))
+    record_training_data(
+        training_args.output_dir, task="mlm", train_file=train_file, validation_file=validation_file,
+        validation_split_percentage=None if validation_file else data_args.validation_split_percentage,
+        seed=training_args.seed, block_size=block_size,
+    )
+    print(f"saved model, tokenizer, trainer state and model card to {training_args.output_dir}")
     return metrics
 
 

@@ -1,0 +1,143 @@
+"""The `scratchformers` console command: demo, train, generate, evaluate, attention, translate, push, convert.
+
+    scratchformers demo                                    # tokenizer + small GPT, end to end, offline
+    scratchformers train clm --train_file my.txt --output_dir outputs/mine --max_steps 500
+    scratchformers generate outputs/mine --prompt "Once upon a time"
+    scratchformers evaluate outputs/mine                   # the data it was validated on (or --file other.txt)
+    scratchformers attention outputs/mine --text "Any sentence" --output attention.png
+    scratchformers push outputs/mine --repo-id your-name/my-gpt
+    scratchformers translate --model outputs/transformer-en-de "Open file" "Cancel"
+
+Flags accept both spellings (--max-steps and --max_steps). A mistake in the flags or files ends with one
+`error:` line and exit status 2; `scratchformers --debug COMMAND ...` shows the full traceback instead.
+"""
+
+# This module is deliberately outside the `scratchformers` package: importing the package registers every model
+# with transformers (torch and all), which takes seconds. `--help` and argument errors are answered from here;
+# the package (scratchformers.cli) is imported only once a command really runs.
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+TASKS = ("clm", "mlm", "translation", "classification")  # = scratchformers.examples.SCRIPTS (a test checks)
+PASSTHROUGH = ("push", "convert")  # their flags belong to their own parsers
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError)
+
+
+def _option(parser: argparse.ArgumentParser, name: str, **kwargs) -> None:
+    """Add ``--name-with-dashes`` and its ``--name_with_underscores`` twin (the training scripts' spelling)."""
+    dashed = f"--{name.replace('_', '-')}"
+    names = [dashed] if "-" not in name and "_" not in name else [dashed, f"--{name.replace('-', '_')}"]
+    parser.add_argument(*names, dest=name.replace("-", "_"), **kwargs)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """All subcommands and their flags (training flags belong to the scripts: `train clm --help`)."""
+    parser = argparse.ArgumentParser(
+        prog="scratchformers", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks instead of one error line")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = commands.add_parser("demo", help="train, evaluate, save, reload, generate and plot, offline, in minutes")
+    demo.add_argument("--family", choices=("gpt", "bert", "translation"), default="gpt")
+    _option(demo, "output-dir", default=None,
+            help="where the checkpoint, plots and results go (default: outputs/demo-FAMILY); must be new or empty")
+    _option(demo, "overwrite", action="store_true", help="replace the contents of an existing --output-dir")
+    _option(demo, "max-steps", type=int, default=400, help="optimizer steps (400 ≈ a few minutes on 2 cores)")
+    _option(demo, "config", default=None, help="a model config JSON (default: the family's tiny config)")
+    _option(demo, "seed", type=int, default=0)
+
+    commands.add_parser(
+        "train", help=f"run a training script: {' | '.join(TASKS)} (then the script's flags)", add_help=False
+    )
+
+    generate = commands.add_parser("generate", help="continue a prompt with a causal LM (or fill [MASK] with a BERT)")
+    generate.add_argument("checkpoint")
+    _option(generate, "prompt", required=True, action="append", help="repeat for several prompts")
+    _option(generate, "max-new-tokens", type=int, default=50)
+    _option(generate, "greedy", action="store_true", help="greedy decoding instead of sampling")
+    _option(generate, "temperature", type=float, default=0.8)
+    _option(generate, "top-k", type=int, default=40)
+    _option(generate, "top-p", type=float, default=1.0)
+    _option(generate, "num-beams", type=int, default=1)
+    _option(generate, "seed", type=int, default=0)
+
+    evaluate = commands.add_parser("evaluate", help="perplexity (causal LM, text file) or accuracy (classifier, CSV)")
+    evaluate.add_argument("checkpoint")
+    _option(evaluate, "file", default=None,
+            help="the data to score (default: what the checkpoint was validated on in training, from its "
+                 "training_data.json)")
+    _option(evaluate, "block-size", type=int, default=None,
+            help="tokens per block for perplexity (default: the block size it was trained with)")
+    _option(evaluate, "batch-size", type=int, default=16)
+
+    attention = commands.add_parser("attention", help="plot a layer × head attention grid for any sentence")
+    attention.add_argument("checkpoint")
+    _option(attention, "text", required=True, help="the (source) sentence")
+    _option(attention, "target", default=None, help="the target sentence (encoder-decoder models)")
+    _option(attention, "kind", choices=("self", "encoder", "decoder", "cross"), default="self")
+    _option(attention, "output", default="attention.png")
+
+    tr = commands.add_parser("translate", help="translate texts with a saved seq2seq model (beam search)")
+    tr.add_argument("texts", nargs="*", help="texts to translate; read from stdin, one a line, when none are given")
+    _option(tr, "model", required=True, help="a folder saved by save_pretrained (model + tokenizer)")
+    _option(tr, "tokenizer", default=None, help="a tokenizer folder (default: the model folder)")
+    _option(tr, "num-beams", type=int, default=4)
+    _option(tr, "max-new-tokens", type=int, default=128)
+    _option(tr, "batch-size", type=int, default=16)
+    _option(tr, "trust-remote-code", action="store_true")
+
+    commands.add_parser("push", help="push a checkpoint folder to the Hugging Face Hub", add_help=False)
+    commands.add_parser("convert", help="convert weights from other implementations", add_help=False)
+    return parser
+
+
+TRAIN_HELP = f"""usage: scratchformers train {{{','.join(TASKS)}}} [FLAGS ...]
+
+Run one of the training scripts (Hugging Face examples style) on your files:
+
+    scratchformers train clm --train_file my.txt --output_dir outputs/my-gpt --max_steps 500
+    scratchformers train classification --train_file my.csv --output_dir outputs/my-clf
+
+Without --validation_file, a seeded part of --train_file is held out for validation. An existing, non-empty
+--output_dir is refused unless you pass --overwrite_output_dir (replace it) or --resume_from_checkpoint.
+`scratchformers train TASK --help` lists every flag of that script (and of TrainingArguments).
+"""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `scratchformers` command; returns the exit status (2 for a user mistake)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
+    parser = build_parser()
+    command = argv[0] if argv else None
+    if command == "train":
+        if len(argv) == 1 or argv[1] in ("-h", "--help"):
+            print(TRAIN_HELP, end="")
+            return 0
+        if argv[1] not in TASKS:
+            parser.error(f"unknown training task {argv[1]!r}; choose from {', '.join(TASKS)}")  # exit 2
+        args = argparse.Namespace(command="train", task=argv[1], rest=argv[2:])
+    elif command in PASSTHROUGH:
+        args = argparse.Namespace(command=command, rest=argv[1:])
+    else:
+        args = parser.parse_args(argv)  # --help and flag mistakes are answered here, before any heavy import
+    try:
+        from scratchformers.cli import run
+
+        return run(args)
+    except USER_ERRORS as err:
+        if debug:
+            raise
+        message = " ".join(str(err).split()) or type(err).__name__
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
