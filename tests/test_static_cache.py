@@ -17,6 +17,7 @@ from scratchformers import (
     ScratchTransformerConfig,
     ScratchTransformerForConditionalGeneration,
 )
+from scratchformers.compat import cache_field, output_cache
 
 
 def spread(model):
@@ -61,9 +62,9 @@ def test_seq2seq_static_cache_generation_matches_the_dynamic_cache(tiny, impleme
                   return_dict_in_generate=True, output_scores=True)
     static = model.generate(x, cache_implementation="static", **kwargs)
     dynamic = model.generate(x, **kwargs)
-    assert isinstance(static.cache, EncoderDecoderCache)
-    assert isinstance(static.cache.self_attention_cache, StaticCache)
-    assert isinstance(static.cache.cross_attention_cache, StaticCache)
+    assert isinstance(output_cache(static), EncoderDecoderCache)
+    assert isinstance(output_cache(static).self_attention_cache, StaticCache)
+    assert isinstance(output_cache(static).cross_attention_cache, StaticCache)
     assert torch.equal(static.sequences, dynamic.sequences)
     for a, b in zip(static.scores, dynamic.scores, strict=True):  # every step's scores, not only the argmax
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
@@ -98,7 +99,7 @@ def prefilled(model, max_cache_len: int = 12):
     ids = torch.cat([x, logits[:, -1].argmax(-1, keepdim=True)], 1)
     mask = torch.cat([mask, torch.ones(2, 1, dtype=mask.dtype)], 1)
     step = model.prepare_inputs_for_generation(
-        ids, next_sequence_length=1, cache=cache, attention_mask=mask, position_ids=positions[:, -1:] + 1,
+        ids, next_sequence_length=1, **cache_field(cache), attention_mask=mask, position_ids=positions[:, -1:] + 1,
         use_cache=True,
     )
     step["full_mask"] = mask

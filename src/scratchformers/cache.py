@@ -86,6 +86,13 @@ class GrowingLayer(DynamicLayer):
         self.keys, self.values = self._handed_out = self.key_buffer.narrow(2, 0, end), self.value_buffer.narrow(2, 0, end)
         return self.keys, self.values
 
+    def reset(self) -> None:
+        """Empty the layer, keeping the object: the next `update` starts a new sequence. (transformers up to 5.23's
+        `DynamicLayer.reset` zeroes the keys but keeps their length; 5.24 drops them, as we do on every version.)"""
+        self.keys = self.values = self.key_buffer = self.value_buffer = self._handed_out = None
+        self.is_initialized = False
+        super().reset()
+
     def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
         """Beam search: reorder the batch rows in place, so the buffers (and their spare room) are kept."""
         if self.get_seq_length() > 0 and self._owns_states() and self._writable(self.key_buffer):
