@@ -13,11 +13,9 @@ import threading
 
 import pytest
 import torch
-import transformers
+import twin_helpers as twins
 from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer, TextStreamer, pipeline
 
-from scratchformers import ScratchRNNConfig, ScratchRNNForConditionalGeneration
-from scratchformers.convert import from_hf
 from scratchformers.data import resolve_data_dir
 from scratchformers.pretrained import PASS_THROUGH_KWARGS
 from scratchformers.tokenization import train_tokenizer
@@ -31,58 +29,14 @@ MODES = {
 NEW = 8  # new tokens per generate call
 
 
-def perturb(model: torch.nn.Module, scale: float = 0.3) -> torch.nn.Module:
-    """Move every weight off its init so the tiny model's tokens vary (not one token repeated)."""
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * scale)
-    return model.eval()
-
-
 @pytest.fixture(scope="module")
 def gpt_tokenizer():
-    tokenizer = train_tokenizer(resolve_data_dir() / "prose" / "validation.txt", "bpe", vocab_size=300)
-    tokenizer.padding_side = "left"
-    return tokenizer
+    return twins.gpt_tokenizer()
 
 
 @pytest.fixture(scope="module")
 def seq2seq_tokenizer():
-    return train_tokenizer(resolve_data_dir() / "translation" / "en-de" / "validation.jsonl", "seq2seq_bpe", 300)
-
-
-def gpt_twins(tokenizer, seed: int = 0, layers: int = 2) -> tuple[torch.nn.Module, torch.nn.Module]:
-    """(GPT2LMHeadModel, our GPT) with the same weights, sized to `tokenizer`."""
-    torch.manual_seed(seed)
-    config = transformers.GPT2Config(
-        vocab_size=len(tokenizer), n_positions=64, n_embd=32, n_layer=layers, n_head=4, resid_pdrop=0.0,
-        embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    hf = perturb(transformers.GPT2LMHeadModel(config))
-    return hf, from_hf(hf).eval()
-
-
-def bart_twins(tokenizer) -> tuple[torch.nn.Module, torch.nn.Module]:
-    """(BartForConditionalGeneration, our ScratchTransformerForConditionalGeneration) with the same weights."""
-    torch.manual_seed(0)
-    config = transformers.BartConfig(
-        vocab_size=len(tokenizer), max_position_embeddings=64, d_model=32, encoder_layers=2, decoder_layers=2,
-        encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64, dropout=0.0,
-        attention_dropout=0.0, pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id, decoder_start_token_id=tokenizer.eos_token_id, forced_eos_token_id=None,
-    )
-    hf = perturb(transformers.BartForConditionalGeneration(config))
-    return hf, from_hf(hf).eval()
-
-
-def rnn_model(tokenizer) -> torch.nn.Module:
-    torch.manual_seed(0)
-    config = ScratchRNNConfig(
-        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, cell="lstm", attention="bahdanau", dropout=0.0,
-        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-    )
-    return perturb(ScratchRNNForConditionalGeneration(config))
+    return twins.seq2seq_tokenizer()
 
 
 class EndsWith(StoppingCriteria):
@@ -122,12 +76,12 @@ FAMILIES = ["gpt", "transformer", "rnn"]
 @pytest.fixture(scope="module")
 def family_models(gpt_tokenizer, seq2seq_tokenizer):
     """family → (our model, HF twin or None, tokenizer, inputs)."""
-    hf_gpt, gpt = gpt_twins(gpt_tokenizer)
-    hf_bart, transformer = bart_twins(seq2seq_tokenizer)
+    hf_gpt, gpt = twins.gpt_twins(gpt_tokenizer)
+    hf_bart, transformer = twins.bart_twins(seq2seq_tokenizer)
     return {
         "gpt": (gpt, hf_gpt, gpt_tokenizer, gpt_inputs(gpt_tokenizer)),
         "transformer": (transformer, hf_bart, seq2seq_tokenizer, seq2seq_inputs(seq2seq_tokenizer)),
-        "rnn": (rnn_model(seq2seq_tokenizer), None, seq2seq_tokenizer, seq2seq_inputs(seq2seq_tokenizer)),
+        "rnn": (twins.rnn_model(seq2seq_tokenizer), None, seq2seq_tokenizer, seq2seq_inputs(seq2seq_tokenizer)),
     }
 
 
@@ -221,9 +175,9 @@ def test_translate_passes_its_tokenizer_so_stop_strings_work(family_models, fami
 def test_assisted_decoding_with_another_tokenizer_matches_the_native_twins(gpt_tokenizer, seq2seq_tokenizer):
     """Universal assisted decoding: a GPT assistant with its own vocabulary drafts for a GPT target; greedy assisted
     decoding is lossless, so ours must give the target's plain greedy tokens, as GPT-2 twins do."""
-    hf_target, target = gpt_twins(gpt_tokenizer, seed=0)
+    hf_target, target = twins.gpt_twins(gpt_tokenizer, seed=0)
     other = train_tokenizer(resolve_data_dir() / "prose" / "validation.txt", "bpe", vocab_size=280)
-    hf_assistant, assistant = gpt_twins(other, seed=1, layers=1)
+    hf_assistant, assistant = twins.gpt_twins(other, seed=1, layers=1)
     inputs = gpt_inputs(gpt_tokenizer)
     inputs = {k: v[:1] for k, v in inputs.items()}
     plain = generate(target, inputs, "greedy")

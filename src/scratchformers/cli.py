@@ -45,12 +45,12 @@ def _parser() -> argparse.ArgumentParser:
     generate = commands.add_parser("generate", help="continue a prompt with a causal LM (or fill [MASK] with a BERT)")
     generate.add_argument("checkpoint")
     generate.add_argument("--prompt", required=True, action="append", help="repeat for several prompts")
-    generate.add_argument("--max-new-tokens", type=int, default=50)
+    generate.add_argument("--max-new-tokens", type=int, default=None, help="default: the checkpoint's, else 50")
     generate.add_argument("--greedy", action="store_true", help="greedy decoding instead of sampling")
-    generate.add_argument("--temperature", type=float, default=0.8)
-    generate.add_argument("--top-k", type=int, default=40)
-    generate.add_argument("--top-p", type=float, default=1.0)
-    generate.add_argument("--num-beams", type=int, default=1)
+    generate.add_argument("--temperature", type=float, default=None, help="default: the checkpoint's, else 0.8")
+    generate.add_argument("--top-k", type=int, default=None, help="default: the checkpoint's, else 40")
+    generate.add_argument("--top-p", type=float, default=None)
+    generate.add_argument("--num-beams", type=int, default=None)
     generate.add_argument("--seed", type=int, default=0)
 
     evaluate = commands.add_parser("evaluate", help="perplexity (causal LM, text file) or accuracy (classifier, CSV)")
@@ -70,8 +70,8 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("texts", nargs="*", help="texts to translate; read from stdin, one a line, when none are given")
     tr.add_argument("--model", required=True, help="a folder saved by save_pretrained (model + tokenizer)")
     tr.add_argument("--tokenizer", default=None, help="a tokenizer folder (default: the model folder)")
-    tr.add_argument("--num-beams", type=int, default=4)
-    tr.add_argument("--max-new-tokens", type=int, default=128)
+    tr.add_argument("--num-beams", type=int, default=None, help="default: the checkpoint's, else 4")
+    tr.add_argument("--max-new-tokens", type=int, default=None, help="default: the checkpoint's, else 128")
     tr.add_argument("--batch-size", type=int, default=16)
     tr.add_argument("--trust-remote-code", action="store_true")
 
@@ -112,7 +112,8 @@ def _generate(args: argparse.Namespace) -> int:
         from .translate import translate
 
         model = AutoModelForSeq2SeqLM.from_pretrained(args.checkpoint, trust_remote_code=True).eval()
-        for source, target in zip(args.prompt, translate(args.prompt, model, tokenizer, num_beams=args.num_beams)):
+        for source, target in zip(args.prompt, translate(args.prompt, model, tokenizer, num_beams=args.num_beams,
+                                                          max_new_tokens=args.max_new_tokens)):
             print(f"{source}\n→ {target}")
         return 0
     if tokenizer.mask_token and any(tokenizer.mask_token in p for p in args.prompt):
@@ -132,19 +133,18 @@ def _generate(args: argparse.Namespace) -> int:
             self.bar.update(1)
             return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
 
+    from .translate import generate_command_settings
+
     model = AutoModelForCausalLM.from_pretrained(args.checkpoint, trust_remote_code=True).eval()
     for prompt in args.prompt:
         torch.manual_seed(args.seed)
         inputs = tokenizer(prompt, return_tensors="pt")
-        with tqdm(total=args.max_new_tokens, desc="Generating", unit="tok", leave=False) as bar:
+        settings = generate_command_settings(model, args.max_new_tokens, args.greedy, args.temperature, args.top_k,
+                                             args.top_p, args.num_beams)  # the checkpoint's generation_config first
+        with tqdm(total=settings.get("max_new_tokens"), desc="Generating", unit="tok", leave=False) as bar:
             output = model.generate(
                 **inputs,
-                max_new_tokens=args.max_new_tokens,
-                do_sample=not args.greedy and args.num_beams == 1,
-                temperature=args.temperature,
-                top_k=args.top_k,
-                top_p=args.top_p,
-                num_beams=args.num_beams,
+                **settings,
                 pad_token_id=tokenizer.pad_token_id,
                 stopping_criteria=StoppingCriteriaList([Progress(bar)]),
             )

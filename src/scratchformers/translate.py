@@ -23,24 +23,26 @@ def _check_seq2seq_model(model: Any) -> None:
         )
 
 
-# translate()'s own choices, used only where neither the caller nor the checkpoint's `generation_config` sets the
-# setting (or a related one: `max_length` counts for `max_new_tokens`, `do_sample` for `num_beams`).
+# translate()'s own choices, used only where neither the caller nor the checkpoint's `generation_config` sets them.
 TRANSLATE_DEFAULTS = {"num_beams": 4, "max_new_tokens": 128}
-# Settings that decide the same thing: a checkpoint (or caller) that sets one of a group keeps our defaults out of it.
-RELATED_SETTINGS = (
-    ("max_new_tokens", "max_length"),
-    ("num_beams", "do_sample", "temperature", "top_k", "top_p"),
-)
+# The `scratchformers generate` command's choices for a causal LM, on the same terms.
+GENERATE_DEFAULTS = {"max_new_tokens": 50, "do_sample": True, "temperature": 0.8, "top_k": 40}
+# A default stays out where a setting that decides the same thing is set: `max_length` for `max_new_tokens`
+# (a checkpoint saved with max_length=5 keeps it), `num_beams`/`do_sample` for each other (the decoding strategy).
+RELATED_SETTINGS = {"max_new_tokens": ("max_length",), "num_beams": ("do_sample",), "do_sample": ("num_beams",)}
+# Defaults that only mean something when sampling: left out unless the resolved `do_sample` is True.
+SAMPLING_SETTINGS = ("temperature", "top_k", "top_p")
 
 
 def generation_settings(model: Any, defaults: Mapping[str, Any], **explicit: Any) -> dict[str, Any]:
     """The keyword arguments a convenience call passes to `model.generate()`: the checkpoint's saved settings first.
 
     `generate()` starts from `model.generation_config` (the checkpoint's `generation_config.json`) and lets its
-    keyword arguments override it, so the result holds only (1) the `explicit` arguments that are not None and
-    (2) those `defaults` (a convenience call's own choices, e.g. `TRANSLATE_DEFAULTS`) for which neither the
-    generation config nor an explicit argument sets that setting or a related one (`RELATED_SETTINGS`). E.g. a
-    checkpoint saved with `max_length=5` keeps it instead of getting `max_new_tokens=128`.
+    keyword arguments override it, so the result holds (1) the `explicit` arguments that are not None and (2) those
+    `defaults` (a convenience call's own choices, e.g. `TRANSLATE_DEFAULTS`) for which neither the generation config
+    nor an explicit argument sets that setting or a related one (`RELATED_SETTINGS`); sampling-only defaults
+    (`SAMPLING_SETTINGS`) only when the call samples. E.g. a checkpoint saved with `max_length=5, num_beams=1`
+    decodes greedily to 5 tokens, not with translate's 4 beams and 128 new tokens.
     """
     saved = getattr(model, "generation_config", None)
     given = {name: value for name, value in explicit.items() if value is not None}
@@ -48,12 +50,35 @@ def generation_settings(model: Any, defaults: Mapping[str, Any], **explicit: Any
     def is_set(name: str) -> bool:
         return name in given or getattr(saved, name, None) is not None
 
-    settings = {}
-    for name, value in defaults.items():
-        group = next((g for g in RELATED_SETTINGS if name in g), (name,))
-        if not any(is_set(other) for other in group):
-            settings[name] = value
-    return {**settings, **given}
+    settings = {
+        name: value
+        for name, value in defaults.items()
+        if not any(is_set(other) for other in (name, *RELATED_SETTINGS.get(name, ())))
+    }
+    settings.update(given)
+    do_sample = settings.get("do_sample", getattr(saved, "do_sample", None))
+    if do_sample is not True:
+        settings = {k: v for k, v in settings.items() if k not in SAMPLING_SETTINGS or k in given}
+    return settings
+
+
+def generate_command_settings(
+    model: Any,
+    max_new_tokens: int | None = None,
+    greedy: bool = False,
+    temperature: float | None = None,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    num_beams: int | None = None,
+) -> dict[str, Any]:
+    """`generate()` kwargs for the `scratchformers generate` command's flags (None = not given on the command line):
+    the checkpoint's `generation_config`, overridden by the given flags, else `GENERATE_DEFAULTS` (sampling with
+    temperature 0.8, top-k 40, 50 new tokens). `--greedy` or `--num-beams` > 1 turn sampling off."""
+    do_sample = False if greedy or (num_beams or 1) > 1 else None
+    return generation_settings(
+        model, GENERATE_DEFAULTS, max_new_tokens=max_new_tokens, do_sample=do_sample, temperature=temperature,
+        top_k=top_k, top_p=top_p, num_beams=num_beams,
+    )
 
 
 def translate(
