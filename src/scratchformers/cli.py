@@ -60,7 +60,8 @@ def _generate(args: argparse.Namespace) -> int:
         from .translate import translate
 
         model = AutoModelForSeq2SeqLM.from_pretrained(args.checkpoint, trust_remote_code=True).eval()
-        for source, target in zip(args.prompt, translate(args.prompt, model, tokenizer, num_beams=args.num_beams)):
+        for source, target in zip(args.prompt, translate(args.prompt, model, tokenizer, num_beams=args.num_beams,
+                                                          max_new_tokens=args.max_new_tokens)):
             print(f"{source}\n→ {target}")
         return 0
     architecture = (config.get("architectures") or [""])[0]
@@ -89,19 +90,18 @@ def _generate(args: argparse.Namespace) -> int:
             self.bar.update(1)
             return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
 
+    from .translate import generate_command_settings
+
     model = AutoModelForCausalLM.from_pretrained(args.checkpoint, trust_remote_code=True).eval()
     for prompt in args.prompt:
         torch.manual_seed(args.seed)
         inputs = tokenizer(prompt, return_tensors="pt")
-        with tqdm(total=args.max_new_tokens, desc="Generating", unit="tok", leave=False) as bar:
+        settings = generate_command_settings(model, args.max_new_tokens, args.greedy, args.temperature, args.top_k,
+                                             args.top_p, args.num_beams)  # the checkpoint's generation_config first
+        with tqdm(total=settings.get("max_new_tokens"), desc="Generating", unit="tok", leave=False) as bar:
             output = model.generate(
                 **inputs,
-                max_new_tokens=args.max_new_tokens,
-                do_sample=not args.greedy and args.num_beams == 1,
-                temperature=args.temperature,
-                top_k=args.top_k,
-                top_p=args.top_p,
-                num_beams=args.num_beams,
+                **settings,
                 pad_token_id=tokenizer.pad_token_id,
                 stopping_criteria=StoppingCriteriaList([Progress(bar)]),
             )

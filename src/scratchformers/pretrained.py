@@ -9,19 +9,51 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 from transformers import initialization as init
+from transformers.generation.utils import GENERATION_MODES_MAPPING, GenerationMixin
 from transformers.utils.generic import TransformersKwargs
 
 from .cache import use_growing_layers
 from .checks import check_input_ids
 from .compat import output_cache
 
-# What transformers may pass to any model's forward beyond its named arguments: its shared kwargs convention
-# (`num_items_in_batch` from the Trainer, flash-attention sequence lengths, …), generate()'s `cache_position` and the
-# transformers 4.x cache name. A forward takes what it needs from these and ignores the rest.
-PASS_THROUGH_KWARGS = TransformersKwargs.__optional_keys__ | TransformersKwargs.__required_keys__ | {
-    "cache_position",
-    "past_key_values",  # generate()'s name for `cache` up to transformers 5.23, and the 4.x name
-}
+
+def _generation_mode_arguments() -> frozenset[str]:
+    """Names `generate()` hands to its decoding methods that are not model inputs, derived from transformers itself.
+
+    `generate()` takes out a few arguments that steer decoding rather than the model — `tokenizer` (stop strings,
+    token healing), `assistant_model`/`assistant_tokenizer` (assisted decoding), `streamer`, `synced_gpus` — and calls
+    the chosen mode's method (`_sample`, `_beam_search`, `_assisted_decoding`) with them as keywords. A method that
+    does not name one collects it in `**model_kwargs`, which go on to `forward()`: e.g. `tokenizer=` for stop strings
+    reaches forward in greedy, sampling and beam search. So the set is every named parameter of those methods beyond
+    the ones each gets anyway (prompt, processors, criteria, config): what one method names, another passes on.
+    """
+    always_given = {"self", "input_ids", "logits_processor", "stopping_criteria", "generation_config"}
+    names: set[str] = set()
+    for method in set(GENERATION_MODES_MAPPING.values()):
+        function = getattr(GenerationMixin, method, None)  # deprecated modes name a Hub repo ("org/name") instead
+        if function is None:
+            continue
+        names |= {
+            name
+            for name, parameter in inspect.signature(function).parameters.items()
+            if parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY)
+        }
+    return frozenset(names - always_given)
+
+
+# The one list of keyword arguments a forward() accepts beyond its named ones: what transformers itself sends.
+# - `TransformersKwargs`: its shared forward kwargs — the Trainer's loss kwarg `num_items_in_batch`, the attention
+#   backends' kwargs (flash-attention `cu_seq_lens_*`/`max_length_*`, `is_causal`, …), `output_*` flags;
+# - generate()'s generation-mode arguments (`tokenizer`, `assistant_tokenizer`, `assistant_model`, `streamer`, …),
+#   which reach forward() through the decoding methods' `**model_kwargs` (see `_generation_mode_arguments`);
+# - `cache_position`, and `past_key_values`: generate()'s name for `cache` up to transformers 5.23 (and in 4.x).
+# A forward takes what it needs from these and ignores the rest; any other name is a misspelling (TypeError).
+PASS_THROUGH_KWARGS = frozenset(
+    TransformersKwargs.__optional_keys__
+    | TransformersKwargs.__required_keys__
+    | _generation_mode_arguments()
+    | {"cache_position", "past_key_values"}
+)
 
 
 class ScratchPreTrainedBase(PreTrainedModel):

@@ -19,10 +19,14 @@ files. `load_checked` checks the folder *before* anything is loaded:
 
 from __future__ import annotations
 
+import ast
+import functools
+import inspect
 import json
 import math
 import os
 import struct
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +96,38 @@ def read_safetensors_header(path: str | os.PathLike) -> dict[str, dict[str, Any]
     if end_max != data_size:
         raise ValueError(f"{path}: corrupt safetensors file: {data_size - end_max} bytes after the last tensor.")
     return tensors
+
+
+@functools.cache
+def from_pretrained_arguments() -> frozenset[str]:
+    """Every keyword `PreTrainedModel.from_pretrained` takes for itself, read from the installed transformers.
+
+    That is its named parameters (`config`, `revision`, `local_files_only`, …) and the names it takes out of
+    `**kwargs` before the rest go to the config (`dtype`, `device_map`, `attn_implementation`, `max_memory`,
+    `offload_folder`, `subfolder`, `variant`, `output_loading_info`, …), found by parsing its source for
+    `kwargs.pop("name", …)`, `"name" in kwargs` and `for name in [...]: kwargs.pop(name)`. These are loading
+    arguments even where a config has a field of the same name (`dtype`), as in `from_pretrained` itself.
+    """
+    function = PreTrainedModel.from_pretrained
+    names = {
+        p.name for p in inspect.signature(function).parameters.values() if p.kind in (p.POSITIONAL_OR_KEYWORD,
+                                                                                     p.KEYWORD_ONLY)
+    }
+    names.discard("pretrained_model_name_or_path")
+
+    def is_kwargs(node: ast.AST) -> bool:
+        return isinstance(node, ast.Name) and node.id == "kwargs"
+
+    for node in ast.walk(ast.parse(textwrap.dedent(inspect.getsource(function)))):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in ("pop", "get"):
+            if is_kwargs(node.func.value) and node.args and isinstance(node.args[0], ast.Constant):
+                names.add(node.args[0].value)
+        elif isinstance(node, ast.Compare) and isinstance(node.left, ast.Constant) and any(map(is_kwargs,
+                                                                                              node.comparators)):
+            names.add(node.left.value)
+        elif isinstance(node, ast.For) and isinstance(node.iter, (ast.List, ast.Tuple)):
+            names.update(e.value for e in node.iter.elts if isinstance(e, ast.Constant))
+    return frozenset(n for n in names if isinstance(n, str) and not n.startswith("_"))
 
 
 def _weight_files(folder: Path) -> list[Path]:
@@ -167,6 +203,9 @@ def check_checkpoint_folder(
     path: str | os.PathLike,
     model_class: type[PreTrainedModel] | str | None = None,
     allow_pickle: bool = False,
+    *,
+    config: PreTrainedConfig | None = None,
+    ignore_mismatched_sizes: bool = False,
     **config_overrides: Any,
 ) -> tuple[PreTrainedConfig, type[PreTrainedModel], bool]:
     """Validate a checkpoint folder without loading its weights; return (config, model class, weights are pickled).
@@ -174,12 +213,17 @@ def check_checkpoint_folder(
     Raises ValueError naming the file and the problem: no config.json or invalid JSON; a `model_type` that is not a
     scratchformers family or not the one `model_class` expects; only pickled weights (unless `allow_pickle`); a
     truncated/corrupt safetensors file; tensors whose shapes differ from what the config (with `config_overrides`,
-    e.g. `num_labels=5`) implies, or that are missing/unexpected.
+    e.g. `num_labels=5`) implies, or that are missing/unexpected. As in `from_pretrained`, `config` (a config
+    object or another folder) replaces the folder's config.json, and `ignore_mismatched_sizes=True` lets tensors
+    of another shape through (they are re-initialised on loading).
     """
     folder = Path(path)
     if not folder.is_dir():
         raise ValueError(f"{folder}: not a folder (safe loading reads local checkpoint folders).")
-    raw = _read_config_json(folder)
+    if isinstance(config, PreTrainedConfig):
+        raw = config.to_dict()
+    else:
+        raw = _read_config_json(Path(config) if config is not None else folder)
     ours = _our_model_types()
     model_type = raw.get("model_type")
     if model_type not in ours:
@@ -224,7 +268,8 @@ def check_checkpoint_folder(
     for file in files:
         for name, info in read_safetensors_header(file).items():
             found[name] = (file, info["shape"])
-    _compare_shapes(folder, config, model_class, found, config_overrides)
+    if not ignore_mismatched_sizes:
+        _compare_shapes(folder, config, model_class, found, config_overrides)
     return config, model_class, pickled
 
 
@@ -292,26 +337,38 @@ def load_checked(
 ) -> PreTrainedModel:
     """`check_checkpoint_folder`, then `model_class.from_pretrained` with safetensors only and no remote code.
 
-    Config fields in `kwargs` (e.g. `num_labels=5`) are checked against the weights; other kwargs (e.g. `dtype`)
-    go to `from_pretrained`. `check_finite` raises ValueError naming the first weight that holds NaN/inf.
+    `kwargs` mean what they mean to `from_pretrained`: its own arguments (`from_pretrained_arguments()`: `dtype`
+    — `"auto"` keeps the checkpoint's dtype —, `device_map`, `revision`, `attn_implementation`, `config`,
+    `output_loading_info`, …) go to it unchanged; config fields (e.g. `num_labels=5`) are checked against the
+    weights first. `trust_remote_code`, `use_safetensors` and `weights_only` are set here (ValueError if given).
+    `check_finite` raises ValueError naming the first weight that holds NaN/inf (offloaded weights, left on the
+    meta device by a `device_map`, are not read). Returns the model (with `output_loading_info=True`, the pair).
     """
     for refused in ("trust_remote_code", "use_safetensors", "weights_only"):
         if refused in kwargs:
             raise ValueError(f"`{refused}` is set by load_checked itself; got {refused}={kwargs[refused]!r}.")
+    loading = from_pretrained_arguments()
     config_fields = set(PreTrainedConfig().to_dict()) | {"num_labels", "id2label", "label2id"}
     probe_type = _read_config_json(Path(path)).get("model_type") if Path(path).is_dir() else None
     ours = _our_model_types()
     if probe_type in ours:
         config_fields |= set(ours[probe_type]().to_dict())
-    overrides = {k: v for k, v in kwargs.items() if k in config_fields}
+    overrides = {k: v for k, v in kwargs.items() if k in config_fields and k not in loading}
     load_kwargs = {k: v for k, v in kwargs.items() if k not in overrides}
-    config, model_class, pickled = check_checkpoint_folder(path, model_class, allow_pickle, **overrides)
-    model = model_class.from_pretrained(
-        os.fspath(path), config=config, use_safetensors=not pickled, weights_only=True, trust_remote_code=False,
-        local_files_only=True, **load_kwargs,
+    load_kwargs.setdefault("local_files_only", True)
+    config, model_class, pickled = check_checkpoint_folder(
+        path, model_class, allow_pickle, config=load_kwargs.pop("config", None),
+        ignore_mismatched_sizes=bool(load_kwargs.get("ignore_mismatched_sizes")), **overrides,
     )
+    loaded = model_class.from_pretrained(
+        os.fspath(path), config=config, use_safetensors=not pickled, weights_only=True, trust_remote_code=False,
+        **load_kwargs,
+    )
+    model = loaded[0] if isinstance(loaded, tuple) else loaded
     if check_finite:
         for name, tensor in model.state_dict().items():
-            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            if tensor.device.type == "meta" or not tensor.is_floating_point():
+                continue
+            if not bool(torch.isfinite(tensor).all()):
                 raise ValueError(f"{path}: weight {name!r} contains NaN or inf values.")
-    return model
+    return loaded

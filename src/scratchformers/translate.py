@@ -7,7 +7,7 @@ and `config.is_encoder_decoder` (our Transformer and RNN families, and HF's own 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -23,13 +23,71 @@ def _check_seq2seq_model(model: Any) -> None:
         )
 
 
+# translate()'s own choices, used only where neither the caller nor the checkpoint's `generation_config` sets them.
+TRANSLATE_DEFAULTS = {"num_beams": 4, "max_new_tokens": 128}
+# The `scratchformers generate` command's choices for a causal LM, on the same terms.
+GENERATE_DEFAULTS = {"max_new_tokens": 50, "do_sample": True, "temperature": 0.8, "top_k": 40}
+# A default stays out where a setting that decides the same thing is set: `max_length` for `max_new_tokens`
+# (a checkpoint saved with max_length=5 keeps it), `num_beams`/`do_sample` for each other (the decoding strategy).
+RELATED_SETTINGS = {"max_new_tokens": ("max_length",), "num_beams": ("do_sample",), "do_sample": ("num_beams",)}
+# Defaults that only mean something when sampling: left out unless the resolved `do_sample` is True.
+SAMPLING_SETTINGS = ("temperature", "top_k", "top_p")
+
+
+def generation_settings(model: Any, defaults: Mapping[str, Any], **explicit: Any) -> dict[str, Any]:
+    """The keyword arguments a convenience call passes to `model.generate()`: the checkpoint's saved settings first.
+
+    `generate()` starts from `model.generation_config` (the checkpoint's `generation_config.json`) and lets its
+    keyword arguments override it, so the result holds (1) the `explicit` arguments that are not None and (2) those
+    `defaults` (a convenience call's own choices, e.g. `TRANSLATE_DEFAULTS`) for which neither the generation config
+    nor an explicit argument sets that setting or a related one (`RELATED_SETTINGS`); sampling-only defaults
+    (`SAMPLING_SETTINGS`) only when the call samples. E.g. a checkpoint saved with `max_length=5, num_beams=1`
+    decodes greedily to 5 tokens, not with translate's 4 beams and 128 new tokens.
+    """
+    saved = getattr(model, "generation_config", None)
+    given = {name: value for name, value in explicit.items() if value is not None}
+
+    def is_set(name: str) -> bool:
+        return name in given or getattr(saved, name, None) is not None
+
+    settings = {
+        name: value
+        for name, value in defaults.items()
+        if not any(is_set(other) for other in (name, *RELATED_SETTINGS.get(name, ())))
+    }
+    settings.update(given)
+    do_sample = settings.get("do_sample", getattr(saved, "do_sample", None))
+    if do_sample is not True:
+        settings = {k: v for k, v in settings.items() if k not in SAMPLING_SETTINGS or k in given}
+    return settings
+
+
+def generate_command_settings(
+    model: Any,
+    max_new_tokens: int | None = None,
+    greedy: bool = False,
+    temperature: float | None = None,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    num_beams: int | None = None,
+) -> dict[str, Any]:
+    """`generate()` kwargs for the `scratchformers generate` command's flags (None = not given on the command line):
+    the checkpoint's `generation_config`, overridden by the given flags, else `GENERATE_DEFAULTS` (sampling with
+    temperature 0.8, top-k 40, 50 new tokens). `--greedy` or `--num-beams` > 1 turn sampling off."""
+    do_sample = False if greedy or (num_beams or 1) > 1 else None
+    return generation_settings(
+        model, GENERATE_DEFAULTS, max_new_tokens=max_new_tokens, do_sample=do_sample, temperature=temperature,
+        top_k=top_k, top_p=top_p, num_beams=num_beams,
+    )
+
+
 def translate(
     texts: str | Sequence[str],
     model: Any,
     tokenizer: Any,
     batch_size: int = 16,
-    num_beams: int = 4,
-    max_new_tokens: int = 128,
+    num_beams: int | None = None,
+    max_new_tokens: int | None = None,
     max_source_length: int | None = None,
     prefix: str = "",
     **generate_kwargs: Any,
@@ -37,10 +95,14 @@ def translate(
     """Translate `texts` (one string or a list) and return one decoded string per text, in the input order.
 
     Texts are sorted by length and batched `batch_size` at a time (less padding); padded source positions are
-    masked, so a text's translation does not depend on the batch it lands in. `num_beams=4` is beam search (the
-    paper used 4 beams, length penalty 0.6: pass `length_penalty=0.6`); `num_beams=1` is greedy; pass
-    `do_sample=True, top_k=...` to sample. `max_source_length` truncates long sources; `prefix` is prepended to
-    each source (e.g. T5's "translate English to German: "). Other kwargs go to `model.generate()`.
+    masked, so a text's translation does not depend on the batch it lands in. Decoding starts from the model's
+    `generation_config` (what the checkpoint saved); arguments given here override it, and where neither sets them
+    translate uses beam search with 4 beams and up to 128 new tokens (`TRANSLATE_DEFAULTS`; the paper used 4
+    beams, length penalty 0.6: pass `length_penalty=0.6`). `num_beams=1` is greedy; pass `do_sample=True,
+    top_k=...` to sample. `max_source_length` truncates long sources; `prefix` is prepended to each source (e.g.
+    T5's "translate English to German: "). Other kwargs go to `model.generate()`, and so does `tokenizer` (as the
+    text-generation pipeline does), so `stop_strings=[...]` work. Raises TypeError for a model that is not an
+    encoder-decoder with generate(), ValueError for a bad `batch_size` or `num_return_sequences` ≠ 1.
     """
     _check_seq2seq_model(model)
     if isinstance(texts, str):
@@ -56,6 +118,10 @@ def translate(
         )
     if not texts:
         return []
+    settings = generation_settings(
+        model, TRANSLATE_DEFAULTS, num_beams=num_beams, max_new_tokens=max_new_tokens, **generate_kwargs
+    )
+    settings.setdefault("tokenizer", tokenizer)
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     results: list[str] = [""] * len(texts)
     was_training = model.training
@@ -72,9 +138,7 @@ def translate(
             )
             encoded = {k: v.to(model.device) for k, v in encoded.items() if k in ("input_ids", "attention_mask")}
             with torch.no_grad():
-                output = model.generate(
-                    **encoded, num_beams=num_beams, max_new_tokens=max_new_tokens, **generate_kwargs
-                )
+                output = model.generate(**encoded, **settings)
             for i, row in zip(chunk, output):
                 results[i] = tokenizer.decode(row, skip_special_tokens=True).strip()
     finally:
