@@ -50,7 +50,7 @@ def sequence_ids_from_position_ids(position_ids: torch.Tensor) -> torch.Tensor:
     row gives all zeros. The same rule as transformers' `masking_utils.find_packed_sequence_indices`.
     """
     previous = torch.cat([position_ids[:, :1] - 1, position_ids[:, :-1]], dim=-1)  # (B, T): p_{t−1}
-    return (position_ids != previous + 1).long().cumsum(-1) - 1  # the first token starts sequence 0
+    return (position_ids != previous + 1).long().cumsum(-1)  # the first token is never a restart: sequence 0
 
 
 def packed_sequence_ids(
