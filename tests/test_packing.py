@@ -202,3 +202,39 @@ def test_flash_backends_get_the_sequence_lengths(family):
     torch.testing.assert_close(packed, alone, atol=1e-5, rtol=1e-5)
     with torch.no_grad():  # the collator's own flash kwargs are accepted too (we derive the same from position_ids)
         torch.testing.assert_close(model(**{k: v for k, v in batch.items() if k != "labels"}).logits, packed)
+
+
+# ------------------------------------------------------------------------------------------ scratchformers train clm
+
+
+def test_train_clm_packing_scores_the_token_weighted_loss_of_the_lines(tmp_path):
+    """`train clm --packing`: each validation line is one sequence and the eval batch one padding-free row; with every
+    line in one batch, eval_loss is the token-weighted loss of the lines run alone through the saved model."""
+    from journey_helpers import tiny_config_file
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from scratchformers.data import DATA_DIR
+    from scratchformers.examples import run_clm
+
+    lines = (DATA_DIR / "prose" / "train.txt").read_text().splitlines()
+    train, validation = tmp_path / "train.txt", tmp_path / "validation.txt"
+    train.write_text("\n".join(lines[:80]))
+    validation.write_text("\n".join(lines[80:88]))
+    out = tmp_path / "packed"
+    metrics = run_clm.main([
+        "--config", str(tiny_config_file(tmp_path)), "--train_file", str(train), "--validation_file", str(validation),
+        "--vocab_size", "300", "--block_size", "24", "--packing", "--output_dir", str(out), "--max_steps", "2",
+        "--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "64", "--report_to", "none",
+        "--use_cpu", "true", "--save_strategy", "no", "--disable_tqdm", "true",
+    ])  # fmt: skip
+    model = AutoModelForCausalLM.from_pretrained(out).eval()
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for line in filter(str.strip, lines[80:88]):
+            ids = torch.tensor(tokenizer(line, truncation=True, max_length=24)["input_ids"])
+            if len(ids) >= 2:
+                total += F.cross_entropy(model(ids[None]).logits[0, :-1], ids[1:], reduction="sum").item()
+                count += len(ids) - 1
+    assert count > 24  # several lines, so a leak across them would change the loss
+    assert metrics["eval_loss"] == pytest.approx(total / count, abs=1e-5)
