@@ -378,9 +378,9 @@ def test_flash_attention_gets_the_two_dimensional_padding_mask(tiny):
     stack.config._attn_implementation = "flash_attention_2"
     x = torch.zeros(2, 4, 32)
     mask = torch.tensor([[0, 1, 1, 1], [1, 1, 1, 1]])
-    assert torch.equal(stack._mask(mask, 4, 4, True, x, weights=False), mask)
-    assert stack._mask(torch.ones(2, 4), 4, 4, True, x, weights=False) is None
-    assert stack._mask(mask, 4, 4, True, x, weights=True).shape == (2, 1, 4, 4)  # eager for weights
+    assert torch.equal(stack._mask(mask, 4, 4, True, x, weights=False)[0], mask)
+    assert stack._mask(torch.ones(2, 4), 4, 4, True, x, weights=False) == (None, {})
+    assert stack._mask(mask, 4, 4, True, x, weights=True)[0].shape == (2, 1, 4, 4)  # eager for weights
 
 
 @pytest.mark.parametrize("implementation", ["eager", "sdpa"])

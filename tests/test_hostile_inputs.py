@@ -377,9 +377,11 @@ def test_random_valid_config_generates_in_vocabulary_tokens(family, data):
     ids, mask = batch["ids"], batch["mask"]
     learned = getattr(config, "position_embedding_type", None) == "learned"
     # the last generated token is never fed back, so a learned table of P positions allows P − T + 1 new tokens
-    # (a decoder starts from one start token: P new tokens)
+    # (a decoder starts from one start token: P new tokens). Positions count real tokens only (left padding is not
+    # given one) and the limit is on the positions, so T is the longest real prompt.
     prompt_length = 1 if family.seq2seq else ids.shape[1]
-    room = config.max_position_embeddings - prompt_length + 1 if learned else 6
+    real_length = 1 if family.seq2seq else int(mask.sum(-1).max())
+    room = config.max_position_embeddings - real_length + 1 if learned else 6
     new = data.draw(st.integers(1, min(room, 6)))
     for model_class in family.generators:
         model = build(model_class, config, data.draw(st.integers(0, 100)))

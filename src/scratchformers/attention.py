@@ -96,7 +96,9 @@ class MultiHeadAttention(nn.Module):
         cache: Cache | None = None,
         memory: torch.Tensor | None = None,
         output_attentions: bool = False,
+        **attention_kwargs,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`attention_kwargs` go to the backend as they are (e.g. the flash backends' packed-sequence lengths)."""
         B, T, C = hidden_states.shape
         if self.is_cross_attention:
             q = split_heads(self.q_proj(hidden_states), self.num_heads)  # (B, H, T, D)
@@ -108,7 +110,8 @@ class MultiHeadAttention(nn.Module):
                 k, v = self_cache.update(k, v, self.layer_idx)
         attend = attention_function(self.config._attn_implementation, output_attentions)
         output, weights = attend(
-            self, q, k, v, attention_mask, scaling=self.scaling, dropout=self.dropout if self.training else 0.0
+            self, q, k, v, attention_mask, scaling=self.scaling, dropout=self.dropout if self.training else 0.0,
+            **attention_kwargs,
         )
         output = output.reshape(B, T, C)  # concatenate heads: (B, T, H, D) -> (B, T, C)
         return self.out_proj(output), weights

@@ -147,6 +147,32 @@ def tokenize_and_group(
     )
 
 
+def tokenize_for_packing(
+    dataset: Dataset | DatasetDict,
+    tokenizer: PreTrainedTokenizerBase,
+    max_length: int,
+    num_proc: int | None = None,
+    text_column: str = "text",
+    batch_size: int = 1000,
+) -> Dataset | DatasetDict:
+    """Tokenise each text as its own sequence (truncated to ``max_length`` tokens) for padding-free packing.
+
+    Unlike ``tokenize_and_group``, texts are not concatenated: ``transformers.DataCollatorWithFlattening`` packs a
+    batch of them into one row later, with ``position_ids`` restarting at each text, so no token sees another text
+    and nothing is padded. Texts of fewer than 2 tokens (nothing to predict) are dropped. Returns ``input_ids`` only
+    (the collator makes the labels, -100 at each text's first token).
+    """
+    if max_length < 2:
+        raise ValueError(f"max_length must be >= 2 (a sequence needs an input and a next token), got {max_length}")
+
+    def tokenize(batch: dict[str, list]) -> dict[str, list]:
+        return {"input_ids": tokenizer(batch[text_column], truncation=True, max_length=max_length)["input_ids"]}
+
+    tokenized = dataset.map(tokenize, batched=True, batch_size=batch_size, num_proc=num_proc,
+                            remove_columns=_column_names(dataset), desc="Tokenizing (one sequence per text)")
+    return tokenized.filter(lambda row: len(row["input_ids"]) >= 2, num_proc=num_proc, desc="Dropping 1-token texts")
+
+
 def preprocess_translation(
     dataset: Dataset | DatasetDict,
     tokenizer: PreTrainedTokenizerBase,

@@ -21,7 +21,7 @@ from .checks import (
 )
 from .compat import cache_field
 from .embeddings import Embeddings
-from .masks import additive_mask, attention_mask_for, positions_from_attention_mask
+from .masks import additive_mask, attention_inputs, positions_from_attention_mask
 
 
 def gelu_new(x: torch.Tensor) -> torch.Tensor:
@@ -102,9 +102,14 @@ class TransformerLayer(GradientCheckpointingLayer):
         memory_mask: torch.Tensor | None = None,
         cache: Cache | None = None,
         output_attentions: bool = False,
+        **attention_kwargs,
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """`attention_kwargs`: extra arguments of the self-attention backend (the flash backends' `cu_seq_lens_q/k`,
+        `max_length_q/k` for packed sequences)."""
         x, rn = hidden_states, self.self_attn_residual
-        attn, self_weights = self.self_attn(rn.normalize(x), attention_mask, cache, output_attentions=output_attentions)
+        attn, self_weights = self.self_attn(
+            rn.normalize(x), attention_mask, cache, output_attentions=output_attentions, **attention_kwargs
+        )
         x = rn.add(x, attn)
         cross_weights = None
         if self.cross_attn is not None:
@@ -137,23 +142,11 @@ class TransformerStack(nn.Module):
 
     def _mask(
         self, attention_mask, query_length: int, key_length: int, causal: bool, x: torch.Tensor, weights: bool,
-        past: int | torch.Tensor | None = None,
-    ):
-        implementation = self.config._attn_implementation
-        # under torch.compile a padding mask is always applied: `all()` would be a data-dependent branch
-        no_padding = attention_mask is None or (not torch.compiler.is_compiling() and bool(attention_mask.all()))
-        if not weights and implementation is not None and implementation.startswith("flash"):
-            return None if no_padding else attention_mask  # flash kernels take the 2-D padding mask, causal built in
-        # Fast kernels apply the causal pattern themselves (module.is_causal) when nothing else is masked and the
-        # queries start at key 0 or are a single new token; the eager path always gets the explicit mask. Decided
-        # before building anything, so a cached decoding step builds no (T, S) mask at all.
-        past = key_length - query_length if past is None else past
-        # a static cache has slots beyond the tokens seen (past is a tensor only for a static cache under compile)
-        no_unfilled_slots = isinstance(past, int) and key_length == past + query_length
-        trivially_causal = causal and no_padding and no_unfilled_slots and (past == 0 or query_length == 1)
-        if trivially_causal and (query_length == 1 or (not weights and implementation not in (None, "eager"))):
-            return None  # a single new token may see every key: no mask at all, for every backend
-        return attention_mask_for(attention_mask, query_length, key_length, causal, x.dtype, x.device, past)
+        past: int | torch.Tensor | None = None, position_ids: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor | None, dict]:
+        """What this backend needs (mask, attention kwargs); `masks.attention_inputs` decides."""
+        return attention_inputs(attention_mask, x.shape[0], query_length, key_length, causal,
+                                self.config._attn_implementation, x.dtype, x.device, past, position_ids, weights)
 
     def _validate(self, input_ids, inputs_embeds, attention_mask, token_type_ids, past: int | torch.Tensor,
                   position_ids=None):
@@ -169,7 +162,8 @@ class TransformerStack(nn.Module):
         if attention_mask is not None and not is_prepared_mask(attention_mask):  # 4-D masks: checked where used
             length = past + T if known else attention_mask.shape[-1]
             check_attention_mask(attention_mask, B, length, name=f"{p}attention_mask")
-        if self.config.position_embedding_type == "learned" and known:
+        if self.config.position_embedding_type == "learned" and known and position_ids is None:
+            # given position ids are checked themselves: a packed row may be longer than the position table
             check_sequence_length(past + T, self.config.max_position_embeddings)
         if position_ids is not None:
             learned = self.config.position_embedding_type == "learned"
@@ -208,6 +202,7 @@ class TransformerStack(nn.Module):
         B, T = (input_ids if input_ids is not None else inputs_embeds).shape[:2]
         device = (input_ids if input_ids is not None else inputs_embeds).device
         prepared = is_prepared_mask(attention_mask)  # e.g. from generate() with a static cache
+        given_positions = position_ids  # restarting ones mark packed sequences
         if position_ids is None:  # count only real tokens, so left padding starts the text at position 0
             if attention_mask is not None and not prepared:
                 # the mask spans past + T: its length (not `past`, a tensor under compile) says how many came before
@@ -218,11 +213,14 @@ class TransformerStack(nn.Module):
 
         # keys: past + T, or all of a static cache's slots (the unfilled ones are masked as the future)
         key_length = int(cache.get_mask_sizes(T, 0)[0]) if cache is not None and cache.is_compileable else past + T
+        attention_kwargs = {}  # the flash backends' sequence lengths for packed rows
         if prepared:
             check_prepared_mask(attention_mask, B, T, key_length)
             mask = attention_mask if attention_mask.is_floating_point() else additive_mask(attention_mask, x.dtype)
-        else:
-            mask = self._mask(attention_mask, T, key_length, self.causal, x, output_attentions, past)  # (B|1, 1, T, S)
+        else:  # (B|1, 1, T, S)
+            mask, attention_kwargs = self._mask(
+                attention_mask, T, key_length, self.causal, x, output_attentions, past, given_positions
+            )
         if memory is not None:
             if memory.shape[0] != B:  # else: a RuntimeError from inside the cross-attention matmul
                 raise ValueError(
@@ -231,13 +229,15 @@ class TransformerStack(nn.Module):
                 )
             if memory_mask is not None:
                 check_attention_mask(memory_mask, memory.shape[0], memory.shape[1])
-            memory_mask = self._mask(memory_mask, T, memory.shape[1], False, x, output_attentions)  # (B, 1, 1, S)
+            memory_mask, _ = self._mask(memory_mask, T, memory.shape[1], False, x, output_attentions)  # (B, 1, 1, S)
 
         hidden_states, self_attentions, cross_attentions = [], [], []
         for layer in self.layers:
             if output_hidden_states:
                 hidden_states.append(x)
-            x, self_w, cross_w = layer(x, mask, memory, memory_mask, cache=cache, output_attentions=output_attentions)
+            x, self_w, cross_w = layer(
+                x, mask, memory, memory_mask, cache=cache, output_attentions=output_attentions, **attention_kwargs
+            )
             self_attentions.append(self_w)
             cross_attentions.append(cross_w)
         x = self.final_norm(x)

@@ -1,12 +1,14 @@
 """Train (or continue training) a causal language model on local text files, like HF's run_clm.py.
 
 Without --tokenizer_name a byte-level BPE tokenizer is trained on the training file; texts are tokenised with
-datasets' .map(batched=True) and grouped into blocks of --block_size tokens; the model is built from --config
-(a fresh model, default configs/gpt-tiny.json) or loaded from --model_name_or_path. After training, the eval
+datasets' .map(batched=True) and grouped into blocks of --block_size tokens (with --packing: each line is one
+sequence, and each batch one padding-free row of them, position ids restarting per line); the model is built from
+--config (a fresh model, default configs/gpt-tiny.json) or loaded from --model_name_or_path. After training, the eval
 perplexity exp(loss) is reported and --output_dir receives a Hub-ready checkpoint: weights, config with auto_map,
 modeling code, tokenizer, all_results.json and a README.md model card.
 
     scratchformers train clm --config configs/gpt-tiny.json --output_dir outputs/my-gpt --max_steps 500
+    scratchformers train clm --packing --per_device_train_batch_size 16 --output_dir outputs/packed   # no padding
     python scripts/run_clm.py --train_file my.txt --validation_file my-val.txt --output_dir outputs/my-gpt
 
 Every TrainingArguments flag works (--num_train_epochs, --learning_rate, --eval_strategy, --bf16, --report_to ...).
@@ -23,13 +25,14 @@ from datasets import load_dataset
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
+    DataCollatorWithFlattening,
     Trainer,
     TrainingArguments,
     default_data_collator,
     set_seed,
 )
 
-from ..data import resolve_data_dir, tokenize_and_group
+from ..data import resolve_data_dir, tokenize_and_group, tokenize_for_packing
 from ..tokenization import train_tokenizer
 from .common import (
     CONFIG_DIR,
@@ -84,6 +87,12 @@ class DataArguments:
     )
     block_size: int = field(
         default=128, metadata={"help": "Tokens per training block (capped at the model's max_position_embeddings)."}
+    )
+    packing: bool = field(
+        default=False,
+        metadata={"help": "Padding-free packing: each line is one sequence (up to --block_size tokens) and a batch is "
+                  "one row of its sequences with position ids restarting at each (DataCollatorWithFlattening); no "
+                  "padding, no attention across lines, the loss weighted by tokens. Samples are then lines."},
     )
     max_train_samples: int | None = field(default=None, metadata={"help": "Keep only this many training blocks."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Keep only this many evaluation blocks."})
@@ -168,12 +177,17 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     tokenizer = build_tokenizer(model_args, train_file)
     model, base = build_model(model_args, tokenizer, data_args.block_size)
     block_size = min(data_args.block_size, model.config.max_position_embeddings)
-    blocks = tokenize_and_group(raw, tokenizer, block_size, num_proc=data_args.preprocessing_num_workers)
+    if data_args.packing:  # one sequence per line, packed into one row per batch by the collator
+        blocks = tokenize_for_packing(raw, tokenizer, block_size, num_proc=data_args.preprocessing_num_workers)
+    else:
+        blocks = tokenize_and_group(raw, tokenizer, block_size, num_proc=data_args.preprocessing_num_workers)
     train_set, eval_set = blocks["train"], blocks["validation"]
     if data_args.max_train_samples is not None:
         train_set = train_set.select(range(min(data_args.max_train_samples, len(train_set))))
     if data_args.max_eval_samples is not None:
         eval_set = eval_set.select(range(min(data_args.max_eval_samples, len(eval_set))))
+    unit = "lines (of 2 or more tokens)" if data_args.packing else f"blocks of {block_size} tokens"
+    fix = "" if data_args.packing else "; lower --block_size"
     for split, part in (("training", train_set), ("validation", eval_set)):
         if len(part) == 0:
             where = data_args.validation_file if split == "validation" and data_args.validation_file else (
@@ -181,13 +195,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
                 else train_file
             )
             raise ValueError(
-                f"no blocks of {block_size} tokens in the {split} text ({where}): it is too short; lower --block_size"
+                f"no {unit} in the {split} text ({where}): it is too short{fix}"
                 + ("" if split == "training" or data_args.validation_file else
                    ", raise --validation_split_percentage or pass --validation_file")
             )
     summary = describe_data(data_args.train_file, data_args.validation_file, data_args.validation_split_percentage,
                             training_args.seed)
-    print(f"data: {summary} {len(train_set)} training and {len(eval_set)} validation blocks of {block_size} tokens")
+    print(f"data: {summary} {len(train_set)} training and {len(eval_set)} validation {unit}")
 
     trainer = Trainer(
         model=model,
@@ -195,7 +209,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
         train_dataset=train_set if training_args.do_train else None,
         eval_dataset=eval_set if training_args.do_eval else None,
         processing_class=tokenizer,
-        data_collator=default_data_collator,
+        data_collator=DataCollatorWithFlattening() if data_args.packing else default_data_collator,
     )
     metrics: dict[str, float] = {}
     if training_args.do_train:
