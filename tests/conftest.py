@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 
 import pytest
@@ -13,6 +14,9 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Remote-code modules go to a folder of this test process's own: transformers before 5.13 keys that cache by the
+# checkpoint folder's base name only, so parallel tests (and runs) that each save a "ckpt" would overwrite each other.
+os.environ.setdefault("HF_MODULES_CACHE", tempfile.mkdtemp(prefix="sf-hf-modules-"))
 torch.set_num_threads(1)
 
 TINY = dict(
