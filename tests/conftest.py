@@ -39,6 +39,16 @@ def _seed():
     torch.manual_seed(0)
 
 
+@pytest.fixture(autouse=True)
+def _restore_environ():
+    """Each test gets the environment back as it was: e.g. TrainingArguments(fsdp=...) sets ACCELERATE_USE_FSDP in
+    os.environ itself, which would make every later training test in the same process look like an FSDP run."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
 @pytest.fixture
 def tiny() -> dict:
     """Keyword arguments of a tiny Transformer config (dropout off, so forward passes are deterministic)."""

@@ -238,6 +238,7 @@ def test_training_entry_points_refuse_fsdp_on_cpu(task, tmp_path, capsys, monkey
     if task == "train_tiny":
         spec = importlib.util.spec_from_file_location("train_tiny", ROOT / "scripts" / "train_tiny.py")
         module = importlib.util.module_from_spec(spec)
+        monkeypatch.setitem(sys.modules, "train_tiny", module)  # its dataclasses look their module up there
         spec.loader.exec_module(module)
         main = module.main
     else:

@@ -50,6 +50,7 @@ from scratchformers.examples.common import (
     hold_out,
     prepare_output_dir,
     record_training_data,
+    refuse_fsdp_on_cpu,
     save_checkpoint,
     shipped_config,
 )
@@ -218,6 +219,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         model_args, data_args, run_args, training_args = parser.parse_dict({**TRAINING_DEFAULTS, **given})
     else:
         model_args, data_args, run_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    refuse_fsdp_on_cpu(training_args)
     logging.basicConfig(format="%(asctime)s %(name)s: %(message)s", level=logging.INFO)
     check_training_args(training_args)
     own = data_args.train_file is not None
