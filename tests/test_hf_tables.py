@@ -1,0 +1,285 @@
+"""transformers' static tables of model classes decide for ours as they decide for its own models.
+
+Places that read transformers' `MODEL_FOR_*_MAPPING_NAMES` tables (or class-name patterns) instead of the model:
+the Trainer's label-smoothing shift, `Trainer.create_model_card`'s task, pipelines' `check_model_type`, the Trainer's
+token count for `num_items_in_batch` (loss type from the class name), generate()'s default-cache choice. Each is
+checked against HF's own model of the same kind, in this process and in one that loads the checkpoint with
+`trust_remote_code=True` and cannot import scratchformers. The list is in docs/compatibility.md.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+import transformers
+from transformers import Trainer, TrainingArguments
+from transformers.modelcard import TrainingSummary
+from transformers.models.auto import modeling_auto
+from transformers.models.auto.auto_factory import _LazyAutoMapping
+
+from scratchformers import (
+    ScratchBertConfig,
+    ScratchBertForMaskedLM,
+    ScratchBertForQuestionAnswering,
+    ScratchBertForSequenceClassification,
+    ScratchBertForTokenClassification,
+    ScratchGPTConfig,
+    ScratchGPTForCausalLM,
+    ScratchGPTForSequenceClassification,
+    ScratchRNNConfig,
+    ScratchRNNForConditionalGeneration,
+    ScratchTransformerConfig,
+    ScratchTransformerForConditionalGeneration,
+    shift_tokens_right,
+)
+from scratchformers.convert import to_hf
+
+EPS = 0.1
+SIZES = dict(vocab_size=64, hidden_size=32, num_attention_heads=4, intermediate_size=64, max_position_embeddings=64,
+             hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, pad_token_id=0, bos_token_id=1, eos_token_id=2)
+SEQ2SEQ = dict(vocab_size=64, hidden_size=32, num_attention_heads=4, intermediate_size=64, encoder_layers=1,
+               decoder_layers=1, max_position_embeddings=64, pad_token_id=0, bos_token_id=1, eos_token_id=2,
+               decoder_start_token_id=1, dropout=0.0, attention_dropout=0.0)
+
+
+def gpt(cls=ScratchGPTForCausalLM, **extra):
+    return cls(ScratchGPTConfig(**SIZES, num_hidden_layers=2, **extra)).eval()
+
+
+def bert(cls, **extra):
+    sizes = {k: v for k, v in SIZES.items() if k not in ("bos_token_id", "eos_token_id")}
+    return cls(ScratchBertConfig(**sizes, num_hidden_layers=2, **extra)).eval()
+
+
+def transformer_s2s():
+    return ScratchTransformerForConditionalGeneration(ScratchTransformerConfig(**SEQ2SEQ)).eval()
+
+
+def rnn_s2s():
+    return ScratchRNNForConditionalGeneration(
+        ScratchRNNConfig(vocab_size=64, hidden_size=32, num_hidden_layers=1, pad_token_id=0, bos_token_id=1,
+                         eos_token_id=2, decoder_start_token_id=1)
+    ).eval()
+
+
+def trainer_for(model, tmp_path, **args) -> Trainer:
+    return Trainer(model=model, args=TrainingArguments(output_dir=str(tmp_path), report_to=[], use_cpu=True, **args))
+
+
+def smoothed(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Label-smoothed cross-entropy (Szegedy et al. 2016): (1−ε)·(−log p(y)) + ε·mean_v(−log p(v)), over targets ≠ −100."""
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1), ignore_index=-100,
+                           label_smoothing=EPS)
+
+
+def tokens(*shape: int) -> torch.Tensor:
+    return torch.randint(3, 64, shape)
+
+
+# --- the tables themselves ------------------------------------------------------------------------------------------
+
+
+def test_every_auto_registration_is_in_transformers_name_table():
+    """The whole kind: each class we register with an Auto class is in the name table that Auto class is built on
+    (what `_get_name()`-based checks read), and the tables name nothing of ours that is not registered."""
+    registered, tabled = set(), set()
+    for name in dir(modeling_auto):
+        mapping = getattr(modeling_auto, name)
+        if not isinstance(mapping, _LazyAutoMapping):
+            continue
+        table = mapping._model_mapping
+        for config_class, model_class in mapping._extra_content.items():
+            if getattr(config_class, "model_type", "").startswith("scratch_"):
+                registered.add((name, config_class.model_type, model_class.__name__))
+        tabled |= {(name, key, value) for key, value in table.items() if key.startswith("scratch_")}
+    assert len(registered) == 12  # GPT 3, BERT 5, Transformer 2, RNN 2
+    assert tabled == registered
+
+
+# --- Trainer: label smoothing shifts labels for causal LMs, and only for them -----------------------------------------
+
+
+def test_trainer_label_smoothing_trains_next_token_prediction_like_gpt2(tmp_path):
+    """With `label_smoothing_factor` the Trainer computes the loss from the logits itself, shifting labels only for
+    classes in its causal-LM table: ours must get the next-token loss (else it learns to copy its input), equal to
+    the formula and to GPT-2 with the same weights."""
+    model = gpt()
+    x = tokens(2, 10)
+    labels = x.clone()
+    labels[0, :3] = -100  # a masked prompt
+    ours = trainer_for(model, tmp_path, label_smoothing_factor=EPS).compute_loss(model, {"input_ids": x, "labels": labels})
+    hf = to_hf(model).eval()
+    theirs = trainer_for(hf, tmp_path, label_smoothing_factor=EPS).compute_loss(hf, {"input_ids": x, "labels": labels})
+    logits = model(x).logits
+    expected = smoothed(logits[:, :-1], labels[:, 1:])  # position t predicts token t+1
+    torch.testing.assert_close(ours, expected)
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(ours, smoothed(logits, labels))  # the unshifted (copy-the-input) loss differs
+
+
+def _seq2seq_inputs(x, labels):
+    return {"input_ids": x, "decoder_input_ids": shift_tokens_right(labels, 0, 1), "labels": labels}
+
+
+CASES = {  # model, inputs, how the logits line up with the labels
+    "gpt-seq-cls": (lambda: gpt(ScratchGPTForSequenceClassification, num_labels=3),
+                    lambda: {"input_ids": tokens(2, 8), "labels": torch.tensor([0, 2])}, None),
+    "bert-mlm": (lambda: bert(ScratchBertForMaskedLM),
+                 lambda: {"input_ids": tokens(2, 8), "labels": torch.where(torch.rand(2, 8) < 0.5, tokens(2, 8), -100)},
+                 None),
+    "bert-token-cls": (lambda: bert(ScratchBertForTokenClassification, num_labels=5),
+                       lambda: {"input_ids": tokens(2, 8), "labels": torch.randint(0, 5, (2, 8))}, None),
+    "bert-seq-cls": (lambda: bert(ScratchBertForSequenceClassification, num_labels=3),
+                     lambda: {"input_ids": tokens(2, 8), "labels": torch.tensor([1, 2])}, None),
+    "transformer-s2s": (transformer_s2s, lambda: _seq2seq_inputs(tokens(2, 7), tokens(2, 5)), None),
+    "rnn-s2s": (rnn_s2s, lambda: _seq2seq_inputs(tokens(2, 7), tokens(2, 5)), None),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_trainer_label_smoothing_keeps_aligned_labels_unshifted(case, tmp_path):
+    """Heads whose logits already line up with their labels (classification, MLM, seq2seq decoders fed the
+    right-shifted labels) must stay out of the causal-LM table: the Trainer's loss is the unshifted formula."""
+    make_model, make_inputs, _ = CASES[case]
+    model, inputs = make_model(), make_inputs()
+    loss = trainer_for(model, tmp_path, label_smoothing_factor=EPS).compute_loss(model, dict(inputs))
+    logits = model(**{k: v for k, v in inputs.items() if k != "labels"}).logits
+    torch.testing.assert_close(loss, smoothed(logits, inputs["labels"]))
+
+
+def test_trainer_label_smoothing_on_a_peft_wrapped_model(tmp_path):
+    """The Trainer reads the class name under a PEFT wrapper (`base_model.model._get_name()`): still shifted."""
+    peft = pytest.importorskip("peft")
+    model = peft.get_peft_model(gpt(), peft.LoraConfig(r=2, target_modules=["qkv_proj"], task_type="CAUSAL_LM"))
+    x = tokens(2, 9)
+    loss = trainer_for(model, tmp_path, label_smoothing_factor=EPS).compute_loss(model, {"input_ids": x, "labels": x})
+    torch.testing.assert_close(loss, smoothed(model(input_ids=x).logits[:, :-1], x[:, 1:]))
+
+
+@pytest.mark.parametrize("case", ["gpt", "transformer-s2s", "rnn-s2s", "bert-mlm"])
+def test_trainer_counts_the_scored_tokens_for_num_items_in_batch(case, tmp_path):
+    """The Trainer decides from the loss type (matched on the class name: `…ForCausalLM`, `…ForConditionalGeneration`)
+    whether position 0 is never a target; its `num_items_in_batch` must be the number of targets our loss scores."""
+    if case == "gpt":
+        model, x = gpt(), tokens(2, 8)
+        inputs, scored = {"input_ids": x, "labels": x}, (x[:, 1:] != -100).sum()
+    elif case == "bert-mlm":
+        inputs = CASES[case][1]()
+        model, scored = CASES[case][0](), (inputs["labels"] != -100).sum()
+    else:
+        model, inputs = CASES[case][0](), CASES[case][1]()
+        scored = (inputs["labels"] != -100).sum()
+    trainer = trainer_for(model, tmp_path)
+    _, counted = trainer.get_batch_samples(iter([inputs]), 1, torch.device("cpu"))
+    if counted is not None:  # counted only for models that take `num_items_in_batch`
+        assert int(counted) == int(scored)
+
+
+# --- model card ------------------------------------------------------------------------------------------------------
+
+CARD_CASES = [
+    (lambda: gpt(), transformers.GPT2LMHeadModel),
+    (lambda: gpt(ScratchGPTForSequenceClassification), transformers.GPT2ForSequenceClassification),
+    (lambda: bert(ScratchBertForMaskedLM), transformers.BertForMaskedLM),
+    (lambda: bert(ScratchBertForSequenceClassification), transformers.BertForSequenceClassification),
+    (lambda: bert(ScratchBertForTokenClassification), transformers.BertForTokenClassification),
+    (lambda: bert(ScratchBertForQuestionAnswering), transformers.BertForQuestionAnswering),
+    (transformer_s2s, transformers.BartForConditionalGeneration),
+    (rnn_s2s, transformers.BartForConditionalGeneration),
+]
+
+
+@pytest.mark.parametrize("make_model, hf_class", CARD_CASES, ids=lambda v: getattr(v, "__name__", ""))
+def test_trainer_model_card_names_the_same_task_as_hf_models(make_model, hf_class, tmp_path):
+    """`Trainer.create_model_card` takes the card's task from the class-name tables: ours get HF's task."""
+    model = make_model()
+    hf_model = hf_class(hf_class.config_class(vocab_size=64, hidden_size=32, num_attention_heads=4, num_hidden_layers=1,
+                                              intermediate_size=64, n_embd=32, n_head=4, n_layer=1, d_model=32,
+                                              encoder_layers=1, decoder_layers=1, encoder_attention_heads=4,
+                                              decoder_attention_heads=4, pad_token_id=0))
+    ours = TrainingSummary.from_trainer(trainer_for(model, tmp_path)).tasks
+    expected = TrainingSummary.from_trainer(trainer_for(hf_model, tmp_path)).tasks
+    assert ours == expected and expected is not None
+
+
+# --- pipelines ---------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "task, make_model",
+    [
+        ("text-generation", lambda: gpt()),
+        ("text-classification", lambda: gpt(ScratchGPTForSequenceClassification)),
+        ("text-classification", lambda: bert(ScratchBertForSequenceClassification)),
+        ("token-classification", lambda: bert(ScratchBertForTokenClassification)),
+    ],
+)
+def test_pipelines_accept_our_classes_without_an_error(task, make_model, caplog):
+    """`Pipeline.check_model_type` logs an error for a class outside the task's table (and its registrations)."""
+    pipe_class = {
+        "text-generation": transformers.TextGenerationPipeline,
+        "text-classification": transformers.TextClassificationPipeline,
+        "token-classification": transformers.TokenClassificationPipeline,
+    }[task]
+    model = make_model()
+    pipe = pipe_class.__new__(pipe_class)
+    pipe.model, pipe.task = model, task
+    supported = {
+        "text-generation": modeling_auto.MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+        "text-classification": modeling_auto.MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES,
+        "token-classification": modeling_auto.MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING_NAMES,
+    }[task]
+    with caplog.at_level("ERROR"):
+        pipe.check_model_type(supported)
+    assert "is not supported" not in caplog.text
+
+
+# --- the same, in a process that loads the checkpoint through remote code ------------------------------------------------
+
+
+def test_tables_hold_in_a_remote_code_process_without_the_package(tmp_path, run_without_package):
+    """Loaded with trust_remote_code=True where `import scratchformers` fails: the label-smoothed Trainer loss is the
+    next-token loss, the card's task is text-generation, and a pipeline given the class loaded directly from the
+    checkpoint's code (not through an Auto class, so never registered) does not refuse it."""
+    model = gpt()
+    model.save_pretrained(tmp_path / "ckpt")
+    x = tokens(2, 10)
+    expected = smoothed(model(x).logits[:, :-1], x[:, 1:])
+    out = run_without_package(
+        f"""
+        import json, logging, torch
+        import transformers
+        from transformers import AutoModelForCausalLM, Trainer, TrainingArguments
+        from transformers.dynamic_module_utils import get_class_from_dynamic_module
+        from transformers.modelcard import TrainingSummary
+        from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+        from transformers.pipelines import TextGenerationPipeline
+        path = {str(tmp_path / "ckpt")!r}
+        cls = get_class_from_dynamic_module("modeling_scratch_gpt.ScratchGPTForCausalLM", path)
+        direct = cls.from_pretrained(path).eval()
+        assert "scratchformers" not in type(direct).__module__
+        pipe = TextGenerationPipeline.__new__(TextGenerationPipeline)
+        pipe.model, pipe.task = direct, "text-generation"
+        errors = []
+        handler = logging.Handler(); handler.emit = lambda record: errors.append(record.getMessage())
+        transformers.utils.logging.get_logger("transformers.pipelines.base").addHandler(handler)
+        pipe.check_model_type(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES)
+        model = AutoModelForCausalLM.from_pretrained(path, trust_remote_code=True).eval()
+        args = TrainingArguments(output_dir={str(tmp_path / "out")!r}, report_to=[], use_cpu=True,
+                                 label_smoothing_factor={EPS})
+        trainer = Trainer(model=model, args=args)
+        x = torch.tensor({x.tolist()})
+        loss = trainer.compute_loss(model, {{"input_ids": x, "labels": x.clone()}})
+        print(json.dumps({{"loss": loss.item(), "task": TrainingSummary.from_trainer(trainer).tasks,
+                          "errors": errors}}))
+        """
+    )
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["loss"] == pytest.approx(expected.item(), abs=1e-5)
+    assert result["task"] == "text-generation"
+    assert result["errors"] == []
+    assert math.isfinite(result["loss"])
