@@ -283,3 +283,33 @@ def test_tables_hold_in_a_remote_code_process_without_the_package(tmp_path, run_
     assert result["task"] == "text-generation"
     assert result["errors"] == []
     assert math.isfinite(result["loss"])
+
+
+# --- the training script ------------------------------------------------------------------------------------------------
+
+
+def test_train_clm_with_label_smoothing_reports_the_real_perplexity(tmp_path):
+    """`scratchformers train clm --label_smoothing_factor 0.1` reports exp(unsmoothed next-token loss) on the
+    validation file: the same number `scratchformers.examples.evaluate.perplexity` measures on the saved checkpoint."""
+    from journey_helpers import tiny_config_file
+
+    from scratchformers.cli import main
+    from scratchformers.data import DATA_DIR
+    from scratchformers.examples.evaluate import perplexity
+
+    lines = (DATA_DIR / "prose" / "train.txt").read_text().splitlines()
+    train, valid = tmp_path / "train.txt", tmp_path / "valid.txt"
+    train.write_text("\n".join(lines[:100]))
+    valid.write_text("\n".join(lines[100:130]))
+    out = tmp_path / "clm"
+    code = main([
+        "train", "clm", "--config", str(tiny_config_file(tmp_path)), "--train_file", str(train),
+        "--validation_file", str(valid), "--vocab_size", "300", "--block_size", "16", "--output_dir", str(out),
+        "--max_steps", "3", "--max_train_samples", "24", "--label_smoothing_factor", "0.1", "--report_to", "none",
+        "--use_cpu", "true", "--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "8",
+        "--save_strategy", "no", "--disable_tqdm", "true",
+    ])  # fmt: skip
+    assert code in (0, None)
+    reported = json.loads((out / "all_results.json").read_text())
+    measured = perplexity(out, valid, block_size=16)
+    assert reported["perplexity"] == pytest.approx(measured["perplexity"], rel=1e-4)

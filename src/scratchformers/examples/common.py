@@ -91,6 +91,21 @@ def display_path(path: str | os.PathLike) -> str:
         return str(path)
 
 
+def evaluate_unsmoothed(trainer: Any, **kwargs: Any) -> dict[str, float]:
+    """`trainer.evaluate(**kwargs)` with label smoothing off, so `eval_loss` is the model's own cross-entropy.
+
+    With `--label_smoothing_factor ε` the Trainer scores evaluation as it trains: (1−ε)·(−log p(y)) + ε·mean over the
+    vocabulary of −log p(v), which exceeds the negative log-likelihood by up to ε·log V — exp() of it is not a
+    perplexity. Without the smoother the labels reach the model, whose loss is the plain (next-token) cross-entropy.
+    """
+    smoother = trainer.label_smoother
+    trainer.label_smoother = None
+    try:
+        return trainer.evaluate(**kwargs)
+    finally:
+        trainer.label_smoother = smoother
+
+
 def finite_perplexity(loss: float) -> float:
     """exp(loss), or inf when that overflows (a loss above ~709 nats)."""
     try:

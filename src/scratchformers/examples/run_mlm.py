@@ -32,7 +32,7 @@ from transformers import (
 
 from scratchformers import ScratchBertConfig, ScratchBertForMaskedLM
 from scratchformers.data import resolve_data_dir, tokenize_and_group
-from scratchformers.examples.common import CONFIG_DIR
+from scratchformers.examples.common import CONFIG_DIR, evaluate_unsmoothed
 from scratchformers.tokenization import train_tokenizer
 
 
@@ -156,7 +156,7 @@ def main(args: list[str] | None = None) -> dict[str, float]:
         trainer.log_metrics("train", result.metrics)
         trainer.save_metrics("train", result.metrics)
     if training_args.do_eval:
-        eval_metrics = trainer.evaluate()
+        eval_metrics = evaluate_unsmoothed(trainer)  # perplexity from the unsmoothed masked-token loss
         eval_metrics["perplexity"] = math.exp(eval_metrics["eval_loss"]) if eval_metrics["eval_loss"] < 700 else math.inf
         trainer.log_metrics("eval", eval_metrics)
         trainer.save_metrics("eval", eval_metrics)
