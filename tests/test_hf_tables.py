@@ -163,20 +163,24 @@ def test_trainer_label_smoothing_on_a_peft_wrapped_model(tmp_path):
 @pytest.mark.parametrize("case", ["gpt", "transformer-s2s", "rnn-s2s", "bert-mlm"])
 def test_trainer_counts_the_scored_tokens_for_num_items_in_batch(case, tmp_path):
     """The Trainer decides from the loss type (matched on the class name: `…ForCausalLM`, `…ForConditionalGeneration`)
-    whether position 0 is never a target; its `num_items_in_batch` must be the number of targets our loss scores."""
+    whether position 0 is never a target. Our seq2seq and MLM heads score every label: the count must be all of them
+    (transformers 5.13 counted `labels[..., 1:]` for every `…ForConditionalGeneration`). Our causal LM is counted as
+    HF's `LlamaForCausalLM` is (T−1 targets a row from 5.13 on; 5.6 counts all T for every model)."""
     if case == "gpt":
         model, x = gpt(), tokens(2, 8)
-        inputs, scored = {"input_ids": x, "labels": x}, (x[:, 1:] != -100).sum()
-    elif case == "bert-mlm":
-        inputs = CASES[case][1]()
-        model, scored = CASES[case][0](), (inputs["labels"] != -100).sum()
+        llama = transformers.LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                         num_attention_heads=4, num_key_value_heads=4)
+        inputs, reference = {"input_ids": x, "labels": x}, transformers.LlamaForCausalLM(llama)
     else:
         model, inputs = CASES[case][0](), CASES[case][1]()
-        scored = (inputs["labels"] != -100).sum()
-    trainer = trainer_for(model, tmp_path)
-    _, counted = trainer.get_batch_samples(iter([inputs]), 1, torch.device("cpu"))
-    if counted is not None:  # counted only for models that take `num_items_in_batch`
-        assert int(counted) == int(scored)
+        reference = int((inputs["labels"] != -100).sum())
+
+    def count(m):
+        return trainer_for(m, tmp_path).get_batch_samples(iter([dict(inputs)]), 1, torch.device("cpu"))[1]
+
+    counted = count(model)
+    assert counted is not None  # every one of these heads takes `num_items_in_batch`
+    assert int(counted) == (int(count(reference)) if case == "gpt" else reference)
 
 
 # --- model card ------------------------------------------------------------------------------------------------------
@@ -243,23 +247,25 @@ def test_pipelines_accept_our_classes_without_an_error(task, make_model, caplog)
 
 def test_tables_hold_in_a_remote_code_process_without_the_package(tmp_path, run_without_package):
     """Loaded with trust_remote_code=True where `import scratchformers` fails: the label-smoothed Trainer loss is the
-    next-token loss, the card's task is text-generation, and a pipeline given the class loaded directly from the
-    checkpoint's code (not through an Auto class, so never registered) does not refuse it."""
+    next-token loss, the card's task is text-generation, and a pipeline given a class of the checkpoint's code that
+    no Auto class registered (loaded directly) does not refuse it."""
     model = gpt()
     model.save_pretrained(tmp_path / "ckpt")
     x = tokens(2, 10)
     expected = smoothed(model(x).logits[:, :-1], x[:, 1:])
     out = run_without_package(
         f"""
-        import json, logging, torch
+        import json, logging, os, sys
+        os.environ["HF_MODULES_CACHE"] = {str(tmp_path / "modules")!r}  # not shared with other runs' "ckpt" code
+        import torch
         import transformers
-        from transformers import AutoModelForCausalLM, Trainer, TrainingArguments
-        from transformers.dynamic_module_utils import get_class_from_dynamic_module
+        from transformers import AutoModel, AutoModelForCausalLM, Trainer, TrainingArguments
         from transformers.modelcard import TrainingSummary
         from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
         from transformers.pipelines import TextGenerationPipeline
         path = {str(tmp_path / "ckpt")!r}
-        cls = get_class_from_dynamic_module("modeling_scratch_gpt.ScratchGPTForCausalLM", path)
+        body = AutoModel.from_pretrained(path, trust_remote_code=True)  # registers only the body class
+        cls = sys.modules[type(body).__module__].ScratchGPTForCausalLM  # the checkpoint's code, never registered
         direct = cls.from_pretrained(path).eval()
         assert "scratchformers" not in type(direct).__module__
         pipe = TextGenerationPipeline.__new__(TextGenerationPipeline)

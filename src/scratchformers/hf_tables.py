@@ -32,3 +32,12 @@ def add_to_name_tables(model_type: str, classes: dict[str, type]) -> None:
         table = getattr(modeling_auto, table_name, None)
         if table is not None:
             table.setdefault(model_type, cls.__name__)
+
+
+#: The `loss_type` of our encoder-decoder heads. transformers derives a model's `loss_type` from its class name
+#: (`…ForConditionalGeneration` → `ForCausalLMLoss`), and the Trainer of some releases (5.13 does; 5.6 does not count
+#: this way) then counts `num_items_in_batch` over `labels[..., 1:]` — right for a decoder-only LM, which predicts token
+#: t+1 at position t, wrong for a decoder fed the right-shifted labels, whose every label is a target: the loss is
+#: over-scaled by n/(n−B). 5.23 and 5.24 exclude `is_encoder_decoder` models. Our decoder's loss is the per-token
+#: cross-entropy of aligned labels, which is what `ForMaskedLMLoss` computes, so the name says so in every 5.x release.
+ALIGNED_TOKEN_LOSS = "ForMaskedLM"

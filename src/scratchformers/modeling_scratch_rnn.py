@@ -21,7 +21,7 @@ from transformers.utils import ModelOutput
 from .checks import check_attention_mask, check_input_ids, check_inputs_embeds
 from .compat import cache_field, output_cache
 from .configuration_scratch_rnn import ScratchRNNConfig
-from .hf_tables import add_to_name_tables
+from .hf_tables import ALIGNED_TOKEN_LOSS, add_to_name_tables
 from .losses import logits_and_labelled_loss
 from .pretrained import ScratchPreTrainedBase
 from .recurrent import RNNDecoder, RNNEncoder
@@ -290,6 +290,7 @@ class ScratchRNNForConditionalGeneration(ScratchRNNPreTrainedModel, TeacherForci
 
     def __init__(self, config: ScratchRNNConfig):
         super().__init__(config)
+        self.loss_type = ALIGNED_TOKEN_LOSS  # labels line up with the logits: no shift when counting targets
         self.model = ScratchRNNModel(config)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         self.post_init()
