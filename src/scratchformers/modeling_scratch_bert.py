@@ -22,6 +22,7 @@ from transformers.modeling_outputs import (
 )
 
 from .configuration_scratch_bert import ScratchBertConfig
+from .hf_tables import add_to_name_tables
 from .layers import ACTIVATIONS, TransformerStack
 from .losses import IGNORE_INDEX, logits_and_labelled_loss, sequence_classification_loss, token_cross_entropy
 from .pretrained import ScratchPreTrainedModel
@@ -328,3 +329,17 @@ class ScratchBertForQuestionAnswering(_ScratchBertWithHead):
             attentions=out.attentions,
         )
         return self._output(result, return_dict)
+
+
+# The tables some of transformers decides from instead of asking the model (the Trainer's label-smoothing shift, the
+# Trainer's model card, pipelines): at import, so remote-code checkpoints get them too. See hf_tables.py.
+add_to_name_tables(
+    ScratchBertConfig.model_type,
+    {
+        "MODEL_MAPPING_NAMES": ScratchBertModel,
+        "MODEL_FOR_MASKED_LM_MAPPING_NAMES": ScratchBertForMaskedLM,
+        "MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES": ScratchBertForSequenceClassification,
+        "MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING_NAMES": ScratchBertForTokenClassification,
+        "MODEL_FOR_QUESTION_ANSWERING_MAPPING_NAMES": ScratchBertForQuestionAnswering,
+    },
+)

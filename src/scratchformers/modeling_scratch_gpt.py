@@ -19,6 +19,7 @@ from transformers.modeling_outputs import (
 from .checks import check_labels
 from .compat import cache_field, output_cache
 from .configuration_scratch_gpt import ScratchGPTConfig
+from .hf_tables import add_to_name_tables
 from .layers import TransformerStack
 from .losses import logits_and_labelled_loss, next_token_labels, sequence_classification_loss
 from .pretrained import ScratchPreTrainedModel
@@ -191,3 +192,15 @@ class ScratchGPTForSequenceClassification(ScratchGPTPreTrainedModel):
             loss=loss, logits=pooled, hidden_states=out.hidden_states, attentions=out.attentions
         )
         return self._output(result, return_dict)
+
+
+# The tables some of transformers decides from instead of asking the model (the Trainer's label-smoothing shift, the
+# Trainer's model card, pipelines): at import, so remote-code checkpoints get them too. See hf_tables.py.
+add_to_name_tables(
+    ScratchGPTConfig.model_type,
+    {
+        "MODEL_MAPPING_NAMES": ScratchGPTModel,
+        "MODEL_FOR_CAUSAL_LM_MAPPING_NAMES": ScratchGPTForCausalLM,
+        "MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES": ScratchGPTForSequenceClassification,
+    },
+)

@@ -21,6 +21,7 @@ from transformers.utils import ModelOutput
 from .checks import check_attention_mask, check_input_ids, check_inputs_embeds
 from .compat import cache_field, output_cache
 from .configuration_scratch_rnn import ScratchRNNConfig
+from .hf_tables import ALIGNED_TOKEN_LOSS, add_to_name_tables
 from .losses import logits_and_labelled_loss
 from .pretrained import ScratchPreTrainedBase
 from .recurrent import RNNDecoder, RNNEncoder
@@ -289,6 +290,7 @@ class ScratchRNNForConditionalGeneration(ScratchRNNPreTrainedModel, TeacherForci
 
     def __init__(self, config: ScratchRNNConfig):
         super().__init__(config)
+        self.loss_type = ALIGNED_TOKEN_LOSS  # labels line up with the logits: no shift when counting targets
         self.model = ScratchRNNModel(config)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         self.post_init()
@@ -340,3 +342,14 @@ class ScratchRNNForConditionalGeneration(ScratchRNNPreTrainedModel, TeacherForci
             encoder_hidden_states=out.encoder_hidden_states,
         )
         return self._output(result, return_dict)
+
+
+# The tables some of transformers decides from instead of asking the model (the Trainer's label-smoothing shift, the
+# Trainer's model card, pipelines): at import, so remote-code checkpoints get them too. See hf_tables.py.
+add_to_name_tables(
+    ScratchRNNConfig.model_type,
+    {
+        "MODEL_MAPPING_NAMES": ScratchRNNModel,
+        "MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES": ScratchRNNForConditionalGeneration,
+    },
+)

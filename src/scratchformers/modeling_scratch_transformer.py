@@ -19,6 +19,7 @@ from transformers.modeling_outputs import BaseModelOutput, Seq2SeqLMOutput, Seq2
 from .compat import cache_field, output_cache
 from .configuration_scratch_transformer import ScratchTransformerConfig
 from .embeddings import Embeddings, TokenEmbedding
+from .hf_tables import ALIGNED_TOKEN_LOSS, add_to_name_tables
 from .layers import TransformerStack
 from .losses import logits_and_labelled_loss
 from .pretrained import ScratchPreTrainedModel
@@ -200,6 +201,7 @@ class ScratchTransformerForConditionalGeneration(ScratchTransformerPreTrainedMod
 
     def __init__(self, config: ScratchTransformerConfig):
         super().__init__(config)
+        self.loss_type = ALIGNED_TOKEN_LOSS  # labels line up with the logits: no shift when counting targets
         self.model = ScratchTransformerModel(config)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         # BART/Marian's output bias: a (1, V) buffer (saved, not trained), present only with config.final_logits_bias
@@ -263,3 +265,14 @@ class ScratchTransformerForConditionalGeneration(ScratchTransformerPreTrainedMod
             encoder_attentions=out.encoder_attentions,
         )
         return self._output(result, return_dict)
+
+
+# The tables some of transformers decides from instead of asking the model (the Trainer's label-smoothing shift, the
+# Trainer's model card, pipelines): at import, so remote-code checkpoints get them too. See hf_tables.py.
+add_to_name_tables(
+    ScratchTransformerConfig.model_type,
+    {
+        "MODEL_MAPPING_NAMES": ScratchTransformerModel,
+        "MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES": ScratchTransformerForConditionalGeneration,
+    },
+)

@@ -197,6 +197,26 @@ def display_path(path: str | os.PathLike) -> str:
         return str(path)
 
 
+def evaluate_unsmoothed(trainer: Any, **kwargs: Any) -> dict[str, float]:
+    """`trainer.evaluate(**kwargs)` whose `eval_loss` is the model's own mean cross-entropy, so exp() of it is the
+    perplexity.
+
+    Two things the Trainer does would change it. With `--label_smoothing_factor ε` it scores evaluation as it trains:
+    (1−ε)·(−log p(y)) + ε·mean over the vocabulary of −log p(v), up to ε·log V above the negative log-likelihood. And
+    it divides the summed loss by its own count of targets (`num_items_in_batch`), which some 5.x releases (5.6) take
+    over every label, position 0 included, though a causal LM predicts only T−1 of T tokens: exp() of that is
+    exp(NLL)^((T−1)/T). Both are switched off for the call: the labels reach the model, which averages its (next-token)
+    loss over the targets it scores. The batches of the grouped blocks the scripts evaluate hold equally many targets
+    per row, so the Trainer's average of these batch means is the mean over all targets.
+    """
+    saved = trainer.label_smoother, trainer.model_accepts_loss_kwargs
+    trainer.label_smoother, trainer.model_accepts_loss_kwargs = None, False
+    try:
+        return trainer.evaluate(**kwargs)
+    finally:
+        trainer.label_smoother, trainer.model_accepts_loss_kwargs = saved
+
+
 def finite_perplexity(loss: float) -> float:
     """exp(loss), or inf when that overflows (a loss above ~709 nats)."""
     try:

@@ -4,8 +4,9 @@ Without --tokenizer_name a byte-level BPE tokenizer is trained on the training f
 datasets' .map(batched=True) and grouped into blocks of --block_size tokens (with --packing: each line is one
 sequence, and each batch one padding-free row of them, position ids restarting per line); the model is built from
 --config (a fresh model, default configs/gpt-tiny.json) or loaded from --model_name_or_path. After training, the eval
-perplexity exp(loss) is reported and --output_dir receives a Hub-ready checkpoint: weights, config with auto_map,
-modeling code, tokenizer, all_results.json and a README.md model card.
+perplexity exp(loss) is reported — of the unsmoothed next-token loss, also under --label_smoothing_factor — and
+--output_dir receives a Hub-ready checkpoint: weights, config with auto_map, modeling code, tokenizer,
+all_results.json and a README.md model card.
 
     scratchformers train clm --config configs/gpt-tiny.json --output_dir outputs/my-gpt --max_steps 500
     scratchformers train clm --packing --per_device_train_batch_size 16 --output_dir outputs/packed   # no padding
@@ -42,6 +43,7 @@ from .common import (
     config_from_json,
     describe_data,
     display_path,
+    evaluate_unsmoothed,
     finite_perplexity,
     hold_out,
     parse_args,
@@ -217,7 +219,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
         metrics.update(result.metrics)
         trainer.log_metrics("train", result.metrics)
     if training_args.do_eval:
-        evaluated = trainer.evaluate()
+        evaluated = evaluate_unsmoothed(trainer)  # perplexity = exp(next-token NLL), label smoothing or not
         evaluated["perplexity"] = finite_perplexity(evaluated["eval_loss"])
         metrics.update(evaluated)
         trainer.log_metrics("eval", evaluated)

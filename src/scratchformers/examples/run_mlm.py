@@ -40,6 +40,7 @@ from .common import (
     check_training_args,
     describe_data,
     display_path,
+    evaluate_unsmoothed,
     finite_perplexity,
     hold_out,
     parse_args,
@@ -208,7 +209,7 @@ def main(args: Sequence[str] | None = None) -> dict[str, float]:
         metrics.update(result.metrics)
         trainer.log_metrics("train", result.metrics)
     if training_args.do_eval:
-        eval_metrics = trainer.evaluate()
+        eval_metrics = evaluate_unsmoothed(trainer)  # perplexity from the unsmoothed masked-token loss
         eval_metrics["perplexity"] = finite_perplexity(eval_metrics["eval_loss"])
         trainer.log_metrics("eval", eval_metrics)
         print(f"eval perplexity = exp(eval_loss) = {eval_metrics['perplexity']:.2f}")
