@@ -146,8 +146,8 @@ def main(argv: list[str] | None = None) -> str:
     for attn in available_attention(device):
         r = bench_training(size, attn, device, batch, length, repeats, peak)
         train_rows.append([attn, f"{r['hf']['tok_s']:.0f}", f"{r['ours']['tok_s']:.0f}",
-                           f"{r['ours']['tok_s'] / r['hf']['tok_s']:.2f}×", f"{100 * r['hf']['mfu']:.1f} %",
-                           f"{100 * r['ours']['mfu']:.1f} %"])
+                           f"{r['ours']['tok_s'] / r['hf']['tok_s']:.2f}×", f"{100 * r['hf']['mfu']:.3g} %",
+                           f"{100 * r['ours']['mfu']:.3g} %"])
         print("train", train_rows[-1], flush=True)
     contexts = [16] if args.quick else [128, 1024]
     decode_rows = []
