@@ -61,9 +61,14 @@ class ScratchPreTrainedBase(PreTrainedModel):
 
     def _prepare_model_inputs(self, inputs: torch.Tensor | None = None, bos_token_id=None, model_kwargs=None):
         """`generate()` hook: validate the prompt before transformers indexes it (an empty prompt would otherwise
-        fail with an IndexError inside generate). Only reached on classes that also inherit GenerationMixin."""
+        fail with an IndexError inside generate). Only reached on classes that also inherit GenerationMixin.
+
+        An encoder-decoder given `encoder_outputs` never encodes its `input_ids`: without them transformers fills a
+        placeholder of −100s (the source's shape), which is no prompt and is not checked (BART accepts it too; so does
+        assisted generation, which hands the assistant its own `encoder_outputs` that way)."""
         inputs_tensor, input_name, model_kwargs = super()._prepare_model_inputs(inputs, bos_token_id, model_kwargs)
-        if input_name == "input_ids":
+        encoded = self.config.is_encoder_decoder and model_kwargs.get("encoder_outputs") is not None
+        if input_name == "input_ids" and not encoded:
             vocab_size = getattr(self.config, "vocab_size", None) or 2**62
             check_input_ids(inputs_tensor, vocab_size)
         return inputs_tensor, input_name, model_kwargs
