@@ -90,6 +90,9 @@ class ScratchPreTrainedModel(ScratchPreTrainedBase):
     _supports_sdpa = True
     _supports_flash_attn = True  # dispatched through the attention interface with a 2-D padding mask (GPU only)
     _supports_attention_backend = True
+    # A forward (and a cached decoding step with a static cache) traces to one graph: no data-dependent branch runs
+    # under torch.compile (tests/test_compile_fullgraph.py). transformers' own compile and static-cache tests read this.
+    _can_compile_fullgraph = True
 
     def _prepare_cache_for_generation(self, generation_config, model_kwargs: dict, *args, **kwargs):
         """`generate()` hook: the dynamic cache it makes for us appends in place (`GrowingLayer`) instead of
