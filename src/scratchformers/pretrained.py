@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import inspect
+import json
 import math
+import os
+from pathlib import Path
 
 import torch
+from safetensors import SafetensorError, safe_open
 from torch import nn
 from transformers import PreTrainedModel
 from transformers import initialization as init
@@ -50,6 +54,24 @@ class ScratchPreTrainedBase(PreTrainedModel):
                 f"{type(self).__name__}.forward() got unexpected keyword argument(s) {unknown}; its arguments are "
                 f"{named} (plus transformers' {sorted(PASS_THROUGH_KWARGS)})."
             )
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
+        """transformers' `from_pretrained`, except that a truncated or corrupt safetensors weights file (which the
+        safetensors parser reports as e.g. "incomplete metadata, file not fully covered", naming no file) raises an
+        OSError naming the file(s) and what to do. This method lives in the model code, so it also applies when the
+        checkpoint is loaded as remote code (`trust_remote_code=True`)."""
+        try:
+            return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        except SafetensorError as error:
+            bad = unreadable_safetensors_files(pretrained_model_name_or_path, kwargs)
+            where = ", ".join(f"{path} ({reason})" for path, reason in bad) if bad else (
+                f"a safetensors weights file of {pretrained_model_name_or_path!r} ({error})")
+            raise OSError(
+                f"Cannot load {cls.__name__} from {pretrained_model_name_or_path!r}: truncated or corrupt weights "
+                f"file: {where}. Download it again (`from_pretrained(..., force_download=True)` for a Hub model) or "
+                "save the model again."
+            ) from error
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         """Save as transformers does, with `auto_map` naming every Auto class of the family (not only this one's),
@@ -116,3 +138,36 @@ class ScratchPreTrainedModel(ScratchPreTrainedBase):
         elif isinstance(module, nn.LayerNorm):
             init.ones_(module.weight)
             init.zeros_(module.bias)
+
+
+def unreadable_safetensors_files(name_or_path, kwargs: dict) -> list[tuple[str, str]]:
+    """The safetensors weights files of a checkpoint (a local folder, or a Hub model already in the local cache)
+    whose header safetensors cannot read, each with the parser's message: [(path, reason), …]."""
+    name_or_path = str(name_or_path)
+    subfolder = kwargs.get("subfolder") or ""
+    folder = Path(name_or_path, subfolder)
+    if folder.is_dir():
+        candidates = sorted(folder.glob("*.safetensors"))
+    else:  # a Hub id: look only in the local cache (no download while reporting an error)
+        from huggingface_hub import try_to_load_from_cache
+
+        candidates = []
+        for filename in ("model.safetensors", "model.safetensors.index.json"):
+            cached = try_to_load_from_cache(name_or_path, os.path.join(subfolder, filename) if subfolder else filename,
+                                            cache_dir=kwargs.get("cache_dir"), revision=kwargs.get("revision"))
+            if isinstance(cached, str) and cached.endswith(".safetensors"):
+                candidates.append(Path(cached))
+            elif isinstance(cached, str):  # the index of a sharded checkpoint: its shards sit beside it
+                try:
+                    shards = set(json.loads(Path(cached).read_text())["weight_map"].values())
+                except (OSError, ValueError, KeyError, TypeError):
+                    shards = set()
+                candidates += [Path(cached).parent / shard for shard in sorted(shards)]
+    bad = []
+    for path in candidates:
+        try:
+            with safe_open(str(path), framework="pt"):
+                pass
+        except (SafetensorError, OSError) as error:
+            bad.append((str(path), str(error)))
+    return bad
