@@ -124,6 +124,42 @@ class ScratchPreTrainedModel(ScratchPreTrainedBase):
         if users_cache is None and output_cache(model_kwargs) is not None:
             use_growing_layers(output_cache(model_kwargs))
 
+    def _prepare_generated_length(self, generation_config, has_default_max_length, has_default_min_length,
+                                  model_input_name, input_ids_length, inputs_tensor):
+        """`generate()` hook (same signature throughout transformers 5.x): after transformers has settled
+        `max_length`, refuse — before any decoding — a request that would run past a learned position table.
+
+        Generating N tokens after a prompt of P positions feeds P + N − 1 positions (the last token is not fed back);
+        they must fit in `max_position_embeddings`. Sinusoidal positions are computed for any position: no limit."""
+        generation_config = super()._prepare_generated_length(
+            generation_config=generation_config, has_default_max_length=has_default_max_length,
+            has_default_min_length=has_default_min_length, model_input_name=model_input_name,
+            input_ids_length=input_ids_length, inputs_tensor=inputs_tensor,
+        )
+        if self.config.position_embedding_type != "learned" or generation_config.max_length is None:
+            return generation_config
+        limit = self.config.max_position_embeddings
+        prompt = input_ids_length  # decoder-only from inputs_embeds: the embeddings are the prompt
+        if model_input_name == "inputs_embeds" and not self.config.is_encoder_decoder:
+            prompt = inputs_tensor.shape[1]
+        new_tokens = generation_config.max_length - input_ids_length
+        what = "decoder prompt" if self.config.is_encoder_decoder else "prompt"
+        if prompt > limit:
+            raise ValueError(
+                f"The {what} has {prompt} positions, more than this model's learned position table "
+                f"(`max_position_embeddings`={limit}); truncate it to at most {limit} tokens."
+            )
+        if new_tokens > 0 and prompt + new_tokens - 1 > limit:
+            asked = (f"`max_new_tokens`={generation_config.max_new_tokens}"
+                     if generation_config.max_new_tokens is not None else f"`max_length`={generation_config.max_length}")
+            raise ValueError(
+                f"{asked} asks for {new_tokens} new tokens after a {what} of {prompt} tokens: decoding would feed "
+                f"{prompt + new_tokens - 1} positions, but this model's learned position table has "
+                f"`max_position_embeddings`={limit}. Ask for at most {limit - prompt + 1} new tokens "
+                f"(`max_new_tokens`={limit - prompt + 1}, i.e. `max_length`={limit + 1 - prompt + input_ids_length})."
+            )
+        return generation_config
+
     def _init_weights(self, module: nn.Module) -> None:
         std = self.config.initializer_range
         if isinstance(module, nn.Linear):
