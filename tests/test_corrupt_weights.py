@@ -57,13 +57,13 @@ def test_corrupt_weights_file_is_named_through_from_pretrained(tmp_path, tiny, f
 
 def test_corrupt_weights_file_is_named_through_remote_code(tmp_path, tiny, run_without_package):
     """The override lives in the model code a checkpoint carries, so a user without scratchformers gets it too."""
-    save("gpt", tmp_path / "ckpt", tiny)
-    weights = tmp_path / "ckpt" / "model.safetensors"
+    save("gpt", tmp_path / "corrupt_gpt", tiny)
+    weights = tmp_path / "corrupt_gpt" / "model.safetensors"
     weights.write_bytes(CORRUPTIONS["truncated"](weights.read_bytes()))
     out = run_without_package(f"""
         from transformers import AutoModelForCausalLM
         try:
-            AutoModelForCausalLM.from_pretrained({str(tmp_path / "ckpt")!r}, trust_remote_code=True)
+            AutoModelForCausalLM.from_pretrained({str(tmp_path / "corrupt_gpt")!r}, trust_remote_code=True)
         except OSError as error:
             print(type(error).__name__, error)
     """)
