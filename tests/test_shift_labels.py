@@ -58,6 +58,21 @@ def test_shift_labels_are_used_as_they_are_when_given_with_labels(gpt_pair):
     torch.testing.assert_close(ours_loss, gpt2_loss, atol=1e-5, rtol=1e-5)
 
 
+def test_shift_labels_are_not_a_label_column_the_trainer_requires(tiny, tmp_path):
+    """The Trainer treats every forward parameter naming "label" as a label column and, in evaluation, computes the
+    loss only for batches holding all of them: a named `shift_labels` parameter cost `eval_loss` (as for GPT-2, it
+    comes through **kwargs)."""
+    from datasets import Dataset
+
+    model = ScratchGPTForCausalLM(ScratchGPTConfig(**tiny))
+    x = torch.randint(3, 64, (4, 6))
+    rows = Dataset.from_dict({"input_ids": x.tolist(), "labels": x.tolist()})
+    args = transformers.TrainingArguments(str(tmp_path), per_device_eval_batch_size=2, report_to=[], use_cpu=True)
+    trainer = transformers.Trainer(model=model, args=args, eval_dataset=rows)
+    assert trainer.label_names == ["labels"]
+    assert "eval_loss" in trainer.evaluate()
+
+
 def test_bad_shift_labels_are_refused_by_name(tiny):
     model = ScratchGPTForCausalLM(ScratchGPTConfig(**tiny))
     x = torch.randint(3, 64, (2, 5))
@@ -79,7 +94,8 @@ def test_trainer_step_with_shift_labels_trains_like_labels(tiny, tmp_path):
         rows = Dataset.from_dict({"input_ids": x.tolist(), **{k: v.tolist() for k, v in data.items()}})
         args = transformers.TrainingArguments(str(tmp_path / key), per_device_train_batch_size=3, max_steps=2,
                                               learning_rate=1e-2, report_to=[], save_strategy="no", use_cpu=True,
-                                              logging_strategy="no", seed=0, data_seed=0)
+                                              logging_strategy="no", seed=0, data_seed=0,
+                                              remove_unused_columns=False)  # shift_labels is no named parameter
         transformers.Trainer(model=model, args=args, train_dataset=rows).train()
         weights[key] = model.lm_head.weight.detach().clone()
     torch.testing.assert_close(weights["shift_labels"], weights["labels"], atol=1e-6, rtol=1e-5)

@@ -105,14 +105,15 @@ class ScratchGPTForCausalLM(ScratchGPTPreTrainedModel, GenerationMixin):
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
         logits_to_keep: int = 0,
-        shift_labels: torch.LongTensor | None = None,
         **kwargs,
     ) -> CausalLMOutputWithPast | tuple:
-        """`labels` (B, T) are the tokens themselves: position t is scored against labels[t+1]. `shift_labels` (B, T)
+        """`labels` (B, T) are the tokens themselves: position t is scored against labels[t+1]. `shift_labels=` (B, T)
         are targets already shifted (position t against shift_labels[t], −100 ignored), as the Trainer passes them
         under context parallelism (each rank holds a slice of the sequence, so the shift cannot happen here) and
         padding-free collators may; when given they are used instead of `labels`, as in transformers' causal-LM
-        loss."""
+        loss. Like GPT-2, it is taken from `**kwargs`, not named: the Trainer reads every forward parameter whose
+        name contains "label" as a label column and computes no evaluation loss for batches without all of them."""
+        shift_labels = kwargs.pop("shift_labels", None)
         self._check_kwargs(kwargs)
         out = self.model(
             input_ids=input_ids,
