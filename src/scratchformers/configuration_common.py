@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 
@@ -22,6 +25,60 @@ ACTIVATION_CHOICES = ("relu", "gelu", "gelu_new", "silu")
 NORM_PLACEMENT_CHOICES = ("pre", "post")
 POSITION_EMBEDDING_CHOICES = ("learned", "sinusoidal")
 SINUSOIDAL_LAYOUT_CHOICES = ("interleaved", "split")
+
+
+def check_non_negative(name: str, value: Any) -> None:
+    """Raise ValueError unless `value` is an int >= 0."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"`{name}` must be an integer >= 0, got {value!r}.")
+
+
+def choice_check(allowed: tuple) -> Callable[[str, Any], None]:
+    """A field check accepting only the values in `allowed`."""
+    return lambda name, value: check_choice(name, value, allowed)
+
+
+#: The checks of single fields, run when a config is built and again whenever a field (or its alias) is assigned.
+#: Checks that relate several fields (hidden_size divisible by the heads, …) run when the config is built.
+FIELD_CHECKS: dict[str, Callable[[str, Any], None]] = {
+    **dict.fromkeys(
+        ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+         "max_position_embeddings"), check_positive),
+    "activation": choice_check(ACTIVATION_CHOICES),
+    "norm_placement": choice_check(NORM_PLACEMENT_CHOICES),
+    "position_embedding_type": choice_check(POSITION_EMBEDDING_CHOICES),
+    "sinusoidal_layout": choice_check(SINUSOIDAL_LAYOUT_CHOICES),
+    "position_offset": check_non_negative,
+    "hidden_dropout_prob": check_probability,
+    "attention_probs_dropout_prob": check_probability,
+    "type_vocab_size": check_non_negative,
+    "layer_norm_eps": check_positive_number,
+    "initializer_range": lambda name, value: check_positive_number(name, value, allow_zero=True),
+    **dict.fromkeys(BOOL_FIELDS, check_bool),
+    **dict.fromkeys(TOKEN_ID_FIELDS, check_token_id),
+}
+
+
+def resolve_aliases(config: PreTrainedConfig, kwargs: dict[str, Any]) -> None:
+    """Put the constructor's alias arguments (`d_model=`, `num_heads=`, … from `attribute_map`) on the fields they
+    stand for, before validation: transformers would set them only after the checks have run on the defaults.
+    An alias given together with its field wins, as with transformers' own configs."""
+    for alias, name in type(config).attribute_map.items():
+        if alias in kwargs:
+            setattr(config, name, kwargs.pop(alias))
+
+
+def check_assignment(config: PreTrainedConfig, checks: dict[str, Callable[[str, Any], None]], key: str,
+                     value: Any) -> None:
+    """Run the single-field check of `key` (an alias resolves to its field) on an assigned `value`."""
+    name = type(config).attribute_map.get(key, key)
+    if name in checks:
+        try:
+            checks[name](name, value)
+        except ValueError as error:
+            if name == key:
+                raise
+            raise ValueError(f"{error} (`{key}` is an alias of `{name}`)") from None
 
 
 @strict
@@ -69,28 +126,18 @@ class ScratchConfig(PreTrainedConfig):
     bos_token_id: int | None = None
     eos_token_id: int | list[int] | None = None
 
+    def __setattr__(self, key: str, value: Any) -> None:
+        """`config.d_model = 130` is checked like `config.hidden_size = 130` (single-field checks)."""
+        check_assignment(self, FIELD_CHECKS, key, value)
+        super().__setattr__(key, value)
+
     def __post_init__(self, **kwargs):
-        """Reject unknown options and impossible shapes when the config is built, before any model exists."""
-        for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size"):
-            check_positive(name, getattr(self, name))
-        check_positive("max_position_embeddings", self.max_position_embeddings)
+        """Reject unknown options and impossible shapes when the config is built, before any model exists; the
+        paper's names (aliases) are validated like the fields they stand for."""
+        resolve_aliases(self, kwargs)
+        for name, check in FIELD_CHECKS.items():
+            check(name, getattr(self, name))
         check_divisible(self.hidden_size, self.num_attention_heads)
-        check_choice("activation", self.activation, ACTIVATION_CHOICES)
-        check_choice("norm_placement", self.norm_placement, NORM_PLACEMENT_CHOICES)
-        check_choice("position_embedding_type", self.position_embedding_type, POSITION_EMBEDDING_CHOICES)
-        check_choice("sinusoidal_layout", self.sinusoidal_layout, SINUSOIDAL_LAYOUT_CHOICES)
-        if isinstance(self.position_offset, bool) or not isinstance(self.position_offset, int) or self.position_offset < 0:
-            raise ValueError(f"`position_offset` must be an integer >= 0, got {self.position_offset!r}.")
-        check_probability("hidden_dropout_prob", self.hidden_dropout_prob)
-        check_probability("attention_probs_dropout_prob", self.attention_probs_dropout_prob)
-        if self.type_vocab_size < 0:
-            raise ValueError(f"`type_vocab_size` must be >= 0, got {self.type_vocab_size}.")
-        check_positive_number("layer_norm_eps", self.layer_norm_eps)
-        check_positive_number("initializer_range", self.initializer_range, allow_zero=True)
-        for name in BOOL_FIELDS:
-            check_bool(name, getattr(self, name))
-        for name in TOKEN_ID_FIELDS:
-            check_token_id(name, getattr(self, name))
         super().__post_init__(**kwargs)
         if self.num_labels < 1:
             raise ValueError(f"`num_labels` must be >= 1, got {self.num_labels}.")

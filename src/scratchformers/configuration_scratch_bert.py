@@ -5,7 +5,7 @@ from __future__ import annotations
 from huggingface_hub.dataclasses import strict
 
 from .checks import check_bool, check_probability
-from .configuration_common import ScratchConfig
+from .configuration_common import ScratchConfig, resolve_aliases
 
 
 @strict
@@ -33,6 +33,7 @@ class ScratchBertConfig(ScratchConfig):
 
     def __post_init__(self, **kwargs):
         """Validate the BERT-only options, then the shared ones."""
+        resolve_aliases(self, kwargs)
         check_bool("add_pooling_layer", self.add_pooling_layer)
         if self.classifier_dropout is not None:
             check_probability("classifier_dropout", self.classifier_dropout)

@@ -6,11 +6,27 @@ Sutskever et al. (2014) without attention; Bahdanau et al. (2015) with additive 
 
 from __future__ import annotations
 
+from typing import Any
+
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 
-from .checks import check_bool, check_choice, check_positive, check_positive_number, check_probability, check_token_id
+from .checks import check_bool, check_positive, check_positive_number, check_probability, check_token_id
+from .configuration_common import check_assignment, choice_check, resolve_aliases
 from .recurrent import ATTENTION_CHOICES, CELL_CHOICES, LUONG_SCORE_CHOICES
+
+#: Single-field checks, run when the config is built and whenever a field (or its alias) is assigned.
+RNN_FIELD_CHECKS = {
+    **dict.fromkeys(("vocab_size", "hidden_size", "num_hidden_layers"), check_positive),
+    "cell": choice_check(CELL_CHOICES),
+    "attention": choice_check(ATTENTION_CHOICES),
+    "luong_score": choice_check(LUONG_SCORE_CHOICES),
+    "dropout": check_probability,
+    "initializer_range": lambda name, value: check_positive_number(name, value, allow_zero=True),
+    "embedding_init_std": check_positive_number,
+    **dict.fromkeys(("bidirectional_encoder", "use_cache", "tie_word_embeddings"), check_bool),
+    **dict.fromkeys(("pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id"), check_token_id),
+}
 
 
 @strict
@@ -50,20 +66,17 @@ class ScratchRNNConfig(PreTrainedConfig):
     eos_token_id: int | list[int] | None = None
     decoder_start_token_id: int | None = None
 
+    def __setattr__(self, key: str, value: Any) -> None:
+        """`config.num_layers = 0` is checked like `config.num_hidden_layers = 0` (single-field checks)."""
+        check_assignment(self, RNN_FIELD_CHECKS, key, value)
+        super().__setattr__(key, value)
+
     def __post_init__(self, **kwargs):
-        """Reject unknown cells/attention kinds and impossible sizes when the config is built."""
-        for name in ("vocab_size", "hidden_size", "num_hidden_layers"):
-            check_positive(name, getattr(self, name))
-        check_choice("cell", self.cell, CELL_CHOICES)
-        check_choice("attention", self.attention, ATTENTION_CHOICES)
-        check_choice("luong_score", self.luong_score, LUONG_SCORE_CHOICES)
-        check_probability("dropout", self.dropout)
-        check_positive_number("initializer_range", self.initializer_range, allow_zero=True)
-        check_positive_number("embedding_init_std", self.embedding_init_std)
-        for name in ("bidirectional_encoder", "use_cache", "tie_word_embeddings"):
-            check_bool(name, getattr(self, name))
-        for name in ("pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id"):
-            check_token_id(name, getattr(self, name))
+        """Reject unknown cells/attention kinds and impossible sizes when the config is built; the aliases
+        (`num_layers`, `d_model`, `hidden_dropout_prob`) are validated like the fields they stand for."""
+        resolve_aliases(self, kwargs)
+        for name, check in RNN_FIELD_CHECKS.items():
+            check(name, getattr(self, name))
         if self.pad_token_id is not None and self.pad_token_id >= self.vocab_size:  # it is the embedding's padding_idx
             raise ValueError(f"`pad_token_id`={self.pad_token_id} is outside the vocabulary [0, {self.vocab_size - 1}].")
         if self.bidirectional_encoder and self.hidden_size % 2:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from huggingface_hub.dataclasses import strict
 
 from .checks import check_bool, check_positive
-from .configuration_common import ScratchConfig
+from .configuration_common import ScratchConfig, resolve_aliases
 
 
 @strict
@@ -45,6 +45,7 @@ class ScratchTransformerConfig(ScratchConfig):
 
     def __post_init__(self, **kwargs):
         """Fill the per-stack layer counts, keep `num_hidden_layers` = decoder layers, pick the decoder start id."""
+        resolve_aliases(self, kwargs)  # `num_layers=` must fill the per-stack counts as `num_hidden_layers=` does
         check_positive("num_hidden_layers", self.num_hidden_layers)  # before it fills the per-stack counts
         if self.encoder_layers is None:
             self.encoder_layers = self.num_hidden_layers

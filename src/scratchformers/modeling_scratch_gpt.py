@@ -108,6 +108,13 @@ class ScratchGPTForCausalLM(ScratchGPTPreTrainedModel, GenerationMixin):
         logits_to_keep: int = 0,
         **kwargs,
     ) -> CausalLMOutputWithPast | tuple:
+        """`labels` (B, T) are the tokens themselves: position t is scored against labels[t+1]. `shift_labels=` (B, T)
+        are targets already shifted (position t against shift_labels[t], −100 ignored), as the Trainer passes them
+        under context parallelism (each rank holds a slice of the sequence, so the shift cannot happen here) and
+        padding-free collators may; when given they are used instead of `labels`, as in transformers' causal-LM
+        loss. Like GPT-2, it is taken from `**kwargs`, not named: the Trainer reads every forward parameter whose
+        name contains "label" as a label column and computes no evaluation loss for batches without all of them."""
+        shift_labels = kwargs.pop("shift_labels", None)
         self._check_kwargs(kwargs)
         out = self.model(
             input_ids=input_ids,
@@ -124,7 +131,10 @@ class ScratchGPTForCausalLM(ScratchGPTPreTrainedModel, GenerationMixin):
         if logits_to_keep:  # generation only needs the last position's logits
             hidden = hidden[:, -logits_to_keep:]
         targets = None
-        if labels is not None:  # position t is scored against token t+1
+        if shift_labels is not None:  # already position t's target
+            check_labels(shift_labels, tuple(hidden.shape[:2]), self.config.vocab_size, name="shift_labels")
+            targets = shift_labels
+        elif labels is not None:  # position t is scored against token t+1
             check_labels(labels, tuple(hidden.shape[:2]), self.config.vocab_size)
             targets = next_token_labels(labels)
         logits, loss = logits_and_labelled_loss(  # (B, T, V); backward through the LM head only at scored positions

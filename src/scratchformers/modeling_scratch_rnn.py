@@ -168,10 +168,11 @@ class ScratchRNNEncoder(RNNEncoder):
             check_inputs_embeds(inputs_embeds, self.config.hidden_size)
         if attention_mask is not None:
             check_attention_mask(attention_mask, inputs_embeds.shape[0], inputs_embeds.shape[1])
-        outputs, hidden, cell = super().forward(inputs_embeds, attention_mask)
-        out = RNNEncoderOutput(
+        outputs, hidden, cell, *hidden_states = super().forward(inputs_embeds, attention_mask,
+                                                                 bool(output_hidden_states))
+        out = RNNEncoderOutput(  # hidden_states: (embeddings, one per layer), as HF's encoders return them
             last_hidden_state=outputs, final_hidden=hidden, final_cell=cell,
-            hidden_states=(outputs,) if output_hidden_states else None,
+            hidden_states=hidden_states[0] if hidden_states else None,
         )
         return out if return_dict is None or return_dict else out.to_tuple()
 
@@ -262,7 +263,9 @@ class ScratchRNNModel(ScratchRNNPreTrainedModel):
                     "`decoder_attention_mask` has padding before real tokens; the recurrent decoder reads its inputs "
                     "in order and cannot skip them. Pad decoder inputs on the right (zeros after the real tokens)."
                 )
-        outputs, hidden, cell, alignment = self.decoder(decoder_inputs_embeds, hidden, cell, keys, attention_mask)
+        outputs, hidden, cell, alignment, *decoder_hidden_states = self.decoder(
+            decoder_inputs_embeds, hidden, cell, keys, attention_mask, bool(output_hidden_states)
+        )
 
         new_cache = None
         if use_cache:
@@ -271,7 +274,7 @@ class ScratchRNNModel(ScratchRNNPreTrainedModel):
         out = Seq2SeqModelOutput(
             last_hidden_state=outputs,
             **cache_field(new_cache),
-            decoder_hidden_states=(outputs,) if output_hidden_states else None,
+            decoder_hidden_states=decoder_hidden_states[0] if decoder_hidden_states else None,
             cross_attentions=(alignment[:, None],) if output_attentions and alignment is not None else None,
             encoder_last_hidden_state=keys,
             encoder_hidden_states=encoder_outputs.hidden_states,

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import inspect
+import json
 import math
+import os
+from pathlib import Path
 
 import torch
+from safetensors import SafetensorError, safe_open
 from torch import nn
 from transformers import PreTrainedModel
 from transformers import initialization as init
@@ -83,6 +87,24 @@ class ScratchPreTrainedBase(PreTrainedModel):
                 f"{named} (plus transformers' {sorted(PASS_THROUGH_KWARGS)})."
             )
 
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
+        """transformers' `from_pretrained`, except that a truncated or corrupt safetensors weights file (which the
+        safetensors parser reports as e.g. "incomplete metadata, file not fully covered", naming no file) raises an
+        OSError naming the file(s) and what to do. This method lives in the model code, so it also applies when the
+        checkpoint is loaded as remote code (`trust_remote_code=True`)."""
+        try:
+            return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        except SafetensorError as error:
+            bad = unreadable_safetensors_files(pretrained_model_name_or_path, kwargs)
+            where = ", ".join(f"{path} ({reason})" for path, reason in bad) if bad else (
+                f"a safetensors weights file of {pretrained_model_name_or_path!r} ({error})")
+            raise OSError(
+                f"Cannot load {cls.__name__} from {pretrained_model_name_or_path!r}: truncated or corrupt weights "
+                f"file: {where}. Download it again (`from_pretrained(..., force_download=True)` for a Hub model) or "
+                "save the model again."
+            ) from error
+
     def save_pretrained(self, save_directory, *args, **kwargs):
         """Save as transformers does, with `auto_map` naming every Auto class of the family (not only this one's),
         so a Hub user can load the checkpoint with any of them through `trust_remote_code=True`."""
@@ -93,9 +115,14 @@ class ScratchPreTrainedBase(PreTrainedModel):
 
     def _prepare_model_inputs(self, inputs: torch.Tensor | None = None, bos_token_id=None, model_kwargs=None):
         """`generate()` hook: validate the prompt before transformers indexes it (an empty prompt would otherwise
-        fail with an IndexError inside generate). Only reached on classes that also inherit GenerationMixin."""
+        fail with an IndexError inside generate). Only reached on classes that also inherit GenerationMixin.
+
+        An encoder-decoder given `encoder_outputs` never encodes its `input_ids`: without them transformers fills a
+        placeholder of −100s (the source's shape), which is no prompt and is not checked (BART accepts it too; so does
+        assisted generation, which hands the assistant its own `encoder_outputs` that way)."""
         inputs_tensor, input_name, model_kwargs = super()._prepare_model_inputs(inputs, bos_token_id, model_kwargs)
-        if input_name == "input_ids":
+        encoded = self.config.is_encoder_decoder and model_kwargs.get("encoder_outputs") is not None
+        if input_name == "input_ids" and not encoded:
             vocab_size = getattr(self.config, "vocab_size", None) or 2**62
             check_input_ids(inputs_tensor, vocab_size)
         return inputs_tensor, input_name, model_kwargs
@@ -117,6 +144,9 @@ class ScratchPreTrainedModel(ScratchPreTrainedBase):
     _supports_sdpa = True
     _supports_flash_attn = True  # dispatched through the attention interface with a 2-D padding mask (GPU only)
     _supports_attention_backend = True
+    # A forward (and a cached decoding step with a static cache) traces to one graph: no data-dependent branch runs
+    # under torch.compile (tests/test_compile_fullgraph.py). transformers' own compile and static-cache tests read this.
+    _can_compile_fullgraph = True
 
     def _prepare_cache_for_generation(self, generation_config, model_kwargs: dict, *args, **kwargs):
         """`generate()` hook: the dynamic cache it makes for us appends in place (`GrowingLayer`) instead of
@@ -125,6 +155,42 @@ class ScratchPreTrainedModel(ScratchPreTrainedBase):
         super()._prepare_cache_for_generation(generation_config, model_kwargs, *args, **kwargs)
         if users_cache is None and output_cache(model_kwargs) is not None:
             use_growing_layers(output_cache(model_kwargs))
+
+    def _prepare_generated_length(self, generation_config, has_default_max_length, has_default_min_length,
+                                  model_input_name, input_ids_length, inputs_tensor):
+        """`generate()` hook (same signature throughout transformers 5.x): after transformers has settled
+        `max_length`, refuse — before any decoding — a request that would run past a learned position table.
+
+        Generating N tokens after a prompt of P positions feeds P + N − 1 positions (the last token is not fed back);
+        they must fit in `max_position_embeddings`. Sinusoidal positions are computed for any position: no limit."""
+        generation_config = super()._prepare_generated_length(
+            generation_config=generation_config, has_default_max_length=has_default_max_length,
+            has_default_min_length=has_default_min_length, model_input_name=model_input_name,
+            input_ids_length=input_ids_length, inputs_tensor=inputs_tensor,
+        )
+        if self.config.position_embedding_type != "learned" or generation_config.max_length is None:
+            return generation_config
+        limit = self.config.max_position_embeddings
+        prompt = input_ids_length  # decoder-only from inputs_embeds: the embeddings are the prompt
+        if model_input_name == "inputs_embeds" and not self.config.is_encoder_decoder:
+            prompt = inputs_tensor.shape[1]
+        new_tokens = generation_config.max_length - input_ids_length
+        what = "decoder prompt" if self.config.is_encoder_decoder else "prompt"
+        if prompt > limit:
+            raise ValueError(
+                f"The {what} has {prompt} positions, more than this model's learned position table "
+                f"(`max_position_embeddings`={limit}); truncate it to at most {limit} tokens."
+            )
+        if new_tokens > 0 and prompt + new_tokens - 1 > limit:
+            asked = (f"`max_new_tokens`={generation_config.max_new_tokens}"
+                     if generation_config.max_new_tokens is not None else f"`max_length`={generation_config.max_length}")
+            raise ValueError(
+                f"{asked} asks for {new_tokens} new tokens after a {what} of {prompt} tokens: decoding would feed "
+                f"{prompt + new_tokens - 1} positions, but this model's learned position table has "
+                f"`max_position_embeddings`={limit}. Ask for at most {limit - prompt + 1} new tokens "
+                f"(`max_new_tokens`={limit - prompt + 1}, i.e. `max_length`={limit + 1 - prompt + input_ids_length})."
+            )
+        return generation_config
 
     def _init_weights(self, module: nn.Module) -> None:
         std = self.config.initializer_range
@@ -140,3 +206,36 @@ class ScratchPreTrainedModel(ScratchPreTrainedBase):
         elif isinstance(module, nn.LayerNorm):
             init.ones_(module.weight)
             init.zeros_(module.bias)
+
+
+def unreadable_safetensors_files(name_or_path, kwargs: dict) -> list[tuple[str, str]]:
+    """The safetensors weights files of a checkpoint (a local folder, or a Hub model already in the local cache)
+    whose header safetensors cannot read, each with the parser's message: [(path, reason), …]."""
+    name_or_path = str(name_or_path)
+    subfolder = kwargs.get("subfolder") or ""
+    folder = Path(name_or_path, subfolder)
+    if folder.is_dir():
+        candidates = sorted(folder.glob("*.safetensors"))
+    else:  # a Hub id: look only in the local cache (no download while reporting an error)
+        from huggingface_hub import try_to_load_from_cache
+
+        candidates = []
+        for filename in ("model.safetensors", "model.safetensors.index.json"):
+            cached = try_to_load_from_cache(name_or_path, os.path.join(subfolder, filename) if subfolder else filename,
+                                            cache_dir=kwargs.get("cache_dir"), revision=kwargs.get("revision"))
+            if isinstance(cached, str) and cached.endswith(".safetensors"):
+                candidates.append(Path(cached))
+            elif isinstance(cached, str):  # the index of a sharded checkpoint: its shards sit beside it
+                try:
+                    shards = set(json.loads(Path(cached).read_text())["weight_map"].values())
+                except (OSError, ValueError, KeyError, TypeError):
+                    shards = set()
+                candidates += [Path(cached).parent / shard for shard in sorted(shards)]
+    bad = []
+    for path in candidates:
+        try:
+            with safe_open(str(path), framework="pt"):
+                pass
+        except (SafetensorError, OSError) as error:
+            bad.append((str(path), str(error)))
+    return bad

@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.func import functional_call
 
 from .checks import check_choice
 from .masks import additive_mask, padding_mask
@@ -129,19 +130,56 @@ def make_rnn(cell: str, input_size: int, hidden_size: int, num_layers: int, drop
     )
 
 
-def run_rnn(rnn: nn.RNNBase, x, state=None):
-    """`rnn(x, state)`, except under CPU float16 autocast, where torch (oneDNN) has no float16 LSTM kernel and raises
-    "could not create a primitive descriptor": the LSTM then runs in float32 (as autocast does for GRU)."""
+def run_rnn(rnn: nn.RNNBase, x, state=None, params: dict[str, torch.Tensor] | None = None):
+    """`rnn(x, state)` — with `params` in place of its own weights when given (`functional_call`) — except under CPU
+    float16 autocast, where torch (oneDNN) has no float16 LSTM kernel and raises "could not create a primitive
+    descriptor": the LSTM then runs in float32 (as autocast does for GRU)."""
+    def call(x, state):
+        return rnn(x, state) if params is None else functional_call(rnn, params, (x, state))
+
     data = x.data if isinstance(x, nn.utils.rnn.PackedSequence) else x
     cpu_fp16 = (data.device.type == "cpu" and torch.is_autocast_enabled("cpu")
                 and torch.get_autocast_dtype("cpu") == torch.float16)
     if not (cpu_fp16 and isinstance(rnn, nn.LSTM)):
-        return rnn(x, state)
+        return call(x, state)
     with torch.autocast("cpu", enabled=False):
         x = x._replace(data=x.data.float()) if isinstance(x, nn.utils.rnn.PackedSequence) else x.float()
         if state is not None:
             state = tuple(s.float() for s in state) if isinstance(state, tuple) else state.float()
-        return rnn(x, state)
+        return call(x, state)
+
+
+def run_rnn_by_layer(rnn: nn.RNNBase, x, state=None):
+    """The stacked `rnn(x, state)` run one layer at a time, to see what passes between the layers.
+
+    Computes what nn.LSTM/nn.GRU compute (the same weights; dropout on each layer's output but the last, in
+    training): layer l reads xₗ and writes yₗ, x₁ = x, xₗ₊₁ = dropout(yₗ). `x` is (B, T, I) or a PackedSequence,
+    `state` as nn.LSTM/nn.GRU take it ((h, c) or h, each (L·dirs, B, C)) or None. Returns
+    (top layer's output y_L, final state as the stacked rnn returns it, [x₁, …, x_L]: each layer's input).
+    """
+    dirs = 2 if rnn.bidirectional else 1
+    packed = isinstance(x, nn.utils.rnn.PackedSequence)
+    layer_inputs, finals = [], []
+    for layer in range(rnn.num_layers):
+        if layer > 0 and rnn.dropout and rnn.training:
+            y = x.data if packed else x
+            y = F.dropout(y, rnn.dropout, training=True)
+            x = x._replace(data=y) if packed else y
+        layer_inputs.append(x)
+        input_size = rnn.input_size if layer == 0 else rnn.hidden_size * dirs
+        with torch.device("meta"):  # a weightless one-layer module to call with this layer's weights
+            one = type(rnn)(input_size, rnn.hidden_size, num_layers=1, bias=rnn.bias, batch_first=rnn.batch_first,
+                            bidirectional=rnn.bidirectional)
+        one.train(rnn.training)
+        params = {name: getattr(rnn, name.replace("_l0", f"_l{layer}")) for name in one._flat_weights_names}
+        rows = slice(layer * dirs, (layer + 1) * dirs)  # this layer's rows of the (L·dirs, B, C) state
+        layer_state = None if state is None else (
+            tuple(s[rows] for s in state) if isinstance(state, tuple) else state[rows])
+        x, final = run_rnn(one, x, layer_state, params)
+        finals.append(final)
+    if isinstance(finals[0], tuple):
+        return x, tuple(torch.cat(parts) for parts in zip(*finals)), layer_inputs
+    return x, torch.cat(finals), layer_inputs
 
 
 def to_torch_state(hidden: torch.Tensor, cell: torch.Tensor | None):
@@ -179,29 +217,42 @@ class RNNEncoder(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(
-        self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor | None = None
+        self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor | None = None,
+        output_hidden_states: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """inputs_embeds (B, S, E), attention_mask (B, S) → (outputs (B, S, C), hidden (B, L, C), cell (B, L, C)|None)."""
+        """inputs_embeds (B, S, E), attention_mask (B, S) → (outputs (B, S, C), hidden (B, L, C), cell (B, L, C)|None),
+        plus, with `output_hidden_states`, the hidden states (embeddings, input of layer 2, …, of layer L, outputs):
+        L + 1 tensors (B, S, ·), the layers run one at a time (padding positions of layer outputs hold zeros)."""
         x = self.dropout(inputs_embeds)
         B, S, _ = x.shape
+        run = run_rnn_by_layer if output_hidden_states else run_rnn
         if attention_mask is None or bool(attention_mask.all()):
-            outputs, state = run_rnn(self.rnn, x)
+            outputs, state, *layer_inputs = run(self.rnn, x)
+            layer_inputs = layer_inputs[0] if layer_inputs else []
         else:
             mask = attention_mask.bool()
             # move real tokens to the front of each row (stable), so left and right padding are handled alike
             order = torch.sort((~mask).to(torch.int8), dim=1, stable=True).indices  # (B, S)
-            x = x.gather(1, order[..., None].expand_as(x))
             lengths = mask.sum(-1).clamp(min=1).cpu()
-            packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
-            packed_out, state = run_rnn(self.rnn, packed)
-            front, _ = nn.utils.rnn.pad_packed_sequence(packed_out, batch_first=True, total_length=S)
-            outputs = torch.zeros_like(front).scatter(1, order[..., None].expand_as(front), front)  # back in place
-            outputs = outputs * mask[..., None]  # padding positions hold zeros
+            packed = nn.utils.rnn.pack_padded_sequence(x.gather(1, order[..., None].expand_as(x)), lengths,
+                                                       batch_first=True, enforce_sorted=False)
+
+            def unpack(packed_out: nn.utils.rnn.PackedSequence) -> torch.Tensor:  # (B, S, C), back in place
+                front, _ = nn.utils.rnn.pad_packed_sequence(packed_out, batch_first=True, total_length=S)
+                in_place = torch.zeros_like(front).scatter(1, order[..., None].expand_as(front), front)
+                return in_place * mask[..., None]  # padding positions hold zeros
+
+            packed_out, state, *layer_inputs = run(self.rnn, packed)
+            outputs = unpack(packed_out)
+            layer_inputs = [x] + [unpack(h) for h in layer_inputs[0][1:]] if layer_inputs else []
         hidden, cell = from_torch_state(state)  # (B, L·dirs, C/dirs)
         if self.bidirectional:
             hidden = merge_directions(hidden)
             cell = merge_directions(cell) if cell is not None else None
-        return self.dropout(outputs), hidden, cell
+        outputs = self.dropout(outputs)
+        if output_hidden_states:
+            return outputs, hidden, cell, (*layer_inputs, outputs)
+        return outputs, hidden, cell
 
 
 class RNNDecoder(nn.Module):
@@ -235,25 +286,39 @@ class RNNDecoder(nn.Module):
         cell: torch.Tensor | None,
         encoder_outputs: torch.Tensor | None = None,
         encoder_attention_mask: torch.Tensor | None = None,
+        output_hidden_states: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-        """Run T steps from state (hidden, cell) (B, L, C). Returns (oᵢ (B, T, E), hidden, cell, α (B, T, S) or None)."""
+        """Run T steps from state (hidden, cell) (B, L, C). Returns (oᵢ (B, T, E), hidden, cell, α (B, T, S) or None),
+        plus, with `output_hidden_states`, the hidden states (embeddings, input of layer 2, …, of layer L, oᵢ):
+        L + 1 tensors (B, T, ·), the layers run one at a time. With attention the last "layer" is the top RNN layer
+        together with the attentional output oᵢ = tanh(W_o [sᵢ; cᵢ])."""
         x = self.dropout(inputs_embeds)  # (B, T, E)
         state = to_torch_state(hidden, cell)
+        run = run_rnn_by_layer if output_hidden_states else run_rnn
         if self.attention is None:  # the whole target at once: nothing but the state links the steps
-            outputs, state = run_rnn(self.rnn, x, state)
+            outputs, state, *layer_inputs = run(self.rnn, x, state)
             hidden, cell = from_torch_state(state)
-            return self.dropout(outputs), hidden, cell, None
+            outputs = self.dropout(outputs)
+            if output_hidden_states:
+                return outputs, hidden, cell, None, (*layer_inputs[0], outputs)
+            return outputs, hidden, cell, None
         if encoder_outputs is None:
             raise ValueError(f"attention={self.attention_kind!r} needs the encoder outputs hⱼ; got None.")
         projected_keys = self.attention.project_keys(encoder_outputs)  # once per sentence
-        outputs, alignments = [], []
+        outputs, alignments, between = [], [], []  # between[i]: inputs of layers 2…L at step i
         for i in range(x.shape[1]):
             query = state[0][-1] if isinstance(state, tuple) else state[-1]  # top layer's sᵢ₋₁: (B, C)
             context, alpha = self.attention(query, encoder_outputs, encoder_attention_mask, projected_keys)
             step_in = torch.cat([x[:, i], context], dim=-1)[:, None]  # (B, 1, E + C)
-            s_i, state = run_rnn(self.rnn, step_in, state)  # (B, 1, C)
+            s_i, state, *layer_inputs = run(self.rnn, step_in, state)  # (B, 1, C)
             outputs.append(torch.tanh(self.output_projection(torch.cat([s_i[:, 0], context], dim=-1))))
             alignments.append(alpha)
+            if output_hidden_states:
+                between.append(layer_inputs[0][1:])
         hidden, cell = from_torch_state(state)
-        out = torch.stack(outputs, dim=1)  # (B, T, E)
-        return self.dropout(out), hidden, cell, torch.stack(alignments, dim=1)  # α: (B, T, S)
+        out = self.dropout(torch.stack(outputs, dim=1))  # (B, T, E)
+        alignment = torch.stack(alignments, dim=1)  # α: (B, T, S)
+        if output_hidden_states:
+            layers = [torch.cat(steps, dim=1) for steps in zip(*between)]  # each (B, T, C)
+            return out, hidden, cell, alignment, (x, *layers, out)
+        return out, hidden, cell, alignment
