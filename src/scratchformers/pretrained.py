@@ -150,7 +150,16 @@ class ScratchPreTrainedModel(ScratchPreTrainedBase):
 
     def _prepare_cache_for_generation(self, generation_config, model_kwargs: dict, *args, **kwargs):
         """`generate()` hook: the dynamic cache it makes for us appends in place (`GrowingLayer`) instead of
-        re-copying the whole past with torch.cat at every step. A cache the user passes is used as it is."""
+        re-copying the whole past with torch.cat at every step. A cache the user passes is used as it is.
+        A decoder-only model first checks its position room here, where the prompt's attention mask is known."""
+        prompt = getattr(self, "_generation_prompt", None)
+        if prompt is not None:  # decoder-only: (input_ids length, prompt length) from `_prepare_generated_length`
+            self._generation_prompt = None
+            input_length, positions = prompt
+            mask = model_kwargs.get("attention_mask")
+            if isinstance(mask, torch.Tensor) and mask.dim() == 2:
+                positions = int(mask.sum(-1).max())  # positions skip left padding: the longest real row counts
+            self._check_position_room(generation_config, input_length, positions)
         users_cache = output_cache(model_kwargs)
         super()._prepare_cache_for_generation(generation_config, model_kwargs, *args, **kwargs)
         if users_cache is None and output_cache(model_kwargs) is not None:
@@ -158,39 +167,48 @@ class ScratchPreTrainedModel(ScratchPreTrainedBase):
 
     def _prepare_generated_length(self, generation_config, has_default_max_length, has_default_min_length,
                                   model_input_name, input_ids_length, inputs_tensor):
-        """`generate()` hook (same signature throughout transformers 5.x): after transformers has settled
-        `max_length`, refuse — before any decoding — a request that would run past a learned position table.
-
-        Generating N tokens after a prompt of P positions feeds P + N − 1 positions (the last token is not fed back);
-        they must fit in `max_position_embeddings`. Sinusoidal positions are computed for any position: no limit."""
+        """`generate()` hook (same signature throughout transformers 5.x): once transformers has settled
+        `max_length`, an encoder-decoder checks its decoder's position room (a decoder-only model does so in
+        `_prepare_cache_for_generation`, where the prompt's attention mask is known)."""
         generation_config = super()._prepare_generated_length(
             generation_config=generation_config, has_default_max_length=has_default_max_length,
             has_default_min_length=has_default_min_length, model_input_name=model_input_name,
             input_ids_length=input_ids_length, inputs_tensor=inputs_tensor,
         )
+        if self.config.is_encoder_decoder:
+            self._check_position_room(generation_config, input_ids_length, input_ids_length)
+        else:  # decoder-only from inputs_embeds: the embeddings are the prompt
+            embeds = model_input_name == "inputs_embeds"
+            self._generation_prompt = (input_ids_length, inputs_tensor.shape[1] if embeds else input_ids_length)
+        return generation_config
+
+    def _check_position_room(self, generation_config, input_length: int, prompt_positions: int) -> None:
+        """Refuse, before any decoding, a request that would run past a learned position table (ValueError naming
+        `max_new_tokens`/`max_length`, the prompt and `max_position_embeddings`).
+
+        Generating N tokens after a prompt whose longest row holds P real tokens feeds positions 0 … P + N − 2 (the
+        last token is not fed back): P + N − 1 must fit in `max_position_embeddings`. N = max_length − input_length,
+        where input_length is the length of generate()'s input_ids (with left padding; 0 for an embeddings prompt). Sinusoidal positions are computed for any position."""
         if self.config.position_embedding_type != "learned" or generation_config.max_length is None:
-            return generation_config
+            return
         limit = self.config.max_position_embeddings
-        prompt = input_ids_length  # decoder-only from inputs_embeds: the embeddings are the prompt
-        if model_input_name == "inputs_embeds" and not self.config.is_encoder_decoder:
-            prompt = inputs_tensor.shape[1]
-        new_tokens = generation_config.max_length - input_ids_length
+        new_tokens = generation_config.max_length - input_length
         what = "decoder prompt" if self.config.is_encoder_decoder else "prompt"
-        if prompt > limit:
+        if prompt_positions > limit:
             raise ValueError(
-                f"The {what} has {prompt} positions, more than this model's learned position table "
+                f"The {what} has {prompt_positions} positions, more than this model's learned position table "
                 f"(`max_position_embeddings`={limit}); truncate it to at most {limit} tokens."
             )
-        if new_tokens > 0 and prompt + new_tokens - 1 > limit:
+        if new_tokens > 0 and prompt_positions + new_tokens - 1 > limit:
             asked = (f"`max_new_tokens`={generation_config.max_new_tokens}"
                      if generation_config.max_new_tokens is not None else f"`max_length`={generation_config.max_length}")
+            room = limit - prompt_positions + 1
             raise ValueError(
-                f"{asked} asks for {new_tokens} new tokens after a {what} of {prompt} tokens: decoding would feed "
-                f"{prompt + new_tokens - 1} positions, but this model's learned position table has "
-                f"`max_position_embeddings`={limit}. Ask for at most {limit - prompt + 1} new tokens "
-                f"(`max_new_tokens`={limit - prompt + 1}, i.e. `max_length`={limit + 1 - prompt + input_ids_length})."
+                f"{asked} asks for {new_tokens} new tokens after a {what} of {prompt_positions} tokens: decoding would "
+                f"feed {prompt_positions + new_tokens - 1} positions, but this model's learned position table has "
+                f"`max_position_embeddings`={limit}. Ask for at most {room} new tokens "
+                f"(`max_new_tokens`={room}, i.e. `max_length`={input_length + room})."
             )
-        return generation_config
 
     def _init_weights(self, module: nn.Module) -> None:
         std = self.config.initializer_range
