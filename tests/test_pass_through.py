@@ -13,7 +13,9 @@ import threading
 
 import pytest
 import torch
+import transformers
 import twin_helpers as twins
+from packaging.version import Version
 from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer, TextStreamer, pipeline
 
 from scratchformers.data import resolve_data_dir
@@ -172,6 +174,11 @@ def test_translate_passes_its_tokenizer_so_stop_strings_work(family_models, fami
         assert stopped == translate(texts, twin, tokenizer, num_beams=1, max_new_tokens=NEW, stop_strings=[stop])[0]
 
 
+@pytest.mark.xfail(
+    Version(transformers.__version__) < Version("5.23"), raises=ValueError, strict=False,
+    reason="transformers 5.13's universal assisted decoding hands the assistant an attention mask one token shorter "
+           "than its input: GPT-2 ignores the mismatch, our mask check refuses it (5.23+ passes the right mask)",
+)
 def test_assisted_decoding_with_another_tokenizer_matches_the_native_twins(gpt_tokenizer, seq2seq_tokenizer):
     """Universal assisted decoding: a GPT assistant with its own vocabulary drafts for a GPT target; greedy assisted
     decoding is lossless, so ours must give the target's plain greedy tokens, as GPT-2 twins do."""
