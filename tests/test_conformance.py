@@ -10,12 +10,12 @@ docs/robustness.md.
 
 from __future__ import annotations
 
-import copy
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import pytest
 import torch
+from conftest import TINY
 from transformers import (
     AutoModelForCausalLM,
     AutoModelForMaskedLM,
@@ -35,8 +35,6 @@ from scratchformers import (
     ScratchTransformerForConditionalGeneration,
 )
 from scratchformers.compat import CACHE_NAME
-
-from conftest import TINY
 
 RNN_TINY = dict(
     vocab_size=64, hidden_size=16, num_hidden_layers=2, cell="lstm", attention="bahdanau", dropout=0.0,
@@ -60,7 +58,7 @@ class Family:
     """One model class under test: how to build it tiny, which Auto class loads it, what kind of model it is."""
 
     name: str
-    build: Callable[[], torch.nn.Module]
+    build: Callable[..., torch.nn.Module]  # config overrides → a fresh model
     auto: type
     kind: str  # "decoder" (causal LM) | "encoder" (bidirectional) | "seq2seq"
     layers: int  # layers per stack
@@ -83,21 +81,24 @@ def spread(model: torch.nn.Module) -> torch.nn.Module:
 
 
 FAMILIES = [
-    Family("gpt", lambda: ScratchGPTForCausalLM(ScratchGPTConfig(**TINY)), AutoModelForCausalLM, "decoder", 2, 4),
-    Family("bert_mlm", lambda: ScratchBertForMaskedLM(ScratchBertConfig(**TINY)), AutoModelForMaskedLM, "encoder", 2, 4),
+    Family("gpt", lambda **o: ScratchGPTForCausalLM(ScratchGPTConfig(**TINY, **o)), AutoModelForCausalLM, "decoder", 2, 4),
+    Family(
+        "bert_mlm", lambda **o: ScratchBertForMaskedLM(ScratchBertConfig(**TINY, **o)), AutoModelForMaskedLM,
+        "encoder", 2, 4,
+    ),
     Family(
         "bert_cls",
-        lambda: ScratchBertForSequenceClassification(ScratchBertConfig(**TINY, num_labels=3)),
+        lambda **o: ScratchBertForSequenceClassification(ScratchBertConfig(**TINY, num_labels=3, **o)),
         AutoModelForSequenceClassification, "encoder", 2, 4,
     ),
     Family(
         "transformer",
-        lambda: ScratchTransformerForConditionalGeneration(ScratchTransformerConfig(**TINY)),
+        lambda **o: ScratchTransformerForConditionalGeneration(ScratchTransformerConfig(**TINY, **o)),
         AutoModelForSeq2SeqLM, "seq2seq", 2, 4,
     ),
     Family(
         "rnn",
-        lambda: ScratchRNNForConditionalGeneration(ScratchRNNConfig(**RNN_TINY)),
+        lambda **o: ScratchRNNForConditionalGeneration(ScratchRNNConfig(**RNN_TINY, **o)),
         AutoModelForSeq2SeqLM, "seq2seq", 2, None,
     ),
 ]
@@ -112,8 +113,8 @@ def family_params(families, xfail: dict[str, pytest.MarkDecorator] | None = None
     return [pytest.param(f, id=f.name, marks=[xfail[f.name]] if f.name in xfail else []) for f in families]
 
 
-def make(family: Family) -> torch.nn.Module:
-    return spread(family.build())
+def make(family: Family, **overrides) -> torch.nn.Module:
+    return spread(family.build(**overrides))
 
 
 def tokens(b: int, t: int) -> torch.Tensor:
@@ -162,20 +163,33 @@ def assert_tied(model: torch.nn.Module) -> None:
         assert model.get_parameter(target) is model.get_parameter(source), f"{target} is no longer tied to {source}"
 
 
+def refused(family: Family, feature: str, call: Callable[[], object]) -> bool:
+    """If `feature` is in REFUSALS for `family`, assert `call` raises a clear error naming it and return True."""
+    if (family.name, feature) not in REFUSALS:
+        return False
+    with pytest.raises((ValueError, TypeError), match=f"(?i){REFUSALS[(family.name, feature)]}"):
+        call()
+    return True
+
+
 # --- save / load ---------------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("tie", [True, False], ids=["tied", "untied"])
 @pytest.mark.parametrize("family", family_params(FAMILIES))
-def test_save_and_auto_load_round_trip_keeps_logits_and_ties(family, tmp_path):
-    model = make(family)
+def test_save_and_auto_load_round_trip_keeps_logits_and_ties(family, tie, tmp_path):
+    model = make(family, tie_word_embeddings=tie)
     inputs = batch(family)
     model.save_pretrained(tmp_path)
     loaded = family.auto.from_pretrained(tmp_path).eval()
     assert type(loaded) is type(model)
     torch.testing.assert_close(logits_of(family, loaded, inputs), logits_of(family, model, inputs), rtol=0, atol=0)
-    if family.name != "bert_cls":
-        assert tied_pairs(loaded), "a family with an output layer should tie it to the embedding"
     assert_tied(loaded)
+    if family.name == "bert_cls":  # no output layer over the vocabulary
+        return
+    assert bool(tied_pairs(loaded)) == tie
+    shared = loaded.get_output_embeddings().weight is loaded.get_input_embeddings().weight
+    assert shared == tie, "untied output and input embeddings must load as separate tensors"
 
 
 # --- cache == no cache ---------------------------------------------------------------------------------------------------
@@ -356,10 +370,11 @@ def test_gradient_checkpointing_gives_the_same_loss_and_gradients(family):
     model = make(family).train()  # dropout is 0 in the tiny configs: train mode is deterministic
     inputs = batch(family)
     labels = labels_for(family, inputs)
-    if (family.name, "gradient_checkpointing") in REFUSALS:
-        refused(family, "gradient_checkpointing", model.gradient_checkpointing_enable)
-        return
     loss, grads = loss_and_grads(family, model, inputs, labels)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert grads.keys() == trainable, "every parameter should get a gradient (DDP's unused-parameter check)"
+    if refused(family, "gradient_checkpointing", model.gradient_checkpointing_enable):
+        return
     model.gradient_checkpointing_enable()
     layer = next(m for m in model.modules() if getattr(m, "gradient_checkpointing", False))
     calls = []  # a sublayer of a checkpointed layer runs twice: in forward, and again in backward
@@ -467,15 +482,6 @@ def test_generate_from_encoder_outputs_matches_input_ids(family):
         encoded = model.get_encoder()(**inputs, return_dict=True)
     got = generate(model, encoder_outputs=encoded, attention_mask=inputs["attention_mask"])
     assert new_tokens(family, inputs, got) == want
-
-
-def refused(family: Family, feature: str, call: Callable[[], object]) -> bool:
-    """If `feature` is in REFUSALS for `family`, assert `call` raises a clear error naming it and return True."""
-    if (family.name, feature) not in REFUSALS:
-        return False
-    with pytest.raises((ValueError, TypeError), match=f"(?i){REFUSALS[(family.name, feature)]}"):
-        call()
-    return True
 
 
 @pytest.mark.parametrize("family", family_params(GENERATIVE, {"transformer": FIXED_ON_SMALL}))
