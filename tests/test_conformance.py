@@ -172,6 +172,21 @@ def refused(family: Family, feature: str, call: Callable[[], object]) -> bool:
     return True
 
 
+def generate(model, **kwargs) -> torch.Tensor:
+    return model.generate(**kwargs, max_new_tokens=NEW_TOKENS, do_sample=False)
+
+
+def assert_same_nested(a, b, where="output"):
+    if isinstance(a, torch.Tensor):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=where)
+    elif isinstance(a, (tuple, list)):
+        assert isinstance(b, (tuple, list)) and len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same_nested(x, y, f"{where}[{i}]")
+    else:
+        assert type(a) is type(b), where
+
+
 # --- save / load ---------------------------------------------------------------------------------------------------------
 
 
@@ -242,15 +257,21 @@ def test_padded_batch_row_matches_the_unpadded_row(family):
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
 
 
-def test_left_padded_gpt_generation_matches_each_prompt_alone():
-    family = FAMILIES[0]
+@pytest.mark.parametrize("family", family_params(GENERATIVE))
+def test_padded_batch_generation_matches_each_prompt_alone(family):
+    """Decoder-only: a left-padded prompt; seq2seq: a right-padded source. Each row generates what it does alone."""
     model = make(family)
     long, short = tokens(1, 6), tokens(1, 3)
-    ids = torch.cat([long, torch.cat([torch.zeros(1, 3, dtype=torch.long), short], 1)])
-    mask = (torch.arange(6) >= torch.tensor([[0], [3]])).long()
-    together = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=NEW_TOKENS, do_sample=False)
-    for row, prompt in enumerate((long, short)):
-        alone = model.generate(input_ids=prompt, max_new_tokens=NEW_TOKENS, do_sample=False)
+    pad = torch.zeros(1, 3, dtype=torch.long)
+    if family.kind == "decoder":
+        ids = torch.cat([long, torch.cat([pad, short], 1)])
+        mask = (torch.arange(6) >= torch.tensor([[0], [3]])).long()
+    else:
+        ids = torch.cat([long, torch.cat([short, pad], 1)])
+        mask = (torch.arange(6) < torch.tensor([[6], [3]])).long()
+    together = generate(model, input_ids=ids, attention_mask=mask)
+    for row, alone_ids in enumerate((long, short)):
+        alone = generate(model, input_ids=alone_ids)
         assert together[row, -NEW_TOKENS:].tolist() == alone[0, -NEW_TOKENS:].tolist()
 
 
@@ -332,6 +353,21 @@ def test_output_hidden_states_are_embeddings_plus_one_per_layer(family):
         torch.testing.assert_close(out.logits, model.lm_head(last), rtol=0, atol=1e-6)
 
 
+@pytest.mark.parametrize("family", family_params(FAMILIES))
+def test_config_output_flags_act_like_the_arguments(family):
+    """`config.output_hidden_states` and `config.return_dict` are the defaults of the forward arguments (HF reads
+    both; `config.output_attentions` is refused by transformers itself on the sdpa backend)."""
+    model = make(family)
+    inputs = batch(family)
+    with torch.no_grad():
+        by_argument = model(**inputs, output_hidden_states=True, return_dict=False)
+        model.config.output_hidden_states = True
+        model.config.return_dict = False
+        by_config = model(**inputs)
+    assert isinstance(by_config, tuple)
+    assert_same_nested(by_config, by_argument)
+
+
 # --- resized embeddings --------------------------------------------------------------------------------------------------
 
 
@@ -390,17 +426,6 @@ def test_gradient_checkpointing_gives_the_same_loss_and_gradients(family):
 # --- return_dict=False ---------------------------------------------------------------------------------------------------
 
 
-def assert_same_nested(a, b, where="output"):
-    if isinstance(a, torch.Tensor):
-        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=where)
-    elif isinstance(a, (tuple, list)):
-        assert isinstance(b, (tuple, list)) and len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b)):
-            assert_same_nested(x, y, f"{where}[{i}]")
-    else:
-        assert type(a) is type(b), where
-
-
 @pytest.mark.parametrize("family", family_params(FAMILIES))
 def test_return_dict_false_gives_the_tuple_of_the_dict_output(family):
     model = make(family)
@@ -432,10 +457,6 @@ def prompt(family: Family, b: int = 1) -> dict[str, torch.Tensor]:
 def new_tokens(family: Family, inputs: dict, sequences: torch.Tensor) -> list:
     """The generated tokens only: decoder-only outputs repeat the prompt; seq2seq ones start with the start token."""
     return sequences[:, -NEW_TOKENS:].tolist()
-
-
-def generate(model, **kwargs) -> torch.Tensor:
-    return model.generate(**kwargs, max_new_tokens=NEW_TOKENS, do_sample=False)
 
 
 def greedy_reference(family: Family, model, inputs: dict) -> list:
