@@ -172,8 +172,25 @@ def refused(family: Family, feature: str, call: Callable[[], object]) -> bool:
     return True
 
 
-def generate(model, **kwargs) -> torch.Tensor:
-    return model.generate(**kwargs, max_new_tokens=NEW_TOKENS, do_sample=False)
+@dataclass
+class Generated:
+    """What one greedy `generate()` call produced: the new tokens (B, N) and the logits each was chosen from (B, N, V).
+    Tiny random models often repeat one token, so the logits are compared too: a wrong cache or mask changes them."""
+
+    tokens: torch.Tensor
+    logits: torch.Tensor
+
+    def assert_same(self, other: Generated, rows: slice = slice(None), other_rows: slice = slice(None)) -> None:
+        assert self.tokens[rows].tolist() == other.tokens[other_rows].tolist()
+        torch.testing.assert_close(self.logits[rows], other.logits[other_rows], rtol=1e-4, atol=1e-4)
+
+
+def generate(model, **kwargs) -> Generated:
+    """Greedy `generate()` of NEW_TOKENS tokens."""
+    out = model.generate(
+        **kwargs, max_new_tokens=NEW_TOKENS, do_sample=False, return_dict_in_generate=True, output_logits=True
+    )
+    return Generated(out.sequences[:, -NEW_TOKENS:], torch.stack(out.logits, 1))
 
 
 def assert_same_nested(a, b, where="output"):
@@ -271,8 +288,7 @@ def test_padded_batch_generation_matches_each_prompt_alone(family):
         mask = (torch.arange(6) < torch.tensor([[6], [3]])).long()
     together = generate(model, input_ids=ids, attention_mask=mask)
     for row, alone_ids in enumerate((long, short)):
-        alone = generate(model, input_ids=alone_ids)
-        assert together[row, -NEW_TOKENS:].tolist() == alone[0, -NEW_TOKENS:].tolist()
+        together.assert_same(generate(model, input_ids=alone_ids), slice(row, row + 1))
 
 
 # --- attentions and hidden states ----------------------------------------------------------------------------------------
@@ -454,55 +470,51 @@ def prompt(family: Family, b: int = 1) -> dict[str, torch.Tensor]:
     return dict(input_ids=ids, attention_mask=torch.ones_like(ids))
 
 
-def new_tokens(family: Family, inputs: dict, sequences: torch.Tensor) -> list:
-    """The generated tokens only: decoder-only outputs repeat the prompt; seq2seq ones start with the start token."""
-    return sequences[:, -NEW_TOKENS:].tolist()
-
-
-def greedy_reference(family: Family, model, inputs: dict) -> list:
+def greedy_reference(family: Family, model, inputs: dict) -> Generated:
     """Greedy decoding written out: the argmax of a full, uncached forward, one token at a time."""
     if family.kind == "seq2seq":
         seq = torch.full((inputs["input_ids"].shape[0], 1), model.config.decoder_start_token_id)
     else:
         seq = inputs["input_ids"]
+    steps = []
     for _ in range(NEW_TOKENS):
         with torch.no_grad():
             if family.kind == "seq2seq":
                 logits = model(**inputs, decoder_input_ids=seq, use_cache=False).logits
             else:
                 logits = model(input_ids=seq, attention_mask=torch.ones_like(seq), use_cache=False).logits
+        steps.append(logits[:, -1])
         seq = torch.cat([seq, logits[:, -1:].argmax(-1)], 1)
-    return seq[:, -NEW_TOKENS:].tolist()
+    return Generated(seq[:, -NEW_TOKENS:], torch.stack(steps, 1))
 
 
 @pytest.mark.parametrize("family", family_params(GENERATIVE))
 def test_generate_from_input_ids_is_greedy_decoding(family):
     model = make(family)
     inputs = prompt(family, b=2)
-    assert new_tokens(family, inputs, generate(model, **inputs)) == greedy_reference(family, model, inputs)
+    generate(model, **inputs).assert_same(greedy_reference(family, model, inputs))
 
 
 @pytest.mark.parametrize("family", family_params(GENERATIVE))
 def test_generate_from_inputs_embeds_matches_input_ids(family):
     model = make(family)
     inputs = prompt(family, b=2)
-    want = new_tokens(family, inputs, generate(model, **inputs))
     embeds = model.get_input_embeddings()(inputs["input_ids"]).detach()
-    got = generate(model, inputs_embeds=embeds, attention_mask=inputs["attention_mask"])
     if family.kind == "decoder":
-        assert got.shape[1] == NEW_TOKENS, "from inputs_embeds a decoder-only generate() returns only the new tokens"
-    assert new_tokens(family, inputs, got) == want
+        sequences = model.generate(inputs_embeds=embeds, attention_mask=inputs["attention_mask"], max_new_tokens=2)
+        assert sequences.shape[1] == 2, "from inputs_embeds a decoder-only generate() returns only the new tokens"
+    got = generate(model, inputs_embeds=embeds, attention_mask=inputs["attention_mask"])
+    got.assert_same(generate(model, **inputs))
 
 
 @pytest.mark.parametrize("family", family_params(SEQ2SEQ, {"transformer": FIXED_ON_SMALL, "rnn": FIXED_ON_SMALL}))
 def test_generate_from_encoder_outputs_matches_input_ids(family):
     model = make(family)
     inputs = prompt(family, b=2)
-    want = new_tokens(family, inputs, generate(model, **inputs))
     with torch.no_grad():
         encoded = model.get_encoder()(**inputs, return_dict=True)
     got = generate(model, encoder_outputs=encoded, attention_mask=inputs["attention_mask"])
-    assert new_tokens(family, inputs, got) == want
+    got.assert_same(generate(model, **inputs))
 
 
 @pytest.mark.parametrize("family", family_params(GENERATIVE, {"transformer": FIXED_ON_SMALL}))
@@ -513,8 +525,7 @@ def test_assisted_generation_gives_the_greedy_tokens(family):
     inputs = prompt(family)
     if refused(family, "assistant_model", lambda: generate(model, **inputs, assistant_model=assistant)):
         return
-    want = new_tokens(family, inputs, generate(model, **inputs))
-    assert new_tokens(family, inputs, generate(model, **inputs, assistant_model=assistant)) == want
+    generate(model, **inputs, assistant_model=assistant).assert_same(generate(model, **inputs))
 
 
 @pytest.mark.parametrize("family", family_params(GENERATIVE))
@@ -523,8 +534,7 @@ def test_prompt_lookup_generation_gives_the_greedy_tokens(family):
     inputs = prompt(family)
     if refused(family, "prompt_lookup", lambda: generate(model, **inputs, prompt_lookup_num_tokens=2)):
         return
-    want = new_tokens(family, inputs, generate(model, **inputs))
-    assert new_tokens(family, inputs, generate(model, **inputs, prompt_lookup_num_tokens=2)) == want
+    generate(model, **inputs, prompt_lookup_num_tokens=2).assert_same(generate(model, **inputs))
 
 
 @pytest.mark.parametrize("family", family_params(GENERATIVE))
@@ -533,8 +543,7 @@ def test_static_cache_generation_matches_the_dynamic_cache(family):
     inputs = prompt(family, b=2)
     if refused(family, "static_cache", lambda: generate(model, **inputs, cache_implementation="static")):
         return
-    want = new_tokens(family, inputs, generate(model, **inputs))
-    assert new_tokens(family, inputs, generate(model, **inputs, cache_implementation="static")) == want
+    generate(model, **inputs, cache_implementation="static").assert_same(generate(model, **inputs))
 
 
 def sequence_log_prob(family: Family, model, inputs: dict, row: int, sequence: torch.Tensor) -> torch.Tensor:
