@@ -546,6 +546,28 @@ def test_static_cache_generation_matches_the_dynamic_cache(family):
     generate(model, **inputs, cache_implementation="static").assert_same(generate(model, **inputs))
 
 
+@pytest.mark.parametrize("family", family_params(GENERATIVE))
+def test_generation_continues_from_a_returned_cache(family):
+    """3 tokens, then 2 more from the returned cache and the whole sequence so far, give the 5 of one call (as in
+    transformers' `test_generate_continue_from_past_key_values`: the mask covers the whole sequence, so generate()
+    feeds only the tokens the cache has not seen)."""
+    model = make(family)
+    inputs = prompt(family, b=2)
+    full = generate(model, **inputs)
+    first = model.generate(**inputs, max_new_tokens=3, do_sample=False, return_dict_in_generate=True, output_logits=True)
+    sequence = first.sequences
+    if family.kind == "seq2seq":
+        more = dict(inputs, decoder_input_ids=sequence, decoder_attention_mask=torch.ones_like(sequence))
+    else:
+        more = dict(input_ids=sequence, attention_mask=torch.ones_like(sequence))
+    rest = model.generate(
+        **more, **{CACHE_NAME: first[CACHE_NAME]}, max_new_tokens=2, do_sample=False, return_dict_in_generate=True,
+        output_logits=True,
+    )
+    both = Generated(rest.sequences[:, -NEW_TOKENS:], torch.stack(first.logits + rest.logits, 1))
+    both.assert_same(full)
+
+
 def sequence_log_prob(family: Family, model, inputs: dict, row: int, sequence: torch.Tensor) -> torch.Tensor:
     """log p(generated tokens | input) from one full uncached forward."""
     source = {k: v[row : row + 1] for k, v in inputs.items()}
