@@ -384,27 +384,71 @@ def test_config_output_flags_act_like_the_arguments(family):
     assert_same_nested(by_config, by_argument)
 
 
+@pytest.mark.parametrize("family", family_params(FAMILIES))
+def test_inputs_embeds_match_input_ids(family):
+    """The embedding matrix's rows for the ids, passed as `inputs_embeds` (and `decoder_inputs_embeds`), give the
+    logits of the ids."""
+    model = make(family)
+    inputs = batch(family)
+    embed = model.get_input_embeddings()
+    as_embeds = dict(inputs)
+    for name in ("input_ids", "decoder_input_ids"):
+        if name in inputs:
+            as_embeds[name.replace("input_ids", "inputs_embeds")] = embed(as_embeds.pop(name)).detach()
+    torch.testing.assert_close(logits_of(family, model, as_embeds), logits_of(family, model, inputs), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("family", family_params(FAMILIES))
+def test_hidden_states_and_attentions_are_part_of_the_graph(family):
+    """As transformers' `test_retain_grad_hidden_states_attentions`: the returned tensors are the ones the output was
+    computed from (gradients reach them), not detached copies. The RNN's alignment is the exception by construction:
+    the recurrent decoder computes αᵢ one step at a time and returns their stack, so only its encoder states are checked
+    (its per-layer hidden states wait for branch small)."""
+    model = make(family).train()
+    inputs = batch(family)
+    out = model(**inputs, output_hidden_states=True, output_attentions=True)
+    if family.name == "rnn":
+        checked = [out.encoder_hidden_states[-1]]
+    else:
+        checked = [out[field][0] for field in [*hidden_state_fields(family), *attention_fields(family)]]
+    for tensor in checked:
+        tensor.retain_grad()
+    out.logits.pow(2).sum().backward()
+    for tensor in checked:
+        assert tensor.grad is not None and tensor.grad.abs().sum() > 0
+
+
 # --- resized embeddings --------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("tie", [True, False], ids=["tied", "untied"])
 @pytest.mark.parametrize("new_size", [72, 60], ids=["grow", "shrink"])
 @pytest.mark.parametrize("family", family_params(FAMILIES))
-def test_resize_token_embeddings_keeps_old_rows_and_ties(family, new_size):
-    model = make(family)
+def test_resize_token_embeddings_keeps_old_rows_and_ties(family, new_size, tie):
+    model = make(family, tie_word_embeddings=tie)
     old_vocab = model.config.vocab_size
-    old_rows = model.get_input_embeddings().weight.detach().clone()
+    inputs = {k: v.clamp(max=new_size - 1) if k.endswith("input_ids") else v for k, v in batch(family).items()}
+    old_logits = logits_of(family, model, inputs)
+    matrices = [m for m in (model.get_input_embeddings(), model.get_output_embeddings()) if m is not None]
+    old_rows = [m.weight.detach().clone() for m in matrices]
     model.resize_token_embeddings(new_size)
     assert model.config.vocab_size == new_size
-    assert model.get_input_embeddings().weight.shape[0] == new_size
     kept = min(old_vocab, new_size)
-    torch.testing.assert_close(model.get_input_embeddings().weight[:kept], old_rows[:kept], rtol=0, atol=0)
+    matrices = [m for m in (model.get_input_embeddings(), model.get_output_embeddings()) if m is not None]
+    for matrix, old in zip(matrices, old_rows):
+        assert matrix.weight.shape[0] == new_size
+        torch.testing.assert_close(matrix.weight[:kept], old[:kept], rtol=0, atol=0)
     assert_tied(model)
-    inputs = {k: v.clamp(max=new_size - 1) if k.endswith("input_ids") else v for k, v in batch(family).items()}
+    logits = logits_of(family, model, inputs)
+    if family.name == "bert_cls":
+        torch.testing.assert_close(logits, old_logits, rtol=0, atol=1e-6)
+    else:
+        assert logits.shape[-1] == new_size
+        if new_size > old_vocab:  # the old tokens' logits are unchanged
+            torch.testing.assert_close(logits[..., :old_vocab], old_logits, rtol=0, atol=1e-5)
     if new_size > old_vocab:  # the new ids are usable
         inputs["input_ids"][0, 1] = new_size - 1
-    logits = logits_of(family, model, inputs)
-    if family.name != "bert_cls":
-        assert logits.shape[-1] == new_size
+        assert logits_of(family, model, inputs).isfinite().all()
 
 
 # --- gradient checkpointing ----------------------------------------------------------------------------------------------
@@ -417,8 +461,9 @@ def loss_and_grads(family: Family, model, inputs, labels) -> tuple[torch.Tensor,
     return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
+@pytest.mark.parametrize("reentrant", [True, False], ids=["reentrant", "non_reentrant"])
 @pytest.mark.parametrize("family", family_params(FAMILIES))
-def test_gradient_checkpointing_gives_the_same_loss_and_gradients(family):
+def test_gradient_checkpointing_gives_the_same_loss_and_gradients(family, reentrant):
     model = make(family).train()  # dropout is 0 in the tiny configs: train mode is deterministic
     inputs = batch(family)
     labels = labels_for(family, inputs)
@@ -427,7 +472,7 @@ def test_gradient_checkpointing_gives_the_same_loss_and_gradients(family):
     assert grads.keys() == trainable, "every parameter should get a gradient (DDP's unused-parameter check)"
     if refused(family, "gradient_checkpointing", model.gradient_checkpointing_enable):
         return
-    model.gradient_checkpointing_enable()
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": reentrant})
     layer = next(m for m in model.modules() if getattr(m, "gradient_checkpointing", False))
     calls = []  # a sublayer of a checkpointed layer runs twice: in forward, and again in backward
     next(layer.children()).register_forward_hook(lambda *_: calls.append(1))
