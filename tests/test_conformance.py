@@ -3,7 +3,7 @@
 
 Each check compares against a reference that can disagree: the model before saving, an uncached or unpadded run, the
 model without checkpointing, greedy decoding, the formula. Where a family legitimately refuses a feature (the recurrent
-family is stateful: no assisted decoding, no prompt lookup, no static cache, no gradient checkpointing), the test asserts
+family is stateful: no assisted decoding, no prompt lookup, no gradient checkpointing), the test asserts
 a clear ValueError/TypeError naming it instead of skipping; the refusals are listed in `REFUSALS` and in
 docs/robustness.md.
 """
@@ -45,8 +45,8 @@ NEW_TOKENS = 5
 #: (family, feature) → the words the refusal's message must contain. Not a skip list: each entry is asserted.
 REFUSALS = {
     ("rnn", "gradient_checkpointing"): "(gradient|activation) checkpointing",
-    ("rnn", "assistant_model"): "assist",
-    ("rnn", "prompt_lookup"): "assist",
+    ("rnn", "assistant_model"): "assisted generation .* stateful",
+    ("rnn", "prompt_lookup"): "assisted generation .* stateful",
 }
 # Not refused, but worth knowing: with `cache_implementation="static"` transformers logs that the recurrent family
 # "does not support `Cache` instances" and ignores the setting; the tokens equal the dynamic run's (tested below).
