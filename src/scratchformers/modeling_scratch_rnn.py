@@ -103,6 +103,13 @@ class RecurrentState(Cache):
         return False
 
     @property
+    def is_linear(self) -> list[bool]:
+        """[False]: the state counts the tokens it consumed, so a `generate()` continued from it with the whole
+        sequence (and its mask) feeds only the unseen tokens, as for a key/value cache. transformers skips that slicing
+        for caches whose layers are all "linear" (Mamba-like), and a cache without layers counts as all linear."""
+        return [False]
+
+    @property
     def batch_size(self) -> int:
         return self.hidden.shape[0]
 
