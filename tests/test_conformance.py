@@ -50,7 +50,6 @@ REFUSALS = {
 }
 # Not refused, but worth knowing: with `cache_implementation="static"` transformers logs that the recurrent family
 # "does not support `Cache` instances" and ignores the setting; the tokens equal the dynamic run's (tested below).
-FIXED_ON_SMALL = pytest.mark.xfail(strict=True, reason="fixed on branch small")
 
 
 @dataclass(frozen=True)
@@ -344,7 +343,7 @@ def head_input(family: Family, model, out, inputs) -> torch.Tensor:
             model.model(**inputs).last_hidden_state
 
 
-@pytest.mark.parametrize("family", family_params(FAMILIES, {"rnn": FIXED_ON_SMALL}))
+@pytest.mark.parametrize("family", family_params(FAMILIES))
 def test_output_hidden_states_are_embeddings_plus_one_per_layer(family):
     model = make(family)
     inputs = batch(family)
@@ -552,7 +551,7 @@ def test_generate_from_inputs_embeds_matches_input_ids(family):
     got.assert_same(generate(model, **inputs))
 
 
-@pytest.mark.parametrize("family", family_params(SEQ2SEQ, {"transformer": FIXED_ON_SMALL, "rnn": FIXED_ON_SMALL}))
+@pytest.mark.parametrize("family", family_params(SEQ2SEQ))
 def test_generate_from_encoder_outputs_matches_input_ids(family):
     model = make(family)
     inputs = prompt(family, b=2)
@@ -562,7 +561,7 @@ def test_generate_from_encoder_outputs_matches_input_ids(family):
     got.assert_same(generate(model, **inputs))
 
 
-@pytest.mark.parametrize("family", family_params(GENERATIVE, {"transformer": FIXED_ON_SMALL}))
+@pytest.mark.parametrize("family", family_params(GENERATIVE))
 def test_assisted_generation_gives_the_greedy_tokens(family):
     model = make(family)
     torch.manual_seed(1)
