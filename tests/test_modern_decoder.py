@@ -13,9 +13,16 @@ import torch.nn.functional as F
 import transformers
 from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 
-from scratchformers import ScratchGPTConfig, ScratchGPTForCausalLM
+from scratchformers import (
+    ScratchBertConfig,
+    ScratchBertModel,
+    ScratchGPTConfig,
+    ScratchGPTForCausalLM,
+    ScratchTransformerConfig,
+    ScratchTransformerForConditionalGeneration,
+)
 from scratchformers.attention import MultiHeadAttention, repeat_kv
-from scratchformers.convert import from_hf, to_hf
+from scratchformers.convert import from_hf, main, to_hf
 from scratchformers.embeddings import (
     RotaryPositionEmbedding,
     apply_rotary_position_embedding,
@@ -330,3 +337,49 @@ def test_hf_options_we_cannot_reproduce_are_refused(config_class, kwargs, messag
                                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64, **kwargs))
     with pytest.raises(ValueError, match=message):
         from_hf(hf)
+
+
+def test_convert_command_turns_a_saved_llama_folder_into_ours_and_back(tmp_path):
+    hf = hf_model("llama", "gqa-llama3")
+    hf.save_pretrained(tmp_path / "hf")
+    assert main([str(tmp_path / "hf"), str(tmp_path / "ours")]) == 0
+    ours = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "ours").eval()
+    assert type(ours) is ScratchGPTForCausalLM and ours.config.rope_parameters["rope_type"] == "llama3"
+    assert main([str(tmp_path / "ours"), str(tmp_path / "back")]) == 0
+    back = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "back").eval()
+    assert type(back) is transformers.LlamaForCausalLM
+    x = torch.randint(3, V, (2, 12))
+    with torch.no_grad():
+        assert max_diff(hf(x).logits, ours(x).logits) <= ATOL and max_diff(hf(x).logits, back(x).logits) <= ATOL
+
+
+# ------------------------------------------------------------------------- the same options in the other families
+
+
+def test_encoder_decoder_with_the_modern_options_generates_the_same_with_and_without_cache():
+    config = ScratchTransformerConfig(
+        vocab_size=V, hidden_size=32, encoder_layers=2, decoder_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, intermediate_size=48, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+        norm_placement="pre", norm_type="rmsnorm", ffn_type="gated", activation="silu",
+        position_embedding_type="rotary", attention_bias=False, ffn_bias=False, pad_token_id=0, bos_token_id=1,
+        eos_token_id=2, decoder_start_token_id=1,
+    )
+    model = perturb(ScratchTransformerForConditionalGeneration(config))
+    source, mask = left_padded()
+    cached = greedy(model, source, mask)
+    assert torch.equal(cached, greedy(model, source, mask, use_cache=False))
+    alone = greedy(model, source[:1, mask[0].bool()])  # the source's padding changes nothing
+    assert torch.equal(cached[:1], alone)
+
+
+def test_bert_with_rotary_positions_ignores_padding():
+    config = ScratchBertConfig(vocab_size=V, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                               num_key_value_heads=1, intermediate_size=48, hidden_dropout_prob=0.0,
+                               attention_probs_dropout_prob=0.0, position_embedding_type="rotary",
+                               norm_type="rmsnorm", pad_token_id=0)
+    model = perturb(ScratchBertModel(config))
+    x = torch.randint(3, V, (1, 6))
+    padded = torch.cat([x, torch.zeros(1, 3, dtype=torch.long)], 1)
+    with torch.no_grad():
+        full = model(padded, attention_mask=(padded != 0).long()).last_hidden_state[:, :6]
+        assert max_diff(full, model(x).last_hidden_state) <= 1e-5
