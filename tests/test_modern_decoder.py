@@ -383,3 +383,26 @@ def test_bert_with_rotary_positions_ignores_padding():
     with torch.no_grad():
         full = model(padded, attention_mask=(padded != 0).long()).last_hidden_state[:, :6]
         assert max_diff(full, model(x).last_hidden_state) <= 1e-5
+
+
+def test_model_card_names_the_modern_options(tmp_path):
+    from scratchformers.model_card import write_model_card
+
+    modern(rope_parameters=dict(LLAMA3)).save_pretrained(tmp_path)
+    card = Path(write_model_card(tmp_path, {}, ["my-corpus"], "configs/llama-tiny.json")).read_text()
+    assert "rotary positions (llama3, base 500000)" in card and "RMSNorm" in card
+    assert "gated feed-forward (silu" in card and "2 key/value heads (grouped-query attention)" in card
+    ScratchGPTForCausalLM(ScratchGPTConfig(**MODERN | {"norm_type": "layernorm", "ffn_type": "mlp",
+                                                       "position_embedding_type": "learned", "num_key_value_heads": 4})
+                          ).save_pretrained(tmp_path / "plain")
+    plain = Path(write_model_card(tmp_path / "plain", {}, ["my-corpus"], "configs/gpt-tiny.json")).read_text()
+    assert "RMSNorm" not in plain and "rotary" not in plain and "key/value heads" not in plain
+
+
+def test_a_config_rebuilt_with_another_head_count_keeps_one_key_value_head_per_query_head():
+    """A base config's settings plus an override (as the training scripts do) must not carry a stale derived
+    key/value head count: `num_key_value_heads` stays None unless set."""
+    base = ScratchGPTConfig(**{**MODERN, "num_key_value_heads": None})
+    rebuilt = ScratchGPTConfig.from_dict({**base.to_dict(), "num_attention_heads": 2})
+    attention = ScratchGPTForCausalLM(rebuilt).model.decoder.layers[0].self_attn
+    assert (attention.num_heads, attention.num_key_value_heads) == (2, 2)

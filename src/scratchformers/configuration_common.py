@@ -108,7 +108,7 @@ class ScratchConfig(PreTrainedConfig):
         for name in TOKEN_ID_FIELDS:
             check_token_id(name, getattr(self, name))
         self._check_modern_decoder_options()
-        super().__post_init__(**kwargs)  # folds legacy `rope_theta`/`rope_scaling` into `rope_parameters`
+        super().__post_init__(**kwargs)
         self._check_rope_parameters()
         if self.num_labels < 1:
             raise ValueError(f"`num_labels` must be >= 1, got {self.num_labels}.")
@@ -117,10 +117,11 @@ class ScratchConfig(PreTrainedConfig):
         """RMSNorm, gated FFN, grouped-query attention and the output-projection bias: named values, sizes that fit."""
         check_choice("norm_type", self.norm_type, NORM_TYPE_CHOICES)
         check_choice("ffn_type", self.ffn_type, FFN_TYPE_CHOICES)
-        if self.num_key_value_heads is None:
-            self.num_key_value_heads = self.num_attention_heads
-        check_positive("num_key_value_heads", self.num_key_value_heads)
-        if self.num_attention_heads % self.num_key_value_heads != 0:
+        # None = one per query head, kept None rather than stored as a number: a config rebuilt from another's
+        # settings with a new head count (`from_dict` of a base config plus overrides) stays consistent.
+        if self.num_key_value_heads is not None:
+            check_positive("num_key_value_heads", self.num_key_value_heads)
+        if self.num_key_value_heads is not None and self.num_attention_heads % self.num_key_value_heads != 0:
             raise ValueError(
                 f"`num_attention_heads`={self.num_attention_heads} must be a multiple of `num_key_value_heads`="
                 f"{self.num_key_value_heads} (each key/value head serves an equal group of query heads)."
