@@ -22,7 +22,7 @@ from scratchformers import (
     ScratchTransformerForConditionalGeneration,
 )
 from scratchformers.attention import MultiHeadAttention, repeat_kv
-from scratchformers.convert import from_hf, main, to_hf
+from scratchformers.convert import from_hf, llama_config_to_hf, main, qwen2_config_to_hf, to_hf
 from scratchformers.embeddings import (
     RotaryPositionEmbedding,
     apply_rotary_position_embedding,
@@ -406,3 +406,21 @@ def test_a_config_rebuilt_with_another_head_count_keeps_one_key_value_head_per_q
     rebuilt = ScratchGPTConfig.from_dict({**base.to_dict(), "num_attention_heads": 2})
     attention = ScratchGPTForCausalLM(rebuilt).model.decoder.layers[0].self_attn
     assert (attention.num_heads, attention.num_key_value_heads) == (2, 2)
+
+
+@pytest.mark.parametrize("name, hf_class, published", [
+    ("smollm2-135m", transformers.LlamaForCausalLM, 134_515_008),
+    ("qwen2.5-0.5b", transformers.Qwen2ForCausalLM, 494_032_768),
+    ("llama-3.2-1b", transformers.LlamaForCausalLM, 1_235_814_400),
+])
+def test_real_model_presets_have_the_shape_of_the_real_checkpoint(name, hf_class, published):
+    """The preset builds (on the meta device: no memory) a model with HF's parameter count for the same config,
+    which is the published size of the checkpoint."""
+    preset = json.loads((Path(__file__).parents[1] / "configs" / f"{name}.json").read_text())
+    config = ScratchGPTConfig(**{k: v for k, v in preset.items() if k != "model_type"})
+    with torch.device("meta"):
+        ours = ScratchGPTForCausalLM(config)
+        to_hf_config = llama_config_to_hf if hf_class is transformers.LlamaForCausalLM else qwen2_config_to_hf
+        hf = hf_class._from_config(to_hf_config(config))
+    count = lambda model: sum(p.numel() for p in model.parameters())  # noqa: E731 (tied weights counted once)
+    assert count(ours) == count(hf) == published
