@@ -424,3 +424,10 @@ def test_real_model_presets_have_the_shape_of_the_real_checkpoint(name, hf_class
         hf = hf_class._from_config(to_hf_config(config))
     count = lambda model: sum(p.numel() for p in model.parameters())  # noqa: E731 (tied weights counted once)
     assert count(ours) == count(hf) == published
+
+
+def test_modern_model_under_torch_compile_gives_the_same_logits():
+    model = modern(rope_parameters=dict(LLAMA3))
+    x = torch.randint(3, V, (2, 6))
+    compiled = torch.compile(model, backend="aot_eager")
+    torch.testing.assert_close(compiled(x).logits, model(x).logits, atol=1e-5, rtol=1e-5)
