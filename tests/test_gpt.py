@@ -50,7 +50,7 @@ def test_config_accepts_the_papers_names_as_aliases():
     [
         ("activation", "tanh", "relu"),
         ("norm_placement", "middle", "pre"),
-        ("position_embedding_type", "rotary", "sinusoidal"),
+        ("position_embedding_type", "alibi", "sinusoidal"),
         ("hidden_size", 30, "divisible"),
         ("num_hidden_layers", 0, "positive"),
         ("hidden_dropout_prob", 1.5, "[0, 1)"),

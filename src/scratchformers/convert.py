@@ -42,7 +42,7 @@ from .modeling_scratch_bert import (
 from .modeling_scratch_gpt import ScratchGPTForCausalLM, ScratchGPTForSequenceClassification, ScratchGPTModel
 from .modeling_scratch_transformer import ScratchTransformerForConditionalGeneration, ScratchTransformerModel
 
-__all__ = ["Link", "from_hf", "to_hf", "supported_conversions", "main"]
+__all__ = ["Link", "Table", "LLAMA_TABLE", "from_hf", "to_hf", "supported_conversions", "main"]
 
 
 @dataclass(frozen=True)
@@ -537,6 +537,192 @@ def _seq2seq_head_links(config) -> tuple[Link, ...]:
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# The modern decoder: Llama, Qwen2, Mistral ↔ scratch_gpt (rotary, RMSNorm, SwiGLU, grouped-query attention)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Table:
+    """One architecture as data: `top` and `layer` rows (ours, theirs, when) name each tensor of ours and the HF
+    tensor(s) it is made of (several are concatenated along dim 0 on our side: separate q/k/v → our fused
+    `qkv_proj`, gate/up → our fused SwiGLU `fc_in`); `when` names the option of our config that decides whether the
+    tensor exists (a bias), or is None. `layer` rows are repeated for every layer i under `our_layer`/`hf_layer`.
+    `config` maps our config fields to HF's, copied unchanged both ways."""
+
+    top: tuple[tuple[str, str | tuple[str, ...], str | None], ...]
+    layer: tuple[tuple[str, str | tuple[str, ...], str | None], ...]
+    config: dict[str, str]
+    our_layer: str = "decoder.layers.{i}."
+    hf_layer: str = "layers.{i}."
+
+    def links(self, config) -> list[Link]:
+        """Every Link of a model with `config`: the top rows, then the layer rows for each layer."""
+        def keep(when):
+            return when is None or bool(_option(config, when))
+
+        links = [_links(ours, theirs) for ours, theirs, when in self.top if keep(when)]
+        for i in range(config.num_hidden_layers):
+            ours_prefix, theirs_prefix = self.our_layer.format(i=i), self.hf_layer.format(i=i)
+            for ours, theirs, when in self.layer:
+                if keep(when):
+                    theirs = (theirs,) if isinstance(theirs, str) else theirs
+                    links.append(_links(ours_prefix + ours, [theirs_prefix + t for t in theirs]))
+        return links
+
+
+def _option(config, name: str):
+    """An option of our config, with `attention_output_bias` None meaning "as `attention_bias`"."""
+    if name == "attention_output_bias" and config.attention_output_bias is None:
+        return config.attention_bias
+    return getattr(config, name)
+
+
+def _qkv(what: str) -> tuple[str, str, str]:
+    return tuple(f"self_attn.{m}_proj.{what}" for m in "qkv")
+
+
+# Llama's tensors; Qwen2 and Mistral name theirs the same (Qwen2 has q/k/v biases, Mistral none).
+LLAMA_TABLE = Table(
+    top=(
+        ("decoder.embeddings.tokens.weight", "embed_tokens.weight", None),
+        ("decoder.final_norm.weight", "norm.weight", None),
+    ),
+    layer=(
+        ("self_attn_residual.norm.weight", "input_layernorm.weight", None),  # RMSNorm gain g
+        ("self_attn.qkv_proj.weight", _qkv("weight"), None),  # [W_q; W_k; W_v]: (H + 2·H_kv)·D rows
+        ("self_attn.qkv_proj.bias", _qkv("bias"), "attention_bias"),
+        ("self_attn.out_proj.weight", "self_attn.o_proj.weight", None),
+        ("self_attn.out_proj.bias", "self_attn.o_proj.bias", "attention_output_bias"),
+        ("ffn_residual.norm.weight", "post_attention_layernorm.weight", None),
+        ("ffn.fc_in.weight", ("mlp.gate_proj.weight", "mlp.up_proj.weight"), None),  # [W_gate; W_up]
+        ("ffn.fc_in.bias", ("mlp.gate_proj.bias", "mlp.up_proj.bias"), "ffn_bias"),
+        ("ffn.fc_out.weight", "mlp.down_proj.weight", None),  # W_down
+        ("ffn.fc_out.bias", "mlp.down_proj.bias", "ffn_bias"),
+    ),
+    config={
+        "vocab_size": "vocab_size", "hidden_size": "hidden_size", "num_hidden_layers": "num_hidden_layers",
+        "num_attention_heads": "num_attention_heads", "num_key_value_heads": "num_key_value_heads",
+        "intermediate_size": "intermediate_size", "max_position_embeddings": "max_position_embeddings",
+        "layer_norm_eps": "rms_norm_eps", "attention_probs_dropout_prob": "attention_dropout",
+        "initializer_range": "initializer_range", "tie_word_embeddings": "tie_word_embeddings",
+        "use_cache": "use_cache",
+    },
+)
+# What makes our shared blocks the modern decoder (and what the three HF classes always are).
+_MODERN_DECODER = {"norm_placement": "pre", "norm_type": "rmsnorm", "ffn_type": "gated",
+                   "position_embedding_type": "rotary", "position_offset": 0, "scale_embedding": False,
+                   "embedding_layer_norm": False, "type_vocab_size": 0}
+_HF_ROPE_TYPES = ("default", "linear", "llama3")
+
+
+def _rope_from_hf(hf_config, problems: _Problems) -> dict:
+    """transformers' `rope_parameters` (older configs: `rope_theta` + `rope_scaling`) → ours, if we compute it."""
+    rope = getattr(hf_config, "rope_parameters", None)
+    if not rope:
+        rope = dict(getattr(hf_config, "rope_scaling", None) or {}, rope_theta=getattr(hf_config, "rope_theta", 1e4))
+    rope = dict(rope)
+    rope.setdefault("rope_type", rope.pop("type", "default"))
+    if rope["rope_type"] not in _HF_ROPE_TYPES:
+        problems.add(f"rope_parameters['rope_type']={rope['rope_type']!r}: our rotary block computes {_HF_ROPE_TYPES}")
+    if rope.get("partial_rotary_factor", 1.0) != 1.0:
+        problems.add(f"partial_rotary_factor={rope['partial_rotary_factor']}: our rotary block rotates the whole head")
+    return rope
+
+
+def _modern_config_from_hf(hf_config, problems: _Problems, table: Table = LLAMA_TABLE) -> dict:
+    """The fields Llama, Qwen2 and Mistral share → ours; refuses a head size other than hidden / heads, rope types
+    we do not compute and a sliding window shorter than the context (our attention sees every earlier token)."""
+    head_dim = getattr(hf_config, "head_dim", None)
+    if head_dim not in (None, hf_config.hidden_size // hf_config.num_attention_heads):
+        problems.add(f"`head_dim`={head_dim} != hidden_size / num_attention_heads: our heads split hidden_size")
+    window = getattr(hf_config, "sliding_window", None)
+    if window is not None and window < hf_config.max_position_embeddings:
+        problems.add(f"`sliding_window`={window} < max_position_embeddings={hf_config.max_position_embeddings}: "
+                     "our attention sees every earlier token")
+    activation = _activation_from_hf(hf_config.hidden_act, problems, "hidden_act")
+    fields = {ours: getattr(hf_config, theirs) for ours, theirs in table.config.items()}
+    return dict(fields, **_MODERN_DECODER, activation=activation, hidden_dropout_prob=0.0,
+                rope_parameters=_rope_from_hf(hf_config, problems), **_classification_fields(hf_config),
+                **_special_tokens(hf_config))
+
+
+def _modern_config_to_hf(config, problems: _Problems, target: str, table: Table = LLAMA_TABLE) -> dict:
+    """Our fields → the arguments LlamaConfig, Qwen2Config and MistralConfig share; refuses what they lack.
+    `hidden_dropout_prob` (training only) is dropped: these models have no residual dropout."""
+    _require(config, _MODERN_DECODER, target, problems)
+    activation = _activation_to_hf(config, ("silu", "gelu", "gelu_new", "relu"), target, problems)
+    rope = dict(config.rope_parameters or {"rope_type": "default", "rope_theta": 10000.0})
+    fields = {theirs: getattr(config, ours) for ours, theirs in table.config.items()}
+    return dict(fields, hidden_act=activation, rope_parameters=rope, **_classification_fields(config),
+                **_special_tokens(config))
+
+
+def llama_config_from_hf(hf_model: PreTrainedModel) -> ScratchGPTConfig:
+    """LlamaConfig → ScratchGPTConfig: pre-RMSNorm, SwiGLU, rotary, grouped-query attention; `attention_bias`
+    (q, k, v and o) and `mlp_bias` as given."""
+    hf_config = hf_model.config
+    problems = _Problems(f"Llama config (model_type={hf_config.model_type!r})")
+    fields = _modern_config_from_hf(hf_config, problems)
+    problems.raise_if_any()
+    return ScratchGPTConfig(**fields, attention_bias=hf_config.attention_bias, ffn_bias=hf_config.mlp_bias)
+
+
+def llama_config_to_hf(config) -> transformers.LlamaConfig:
+    """ScratchGPTConfig → LlamaConfig; refuses what Llama cannot express (LayerNorm, learned positions, a bias on
+    q/k/v but not on the output projection, …)."""
+    problems = _Problems(f"scratch_gpt config to Llama (model_type={config.model_type!r})")
+    fields = _modern_config_to_hf(config, problems, "Llama")
+    if _option(config, "attention_output_bias") != config.attention_bias:
+        problems.add(f"`attention_output_bias`={config.attention_output_bias} != `attention_bias`="
+                     f"{config.attention_bias}: Llama has one bias switch for q, k, v and o (Qwen2 fits q/k/v-only)")
+    problems.raise_if_any()
+    return transformers.LlamaConfig(**fields, attention_bias=config.attention_bias, mlp_bias=config.ffn_bias,
+                                    head_dim=config.hidden_size // config.num_attention_heads)
+
+
+def qwen2_config_from_hf(hf_model: PreTrainedModel) -> ScratchGPTConfig:
+    """Qwen2Config → ScratchGPTConfig: Llama's blocks with a bias on q, k and v (none on o, none in the MLP)."""
+    hf_config = hf_model.config
+    problems = _Problems(f"Qwen2 config (model_type={hf_config.model_type!r})")
+    if getattr(hf_config, "use_sliding_window", False):
+        problems.add("`use_sliding_window`=True: our attention sees every earlier token")
+    fields = _modern_config_from_hf(hf_config, problems)
+    problems.raise_if_any()
+    return ScratchGPTConfig(**fields, attention_bias=True, attention_output_bias=False, ffn_bias=False)
+
+
+def qwen2_config_to_hf(config) -> transformers.Qwen2Config:
+    """ScratchGPTConfig → Qwen2Config; needs exactly Qwen2's biases (q/k/v yes, output and MLP no)."""
+    problems = _Problems(f"scratch_gpt config to Qwen2 (model_type={config.model_type!r})")
+    fields = _modern_config_to_hf(config, problems, "Qwen2")
+    _require(config, {"attention_bias": True, "attention_output_bias": False, "ffn_bias": False}, "Qwen2", problems)
+    problems.raise_if_any()
+    return transformers.Qwen2Config(**fields, use_sliding_window=False)
+
+
+def mistral_config_from_hf(hf_model: PreTrainedModel) -> ScratchGPTConfig:
+    """MistralConfig → ScratchGPTConfig: Llama's blocks without biases; refused with a sliding window shorter than
+    the context (Mistral 7B v0.1; v0.2 on have none)."""
+    hf_config = hf_model.config
+    problems = _Problems(f"Mistral config (model_type={hf_config.model_type!r})")
+    fields = _modern_config_from_hf(hf_config, problems)
+    problems.raise_if_any()
+    return ScratchGPTConfig(**fields, attention_bias=False, ffn_bias=False)
+
+
+def mistral_config_to_hf(config) -> transformers.MistralConfig:
+    """ScratchGPTConfig → MistralConfig (no sliding window); refuses any bias."""
+    problems = _Problems(f"scratch_gpt config to Mistral (model_type={config.model_type!r})")
+    fields = _modern_config_to_hf(config, problems, "Mistral")
+    _require(config, {"attention_bias": False, "ffn_bias": False}, "Mistral", problems)
+    if _option(config, "attention_output_bias"):
+        problems.add("`attention_output_bias`=True: Mistral has no biases")
+    problems.raise_if_any()
+    return transformers.MistralConfig(**fields, sliding_window=None,
+                                      head_dim=config.hidden_size // config.num_attention_heads)
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # The registry of supported pairs and the generic copy
 # ----------------------------------------------------------------------------------------------------------------
 
@@ -561,6 +747,24 @@ _PAIRS: list[_Pair] = [
     _Pair(transformers.GPT2LMHeadModel, ScratchGPTForCausalLM, "transformer.", "model.", gpt2_config_from_hf,
           gpt2_config_to_hf, gpt2_links, (_links("lm_head.weight", "lm_head.weight"),)),
     _Pair(transformers.GPT2Model, ScratchGPTModel, "", "", gpt2_config_from_hf, gpt2_config_to_hf, gpt2_links),
+    # The modern decoder: one table for three architectures; to_hf picks the first whose config accepts ours.
+    *(
+        _Pair(hf_class, our_class, hf_body, our_body, from_hf_config, to_hf_config, LLAMA_TABLE.links, head)
+        for from_hf_config, to_hf_config, classes in (
+            (llama_config_from_hf, llama_config_to_hf,
+             (transformers.LlamaForCausalLM, transformers.LlamaModel, transformers.LlamaForSequenceClassification)),
+            (qwen2_config_from_hf, qwen2_config_to_hf,
+             (transformers.Qwen2ForCausalLM, transformers.Qwen2Model, transformers.Qwen2ForSequenceClassification)),
+            (mistral_config_from_hf, mistral_config_to_hf,
+             (transformers.MistralForCausalLM, transformers.MistralModel, transformers.MistralForSequenceClassification)),
+        )
+        for hf_class, our_class, hf_body, our_body, head in zip(
+            classes,
+            (ScratchGPTForCausalLM, ScratchGPTModel, ScratchGPTForSequenceClassification),
+            ("model.", "", "model."), ("model.", "", "model."),
+            ((_links("lm_head.weight", "lm_head.weight"),), (), (_links("score.weight", "score.weight"),)),
+        )
+    ),
     _Pair(transformers.GPT2ForSequenceClassification, ScratchGPTForSequenceClassification, "transformer.", "model.",
           gpt2_config_from_hf, gpt2_config_to_hf, gpt2_links, (_links("score.weight", "score.weight"),)),
     _Pair(transformers.BertModel, ScratchBertModel, "", "", bert_config_from_hf, bert_config_to_hf, bert_links,

@@ -1,4 +1,9 @@
-"""Feed-forward, residual + LayerNorm, the Transformer layer and the stack of N layers shared by every family."""
+"""Feed-forward, residual + LayerNorm, the Transformer layer and the stack of N layers shared by every family.
+
+The modern decoder (Llama, Mistral, Qwen2) is the same layer and stack with other options: RMSNorm for LayerNorm
+(`norm_type`), a gated SwiGLU feed-forward (`ffn_type`), rotary positions (`position_embedding_type`) and grouped-query
+attention (`num_key_value_heads`, in attention.py).
+"""
 
 from __future__ import annotations
 
@@ -20,7 +25,7 @@ from .checks import (
     check_sequence_length,
 )
 from .compat import cache_field
-from .embeddings import Embeddings
+from .embeddings import Embeddings, RotaryPositionEmbedding
 from .masks import additive_mask, attention_inputs, positions_from_attention_mask
 
 
@@ -33,17 +38,57 @@ ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu, "gelu_new": gelu_new, "silu": F.s
 
 
 class FeedForward(nn.Module):
-    """FFN(x) = act(xW₁ + b₁)W₂ + b₂, applied to each position separately and identically (§3.3)."""
+    """FFN(x) = act(xW₁ + b₁)W₂ + b₂, applied to each position separately and identically (§3.3).
 
-    def __init__(self, hidden_size: int, intermediate_size: int, activation: str, bias: bool = True):
+    `gated=True`: the gated linear unit FFN(x) = (act(x W_gate) ⊙ x W_up) W_down (Shazeer 2020, "GLU Variants Improve
+    Transformer"); with act = SiLU this is SwiGLU (Llama, Mistral, Qwen2), with GELU GeGLU. W_gate and W_up are one
+    fused matmul `fc_in` = x[W_gate W_up] (C → 2·d_ff), as our attention fuses W_q, W_k, W_v.
+    """
+
+    def __init__(self, hidden_size: int, intermediate_size: int, activation: str, bias: bool = True,
+                 gated: bool = False):
         super().__init__()
-        self.fc_in = nn.Linear(hidden_size, intermediate_size, bias=bias)  # W₁: C -> d_ff
+        self.gated = gated
+        width = 2 * intermediate_size if gated else intermediate_size
+        self.fc_in = nn.Linear(hidden_size, width, bias=bias)  # W₁ (or [W_gate W_up]): C -> d_ff (2·d_ff)
         self.act = ACTIVATIONS[activation]
-        self.fc_out = nn.Linear(intermediate_size, hidden_size, bias=bias)  # W₂: d_ff -> C
+        self.fc_out = nn.Linear(intermediate_size, hidden_size, bias=bias)  # W₂ (W_down): d_ff -> C
         self.fc_out.is_residual_projection = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.gated:
+            gate, up = self.fc_in(x).chunk(2, dim=-1)  # (B, T, d_ff) each
+            return self.fc_out(self.act(gate) * up)
         return self.fc_out(self.act(self.fc_in(x)))
+
+
+class RMSNorm(nn.Module):
+    """RMSNorm(x) = x / √(mean(x²) + ε) · g (Zhang & Sennrich 2019): LayerNorm without the mean and the bias.
+
+    Computed in float32 and cast back before the gain, as Llama does, so half-precision activations agree with it.
+    """
+
+    def __init__(self, hidden_size: int, eps: float = 1e-6):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(hidden_size))  # g
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x32 = x.float()
+        normed = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * normed.to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"{self.weight.shape[0]}, eps={self.eps}"
+
+
+def normalization(norm_type: str, hidden_size: int, eps: float) -> nn.Module:
+    """The normalisation layer `norm_type` names: "layernorm" (Ba et al. 2016) or "rmsnorm" (Zhang & Sennrich 2019)."""
+    if norm_type == "rmsnorm":
+        return RMSNorm(hidden_size, eps=eps)
+    if norm_type == "layernorm":
+        return nn.LayerNorm(hidden_size, eps=eps)
+    raise ValueError(f"`norm_type`={norm_type!r} is not supported; allowed values are ('layernorm', 'rmsnorm').")
 
 
 class ResidualNorm(nn.Module):
@@ -52,10 +97,10 @@ class ResidualNorm(nn.Module):
     Use as `x = rn.add(x, sublayer(rn.normalize(x)))`: `normalize` is the identity for post-LN.
     """
 
-    def __init__(self, hidden_size: int, norm_placement: str, dropout: float, eps: float):
+    def __init__(self, hidden_size: int, norm_placement: str, dropout: float, eps: float, norm_type: str = "layernorm"):
         super().__init__()
         self.pre = norm_placement == "pre"
-        self.norm = nn.LayerNorm(hidden_size, eps=eps)
+        self.norm = normalization(norm_type, hidden_size, eps)
         self.dropout = nn.Dropout(dropout)
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
@@ -87,12 +132,14 @@ class TransformerLayer(GradientCheckpointingLayer):
     def __init__(self, config, layer_idx: int, causal: bool, cross_attention: bool = False):
         super().__init__()
         C, p, eps, place = config.hidden_size, config.hidden_dropout_prob, config.layer_norm_eps, config.norm_placement
+        norm = getattr(config, "norm_type", "layernorm")
         self.self_attn = MultiHeadAttention(config, layer_idx, is_causal=causal)
-        self.self_attn_residual = ResidualNorm(C, place, p, eps)
+        self.self_attn_residual = ResidualNorm(C, place, p, eps, norm)
         self.cross_attn = MultiHeadAttention(config, layer_idx, False, True) if cross_attention else None
-        self.cross_attn_residual = ResidualNorm(C, place, p, eps) if cross_attention else None
-        self.ffn = FeedForward(C, config.intermediate_size, config.activation, bias=config.ffn_bias)
-        self.ffn_residual = ResidualNorm(C, place, p, eps)
+        self.cross_attn_residual = ResidualNorm(C, place, p, eps, norm) if cross_attention else None
+        self.ffn = FeedForward(C, config.intermediate_size, config.activation, bias=config.ffn_bias,
+                               gated=getattr(config, "ffn_type", "mlp") == "gated")
+        self.ffn_residual = ResidualNorm(C, place, p, eps, norm)
 
     def forward(
         self,
@@ -102,13 +149,16 @@ class TransformerLayer(GradientCheckpointingLayer):
         memory_mask: torch.Tensor | None = None,
         cache: Cache | None = None,
         output_attentions: bool = False,
+        position_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None,
         **attention_kwargs,
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-        """`attention_kwargs`: extra arguments of the self-attention backend (the flash backends' `cu_seq_lens_q/k`,
-        `max_length_q/k` for packed sequences)."""
+        """`position_embeddings`: the rotary (cos, sin) for self-attention, or None. `attention_kwargs`: extra
+        arguments of the self-attention backend (the flash backends' `cu_seq_lens_q/k`, `max_length_q/k` for packed
+        sequences)."""
         x, rn = hidden_states, self.self_attn_residual
         attn, self_weights = self.self_attn(
-            rn.normalize(x), attention_mask, cache, output_attentions=output_attentions, **attention_kwargs
+            rn.normalize(x), attention_mask, cache, output_attentions=output_attentions,
+            position_embeddings=position_embeddings, **attention_kwargs,
         )
         x = rn.add(x, attn)
         cross_weights = None
@@ -138,7 +188,11 @@ class TransformerStack(nn.Module):
         self.embeddings = embeddings if embeddings is not None else Embeddings(config)
         self.layers = nn.ModuleList(TransformerLayer(config, i, causal, cross_attention) for i in range(num_layers))
         pre = config.norm_placement == "pre"
-        self.final_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps) if pre else nn.Identity()
+        norm = getattr(config, "norm_type", "layernorm")
+        self.final_norm = normalization(norm, config.hidden_size, config.layer_norm_eps) if pre else nn.Identity()
+        rotary = config.position_embedding_type == "rotary"  # RoPE: positions enter each self-attention
+        head_dim = config.hidden_size // config.num_attention_heads
+        self.rotary = RotaryPositionEmbedding(head_dim, getattr(config, "rope_parameters", None)) if rotary else None
 
     def _mask(
         self, attention_mask, query_length: int, key_length: int, causal: bool, x: torch.Tensor, weights: bool,
@@ -210,6 +264,7 @@ class TransformerStack(nn.Module):
             else:
                 position_ids = torch.arange(T, device=device).unsqueeze(0) + past  # (1, T)
         x = self.embeddings(input_ids, position_ids, token_type_ids, inputs_embeds)  # (B, T, C)
+        rotary = self.rotary(position_ids, x.dtype) if self.rotary is not None else None  # (cos, sin): (B|1, T, D)
 
         # keys: past + T, or all of a static cache's slots (the unfilled ones are masked as the future)
         key_length = int(cache.get_mask_sizes(T, 0)[0]) if cache is not None and cache.is_compileable else past + T
@@ -236,7 +291,8 @@ class TransformerStack(nn.Module):
             if output_hidden_states:
                 hidden_states.append(x)
             x, self_w, cross_w = layer(
-                x, mask, memory, memory_mask, cache=cache, output_attentions=output_attentions, **attention_kwargs
+                x, mask, memory, memory_mask, cache=cache, output_attentions=output_attentions,
+                position_embeddings=rotary, **attention_kwargs,
             )
             self_attentions.append(self_w)
             cross_attentions.append(cross_w)

@@ -81,7 +81,25 @@ def _architecture(config: dict) -> str:
     """One line describing the shape stored in ``config`` (layers, width, heads, FFN size, positions)."""
     keys = ("num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size", "max_position_embeddings")
     shape = ", ".join(f"{k}={config[k]}" for k in keys if k in config)
-    return f"`{config.get('model_type', '?')}` ({', '.join(config.get('architectures') or ['?'])}): {shape}"
+    modern = _modern_decoder_options(config)
+    return (f"`{config.get('model_type', '?')}` ({', '.join(config.get('architectures') or ['?'])}): {shape}"
+            + (f"; {modern}" if modern else ""))
+
+
+def _modern_decoder_options(config: dict) -> str:
+    """The modern decoder's options a config uses (docs/llm.md), in words; "" for the 2017/GPT-2 blocks."""
+    parts = []
+    if config.get("position_embedding_type") == "rotary":
+        rope = config.get("rope_parameters") or {}
+        parts.append(f"rotary positions ({rope.get('rope_type', 'default')}, base {rope.get('rope_theta', 10000.0):g})")
+    if config.get("norm_type") == "rmsnorm":
+        parts.append("RMSNorm")
+    if config.get("ffn_type") == "gated":
+        parts.append(f"gated feed-forward ({config.get('activation')}: SwiGLU when silu)")
+    kv_heads, heads = config.get("num_key_value_heads"), config.get("num_attention_heads")
+    if kv_heads and heads and kv_heads != heads:
+        parts.append(f"{kv_heads} key/value heads (grouped-query attention)")
+    return ", ".join(parts)
 
 
 def write_model_card(

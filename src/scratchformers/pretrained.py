@@ -19,6 +19,7 @@ from transformers.utils.generic import TransformersKwargs
 from .cache import use_growing_layers
 from .checks import check_input_ids
 from .compat import output_cache
+from .layers import RMSNorm
 
 
 def _generation_mode_arguments() -> frozenset[str]:
@@ -224,6 +225,8 @@ class ScratchPreTrainedModel(ScratchPreTrainedBase):
         elif isinstance(module, nn.LayerNorm):
             init.ones_(module.weight)
             init.zeros_(module.bias)
+        elif isinstance(module, RMSNorm):  # gain g = 1: starts as pure x / RMS(x)
+            init.ones_(module.weight)
 
 
 def unreadable_safetensors_files(name_or_path, kwargs: dict) -> list[tuple[str, str]]:
