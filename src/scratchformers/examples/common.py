@@ -5,16 +5,17 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import logging
 import math
 import os
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from transformers import AutoConfig, HfArgumentParser, PreTrainedConfig, TrainingArguments
+from transformers import AutoConfig, HfArgumentParser, PreTrainedConfig, TrainingArguments, set_seed
 
 from ..data import DATA_DIR, packaged_folder
 from ..distributed import check_fsdp_device
@@ -53,6 +54,27 @@ def parse_args(dataclass_types: tuple, argv: Sequence[str] | None, description: 
     if not given & {"do_train", "do_eval"}:  # (an eval_strategy alone turns do_eval on: that is not a choice)
         training_args.do_train = training_args.do_eval = True
     refuse_fsdp_on_cpu(training_args)
+    return parsed
+
+
+def start_run(dataclass_types: tuple, argv: Sequence[str] | None, description: str | None,
+              check_config: Callable[[Any], Any]) -> tuple:
+    """Parse the flags (``parse_args``) and check, before any slow work, everything a user can get wrong: step counts,
+    the data files, ``--config`` against ``--model_name_or_path`` (``check_config(model_args)`` reads the config of a
+    fresh model, so a missing one fails here), and the output folder (``prepare_output_dir``); then seed everything.
+    The dataclasses are (model, data, run, training) arguments, in that order. Returns them parsed. Raises ValueError
+    naming the flag."""
+    model_args, data_args, run_args, training_args = parsed = parse_args(dataclass_types, argv, description)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    check_training_args(training_args)
+    check_file("--train_file", data_args.train_file)
+    check_file("--validation_file", data_args.validation_file)
+    if model_args.model_name_or_path is not None and model_args.config is not None:
+        raise ValueError("pass either --config (a fresh model) or --model_name_or_path (a checkpoint), not both")
+    if model_args.model_name_or_path is None:
+        check_config(model_args)
+    prepare_output_dir(training_args.output_dir, run_args.overwrite_output_dir, training_args.resume_from_checkpoint)
+    set_seed(training_args.seed)
     return parsed
 
 

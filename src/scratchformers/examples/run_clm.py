@@ -30,7 +30,6 @@ from transformers import (
     Trainer,
     TrainingArguments,
     default_data_collator,
-    set_seed,
 )
 
 from ..data import resolve_data_dir, tokenize_and_group, tokenize_for_packing
@@ -39,17 +38,15 @@ from .common import (
     CONFIG_DIR,
     RunArguments,
     check_file,
-    check_training_args,
     config_from_json,
     describe_data,
     display_path,
     evaluate_unsmoothed,
     finite_perplexity,
     hold_out,
-    parse_args,
-    prepare_output_dir,
     record_training_data,
     save_checkpoint,
+    start_run,
 )
 
 logger = logging.getLogger(__name__)
@@ -160,19 +157,9 @@ def build_model(model_args: ModelArguments, tokenizer, block_size: int):
 
 def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     """Parse the flags, train and evaluate, save the checkpoint; returns the metrics (eval_loss, perplexity, ...)."""
-    model_args, data_args, run_args, training_args = parse_args(
-        (ModelArguments, DataArguments, RunArguments, TrainingArguments), argv, __doc__
+    model_args, data_args, run_args, training_args = start_run(
+        (ModelArguments, DataArguments, RunArguments, TrainingArguments), argv, __doc__, lambda m: config_from_json(m.config or str(CONFIG_DIR / "gpt-tiny.json"))
     )
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    check_training_args(training_args)
-    check_file("--train_file", data_args.train_file)
-    check_file("--validation_file", data_args.validation_file)
-    if model_args.model_name_or_path is not None and model_args.config is not None:
-        raise ValueError("pass either --config (a fresh model) or --model_name_or_path (a checkpoint), not both")
-    if model_args.model_name_or_path is None:
-        config_from_json(model_args.config or str(CONFIG_DIR / "gpt-tiny.json"))  # a missing --config fails here
-    prepare_output_dir(training_args.output_dir, run_args.overwrite_output_dir, training_args.resume_from_checkpoint)
-    set_seed(training_args.seed)
 
     raw, dataset_names = load_text(data_args, training_args.seed)
     train_file = data_args.train_file or str(resolve_data_dir() / "prose" / "train.txt")

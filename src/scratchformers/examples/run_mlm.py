@@ -26,7 +26,6 @@ from transformers import (
     PreTrainedTokenizerBase,
     Trainer,
     TrainingArguments,
-    set_seed,
 )
 
 from ..configuration_scratch_bert import ScratchBertConfig
@@ -36,18 +35,15 @@ from ..tokenization import train_tokenizer
 from .common import (
     CONFIG_DIR,
     RunArguments,
-    check_file,
-    check_training_args,
     describe_data,
     display_path,
     evaluate_unsmoothed,
     finite_perplexity,
     hold_out,
-    parse_args,
-    prepare_output_dir,
     record_training_data,
     save_checkpoint,
     shipped_config,
+    start_run,
 )
 
 logger = logging.getLogger(__name__)
@@ -151,20 +147,10 @@ def load_text(data_args: DataTrainingArguments, seed: int):
 
 def main(args: Sequence[str] | None = None) -> dict[str, float]:
     """Parse the flags, train and evaluate, save a complete checkpoint; returns the metrics (eval_loss, perplexity)."""
-    model_args, data_args, run_args, training_args = parse_args(
-        (ModelArguments, DataTrainingArguments, RunArguments, TrainingArguments), args, __doc__
+    model_args, data_args, run_args, training_args = start_run(
+        (ModelArguments, DataTrainingArguments, RunArguments, TrainingArguments), args, __doc__, read_config
     )
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    check_training_args(training_args)
-    check_file("--train_file", data_args.train_file)
-    check_file("--validation_file", data_args.validation_file)
-    if model_args.model_name_or_path is not None and model_args.config is not None:
-        raise ValueError("pass either --config (a fresh model) or --model_name_or_path (a checkpoint), not both")
-    base = model_args.model_name_or_path
-    if base is None:
-        base = display_path(read_config(model_args)[1])  # a missing --config fails here, before any training
-    prepare_output_dir(training_args.output_dir, run_args.overwrite_output_dir, training_args.resume_from_checkpoint)
-    set_seed(training_args.seed)
+    base = model_args.model_name_or_path or display_path(read_config(model_args)[1])
 
     train_file = data_args.train_file or _default_file("train")
     raw = load_text(data_args, training_args.seed)
