@@ -19,8 +19,10 @@ Flags accept both spellings (--max-steps and --max_steps). A mistake in the flag
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 TASKS = ("clm", "mlm", "translation", "classification")  # = scratchformers.examples.SCRIPTS (a test checks)
 PASSTHROUGH = ("push", "convert")  # their flags belong to their own parsers
@@ -109,6 +111,34 @@ Without --validation_file, a seeded part of --train_file is held out for validat
 """
 
 
+HELP_FLAGS = ("-h", "--help")
+
+
+def _arguments_module():
+    """``scratchformers/examples/arguments.py`` (the scripts' flag dataclasses, the push parser), loaded by path so the
+    package's ``__init__`` (which imports and registers every model, torch and all) does not run."""
+    path = Path(__file__).resolve().parent / "scratchformers" / "examples" / "arguments.py"
+    spec = importlib.util.spec_from_file_location("_scratchformers_arguments", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # (dataclasses look their module up while being built)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _light_help(argv: list[str]) -> bool:
+    """Print the help of `train TASK --help` or `push --help` from the flag definitions alone (no model, dataset
+    or package import; the scripts parse with the same definitions). Returns whether it printed one."""
+    if not any(a in HELP_FLAGS for a in argv[1:]):
+        return False
+    if argv[0] == "train" and len(argv) > 1 and argv[1] in TASKS:
+        _arguments_module().task_parser(argv[1], prog=f"scratchformers train {argv[1]}").print_help()
+        return True
+    if argv[0] == "push":
+        _arguments_module().push_parser("scratchformers push").print_help()
+        return True
+    return False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `scratchformers` command; returns the exit status (2 for a user mistake)."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -116,6 +146,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = [a for a in argv if a != "--debug"]
     parser = build_parser()
     command = argv[0] if argv else None
+    if command and _light_help(argv):
+        raise SystemExit(0)  # as argparse's own --help does
     if command == "train":
         if len(argv) == 1 or argv[1] in ("-h", "--help"):
             print(TRAIN_HELP, end="")

@@ -6,11 +6,14 @@ push, convert). Parsing, `--help` and the one-line `error:` handling live in the
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
+import logging
 import os
+import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 try:
@@ -171,8 +174,43 @@ def _dispatch_passthrough(command: str, rest: list[str]) -> int:
     return result if isinstance(result, int) else 0
 
 
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+@contextlib.contextmanager
+def plain_log_messages() -> Iterator[None]:
+    """While a command runs, strip ANSI colour codes from every log message unless stderr (where logs go) is a
+    terminal. transformers colours its weight-loading report (MISSING/UNEXPECTED keys) when *stdout* is a terminal
+    (older 5.x releases: always), so `scratchformers ... 2> log.txt` or a CI log otherwise gets raw `ESC[31m`
+    codes. The previous log-record factory is restored afterwards."""
+    stream = sys.stderr
+    if stream is not None and hasattr(stream, "isatty") and stream.isatty():
+        yield
+        return
+    previous = logging.getLogRecordFactory()
+
+    def factory(*args, **kwargs) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        if "\x1b[" in str(record.msg) or any("\x1b[" in a for a in (record.args or ()) if isinstance(a, str)):
+            record.msg, record.args = ANSI_ESCAPE.sub("", record.getMessage()), None
+        return record
+
+    logging.setLogRecordFactory(factory)
+    try:
+        yield
+    finally:
+        logging.setLogRecordFactory(previous)
+
+
 def run(args: argparse.Namespace) -> int:
-    """Run the parsed command; user mistakes raise ValueError/FileNotFoundError (the caller prints one line)."""
+    """Run the parsed command; user mistakes raise ValueError/FileNotFoundError (the caller prints one line).
+    Log messages carry no colour codes unless stderr is a terminal (``plain_log_messages``)."""
+    with plain_log_messages():
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    """``run`` without the log clean-up."""
     if args.command == "train":
         from .examples import load_script
 

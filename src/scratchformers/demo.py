@@ -83,9 +83,7 @@ def _plot_outputs(checkpoint: Path, out: Path, model_class: str, kind_text: str)
     paths = {
         "loss_curve": viz.plot_loss_curve(history, out / "loss_curve.png"),
         "attention": viz.plot_attention(model, tokenizer, kind_text, out / "attention.png"),
-        "positional_encoding": viz.plot_positional_encoding(
-            min(model.config.max_position_embeddings, 64), model.config.hidden_size, out / "positional_encoding.png"
-        ),
+        "positional_encoding": viz.plot_positional_encoding(64, path=out / "positional_encoding.png", model=model),
     }
     return {k: str(v) for k, v in paths.items()}
 
@@ -286,8 +284,8 @@ def _run_other_family(family: str, out: Path, max_steps: int, seed: int, config:
     if state.is_file():  # our scripts save it; a script that does not gets no loss curve
         history = json.loads(state.read_text())["log_history"]
         plots["loss_curve"] = str(viz.plot_loss_curve(history, out / "loss_curve.png"))
-    plots["positional_encoding"] = str(viz.plot_positional_encoding(64, model.config.hidden_size,
-                                                                   out / "positional_encoding.png"))
+    plots["positional_encoding"] = str(viz.plot_positional_encoding(64, path=out / "positional_encoding.png",
+                                                                   model=model))
     from .hub import check_upload_complete
 
     timings["total"] = round(time.perf_counter() - started, 2)

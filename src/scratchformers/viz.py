@@ -8,7 +8,8 @@ with the non-interactive Agg backend, so these functions work on headless machin
   decoder) or cross-attention (decoder over the source).
 - ``plot_attention_grid`` draws a layer × head grid of heatmaps; ``plot_alignment`` one alignment matrix (e.g.
   Bahdanau attention of an RNN decoder over the source).
-- ``plot_positional_encoding`` draws PE(pos, 2i) = sin(pos/10000^(2i/d)), PE(pos, 2i+1) = cos(...) (§3.5).
+- ``plot_positional_encoding`` draws PE(pos, 2i) = sin(pos/10000^(2i/d)), PE(pos, 2i+1) = cos(...) (§3.5), or, given
+  a model, what that model really uses (``position_encoding_table``: a learned table, its sinusoids, or RoPE angles).
 - ``plot_loss_curve`` draws training/validation loss from a ``Trainer``'s ``log_history``.
 """
 
@@ -181,24 +182,74 @@ def plot_attention(
     return plot_attention_grid(weights, keys, queries, path, title=f"{name} {kind}-attention")
 
 
+def position_encoding_table(model: Any, max_len: int = 64) -> tuple[np.ndarray, str]:
+    """What ``model`` adds (or applies) at positions 0 … max_len − 1, and a title saying what that is.
+
+    - learned positions: the rows of the model's own table, ``weight[pos + position_offset]`` — (max_len, hidden);
+    - sinusoidal: the fixed encoding with the model's layout (§3.5) — (max_len, hidden);
+    - rotary: nothing is added to the embeddings; cos(m·θᵢ) of the rotations applied to queries and keys —
+      (max_len, head_dim / 2).
+
+    The first ``Embeddings`` module is used (an encoder-decoder's encoder). ``max_len`` is capped at the learned
+    table's length. ValueError for a model without one of our ``Embeddings`` modules (e.g. the RNN family).
+    """
+    from .embeddings import Embeddings, SinusoidalPositionalEmbedding, rope_inverse_frequencies
+
+    if max_len < 1:
+        raise ValueError(f"need max_len >= 1, got {max_len}")
+    found = next((m for m in model.modules() if isinstance(m, Embeddings)), None)
+    if found is None:
+        raise ValueError(f"{type(model).__name__} has no position encoding to plot (no scratchformers Embeddings)")
+    name = getattr(model.config, "model_type", type(model).__name__)
+    with torch.no_grad():
+        if isinstance(found.positions, torch.nn.Embedding):
+            rows = found.positions.weight[found.position_offset:]
+            table = rows[:max_len].detach().float().cpu().numpy()
+            offset = f" (rows from {found.position_offset})" if found.position_offset else ""
+            return table, f"{name}: learned position embeddings P[pos]{offset}, {table.shape[1]} dimensions"
+        if isinstance(found.positions, SinusoidalPositionalEmbedding):
+            table = found.positions(torch.arange(max_len)).float().cpu().numpy()
+            dim = table.shape[1]
+            return table, (f"{name}: sinusoidal PE(pos, 2i) = sin(pos/10000^(2i/{dim})), PE(pos, 2i+1) = cos(·)"
+                           f" ({found.positions.layout} layout)")
+    config = model.config
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    theta = rope_inverse_frequencies(head_dim, getattr(config, "rope_parameters", None))
+    table = torch.cos(torch.arange(max_len, dtype=torch.float32).unsqueeze(-1) * theta).numpy()
+    return table, f"{name}: rotary (nothing added to embeddings): cos(m·θᵢ) rotating q and k, head_dim {head_dim}"
+
+
 def plot_positional_encoding(
-    max_len: int = 64, dim: int = 128, path: str | os.PathLike = "positional_encoding.png"
+    max_len: int = 64, dim: int = 128, path: str | os.PathLike = "positional_encoding.png", model: Any = None
 ) -> Path:
-    """Save the sinusoidal encoding as a (positions × dimensions) heatmap beside sin/cos curves of a few dimensions."""
-    if max_len < 1 or dim < 2:
-        raise ValueError(f"need max_len >= 1 and dim >= 2, got max_len={max_len}, dim={dim}")
-    pe = sinusoidal_position_encoding(torch.arange(max_len), dim).numpy()  # (max_len, dim)
+    """Save a position encoding as a (positions × dimensions) heatmap beside the curves of a few dimensions.
+
+    Without ``model``: the sinusoidal encoding of the paper (§3.5) with ``dim`` dimensions. With ``model``: what that
+    model really uses (``position_encoding_table``: its learned table, its sinusoidal layout, or its rotary
+    angles), named in the title; ``dim`` is then ignored. ValueError for max_len < 1 or dim < 2.
+    """
+    if model is not None:
+        pe, title = position_encoding_table(model, max_len)
+    else:
+        if max_len < 1 or dim < 2:
+            raise ValueError(f"need max_len >= 1 and dim >= 2, got max_len={max_len}, dim={dim}")
+        pe = sinusoidal_position_encoding(torch.arange(max_len), dim).numpy()  # (max_len, dim)
+        title = f"PE(pos, 2i) = sin(pos/10000^(2i/{dim})),  PE(pos, 2i+1) = cos(·)"
+    max_len, dim = pe.shape
+    sinusoidal = model is None
     plt = _pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.5), gridspec_kw={"width_ratios": [1.3, 1]})
-    image = left.imshow(pe, cmap="RdBu", vmin=-1, vmax=1, aspect="auto")
+    bound = max(float(np.abs(pe).max()), 1e-8)
+    image = left.imshow(pe, cmap="RdBu", vmin=-bound, vmax=bound, aspect="auto")
     left.set_xlabel("dimension i")
     left.set_ylabel("position pos")
-    left.set_title(f"PE(pos, 2i) = sin(pos/10000^(2i/{dim})),  PE(pos, 2i+1) = cos(·)")
+    left.set_title(title, fontsize=9 if len(title) > 70 else None)
     fig.colorbar(image, ax=left)
     for i in sorted({2 * max(1, dim // n // 2) for n in (32, 8, 4, 2)} & set(range(0, dim, 2))):
-        right.plot(range(max_len), pe[:, i], label=f"dim {i} (sin, wavelength {2 * math.pi * 10000 ** (i / dim):.0f})")
+        label = f"dim {i} (sin, wavelength {2 * math.pi * 10000 ** (i / dim):.0f})" if sinusoidal else f"dim {i}"
+        right.plot(range(max_len), pe[:, i], label=label)
     right.set_xlabel("position pos")
-    right.set_title("a few dimensions: wavelengths grow with i")
+    right.set_title("a few dimensions: wavelengths grow with i" if sinusoidal else "a few dimensions")
     right.legend(fontsize=8)
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)

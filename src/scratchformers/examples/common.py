@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import json
 import logging
@@ -11,15 +10,15 @@ import os
 import shutil
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from transformers import AutoConfig, HfArgumentParser, PreTrainedConfig, TrainingArguments, set_seed
+from transformers import AutoConfig, PreTrainedConfig, TrainingArguments, set_seed
 
 from ..data import DATA_DIR, packaged_folder
 from ..distributed import check_fsdp_device
 from ..model_card import write_model_card
+from .arguments import RunArguments, build_parser  # noqa: F401  (RunArguments: the scripts import it from here)
 
 # the shipped model configs: configs/ in a source checkout, the package data scratchformers.configs in a wheel
 CONFIG_DIR = packaged_folder("configs", "gpt-tiny.json") or DATA_DIR.parent / "configs"
@@ -37,11 +36,7 @@ def parse_args(dataclass_types: tuple, argv: Sequence[str] | None, description: 
     Unless ``--do_train`` or ``--do_eval`` is given, both run (a bare script call trains and evaluates).
     """
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = HfArgumentParser(
-        dataclass_types,
-        description=description,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = build_parser(dataclass_types, description)
     if len(argv) == 1 and argv[0].endswith(".json") and not argv[0].startswith("-"):
         parsed = parser.parse_json_file(os.path.abspath(argv[0]))
         given = set(json.loads(Path(argv[0]).read_text()))
@@ -130,16 +125,6 @@ def prepare_output_dir(output_dir: str | os.PathLike, overwrite: bool, resume: s
             )
         shutil.rmtree(out)
     return out
-
-
-@dataclass
-class RunArguments:
-    """Flags every training script shares beyond TrainingArguments."""
-
-    overwrite_output_dir: bool = field(
-        default=False,
-        metadata={"help": "Replace the contents of an existing, non-empty --output_dir (removing its checkpoints)."},
-    )
 
 
 def hold_out(dataset: Any, percentage: int, seed: int, file: str) -> tuple[Any, Any]:

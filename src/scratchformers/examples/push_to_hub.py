@@ -15,20 +15,12 @@ import sys
 from collections.abc import Sequence
 
 from ..hub import HubPushError, check_upload_complete, push_checkpoint
+from .arguments import push_parser
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
-    """The push command's flags."""
-    parser = argparse.ArgumentParser(
-        prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("folder", help="a checkpoint folder saved by our scripts or the demo")
-    parser.add_argument("--repo-id", "--repo_id", dest="repo_id", help="Hub repository, e.g. your-name/my-model")
-    parser.add_argument("--token", default=None, help="a Hub token with write access (default: $HF_TOKEN or login)")
-    parser.add_argument("--public", action="store_true", help="create a public repository (default: private)")
-    parser.add_argument("--check", action="store_true", help="only check the folder is upload-complete")
-    parser.add_argument("--commit-message", default="Upload scratchformers checkpoint")
-    return parser
+    """The push command's flags (defined in ``arguments.push_parser``, so ``push --help`` needs no model import)."""
+    return push_parser(prog)
 
 
 def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +32,8 @@ from transformers import (
 
 from ..data import resolve_data_dir
 from ..tokenization import train_tokenizer
+from .arguments import ClassificationDataArguments as DataArguments
+from .arguments import ClassificationModelArguments as ModelArguments
 from .common import (
     CONFIG_DIR,
     RunArguments,
@@ -49,44 +50,6 @@ from .common import (
 logger = logging.getLogger(__name__)
 
 TOKENIZER_KIND = {"scratch_gpt": "bpe", "scratch_bert": "wordpiece"}
-
-
-@dataclass
-class ModelArguments:
-    """Which model and tokenizer to start from."""
-
-    config: str | None = field(
-        default=None,
-        metadata={"help": "Config JSON for a fresh model (default: configs/gpt-tiny.json).", "aliases": ["--config_name"]},
-    )
-    model_name_or_path: str | None = field(
-        default=None, metadata={"help": "A saved checkpoint to fine-tune (its head is replaced to fit the labels)."}
-    )
-    tokenizer_name: str | None = field(
-        default=None, metadata={"help": "A saved tokenizer folder; if absent, one is trained on the training texts."}
-    )
-    vocab_size: int = field(default=2048, metadata={"help": "Vocabulary size of the trained tokenizer."})
-
-
-@dataclass
-class DataArguments:
-    """Which CSV files to use and how long a text may be."""
-
-    train_file: str | None = field(
-        default=None, metadata={"help": "CSV with text,label columns (default: data/classification/train.csv)."}
-    )
-    validation_file: str | None = field(
-        default=None, metadata={"help": "CSV to evaluate on (default: a held-out part of --train_file)."}
-    )
-    validation_split_percentage: int = field(
-        default=10,
-        metadata={"help": "Without --validation_file: %% of the training rows held out (seeded by --seed)."},
-    )
-    text_column: str = field(default="text", metadata={"help": "Name of the text column."})
-    label_column: str = field(default="label", metadata={"help": "Name of the label column."})
-    max_seq_length: int = field(default=128, metadata={"help": "Texts are truncated to this many tokens."})
-    max_train_samples: int | None = field(default=None, metadata={"help": "Keep only this many training rows."})
-    max_eval_samples: int | None = field(default=None, metadata={"help": "Keep only this many evaluation rows."})
 
 
 def accuracy(prediction: EvalPrediction) -> dict[str, float]:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from datasets import load_dataset
@@ -34,6 +33,8 @@ from transformers import (
 
 from ..data import resolve_data_dir, tokenize_and_group, tokenize_for_packing
 from ..tokenization import train_tokenizer
+from .arguments import ClmDataArguments as DataArguments
+from .arguments import ClmModelArguments as ModelArguments
 from .common import (
     CONFIG_DIR,
     RunArguments,
@@ -50,52 +51,6 @@ from .common import (
 )
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class ModelArguments:
-    """Which model and tokenizer to start from."""
-
-    config: str | None = field(
-        default=None,
-        metadata={"help": "Config JSON for a fresh model (default: configs/gpt-tiny.json).", "aliases": ["--config_name"]},
-    )
-    model_name_or_path: str | None = field(
-        default=None, metadata={"help": "A saved checkpoint folder to continue training (instead of --config)."}
-    )
-    tokenizer_name: str | None = field(
-        default=None, metadata={"help": "A saved tokenizer folder; if absent, a byte-level BPE tokenizer is trained."}
-    )
-    vocab_size: int = field(default=4096, metadata={"help": "Vocabulary size of the trained BPE tokenizer."})
-
-
-@dataclass
-class DataArguments:
-    """Which text to train and evaluate on, and how to cut it into blocks."""
-
-    train_file: str | None = field(
-        default=None, metadata={"help": "A text file, one text per line (default: the shipped data/prose/train.txt)."}
-    )
-    validation_file: str | None = field(
-        default=None,
-        metadata={"help": "A text file to evaluate on (default: a held-out part of --train_file)."},
-    )
-    validation_split_percentage: int = field(
-        default=5,
-        metadata={"help": "Without --validation_file: %% of the training lines held out (seeded by --seed)."},
-    )
-    block_size: int = field(
-        default=128, metadata={"help": "Tokens per training block (capped at the model's max_position_embeddings)."}
-    )
-    packing: bool = field(
-        default=False,
-        metadata={"help": "Padding-free packing: each line is one sequence (up to --block_size tokens) and a batch is "
-                  "one row of its sequences with position ids restarting at each (DataCollatorWithFlattening); no "
-                  "padding, no attention across lines, the loss weighted by tokens. Samples are then lines."},
-    )
-    max_train_samples: int | None = field(default=None, metadata={"help": "Keep only this many training blocks."})
-    max_eval_samples: int | None = field(default=None, metadata={"help": "Keep only this many evaluation blocks."})
-    preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenisation."})
 
 
 def load_text(data_args: DataArguments, seed: int):

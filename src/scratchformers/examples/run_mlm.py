@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from datasets import load_dataset
@@ -32,6 +31,8 @@ from ..configuration_scratch_bert import ScratchBertConfig
 from ..data import resolve_data_dir, tokenize_and_group
 from ..modeling_scratch_bert import ScratchBertForMaskedLM
 from ..tokenization import train_tokenizer
+from .arguments import MlmDataTrainingArguments as DataTrainingArguments
+from .arguments import MlmModelArguments as ModelArguments
 from .common import (
     CONFIG_DIR,
     RunArguments,
@@ -47,47 +48,6 @@ from .common import (
 )
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class ModelArguments:
-    """Which model and tokenizer to start from."""
-
-    config: str | None = field(
-        default=None,
-        metadata={"help": "A ScratchBert config JSON to build a fresh model from (default: configs/bert-tiny.json).",
-                  "aliases": ["--config_name"]},
-    )
-    model_name_or_path: str | None = field(
-        default=None, metadata={"help": "A saved checkpoint folder to continue pre-training (instead of --config)."}
-    )
-    tokenizer_name: str | None = field(
-        default=None, metadata={"help": "A saved tokenizer folder; if not given, a WordPiece tokenizer is trained."}
-    )
-    vocab_size: int = field(default=8192, metadata={"help": "Vocabulary size of the trained WordPiece tokenizer."})
-
-
-@dataclass
-class DataTrainingArguments:
-    """Which text to train and evaluate on, and how to cut it into blocks."""
-
-    train_file: str | None = field(
-        default=None, metadata={"help": "A text file, one text per line (default: the shipped data/prose/train.txt)."}
-    )
-    validation_file: str | None = field(
-        default=None, metadata={"help": "A text file for evaluation (default: a held-out part of --train_file)."}
-    )
-    validation_split_percentage: int = field(
-        default=5,
-        metadata={"help": "Without --validation_file: %% of the training lines held out (seeded by --seed)."},
-    )
-    max_seq_length: int = field(
-        default=128, metadata={"help": "Block length in tokens (capped at the model's max_position_embeddings)."}
-    )
-    mlm_probability: float = field(default=0.15, metadata={"help": "Fraction of tokens to mask (BERT: 0.15)."})
-    max_train_samples: int | None = field(default=None, metadata={"help": "Keep only this many training blocks."})
-    max_eval_samples: int | None = field(default=None, metadata={"help": "Keep only this many evaluation blocks."})
-    preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenisation."})
 
 
 def _default_file(split: str) -> str:

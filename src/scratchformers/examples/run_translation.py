@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +31,6 @@ from transformers import (
     AutoModelForSeq2SeqLM,
     AutoTokenizer,
     DataCollatorForSeq2Seq,
-    HfArgumentParser,
     Seq2SeqTrainer,
     Seq2SeqTrainingArguments,
     set_seed,
@@ -40,6 +38,10 @@ from transformers import (
 
 import scratchformers  # noqa: F401  (registers our families with the Auto classes)
 from scratchformers.data import preprocess_translation, resolve_data_dir
+from scratchformers.examples.arguments import TRANSLATION_TRAINING_DEFAULTS as TRAINING_DEFAULTS
+from scratchformers.examples.arguments import TranslationDataArguments as DataArguments
+from scratchformers.examples.arguments import TranslationModelArguments as ModelArguments
+from scratchformers.examples.arguments import build_parser
 from scratchformers.examples.common import (
     CONFIG_DIR,
     RunArguments,
@@ -60,87 +62,6 @@ from scratchformers.tokenization import train_tokenizer
 
 logger = logging.getLogger("run_translation")
 EN_DE = resolve_data_dir() / "translation" / "en-de"  # the shipped pairs (data/, or the wheel's copy)
-
-
-@dataclass
-class ModelArguments:
-    """Which model to train: a checkpoint, a config JSON, or a registered model type with overrides."""
-
-    model_name_or_path: str | None = field(default=None, metadata={"help": "A checkpoint folder to fine-tune."})
-    config: str | None = field(
-        default=str(CONFIG_DIR / "transformer-tiny.json"),
-        metadata={"help": "A config JSON for a new model (ignored with --model_name_or_path or --model_type)."},
-    )
-    model_type: str | None = field(
-        default=None, metadata={"help": "A registered seq2seq model type (e.g. scratch_transformer) with its defaults."}
-    )
-    config_overrides: str | None = field(
-        default=None, metadata={"help": "Comma-separated key=value config changes, e.g. 'd_model=256,encoder_layers=3'."}
-    )
-    tokenizer_name: str | None = field(
-        default=None, metadata={"help": "A tokenizer folder; without one a shared BPE is trained on --train_file."}
-    )
-    vocab_size: int = field(default=4000, metadata={"help": "Vocabulary size of a newly trained tokenizer."})
-    trust_remote_code: bool = field(default=False, metadata={"help": "Allow checkpoint code (auto_map)."})
-
-
-@dataclass
-class DataArguments:
-    """Which pairs to read (JSON lines of {"translation": {src: ..., tgt: ...}}) and how to cut them."""
-
-    source_lang: str = field(default="en")
-    target_lang: str = field(default="de")
-    train_file: str | None = field(
-        default=None, metadata={"help": "JSON lines of pairs (default: the shipped en-de train split)."}
-    )
-    validation_file: str | None = field(
-        default=None,
-        metadata={"help": "Pairs to validate on (default: a held-out part of --train_file; the shipped en-de "
-                  "validation split when no --train_file is given)."},
-    )
-    validation_split_percentage: int = field(
-        default=5, metadata={"help": "Without --validation_file: %% of the training pairs held out (seeded by --seed)."}
-    )
-    test_file: str | None = field(
-        default=None, metadata={"help": "Pairs to test on (default: the shipped en-de test split without --train_file)."}
-    )
-    max_source_length: int = field(default=64)
-    max_target_length: int = field(default=64)
-    max_train_samples: int | None = field(default=None)
-    max_eval_samples: int | None = field(default=None)
-    max_predict_samples: int | None = field(default=None)
-    source_prefix: str = field(default="", metadata={"help": "Text put before every source (T5-style task prefix)."})
-    noam_factor: float | None = field(
-        default=None,
-        metadata={"help": "Set learning_rate = factor · d_model^-0.5 · warmup_steps^-0.5 (the paper's schedule peak)."},
-    )
-
-
-# The paper's optimiser settings (§5.3–5.4) and a budget that fits a 2-core CPU in 10 minutes or more; every one of
-# them can be changed on the command line (they are defaults of the Seq2SeqTrainingArguments options).
-TRAINING_DEFAULTS = dict(
-    output_dir="outputs/translation",
-    max_steps=1500,  # ≈ 9.5 epochs of the 10,000 en-de pairs: 10 minutes or more on 2 CPU cores (measured)
-    per_device_train_batch_size=64,
-    per_device_eval_batch_size=64,
-    # Post-LN (the paper's placement) is fragile at high learning rates: at 2e-3 the tiny model's decoder collapsed
-    # into a target-side language model (held-out loss with a shuffled source = loss with the true source); at 5e-4
-    # with 300 warm-up steps it uses the source (measured; see docs/translation.md).
-    learning_rate=5e-4,
-    lr_scheduler_type="inverse_sqrt",
-    warmup_steps=300,
-    adam_beta2=0.98,
-    adam_epsilon=1e-9,
-    label_smoothing_factor=0.1,
-    predict_with_generate=True,
-    generation_num_beams=4,
-    generation_max_length=64,
-    train_sampling_strategy="group_by_length",  # batches of similar lengths: less padding, faster on CPU
-    eval_strategy="no",
-    save_strategy="no",
-    logging_steps=100,
-    report_to="none",
-)
 
 
 def _overrides(text: str | None) -> dict:
@@ -211,8 +132,8 @@ def make_compute_metrics(tokenizer):
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
     """Parse arguments (a JSON file path also works), train, save a complete checkpoint, report BLEU/chrF."""
-    parser = HfArgumentParser((ModelArguments, DataArguments, RunArguments, Seq2SeqTrainingArguments))
-    parser.set_defaults(**TRAINING_DEFAULTS)
+    parser = build_parser((ModelArguments, DataArguments, RunArguments, Seq2SeqTrainingArguments), __doc__,
+                          TRAINING_DEFAULTS)
     argv = sys.argv[1:] if argv is None else list(argv)
     if len(argv) == 1 and argv[0].endswith(".json"):
         given = json.loads(Path(argv[0]).read_text())
