@@ -342,3 +342,15 @@ def test_generate_on_a_masked_lm_without_mask_says_what_to_do(tmp_path, capsys):
     assert main(["generate", str(tmp_path / "bert"), "--prompt", "The import [MASK] finds a module."]) == 0
     printed = capsys.readouterr().out.splitlines()
     assert printed[0] == "The import [MASK] finds a module." and len(printed) == 6  # the sentence, then 5 answers
+
+
+@pytest.mark.parametrize("kind", ["missing", "file"])
+def test_push_check_on_a_path_that_is_not_a_folder_is_one_error_line(kind, tmp_path, capsys):
+    """`push FOLDER --check` with a mistyped or file path is the user's mistake (status 2, one `error:` line), not a
+    checkpoint that is "NOT upload-complete" (status 1)."""
+    path = tmp_path / "nothing"
+    if kind == "file":
+        path.write_text("not a checkpoint")
+    assert main(["push", str(path), "--check"]) == 2
+    line = error_line(capsys)
+    assert str(path) in line and ("does not exist" if kind == "missing" else "is a file") in line

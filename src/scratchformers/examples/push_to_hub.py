@@ -11,6 +11,7 @@ The folder is checked first (scratchformers.hub.check_upload_complete); without 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -26,6 +27,10 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     """Check, then push; prints the repository URL. Exit status 1 (and a one-line reason) when nothing was pushed."""
     args = build_parser(prog).parse_args(argv)
+    if not os.path.isdir(args.folder):  # a user mistake, not an incomplete checkpoint: one error line, status 2
+        what = "is a file" if os.path.exists(args.folder) else "does not exist"
+        print(f"error: {args.folder!r} {what}; give the checkpoint folder save_pretrained wrote", file=sys.stderr)
+        return 2
     missing = check_upload_complete(args.folder)
     if args.check or missing:
         for item in missing:
