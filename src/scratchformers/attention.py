@@ -78,7 +78,7 @@ class MultiHeadAttention(nn.Module):
     def __init__(self, config, layer_idx: int, is_causal: bool, is_cross_attention: bool = False):
         super().__init__()
         C, H = config.hidden_size, config.num_attention_heads
-        H_kv = getattr(config, "num_key_value_heads", None) or H
+        H_kv = config.num_key_value_heads or H
         self.config = config
         self.layer_idx = layer_idx
         self.num_heads = H
@@ -90,7 +90,7 @@ class MultiHeadAttention(nn.Module):
         self.is_cross_attention = is_cross_attention
         self.dropout = config.attention_probs_dropout_prob
         bias = config.attention_bias
-        output_bias = getattr(config, "attention_output_bias", None)
+        output_bias = config.attention_output_bias
         self.qkv_sizes = (H * D, H_kv * D, H_kv * D)
         if is_cross_attention:
             self.q_proj = nn.Linear(C, C, bias=bias)  # Q = X_dec W_q

@@ -132,13 +132,13 @@ class TransformerLayer(GradientCheckpointingLayer):
     def __init__(self, config, layer_idx: int, causal: bool, cross_attention: bool = False):
         super().__init__()
         C, p, eps, place = config.hidden_size, config.hidden_dropout_prob, config.layer_norm_eps, config.norm_placement
-        norm = getattr(config, "norm_type", "layernorm")
+        norm = config.norm_type
         self.self_attn = MultiHeadAttention(config, layer_idx, is_causal=causal)
         self.self_attn_residual = ResidualNorm(C, place, p, eps, norm)
         self.cross_attn = MultiHeadAttention(config, layer_idx, False, True) if cross_attention else None
         self.cross_attn_residual = ResidualNorm(C, place, p, eps, norm) if cross_attention else None
         self.ffn = FeedForward(C, config.intermediate_size, config.activation, bias=config.ffn_bias,
-                               gated=getattr(config, "ffn_type", "mlp") == "gated")
+                               gated=config.ffn_type == "gated")
         self.ffn_residual = ResidualNorm(C, place, p, eps, norm)
 
     def forward(
@@ -188,11 +188,11 @@ class TransformerStack(nn.Module):
         self.embeddings = embeddings if embeddings is not None else Embeddings(config)
         self.layers = nn.ModuleList(TransformerLayer(config, i, causal, cross_attention) for i in range(num_layers))
         pre = config.norm_placement == "pre"
-        norm = getattr(config, "norm_type", "layernorm")
+        norm = config.norm_type
         self.final_norm = normalization(norm, config.hidden_size, config.layer_norm_eps) if pre else nn.Identity()
         rotary = config.position_embedding_type == "rotary"  # RoPE: positions enter each self-attention
         head_dim = config.hidden_size // config.num_attention_heads
-        self.rotary = RotaryPositionEmbedding(head_dim, getattr(config, "rope_parameters", None)) if rotary else None
+        self.rotary = RotaryPositionEmbedding(head_dim, config.rope_parameters) if rotary else None
 
     def _mask(
         self, attention_mask, query_length: int, key_length: int, causal: bool, x: torch.Tensor, weights: bool,

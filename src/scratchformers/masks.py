@@ -9,7 +9,7 @@ to QKᵀ/√d_k. Shapes: B batch, T queries, S keys.
 
 What a query may see has three sources, combined here and nowhere else: causality, padding (a 0/1 attention mask)
 and packing (several sequences in one row, marked by position ids that restart, as `DataCollatorWithFlattening`
-builds them). `self_attention_inputs` decides, once per forward, what the configured backend needs.
+builds them). `attention_inputs` decides, once per forward, what the configured backend needs.
 """
 
 from __future__ import annotations

@@ -333,8 +333,7 @@ class ScratchBertForQuestionAnswering(_ScratchBertWithHead):
         return self._output(result, return_dict)
 
 
-# The tables some of transformers decides from instead of asking the model (the Trainer's label-smoothing shift, the
-# Trainer's model card, pipelines): at import, so remote-code checkpoints get them too. See hf_tables.py.
+# transformers' own class-name tables (hf_tables.py), filled at import so remote-code checkpoints get them too.
 add_to_name_tables(
     ScratchBertConfig.model_type,
     {

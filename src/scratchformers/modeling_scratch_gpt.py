@@ -141,7 +141,8 @@ class ScratchGPTForCausalLM(ScratchGPTPreTrainedModel, GenerationMixin):
             self.lm_head, hidden, targets, self.config.vocab_size, kwargs.get("num_items_in_batch")
         )
         result = CausalLMOutputWithPast(
-            loss=loss, logits=logits, **cache_field(output_cache(out)), hidden_states=out.hidden_states, attentions=out.attentions
+            loss=loss, logits=logits, **cache_field(output_cache(out)), hidden_states=out.hidden_states,
+            attentions=out.attentions,
         )
         return self._output(result, return_dict)
 
@@ -204,8 +205,7 @@ class ScratchGPTForSequenceClassification(ScratchGPTPreTrainedModel):
         return self._output(result, return_dict)
 
 
-# The tables some of transformers decides from instead of asking the model (the Trainer's label-smoothing shift, the
-# Trainer's model card, pipelines): at import, so remote-code checkpoints get them too. See hf_tables.py.
+# transformers' own class-name tables (hf_tables.py), filled at import so remote-code checkpoints get them too.
 add_to_name_tables(
     ScratchGPTConfig.model_type,
     {

@@ -267,8 +267,7 @@ class ScratchTransformerForConditionalGeneration(ScratchTransformerPreTrainedMod
         return self._output(result, return_dict)
 
 
-# The tables some of transformers decides from instead of asking the model (the Trainer's label-smoothing shift, the
-# Trainer's model card, pipelines): at import, so remote-code checkpoints get them too. See hf_tables.py.
+# transformers' own class-name tables (hf_tables.py), filled at import so remote-code checkpoints get them too.
 add_to_name_tables(
     ScratchTransformerConfig.model_type,
     {

@@ -189,7 +189,8 @@ class ScratchPreTrainedModel(ScratchPreTrainedBase):
 
         Generating N tokens after a prompt whose longest row holds P real tokens feeds positions 0 … P + N − 2 (the
         last token is not fed back): P + N − 1 must fit in `max_position_embeddings`. N = max_length − input_length,
-        where input_length is the length of generate()'s input_ids (with left padding; 0 for an embeddings prompt). Sinusoidal positions are computed for any position."""
+        where input_length is the length of generate()'s input_ids (with left padding; 0 for an embeddings prompt).
+        Sinusoidal and rotary positions are computed for any position: no limit."""
         if self.config.position_embedding_type != "learned" or generation_config.max_length is None:
             return
         limit = self.config.max_position_embeddings
