@@ -1,8 +1,9 @@
-"""The `scratchformers` console command: demo, train, generate, evaluate, attention, translate, push, convert.
+"""The `scratchformers` console command: demo, train, generate, chat, evaluate, attention, translate, push, convert.
 
     scratchformers demo                                    # tokenizer + small GPT, end to end, offline
     scratchformers train clm --train_file my.txt --output_dir outputs/mine --max_steps 500
     scratchformers generate outputs/mine --prompt "Once upon a time"
+    scratchformers chat outputs/my-llama                   # the tokenizer's chat template; /reset, /exit
     scratchformers evaluate outputs/mine                   # the data it was validated on (or --file other.txt)
     scratchformers attention outputs/mine --text "Any sentence" --output attention.png
     scratchformers push outputs/mine --repo-id your-name/my-gpt
@@ -67,6 +68,25 @@ def build_parser() -> argparse.ArgumentParser:
     _option(generate, "top-p", type=float, default=None)
     _option(generate, "num-beams", type=int, default=None)
     _option(generate, "seed", type=int, default=0)
+
+    chat = commands.add_parser(
+        "chat", help="chat with a causal LM (its tokenizer's chat template), replies streamed as they are generated",
+        description="Chat with a causal LM. Reads your messages from stdin, one a line, and streams each reply; the "
+        "whole conversation goes into the next prompt (rendered with the tokenizer's chat template). Type /reset "
+        "to start over, /exit (or end of input) to stop. --prompt asks one question and exits.",
+    )
+    chat.add_argument("checkpoint")
+    _option(chat, "prompt", default=None, help="one-shot: answer this message, print the answer and exit")
+    _option(chat, "system", default=None, help="a system prompt at the head of the conversation")
+    _option(chat, "chat-template", default=None, metavar="FILE",
+            help="a Jinja chat template file to use instead of the tokenizer's (needed when it has none)")
+    _option(chat, "max-new-tokens", type=int, default=None, help="per reply; default: the checkpoint's, else 50")
+    _option(chat, "greedy", action="store_true", help="greedy decoding instead of sampling")
+    _option(chat, "temperature", type=float, default=None, help="default: the checkpoint's, else 0.8")
+    _option(chat, "top-k", type=int, default=None, help="default: the checkpoint's, else 40")
+    _option(chat, "top-p", type=float, default=None)
+    _option(chat, "seed", type=int, default=0)
+    _option(chat, "no-stream", action="store_true", help="print each reply when it is complete, not token by token")
 
     evaluate = commands.add_parser("evaluate", help="perplexity (causal LM, text file) or accuracy (classifier, CSV)")
     evaluate.add_argument("checkpoint")

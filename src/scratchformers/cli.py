@@ -1,5 +1,5 @@
-"""The commands behind the `scratchformers` console command (demo, train, generate, evaluate, attention, translate,
-push, convert). Parsing, `--help` and the one-line `error:` handling live in the light top-level module
+"""The commands behind the `scratchformers` console command (demo, train, generate, chat, evaluate, attention,
+translate, push, convert). Parsing, `--help` and the one-line `error:` handling live in the light top-level module
 `scratchformers_cli`, so that `--help` answers without importing torch or any model; `run(args)` here does the work.
 """
 
@@ -110,6 +110,81 @@ def _generate(args: argparse.Namespace) -> int:
             )
         print(tokenizer.decode(output[0], skip_special_tokens=True))
     return 0
+
+
+def _chat(args: argparse.Namespace) -> int:
+    """Chat with a causal LM (``scratchformers.chat.ChatSession``): one-shot with ``--prompt``, else one message a
+    line from stdin until ``/exit`` or end of input (``/reset`` starts over). Replies stream to stdout token by
+    token (transformers' ``TextStreamer``) unless ``--no-stream``. Mistakes that can be seen before loading the
+    model (an empty prompt, a missing template file, a checkpoint that is not a causal LM, a tokenizer without a
+    chat template) raise ValueError/FileNotFoundError first."""
+    if args.prompt is not None and not args.prompt.strip():
+        raise ValueError("--prompt is empty; give the message to answer")
+    if args.max_new_tokens is not None and args.max_new_tokens <= 0:
+        raise ValueError(f"--max-new-tokens must be a positive integer, got {args.max_new_tokens}")
+    template = None
+    if args.chat_template is not None:
+        path = Path(args.chat_template)
+        if not path.is_file():
+            raise FileNotFoundError(f"--chat-template {args.chat_template!r}: no such file (give a Jinja file)")
+        template = path.read_text(encoding="utf-8")
+    config = _config(args.checkpoint)
+    architecture = (config.get("architectures") or [""])[0]
+    if config.get("is_encoder_decoder") or not architecture.endswith("ForCausalLM"):
+        raise ValueError(f"chat needs a causal language model (…ForCausalLM); {args.checkpoint} holds "
+                         f"{architecture or 'no architecture'}")
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TextStreamer
+
+    import scratchformers  # noqa: F401
+
+    from .chat import ChatSession, check_chat_template
+    from .translate import generate_command_settings
+
+    tokenizer = AutoTokenizer.from_pretrained(args.checkpoint, trust_remote_code=True)
+    if template is None and not tokenizer.chat_template:
+        raise ValueError(f"the tokenizer in {args.checkpoint} has no chat template: pass --chat-template FILE (a "
+                         "Jinja template, e.g. the chat_template.jinja of the model it was fine-tuned from)")
+    check_chat_template(tokenizer, template, args.system)  # a broken template: one error line, before the model
+    model = AutoModelForCausalLM.from_pretrained(args.checkpoint, trust_remote_code=True).eval()
+    settings = generate_command_settings(model, args.max_new_tokens, args.greedy, args.temperature, args.top_k,
+                                         args.top_p)  # the checkpoint's generation_config first, as `generate`
+    session = ChatSession(model, tokenizer, system=args.system, chat_template=template, **settings)
+    torch.manual_seed(args.seed)
+
+    def answer(text: str) -> None:
+        if args.no_stream:
+            print(session.reply(text), flush=True)
+        else:  # TextStreamer prints each finished word as it comes and a newline at the end
+            session.reply(text, streamer=TextStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True))
+
+    if args.prompt is not None:
+        answer(args.prompt)
+        return 0
+    interactive = sys.stdin.isatty()
+    if interactive:
+        print("Chatting with " + args.checkpoint + ": /reset starts over, /exit (or Ctrl-D) ends.", file=sys.stderr)
+    while True:
+        if interactive:
+            print("> ", end="", file=sys.stderr, flush=True)
+        line = sys.stdin.readline()
+        if not line:  # end of input
+            return 0
+        text = line.rstrip("\n")
+        if text.strip() == "/exit":
+            return 0
+        if text.strip() == "/reset":
+            session.reset()
+            print("(conversation cleared)", file=sys.stderr)
+            continue
+        if not text.strip():
+            continue
+        try:
+            answer(text)
+        except ValueError as err:  # e.g. a message too long for the context: say so and keep the conversation
+            if not interactive:
+                raise
+            print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -226,6 +301,8 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     if args.command == "generate":
         return _generate(args)
+    if args.command == "chat":
+        return _chat(args)
     if args.command == "evaluate":
         return _evaluate(args)
     if args.command == "attention":

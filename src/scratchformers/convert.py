@@ -939,12 +939,58 @@ def to_hf(
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Command line: convert a local checkpoint folder
+# Command line: convert a local checkpoint folder or a Hub model
 # ----------------------------------------------------------------------------------------------------------------
 
+# Everything a tokenizer folder can hold (what `save_pretrained` writes, and the SentencePiece models of Llama 2,
+# Mistral, T5, Marian, XLM-R); the chat template travels as its own file (`chat_template.jinja`, transformers ≥ 4.50),
+# inside tokenizer_config.json (older saves) or as named templates (`additional_chat_templates/`).
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "vocab.txt",
-                    "merges.txt", "added_tokens.json", "source.spm", "target.spm", "spiece.model",
-                    "sentencepiece.bpe.model", "chat_template.jinja")
+                    "merges.txt", "added_tokens.json", "source.spm", "target.spm", "spiece.model", "tokenizer.model",
+                    "sentencepiece.bpe.model", "chat_template.jinja", "chat_template.json")
+_TOKENIZER_FOLDERS = ("additional_chat_templates",)
+# What `convert` fetches of a Hub model: config, weights, tokenizer, card (not other frameworks' weights, GGUF or
+# the original/ consolidated checkpoints).
+_HUB_PATTERNS = ["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "*.spm", "README.md",
+                 "additional_chat_templates/*"]
+
+
+def _resolve_checkpoint(name: str) -> Path:
+    """A local folder as it is; otherwise a Hub model id, downloaded with `huggingface_hub.snapshot_download`
+    (config, safetensors — else PyTorch .bin — weights, tokenizer files). ValueError in one sentence when it is
+    neither a folder nor a model the Hub gives (no network, HF_HUB_OFFLINE, a private or missing repo)."""
+    path = Path(name)
+    if path.exists():
+        return path
+    import huggingface_hub
+    from huggingface_hub.utils import HFValidationError
+
+    if name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name:
+        raise ValueError(f"{name}: no such folder (and not a Hub model id such as 'HuggingFaceTB/SmolLM2-135M')")
+    try:
+        folder = Path(huggingface_hub.snapshot_download(name, allow_patterns=_HUB_PATTERNS))
+        if not any(folder.glob("*.safetensors")):  # an older repo with PyTorch weights only
+            folder = Path(huggingface_hub.snapshot_download(name, allow_patterns=[*_HUB_PATTERNS, "*.bin"]))
+    except HFValidationError as err:
+        raise ValueError(f"{name}: no such folder, and not a valid Hub model id ({err})") from err
+    except Exception as err:  # offline, unreachable, gated, missing: one line, the id and the reason
+        reason = " ".join(str(err).split())[:300] or type(err).__name__
+        raise ValueError(f"{name}: no such folder, and could not download it from the Hugging Face Hub "
+                         f"({type(err).__name__}: {reason}); pass a local folder, or run where the Hub is reachable"
+                         ) from err
+    return folder
+
+
+def _copy_tokenizer(source: Path, out_dir: Path) -> list[str]:
+    """Copy the tokenizer files (and chat templates) of `source` into `out_dir`; returns the names copied."""
+    copied = [name for name in _TOKENIZER_FILES if (source / name).is_file()]
+    for name in copied:
+        shutil.copy2(source / name, out_dir / name)
+    for name in _TOKENIZER_FOLDERS:
+        if (source / name).is_dir():
+            shutil.copytree(source / name, out_dir / name, dirs_exist_ok=True)
+            copied.append(name + "/")
+    return copied
 
 
 def _load_checkpoint(directory: Path) -> tuple[PreTrainedModel, str]:
@@ -990,21 +1036,26 @@ def _write_card(source: Path, out_dir: Path, model: PreTrainedModel, converted: 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`scratchformers convert <checkpoint dir> <out dir>`: HF-native → ours, or ours → HF-native (auto-detected).
+    """`scratchformers convert <checkpoint dir or Hub id> <out dir>`: HF-native → ours, or ours → HF-native
+    (auto-detected).
 
-    A checkpoint converted to our classes gets the source's tokenizer files and a model card (upload-complete for
-    `scratchformers push`). An out_dir that is a file, or a folder that already holds files, is refused (ValueError)
-    unless ``--overwrite``.
+    The converted folder gets the source's tokenizer files, chat template included (so `scratchformers chat OUT`
+    works on it), and, converted to our classes, a model card (upload-complete for `scratchformers push`). A
+    checkpoint that is not an existing path is taken as a Hub model id (`_resolve_checkpoint`). An out_dir that is a
+    file, or a folder that already holds files, is refused (ValueError) unless ``--overwrite``.
     """
     parser = argparse.ArgumentParser(
         prog="scratchformers convert",
-        description="Convert a local checkpoint between transformers' native classes and scratchformers' "
-        f"(direction chosen from the checkpoint's architecture). Supported: {supported_conversions()}.",
+        description="Convert a checkpoint between transformers' native classes and scratchformers' (direction "
+        "chosen from the checkpoint's architecture); its tokenizer and chat template come along. Supported: "
+        f"{supported_conversions()}.",
     )
-    parser.add_argument("checkpoint", type=Path, help="folder written by save_pretrained (config.json + weights)")
+    parser.add_argument("checkpoint", help="folder written by save_pretrained (config.json + weights), or a Hub "
+                        "model id such as HuggingFaceTB/SmolLM2-135M-Instruct (downloaded first)")
     parser.add_argument("out_dir", type=Path, help="folder to write the converted checkpoint (and tokenizer files)")
     parser.add_argument("--overwrite", action="store_true", help="replace the contents of an existing out_dir")
     args = parser.parse_args(argv)
+    source = _resolve_checkpoint(args.checkpoint)  # (a failed download leaves an existing out_dir as it was)
     if args.out_dir.exists() and not args.out_dir.is_dir():
         raise ValueError(f"out_dir {str(args.out_dir)!r} is a file; give a folder path")
     if args.out_dir.is_dir() and any(args.out_dir.iterdir()):
@@ -1012,14 +1063,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ValueError(f"out_dir {str(args.out_dir)!r} already holds files; pass --overwrite to replace them "
                              "or choose another folder")
         shutil.rmtree(args.out_dir)
-    model, side = _load_checkpoint(args.checkpoint)
+    model, side = _load_checkpoint(source)
     converted = from_hf(model) if side == "hf" else to_hf(model)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     converted.save_pretrained(args.out_dir)
-    copied = [name for name in _TOKENIZER_FILES if (args.checkpoint / name).is_file()]
-    for name in copied:
-        shutil.copy2(args.checkpoint / name, args.out_dir / name)
-    carded = side == "hf" and _write_card(args.checkpoint, args.out_dir, model, converted)
+    copied = _copy_tokenizer(source, args.out_dir)
+    carded = side == "hf" and _write_card(source, args.out_dir, model, converted)
     print(f"{type(model).__name__} → {type(converted).__name__}: wrote {args.out_dir}"
           + (f" (+ tokenizer files {copied})" if copied else "") + (" and a model card" if carded else ""))
     return 0

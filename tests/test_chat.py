@@ -1,0 +1,322 @@
+"""`scratchformers chat`: the chat template, one-shot and multi-turn answers, streaming, errors; `convert` keeps the
+tokenizer (and its chat template) and takes a Hub id.
+
+Every answer is checked against `model.generate` on `tokenizer.apply_chat_template(...)` of the same conversation
+(greedy), for our Llama-style GPT and, after `convert`, against transformers' own LlamaForCausalLM.
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+import sys
+
+import pytest
+import torch
+import transformers
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from scratchformers import ScratchGPTConfig, ScratchGPTForCausalLM
+from scratchformers.chat import ChatSession
+from scratchformers.cli import main
+from scratchformers.data import DATA_DIR
+from scratchformers.tokenization import train_tokenizer
+
+TEMPLATE = (
+    "{% for m in messages %}{% if m['role'] == 'system' %}{{ m['content'] }}\n"
+    "{% else %}{{ m['role'] }}: {{ m['content'] }}{{ eos_token }}\n{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}assistant:{% endif %}"
+)
+# Refuses the system role, as some real templates do (Gemma's, Mistral's older ones).
+NO_SYSTEM = "{% for m in messages %}{% if m['role'] == 'system' %}{{ raise_exception('no system role') }}" \
+    "{% endif %}{{ m['content'] }}{% endfor %}"
+LLAMA_STYLE = dict(
+    hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, intermediate_size=64,
+    max_position_embeddings=128, position_embedding_type="rotary", norm_type="rmsnorm", ffn_type="gated",
+    activation="silu", attention_bias=False, ffn_bias=False, hidden_dropout_prob=0.0,
+    attention_probs_dropout_prob=0.0,
+)
+
+
+def chat_tokenizer(template: str | None = TEMPLATE):
+    """Our `train clm` tokenizer (byte-level BPE on the shipped prose) with a chat template."""
+    tokenizer = train_tokenizer([DATA_DIR / "prose" / "validation.txt"], kind="bpe", vocab_size=300)
+    tokenizer.chat_template = template
+    return tokenizer
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """A tiny Llama-style ScratchGPT (rotary, RMSNorm, SwiGLU, GQA) with a chat-template tokenizer, saved."""
+    folder = tmp_path_factory.mktemp("chat")
+    tokenizer = chat_tokenizer()
+    torch.manual_seed(0)
+    config = ScratchGPTConfig(**LLAMA_STYLE, vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
+                              eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    model = ScratchGPTForCausalLM(config)
+    with torch.no_grad():  # sharper than the N(0, 0.02) init, so greedy answers are not one token repeated
+        for parameter in model.parameters():
+            parameter.normal_(0.0, 0.3)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def reference_answer(model, tokenizer, messages, max_new_tokens: int) -> str:
+    """Greedy `generate` on the templated conversation, new tokens decoded: what chat must print."""
+    ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_dict=True, return_tensors="pt")
+    out = model.generate(**ids, max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=tokenizer.pad_token_id)
+    return tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
+
+
+def load(folder):
+    return AutoModelForCausalLM.from_pretrained(folder).eval(), AutoTokenizer.from_pretrained(folder)
+
+
+def chat(args, monkeypatch, capsys, stdin: str | None = None) -> tuple[int, str, str]:
+    if stdin is not None:
+        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+    status = main(["chat", *map(str, args)])
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+# ------------------------------------------------------------------------------------------------ one-shot and turns
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_one_shot_greedy_answer_is_generate_on_the_templated_prompt(checkpoint, monkeypatch, capsys, stream):
+    status, out, _ = chat([checkpoint, "--prompt", "Open the file", "--greedy", "--max-new-tokens", "12",
+                           *([] if stream else ["--no-stream"])], monkeypatch, capsys)
+    assert status == 0
+    model, tokenizer = load(checkpoint)
+    expected = reference_answer(model, tokenizer, [{"role": "user", "content": "Open the file"}], 12)
+    assert expected.strip()  # a real answer to compare, not an empty string
+    assert out == expected + "\n"
+
+
+def test_system_prompt_heads_the_conversation(checkpoint, monkeypatch, capsys):
+    status, out, _ = chat([checkpoint, "--prompt", "Hi", "--system", "Be brief.", "--greedy", "--max-new-tokens",
+                           "10"], monkeypatch, capsys)
+    assert status == 0
+    model, tokenizer = load(checkpoint)
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
+    assert out == reference_answer(model, tokenizer, messages, 10) + "\n"
+
+
+def test_second_turn_answers_the_whole_conversation(checkpoint, monkeypatch, capsys):
+    status, out, _ = chat([checkpoint, "--greedy", "--max-new-tokens", "8", "--no-stream"], monkeypatch, capsys,
+                          stdin="Open the file\nAnd then?\n")
+    assert status == 0
+    model, tokenizer = load(checkpoint)
+    first = reference_answer(model, tokenizer, [{"role": "user", "content": "Open the file"}], 8)
+    history = [{"role": "user", "content": "Open the file"}, {"role": "assistant", "content": first},
+               {"role": "user", "content": "And then?"}]
+    second = reference_answer(model, tokenizer, history, 8)
+    alone = reference_answer(model, tokenizer, [{"role": "user", "content": "And then?"}], 8)
+    assert second != alone  # the history changes the answer, so the comparison below can fail
+    assert out == f"{first}\n{second}\n"
+
+
+def test_session_prompt_ids_hold_the_first_answer(checkpoint, monkeypatch):
+    model, tokenizer = load(checkpoint)
+    seen = []
+    generate = model.generate
+    monkeypatch.setattr(model, "generate", lambda **kw: seen.append(kw["input_ids"]) or generate(**kw))
+    session = ChatSession(model, tokenizer, max_new_tokens=6, do_sample=False)
+    first = session.reply("Open the file")
+    session.reply("And then?")
+    history = [{"role": "user", "content": "Open the file"}, {"role": "assistant", "content": first},
+               {"role": "user", "content": "And then?"}]
+    expected = tokenizer.apply_chat_template(history, add_generation_prompt=True, return_dict=True,
+                                             return_tensors="pt")["input_ids"]
+    assert torch.equal(seen[1], expected)
+    assert session.messages[:3] == history and session.messages[3]["role"] == "assistant"
+
+
+def test_reset_forgets_the_conversation_and_exit_stops(checkpoint, monkeypatch, capsys):
+    status, out, err = chat([checkpoint, "--greedy", "--max-new-tokens", "6", "--no-stream"], monkeypatch, capsys,
+                            stdin="Open the file\n/reset\nOpen the file\n/exit\nnever answered\n")
+    assert status == 0
+    answers = out.splitlines()
+    model, tokenizer = load(checkpoint)
+    expected = reference_answer(model, tokenizer, [{"role": "user", "content": "Open the file"}], 6)
+    assert out == f"{expected}\n{expected}\n", answers  # after /reset the same question gets the same answer
+    assert "cleared" in err
+
+
+def test_streamed_and_printed_sampled_answers_are_the_same_text(checkpoint, monkeypatch, capsys):
+    args = [checkpoint, "--max-new-tokens", "15", "--temperature", "1.0", "--top-k", "50", "--seed", "3"]
+    _, streamed, _ = chat(args, monkeypatch, capsys, stdin="Open the file\nAnd then?\n")
+    _, printed, _ = chat([*args, "--no-stream"], monkeypatch, capsys, stdin="Open the file\nAnd then?\n")
+    _, other_seed, _ = chat([*args[:-1], "4", "--no-stream"], monkeypatch, capsys, stdin="Open the file\n")
+    assert streamed == printed
+    assert not printed.startswith(other_seed)  # sampling really happened (and the seed decides it)
+
+
+def test_streaming_shows_the_answer_while_it_is_generated(checkpoint, monkeypatch, capsys):
+    """The text reaches stdout before generate() returns (TextStreamer), not only at the end."""
+    from transformers import TextStreamer
+
+    pieces_before_end = []
+    original = TextStreamer.on_finalized_text
+
+    def spy(self, text, stream_end=False):
+        if not stream_end:
+            pieces_before_end.append(text)
+        original(self, text, stream_end)
+
+    monkeypatch.setattr(TextStreamer, "on_finalized_text", spy)
+    status, out, _ = chat([checkpoint, "--prompt", "Open the file", "--greedy", "--max-new-tokens", "20"],
+                          monkeypatch, capsys)
+    assert status == 0 and pieces_before_end and out.startswith("".join(pieces_before_end))
+
+
+def test_long_conversations_drop_the_oldest_exchange_to_fit_the_context(checkpoint):
+    model, tokenizer = load(checkpoint)
+    session = ChatSession(model, tokenizer, system="Be brief.", max_new_tokens=20, do_sample=False)
+    words = "open the file and read it "
+    for _ in range(4):
+        session.reply(words * 2)
+    limit = model.config.max_position_embeddings
+    assert session.messages[0]["role"] == "system"
+    assert session.render(session.messages)["input_ids"].shape[1] <= limit  # answers included, it still fits
+    assert len(session.messages) < 1 + 2 * 4  # something was dropped ...
+    kept = list(session.messages)
+    with pytest.raises(ValueError, match="too long"):
+        session.reply(words * 40)  # ... but one message longer than the context is refused
+    assert session.messages == kept
+
+
+# ------------------------------------------------------------------------------------------------------------ errors
+
+
+def one_error_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    return lines[0]
+
+
+def test_a_checkpoint_that_is_not_a_causal_lm_is_refused(tmp_path, monkeypatch, capsys):
+    (tmp_path / "config.json").write_text('{"architectures": ["ScratchBertForMaskedLM"], "model_type": "x"}')
+    status, _, err = chat([tmp_path, "--prompt", "hi"], monkeypatch, capsys)
+    assert status == 2 and "causal language model" in one_error_line(err)
+
+
+def test_empty_prompt_is_refused(checkpoint, monkeypatch, capsys):
+    status, _, err = chat([checkpoint, "--prompt", "  "], monkeypatch, capsys)
+    assert status == 2 and "--prompt is empty" in one_error_line(err)
+
+
+def test_a_tokenizer_without_template_needs_chat_template_file(checkpoint, tmp_path, monkeypatch, capsys):
+    plain = tmp_path / "plain"
+    shutil.copytree(checkpoint, plain)
+    for name in ("chat_template.jinja",):
+        (plain / name).unlink(missing_ok=True)
+    tokenizer = AutoTokenizer.from_pretrained(plain)
+    assert not tokenizer.chat_template, "the copy still carries a template: the test would not test anything"
+    status, _, err = chat([plain, "--prompt", "hi"], monkeypatch, capsys)
+    assert status == 2 and "--chat-template FILE" in one_error_line(err)
+
+    template = tmp_path / "template.jinja"
+    template.write_text(TEMPLATE)
+    status, out, _ = chat([plain, "--prompt", "Open the file", "--greedy", "--max-new-tokens", "8",
+                           "--chat-template", template], monkeypatch, capsys)
+    _, with_own, _ = chat([checkpoint, "--prompt", "Open the file", "--greedy", "--max-new-tokens", "8"],
+                          monkeypatch, capsys)
+    assert status == 0 and out == with_own
+
+    status, _, err = chat([plain, "--prompt", "hi", "--chat-template", tmp_path / "missing.jinja"], monkeypatch,
+                          capsys)
+    assert status == 2 and "no such file" in one_error_line(err)
+
+
+@pytest.mark.parametrize(("template", "extra", "message"), [
+    ("{% for m in messages %}{{ m['content'] }", [], "cannot render"),  # a Jinja syntax error
+    (NO_SYSTEM, ["--system", "Be brief."], "no system role"),  # the template's own refusal
+])
+def test_a_template_that_cannot_render_is_one_error_line(checkpoint, tmp_path, monkeypatch, capsys, template,
+                                                        extra, message):
+    path = tmp_path / "t.jinja"
+    path.write_text(template)
+    status, _, err = chat([checkpoint, "--prompt", "hi", "--chat-template", path, *extra], monkeypatch, capsys)
+    assert status == 2 and message in one_error_line(err)
+
+
+def test_chat_help_answers_without_loading_a_model(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["chat", "--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    for flag in ("--prompt", "--system", "--chat-template", "--temperature", "--top-k", "--top-p", "--greedy",
+                 "--max-new-tokens", "--seed", "--no-stream"):
+        assert flag in out
+
+
+# ---------------------------------------------------------------------------------------------------------- convert
+
+
+@pytest.fixture(scope="module")
+def hf_llama(tmp_path_factory):
+    """A tiny random LlamaForCausalLM (GQA, untied) saved with a chat-template tokenizer."""
+    folder = tmp_path_factory.mktemp("hf-llama")
+    tokenizer = chat_tokenizer()
+    torch.manual_seed(0)
+    config = transformers.LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=128, tie_word_embeddings=False,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    model = transformers.LlamaForCausalLM(config)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.normal_(0.0, 0.3)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_converted_llama_folder_chats_like_hf_llama(hf_llama, tmp_path, monkeypatch, capsys):
+    from scratchformers.convert import main as convert
+
+    assert convert([str(hf_llama), str(tmp_path / "ours")]) == 0
+    capsys.readouterr()
+    assert AutoTokenizer.from_pretrained(tmp_path / "ours").chat_template == TEMPLATE
+    status, out, _ = chat([tmp_path / "ours", "--prompt", "hi", "--greedy", "--max-new-tokens", "12"], monkeypatch,
+                          capsys)
+    assert status == 0
+    hf_model, tokenizer = load(hf_llama)
+    assert isinstance(hf_model, transformers.LlamaForCausalLM)
+    expected = reference_answer(hf_model, tokenizer, [{"role": "user", "content": "hi"}], 12)
+    assert expected.strip() and out == expected + "\n"
+
+
+def test_convert_takes_a_hub_id(hf_llama, tmp_path, monkeypatch, capsys):
+    import huggingface_hub
+
+    from scratchformers.convert import main as convert
+
+    asked = {}
+
+    def snapshot_download(repo_id, **kwargs):
+        asked["repo_id"] = repo_id
+        return str(hf_llama)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+    assert convert(["someone/tiny-llama", str(tmp_path / "ours")]) == 0
+    assert asked["repo_id"] == "someone/tiny-llama"
+    assert "LlamaForCausalLM → ScratchGPTForCausalLM" in capsys.readouterr().out
+    assert AutoTokenizer.from_pretrained(tmp_path / "ours").chat_template == TEMPLATE
+
+
+def test_convert_of_an_unreachable_hub_id_is_one_error_line(tmp_path, capsys):
+    from scratchformers_cli import main as cli
+
+    status = cli(["convert", "someone/not-on-this-machine", str(tmp_path / "out")])  # HF_HUB_OFFLINE=1 (conftest)
+    err = capsys.readouterr().err
+    assert status == 2 and "someone/not-on-this-machine" in one_error_line(err)
+    assert not (tmp_path / "out").exists()
+    status = cli(["convert", str(tmp_path / "no" / "such" / "folder"), str(tmp_path / "out")])
+    assert status == 2 and "no such folder" in one_error_line(capsys.readouterr().err)
