@@ -320,3 +320,22 @@ def test_convert_of_an_unreachable_hub_id_is_one_error_line(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
     status = cli(["convert", str(tmp_path / "no" / "such" / "folder"), str(tmp_path / "out")])
     assert status == 2 and "no such folder" in one_error_line(capsys.readouterr().err)
+
+
+def test_convert_keeps_every_tokenizer_file_and_named_chat_templates(hf_llama, tmp_path, capsys):
+    """SentencePiece models (Llama 2, Mistral: tokenizer.model) and named templates (additional_chat_templates/)
+    travel too, byte for byte, both ways."""
+    from scratchformers.convert import main as convert
+
+    source = tmp_path / "hf"
+    shutil.copytree(hf_llama, source)
+    (source / "tokenizer.model").write_bytes(b"\x00sentencepiece model bytes\xff")
+    (source / "additional_chat_templates").mkdir()
+    (source / "additional_chat_templates" / "tool_use.jinja").write_text("{{ messages }}")
+    assert convert([str(source), str(tmp_path / "ours")]) == 0
+    assert convert([str(tmp_path / "ours"), str(tmp_path / "back")]) == 0
+    capsys.readouterr()
+    for out in ("ours", "back"):
+        for name in ("tokenizer.model", "additional_chat_templates/tool_use.jinja", "tokenizer.json",
+                     "tokenizer_config.json", "chat_template.jinja"):
+            assert (tmp_path / out / name).read_bytes() == (source / name).read_bytes(), (out, name)
