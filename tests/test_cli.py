@@ -26,7 +26,7 @@ def test_console_entry_point_lists_every_command():
     done = subprocess.run([sys.executable, "-m", "scratchformers.cli", "--help"], capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0, done.stderr
-    for command in ("demo", "train", "generate", "evaluate", "attention", "push", "convert"):
+    for command in ("demo", "train", "generate", "chat", "evaluate", "attention", "push", "convert"):
         assert command in done.stdout
 
 
