@@ -135,6 +135,18 @@ def test_session_prompt_ids_hold_the_first_answer(checkpoint, monkeypatch):
     assert session.messages[:3] == history and session.messages[3]["role"] == "assistant"
 
 
+def test_replies_stop_at_the_end_of_turn_token_as_well_as_the_models_own(checkpoint, monkeypatch):
+    """Chat templates end a turn with the tokenizer's eos; a checkpoint whose generation config names another stop
+    token (an instruct model's <|eot_id|>-style token, or a base model's) must stop at both."""
+    model, tokenizer = load(checkpoint)
+    model.generation_config.eos_token_id = 7
+    seen = {}
+    generate = model.generate
+    monkeypatch.setattr(model, "generate", lambda **kw: seen.update(kw) or generate(**kw))
+    ChatSession(model, tokenizer, max_new_tokens=3).reply("Hi")
+    assert seen["eos_token_id"] == [7, tokenizer.eos_token_id]
+
+
 def test_reset_forgets_the_conversation_and_exit_stops(checkpoint, monkeypatch, capsys):
     status, out, err = chat([checkpoint, "--greedy", "--max-new-tokens", "6", "--no-stream"], monkeypatch, capsys,
                             stdin="Open the file\n/reset\nOpen the file\n/exit\nnever answered\n")
