@@ -17,7 +17,6 @@ Command line: `python -m scratchformers.convert <checkpoint dir> <out dir>` (dir
 
 from __future__ import annotations
 
-import argparse
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -996,15 +995,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     `scratchformers push`). An out_dir that is a file, or a folder that already holds files, is refused (ValueError)
     unless ``--overwrite``.
     """
-    parser = argparse.ArgumentParser(
-        prog="scratchformers convert",
-        description="Convert a local checkpoint between transformers' native classes and scratchformers' "
-        f"(direction chosen from the checkpoint's architecture). Supported: {supported_conversions()}.",
-    )
-    parser.add_argument("checkpoint", type=Path, help="folder written by save_pretrained (config.json + weights)")
-    parser.add_argument("out_dir", type=Path, help="folder to write the converted checkpoint (and tokenizer files)")
-    parser.add_argument("--overwrite", action="store_true", help="replace the contents of an existing out_dir")
-    args = parser.parse_args(argv)
+    from .examples.arguments import convert_parser  # (shared with the light `convert --help`)
+
+    args = convert_parser().parse_args(argv)
     if args.out_dir.exists() and not args.out_dir.is_dir():
         raise ValueError(f"out_dir {str(args.out_dir)!r} is a file; give a folder path")
     if args.out_dir.is_dir() and any(args.out_dir.iterdir()):
