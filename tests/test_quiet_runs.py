@@ -133,14 +133,13 @@ def test_pinned_memory_is_on_only_with_an_accelerator(tmp_path, monkeypatch, acc
     assert parsed_training_args(tmp_path, "--use_cpu", "true").dataloader_pin_memory is False
 
 
-@pytest.mark.parametrize("given", [["--dataloader_pin_memory", "true"], ["--no_dataloader_pin_memory"]])
-def test_the_users_pin_memory_flag_wins(tmp_path, monkeypatch, given):
+@pytest.mark.parametrize("given, accelerator", [(["--dataloader_pin_memory", "true"], False),
+                                                (["--no_dataloader_pin_memory"], True)])
+def test_the_users_pin_memory_flag_wins(tmp_path, monkeypatch, given, accelerator):
     import torch
 
-    monkeypatch.setattr(torch.accelerator, "is_available", lambda: True)
-    expected = given[0] == "--dataloader_pin_memory"
-    monkeypatch.setattr(torch.accelerator, "is_available", lambda: False)
-    assert parsed_training_args(tmp_path, *given).dataloader_pin_memory is expected
+    monkeypatch.setattr(torch.accelerator, "is_available", lambda: accelerator)
+    assert parsed_training_args(tmp_path, *given).dataloader_pin_memory is (not accelerator)
 
 
 def test_generated_text_starts_on_its_own_line_when_stdout_and_stderr_are_one_log(tmp_path):
