@@ -134,10 +134,14 @@ Without --validation_file, a seeded part of --train_file is held out for validat
 HELP_FLAGS = ("-h", "--help")
 
 
+PACKAGE = Path(__file__).resolve().parent / "scratchformers"
+
+
 def _arguments_module():
-    """``scratchformers/examples/arguments.py`` (the scripts' flag dataclasses, the push parser), loaded by path so the
-    package's ``__init__`` (which imports and registers every model, torch and all) does not run."""
-    path = Path(__file__).resolve().parent / "scratchformers" / "examples" / "arguments.py"
+    """``scratchformers/examples/arguments.py`` (the scripts' flag dataclasses, the push and convert parsers, the
+    pre-rendered training help), loaded by path so the package's ``__init__`` (which imports and registers every
+    model, torch and all) does not run."""
+    path = PACKAGE / "examples" / "arguments.py"
     spec = importlib.util.spec_from_file_location("_scratchformers_arguments", path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # (dataclasses look their module up while being built)
@@ -146,15 +150,25 @@ def _arguments_module():
 
 
 def _light_help(argv: list[str]) -> bool:
-    """Print the help of `train TASK --help` or `push --help` from the flag definitions alone (no model, dataset
-    or package import; the scripts parse with the same definitions). Returns whether it printed one."""
+    """Print the help of `train TASK --help`, `push --help` or `convert --help` without importing the package, a
+    model or `datasets`. `train TASK --help` prints the committed, pre-rendered text when it was rendered under this
+    Python's and transformers' major.minor (else the live parser answers: transformers and torch, about 2 s); the
+    others are built from the flag definitions, which their commands parse with. Returns whether it printed one."""
     if not any(a in HELP_FLAGS for a in argv[1:]):
         return False
     if argv[0] == "train" and len(argv) > 1 and argv[1] in TASKS:
-        _arguments_module().task_parser(argv[1], prog=f"scratchformers train {argv[1]}").print_help()
+        arguments = _arguments_module()
+        text = arguments.prerendered_help(f"train {argv[1]}")
+        if text is not None:
+            sys.stdout.write(text)
+        else:
+            arguments.task_parser(argv[1], prog=f"scratchformers train {argv[1]}").print_help()
         return True
     if argv[0] == "push":
         _arguments_module().push_parser("scratchformers push").print_help()
+        return True
+    if argv[0] == "convert" and (PACKAGE / "convert.py").is_file():
+        _arguments_module().convert_parser("scratchformers convert").print_help()
         return True
     return False
 

@@ -1,6 +1,9 @@
-"""`scratchformers train TASK --help` and `push --help` answer from the flag definitions alone (issue 15): the help
-still lists the script's own flags and TrainingArguments', and the process imports no model, no `datasets` and not
-the `scratchformers` package (which imports and registers every model)."""
+"""Every `--help` of the console command answers without the heavy imports (issue 15): `scratchformers --help`,
+`generate --help`, `push --help` and `convert --help` from the flag definitions, and `train TASK --help` from the
+committed, pre-rendered text (when this Python's and transformers' major.minor are the ones it was rendered with).
+The process imports neither torch nor transformers, no model, no `datasets` and not the `scratchformers` package
+(which imports and registers every model); counted by module, never timed. The committed help must be what the live
+parser prints: a test renders it live and fails when it is stale (`python scripts/render_cli_help.py` re-renders)."""
 
 from __future__ import annotations
 
@@ -11,7 +14,8 @@ import sys
 
 import pytest
 
-from scratchformers.examples import arguments, load_script
+import scratchformers_cli
+from scratchformers.examples import SCRIPTS, arguments, load_script
 from scratchformers_cli import TASKS
 
 HELP_IN_A_FRESH_PROCESS = """
@@ -23,12 +27,15 @@ except SystemExit as done:
 # (transformers 5.13's TrainingArguments itself imports image processors under transformers.models: not counted)
 heavy = sorted(m for m in sys.modules if m == 'scratchformers' or m.startswith(('scratchformers.', 'datasets'))
                or '.modeling_' in m)
-print(json.dumps({{"code": code, "heavy": heavy}}))
+frameworks = sorted({{m.split('.')[0] for m in sys.modules}} & {{'torch', 'transformers'}})
+print(json.dumps({{"code": code, "heavy": heavy, "frameworks": frameworks}}))
 """
+
+RERENDER = "python scripts/render_cli_help.py"
 
 
 def help_of(argv: list[str]) -> tuple[str, dict]:
-    """(help text, {"code", "heavy"}) of `scratchformers ARGV` run in a fresh interpreter."""
+    """(help text, {"code", "heavy", "frameworks"}) of `scratchformers ARGV` run in a fresh interpreter."""
     done = subprocess.run([sys.executable, "-c", HELP_IN_A_FRESH_PROCESS.format(argv=argv)],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
@@ -36,20 +43,52 @@ def help_of(argv: list[str]) -> tuple[str, dict]:
     return "\n".join(text), json.loads(last)
 
 
+def committed_help_matches_this_install() -> bool:
+    """Whether the committed help was rendered under this Python's and transformers' major.minor."""
+    record = json.loads(arguments.HELP_VERSIONS.read_text(encoding="utf-8"))
+    return all(record.get(key) == value for key, value in arguments.installed_versions().items())
+
+
 @pytest.mark.parametrize("task", TASKS)
 def test_train_task_help_lists_its_flags_without_importing_models(task):
     text, result = help_of(["train", task, "--help"])
-    assert result == {"code": 0, "heavy": []}
+    assert result["code"] == 0 and result["heavy"] == []
+    if committed_help_matches_this_install():  # else the live parser answers (transformers + torch), correctly
+        assert result["frameworks"] == []
     own = [f.name for cls in arguments.TASKS[task][1] for f in dataclasses.fields(cls)]
     missing = [name for name in own if f"--{name}" not in text]
     assert not missing, missing
     assert "--learning_rate" in text and "--per_device_train_batch_size" in text  # TrainingArguments' flags
 
 
-def test_push_help_imports_nothing_heavy():
-    text, result = help_of(["push", "--help"])
-    assert result == {"code": 0, "heavy": []}
+@pytest.mark.parametrize("argv", [["--help"], ["generate", "--help"], ["push", "--help"], ["convert", "--help"],
+                                  ["train", "--help"], ["evaluate", "--help"]])
+def test_command_help_imports_neither_torch_nor_transformers(argv):
+    text, result = help_of(argv)
+    assert result == {"code": 0, "heavy": [], "frameworks": []}
+    assert text.startswith("usage: scratchformers")
+
+
+def test_push_help_lists_its_flags():
+    text, _ = help_of(["push", "--help"])
     assert "--repo-id" in text and "--check" in text
+
+
+def test_convert_help_lists_the_live_conversion_table():
+    """The light parser's written-out table is the converter's own (`supported_conversions()`), pair for pair."""
+    from scratchformers.convert import supported_conversions
+
+    assert arguments.CONVERSIONS == supported_conversions()
+    text, _ = help_of(["convert", "--help"])
+    assert all(f"{theirs} <-> {ours}" in text for theirs, ours in supported_conversions().items())
+
+
+def test_convert_parses_with_the_parser_its_help_shows(capsys):
+    from scratchformers import convert
+
+    with pytest.raises(SystemExit):
+        convert.main(["--help"])
+    assert capsys.readouterr().out == arguments.convert_parser().format_help()
 
 
 @pytest.mark.parametrize("task", TASKS)
@@ -59,3 +98,59 @@ def test_the_scripts_parse_the_flags_the_help_shows(task):
     names = {cls.__name__: cls for cls in arguments.TASKS[task][1]}
     used = [v for v in vars(script).values() if isinstance(v, type) and v.__name__ in names]
     assert used and all(names[v.__name__] is v for v in used)
+
+
+# --- the committed, pre-rendered `train TASK --help` ---------------------------------------------------------------
+
+
+def test_every_training_task_has_a_committed_help_text():
+    rendered = sorted(p.stem.removeprefix("train-") for p in arguments.HELP_DIR.glob("train-*.txt"))
+    assert rendered == sorted(SCRIPTS), f"the committed help does not match the tasks; run `{RERENDER}`"
+    assert tuple(SCRIPTS) == TASKS  # what the front end answers for
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_the_committed_help_is_what_the_live_parser_prints(task):
+    if not committed_help_matches_this_install():
+        rendered = {k: v for k, v in json.loads(arguments.HELP_VERSIONS.read_text()).items() if k != "generated_by"}
+        pytest.skip(f"rendered under {rendered}; this install has {arguments.installed_versions()} (the live parser "
+                    "answers here)")
+    committed = arguments.help_file(f"train {task}").read_text(encoding="utf-8")
+    live = arguments.render_task_help(task)  # at the committed width, whatever this terminal's is
+    assert committed == live, f"the committed `train {task} --help` is stale; run `{RERENDER}`"
+
+
+@pytest.fixture
+def help_folder(tmp_path, monkeypatch):
+    """The front end reading its pre-rendered help from a temporary folder (``arguments.HELP_DIR``)."""
+    monkeypatch.setattr(arguments, "HELP_DIR", tmp_path)
+    monkeypatch.setattr(scratchformers_cli, "_arguments_module", lambda: arguments)
+    monkeypatch.setenv("COLUMNS", str(arguments.HELP_COLUMNS))
+    return tmp_path
+
+
+def front_end_help(argv: list[str], capsys) -> str:
+    with pytest.raises(SystemExit) as done:
+        scratchformers_cli.main(argv)
+    assert done.value.code == 0
+    return capsys.readouterr().out
+
+
+def test_the_front_end_prints_the_committed_text_for_this_install(help_folder, capsys):
+    (help_folder / "versions.json").write_text(json.dumps(arguments.installed_versions()))
+    (help_folder / "train-clm.txt").write_text("usage: the committed text\n")
+    assert front_end_help(["train", "clm", "--help"], capsys) == "usage: the committed text\n"
+
+
+@pytest.mark.parametrize("other", [{"transformers": "5.0"}, {"python": "3.9"}])
+def test_help_rendered_under_other_versions_is_not_shown(help_folder, capsys, other):
+    """Rendered under another transformers (other TrainingArguments flags) or Python (argparse formats differently):
+    the live parser answers instead."""
+    (help_folder / "versions.json").write_text(json.dumps({**arguments.installed_versions(), **other}))
+    (help_folder / "train-clm.txt").write_text("usage: the committed text\n")
+    assert front_end_help(["train", "clm", "--help"], capsys) == arguments.render_task_help("clm")
+
+
+def test_without_a_committed_text_the_live_parser_answers(help_folder, capsys):
+    (help_folder / "versions.json").write_text(json.dumps(arguments.installed_versions()))
+    assert front_end_help(["train", "mlm", "--help"], capsys) == arguments.render_task_help("mlm")

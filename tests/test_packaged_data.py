@@ -69,6 +69,17 @@ def test_pyproject_package_data_globs_cover_every_shipped_file():
     assert not missed, f"files under data/ that the wheel would leave out: {missed}; add globs for them"
 
 
+def test_pyproject_ships_the_prerendered_help():
+    """`train TASK --help` reads src/scratchformers/examples/help/ (scripts/render_cli_help.py): all of it ships."""
+    from scratchformers.examples.arguments import HELP_DIR
+
+    globs = SETUPTOOLS["package-data"]["scratchformers.examples"]
+    files = [p.relative_to(HELP_DIR.parent).as_posix() for p in HELP_DIR.rglob("*") if p.is_file()]
+    assert "help/versions.json" in files and "help/train-clm.txt" in files
+    missed = [f for f in files if not any(fnmatch.fnmatch(f, g) and f.count("/") == g.count("/") for g in globs)]
+    assert not missed, f"help files the wheel would leave out: {missed}; add globs for them"
+
+
 def test_pyproject_lists_every_package_under_src():
     source = REPO / "src"
     packages = {

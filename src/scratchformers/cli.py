@@ -101,7 +101,10 @@ def _generate(args: argparse.Namespace) -> int:
         inputs = tokenizer(prompt, return_tensors="pt")
         settings = generate_command_settings(model, args.max_new_tokens, args.greedy, args.temperature, args.top_k,
                                              args.top_p, args.num_beams)  # the checkpoint's generation_config first
-        with tqdm(total=settings.get("max_new_tokens"), desc="Generating", unit="tok", leave=False) as bar:
+        # The bar only on a terminal, where leave=False erases it and the text starts on a clean line; in a log or a
+        # pipe (stdout and stderr often merged) its last `\r`-ended state would share a line with the text.
+        with tqdm(total=settings.get("max_new_tokens"), desc="Generating", unit="tok", leave=False,
+                  disable=not _is_terminal(sys.stderr)) as bar:
             output = model.generate(
                 **inputs,
                 **settings,
@@ -249,6 +252,11 @@ def _dispatch_passthrough(command: str, rest: list[str]) -> int:
     return result if isinstance(result, int) else 0
 
 
+def _is_terminal(stream) -> bool:
+    """Whether ``stream`` (e.g. ``sys.stderr``) is an interactive terminal."""
+    return stream is not None and hasattr(stream, "isatty") and stream.isatty()
+
+
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
@@ -258,8 +266,7 @@ def plain_log_messages() -> Iterator[None]:
     terminal. transformers colours its weight-loading report (MISSING/UNEXPECTED keys) when *stdout* is a terminal
     (older 5.x releases: always), so `scratchformers ... 2> log.txt` or a CI log otherwise gets raw `ESC[31m`
     codes. The previous log-record factory is restored afterwards."""
-    stream = sys.stderr
-    if stream is not None and hasattr(stream, "isatty") and stream.isatty():
+    if _is_terminal(sys.stderr):
         yield
         return
     previous = logging.getLogRecordFactory()

@@ -17,7 +17,6 @@ Command line: `python -m scratchformers.convert <checkpoint dir> <out dir>` (dir
 
 from __future__ import annotations
 
-import argparse
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -1044,24 +1043,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     checkpoint that is not an existing path is taken as a Hub model id (`_resolve_checkpoint`). An out_dir that is a
     file, or a folder that already holds files, is refused (ValueError) unless ``--overwrite``.
     """
-    parser = argparse.ArgumentParser(
-        prog="scratchformers convert",
-        description="Convert a checkpoint between transformers' native classes and scratchformers' (direction "
-        "chosen from the checkpoint's architecture); its tokenizer and chat template come along. Supported: "
-        f"{supported_conversions()}.",
-    )
-    parser.add_argument("checkpoint", help="folder written by save_pretrained (config.json + weights), or a Hub "
-                        "model id such as HuggingFaceTB/SmolLM2-135M-Instruct (downloaded first)")
-    parser.add_argument("out_dir", type=Path, help="folder to write the converted checkpoint (and tokenizer files)")
-    parser.add_argument("--overwrite", action="store_true", help="replace the contents of an existing out_dir")
-    args = parser.parse_args(argv)
-    source = _resolve_checkpoint(args.checkpoint)  # (a failed download leaves an existing out_dir as it was)
+    from .examples.arguments import convert_parser  # (shared with the light `convert --help`)
+
+    args = convert_parser().parse_args(argv)
     if args.out_dir.exists() and not args.out_dir.is_dir():
         raise ValueError(f"out_dir {str(args.out_dir)!r} is a file; give a folder path")
-    if args.out_dir.is_dir() and any(args.out_dir.iterdir()):
-        if not args.overwrite:
-            raise ValueError(f"out_dir {str(args.out_dir)!r} already holds files; pass --overwrite to replace them "
-                             "or choose another folder")
+    replace = args.out_dir.is_dir() and any(args.out_dir.iterdir())
+    if replace and not args.overwrite:
+        raise ValueError(f"out_dir {str(args.out_dir)!r} already holds files; pass --overwrite to replace them "
+                         "or choose another folder")
+    source = _resolve_checkpoint(args.checkpoint)  # (a failed download leaves an existing out_dir as it was)
+    if replace:
         shutil.rmtree(args.out_dir)
     model, side = _load_checkpoint(source)
     converted = from_hf(model) if side == "hf" else to_hf(model)

@@ -129,7 +129,10 @@ def tokenize_and_group(
         raise ValueError(f"block_size must be >= 2 (a block needs an input and a next token), got {block_size}")
 
     def tokenize(batch: dict[str, list]) -> dict[str, list]:
-        encoded = tokenizer(batch[text_column], return_attention_mask=True)
+        # verbose=False: texts longer than the model are expected here (they are cut into blocks below); without it the
+        # tokenizer warns "Token indices sequence length is longer than the specified maximum" (as HF's run_clm.py
+        # notes after the fact)
+        encoded = tokenizer(batch[text_column], return_attention_mask=True, verbose=False)
         return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
 
     def group(batch: dict[str, list]) -> dict[str, list]:

@@ -1,15 +1,28 @@
-"""The training scripts' own flags (their HfArgumentParser dataclasses) and the push command's parser.
+"""The training scripts' own flags (their HfArgumentParser dataclasses), the push and convert commands' parsers, and
+the pre-rendered ``train TASK --help`` texts.
 
 This module imports only the standard library at import time (transformers only inside ``build_parser``), and it
 imports nothing from the package, so the light console front end (``scratchformers_cli``) can load it by path and
-answer ``scratchformers train TASK --help`` / ``push --help`` without importing torch models, datasets or the
-package (which registers every model). The scripts import their dataclasses from here: one definition for both.
+answer ``scratchformers train TASK --help`` / ``push --help`` / ``convert --help`` without importing torch models,
+datasets or the package (which registers every model). The scripts import their dataclasses from here: one
+definition for both.
+
+``train TASK --help`` lists every ``TrainingArguments`` flag, and importing ``TrainingArguments`` costs transformers
+plus torch (about 2 s). So the help text is rendered ahead of time (``scripts/render_cli_help.py`` writes
+``help/train-TASK.txt`` beside this file, shipped as package data) and printed as it is when the installed Python and
+transformers have the major.minor versions it was rendered with; otherwise the live parser answers.
+``tests/test_fast_help.py`` renders it live and fails when the committed text is stale.
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
+import json
+import os
+import sys
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -292,4 +305,135 @@ def push_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--public", action="store_true", help="create a public repository (default: private)")
     parser.add_argument("--check", action="store_true", help="only check the folder is upload-complete")
     parser.add_argument("--commit-message", default="Upload scratchformers checkpoint")
+    return parser
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Pre-rendered `train TASK --help` (see the module docstring)
+# ----------------------------------------------------------------------------------------------------------------
+
+HELP_DIR = HERE / "help"  # train-TASK.txt per task + versions.json (package data)
+HELP_VERSIONS = HELP_DIR / "versions.json"
+HELP_COLUMNS = 80  # the terminal width the committed help is rendered for
+
+
+def installed_versions() -> dict[str, str]:
+    """The major.minor of this Python and of the installed transformers (read from its metadata, not imported);
+    what a pre-rendered help text must match. transformers is "" when it is not installed."""
+    from importlib import metadata
+
+    try:
+        transformers = ".".join(metadata.version("transformers").split(".")[:2])
+    except metadata.PackageNotFoundError:
+        transformers = ""
+    return {"python": f"{sys.version_info[0]}.{sys.version_info[1]}", "transformers": transformers}
+
+
+@contextlib.contextmanager
+def _plain_terminal(columns: int) -> Iterator[None]:
+    """While rendering: a terminal ``columns`` wide (argparse wraps to ``$COLUMNS``) and no colour (Python 3.14's
+    argparse colours help on a colour terminal). The environment is restored afterwards."""
+    names = ("COLUMNS", "NO_COLOR", "PYTHON_COLORS")
+    saved = {name: os.environ.get(name) for name in names}
+    os.environ.update(COLUMNS=str(columns), NO_COLOR="1", PYTHON_COLORS="0")
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def render_task_help(task: str, columns: int = HELP_COLUMNS) -> str:
+    """What the live parser prints for ``scratchformers train TASK --help`` on a terminal ``columns`` wide, without
+    colour. ValueError for an unknown task (imports transformers and torch: this is the slow path)."""
+    with _plain_terminal(columns):
+        return task_parser(task, prog=f"scratchformers train {task}").format_help()
+
+
+def help_file(command: str, folder: os.PathLike | str | None = None) -> Path:
+    """Where the pre-rendered help of ``command`` (e.g. ``"train clm"``) lives: ``help/train-clm.txt``."""
+    return Path(HELP_DIR if folder is None else folder) / f"{command.replace(' ', '-')}.txt"
+
+
+def render_help_files(tasks: Iterable[str], folder: os.PathLike | str | None = None,
+                      columns: int = HELP_COLUMNS) -> list[Path]:
+    """Write ``train-TASK.txt`` for each of ``tasks`` (every ``scratchformers.examples.SCRIPTS`` task) and
+    ``versions.json`` (the Python and transformers major.minor and the width they were rendered under) into
+    ``folder`` (default ``HELP_DIR``), removing the text of tasks no longer listed. Returns the files written."""
+    folder = Path(HELP_DIR if folder is None else folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    texts = {help_file(f"train {task}", folder): render_task_help(task, columns) for task in tasks}
+    for old in folder.glob("train-*.txt"):
+        if old not in texts:
+            old.unlink()
+    for path, text in texts.items():
+        path.write_text(text, encoding="utf-8", newline="\n")
+    versions = folder / HELP_VERSIONS.name
+    record = {"generated_by": "scripts/render_cli_help.py: do not edit; re-render after changing flags or transformers",
+              **installed_versions(), "columns": columns}
+    versions.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    return [*texts, versions]
+
+
+def prerendered_help(command: str, folder: os.PathLike | str | None = None) -> str | None:
+    """The committed help text of ``command`` (e.g. ``"train clm"``), or None when there is none for it or it was
+    rendered under another Python or transformers major.minor (then the live parser must answer)."""
+    folder = Path(HELP_DIR if folder is None else folder)
+    try:
+        record = json.loads((folder / HELP_VERSIONS.name).read_text(encoding="utf-8"))
+        if any(record.get(key) != value for key, value in installed_versions().items()):
+            return None
+        return help_file(command, folder).read_text(encoding="utf-8")
+    except (OSError, ValueError):
+        return None
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# `scratchformers convert`
+# ----------------------------------------------------------------------------------------------------------------
+
+# scratchformers.convert.supported_conversions(), written out so that `convert --help` needs neither torch nor the
+# models; tests/test_fast_help.py checks it against the live table.
+CONVERSIONS: dict[str, str] = {
+    "GPT2LMHeadModel": "ScratchGPTForCausalLM",
+    "GPT2Model": "ScratchGPTModel",
+    "LlamaForCausalLM": "ScratchGPTForCausalLM",
+    "LlamaModel": "ScratchGPTModel",
+    "LlamaForSequenceClassification": "ScratchGPTForSequenceClassification",
+    "Qwen2ForCausalLM": "ScratchGPTForCausalLM",
+    "Qwen2Model": "ScratchGPTModel",
+    "Qwen2ForSequenceClassification": "ScratchGPTForSequenceClassification",
+    "MistralForCausalLM": "ScratchGPTForCausalLM",
+    "MistralModel": "ScratchGPTModel",
+    "MistralForSequenceClassification": "ScratchGPTForSequenceClassification",
+    "GPT2ForSequenceClassification": "ScratchGPTForSequenceClassification",
+    "BertModel": "ScratchBertModel",
+    "BertForMaskedLM": "ScratchBertForMaskedLM",
+    "BertForSequenceClassification": "ScratchBertForSequenceClassification",
+    "BertForTokenClassification": "ScratchBertForTokenClassification",
+    "BertForQuestionAnswering": "ScratchBertForQuestionAnswering",
+    "BartForConditionalGeneration": "ScratchTransformerForConditionalGeneration",
+    "BartModel": "ScratchTransformerModel",
+    "MarianMTModel": "ScratchTransformerForConditionalGeneration",
+    "MarianModel": "ScratchTransformerModel",
+}
+
+
+def convert_parser(prog: str | None = "scratchformers convert") -> argparse.ArgumentParser:
+    """The flags of ``scratchformers convert`` (``scratchformers.convert.main`` parses with this parser)."""
+    pairs = "\n".join(f"  {theirs} <-> {ours}" for theirs, ours in CONVERSIONS.items())
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Convert a checkpoint between transformers' native classes and scratchformers' (the "
+        "direction is chosen from the checkpoint's architecture); its tokenizer and chat template come along.\n\nSupported (transformers <-> scratchformers):\n"
+        + pairs,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("checkpoint", help="folder written by save_pretrained (config.json + weights), or a Hub "
+                        "model id such as HuggingFaceTB/SmolLM2-135M-Instruct (downloaded first)")
+    parser.add_argument("out_dir", type=Path, help="folder to write the converted checkpoint (and tokenizer files)")
+    parser.add_argument("--overwrite", action="store_true", help="replace the contents of an existing out_dir")
     return parser

@@ -48,6 +48,7 @@ def parse_args(dataclass_types: tuple, argv: Sequence[str] | None, description: 
         training_args.report_to = ["tensorboard"] if tensorboard_available() else []
     if not given & {"do_train", "do_eval"}:  # (an eval_strategy alone turns do_eval on: that is not a choice)
         training_args.do_train = training_args.do_eval = True
+    default_pin_memory(training_args, given)
     refuse_fsdp_on_cpu(training_args)
     return parsed
 
@@ -71,6 +72,38 @@ def start_run(dataclass_types: tuple, argv: Sequence[str] | None, description: s
     prepare_output_dir(training_args.output_dir, run_args.overwrite_output_dir, training_args.resume_from_checkpoint)
     set_seed(training_args.seed)
     return parsed
+
+
+def pinned_memory_helps(training_args: TrainingArguments) -> bool:
+    """Whether pinning batches in page-locked memory can speed up their copy to a device: only with an accelerator
+    (CUDA, MPS, XPU, ...) that training uses. Without one, torch's DataLoader warns "'pin_memory' argument is set as
+    true but no accelerator is found" and does not pin, so the scripts turn the Trainer's default
+    (``dataloader_pin_memory=True``) off unless the user set it."""
+    import torch
+
+    if training_args.use_cpu:
+        return False
+    accelerator = getattr(torch, "accelerator", None)  # torch >= 2.6; what the DataLoader itself asks
+    if accelerator is not None:
+        return accelerator.is_available()
+    return torch.cuda.is_available() or torch.backends.mps.is_available()
+
+
+def default_pin_memory(training_args: TrainingArguments, given: set[str]) -> None:
+    """Turn ``dataloader_pin_memory`` off when pinning cannot help (``pinned_memory_helps``) and the user did not set
+    it (``given``: the flag names on the command line or in the JSON flags file). torch would otherwise warn on every
+    DataLoader."""
+    if not given & {"dataloader_pin_memory", "no_dataloader_pin_memory"} and not pinned_memory_helps(training_args):
+        training_args.dataloader_pin_memory = False
+
+
+def special_token_ids(tokenizer: Any) -> dict[str, int | None]:
+    """The tokenizer's ``pad_token_id``, ``bos_token_id`` and ``eos_token_id``, for the config of a fresh model, so
+    config, generation config and tokenizer agree. Otherwise the Trainer re-aligns them when training starts and
+    warns "The tokenizer has new PAD/BOS/EOS tokens that differ from the model config" (transformers'
+    ``trainer_utils.align_special_tokens``), and a model reloaded from the checkpoint would generate with other
+    ids than its tokenizer's."""
+    return {name: getattr(tokenizer, name) for name in ("pad_token_id", "bos_token_id", "eos_token_id")}
 
 
 def refuse_fsdp_on_cpu(training_args: TrainingArguments) -> None:

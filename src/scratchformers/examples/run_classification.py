@@ -44,6 +44,7 @@ from .common import (
     hold_out,
     record_training_data,
     save_checkpoint,
+    special_token_ids,
     start_run,
 )
 
@@ -147,7 +148,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
         model_type = config_from_json(config_path).model_type
         tokenizer = build_tokenizer(model_args, raw["train"][data_args.text_column], model_type)
         config = config_from_json(
-            config_path, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, **label_fields
+            config_path, vocab_size=len(tokenizer), **special_token_ids(tokenizer), **label_fields
         )
         model = AutoModelForSequenceClassification.from_config(config)
         base = display_path(config_path)

@@ -47,6 +47,7 @@ from .common import (
     hold_out,
     record_training_data,
     save_checkpoint,
+    special_token_ids,
     start_run,
 )
 
@@ -101,9 +102,7 @@ def build_model(model_args: ModelArguments, tokenizer, block_size: int):
     config = config_from_json(
         config_path,
         vocab_size=len(tokenizer),
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
+        **special_token_ids(tokenizer),
     )
     if config.max_position_embeddings < block_size:
         config.max_position_embeddings = block_size

@@ -44,6 +44,7 @@ from .common import (
     record_training_data,
     save_checkpoint,
     shipped_config,
+    special_token_ids,
     start_run,
 )
 
@@ -88,7 +89,7 @@ def build_model(model_args: ModelArguments, tokenizer: PreTrainedTokenizerBase) 
             )
         return model
     values, _ = read_config(model_args)
-    values.update(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)
+    values.update(vocab_size=len(tokenizer), **special_token_ids(tokenizer))
     return ScratchBertForMaskedLM(ScratchBertConfig(**values))
 
 

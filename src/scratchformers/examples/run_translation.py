@@ -47,6 +47,7 @@ from scratchformers.examples.common import (
     RunArguments,
     check_file,
     check_training_args,
+    default_pin_memory,
     describe_data,
     display_path,
     hold_out,
@@ -140,7 +141,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         model_args, data_args, run_args, training_args = parser.parse_dict({**TRAINING_DEFAULTS, **given})
     else:
         model_args, data_args, run_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+        given = {a[2:].split("=", 1)[0].replace("-", "_") for a in argv if a.startswith("--")}
     refuse_fsdp_on_cpu(training_args)
+    default_pin_memory(training_args, set(given))
     logging.basicConfig(format="%(asctime)s %(name)s: %(message)s", level=logging.INFO)
     check_training_args(training_args)
     own = data_args.train_file is not None
