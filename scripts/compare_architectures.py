@@ -12,6 +12,7 @@ and BLEU is broken down by source length as in Bahdanau et al. (2015), Fig. 2.
 
     python scripts/compare_architectures.py --quick                  # smoke test, under a minute
     python scripts/compare_architectures.py --out-dir docs/rnn       # the full run (docs/rnn.md gives its time)
+    python scripts/compare_architectures.py --from-json docs/rnn/results.json --out-dir docs/rnn   # re-render
 
 Writes into --out-dir: results.json, table.md, learning_curves.png, bleu_by_budget.png, bleu_by_length.png,
 alignment_bahdanau.png, cross_attention_transformer.png and the tokenizer.
@@ -48,6 +49,7 @@ import time
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # tokenizer threads would compete with training
 matplotlib.use("Agg")
@@ -100,6 +102,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--pair", default="en-de", choices=("en-de", "en-hi"))
     p.add_argument("--out-dir", default="outputs/compare_architectures")
     p.add_argument("--quick", action="store_true", help="tiny data, models and budgets: the CI smoke test")
+    p.add_argument("--from-json", help="re-render table.md and the plots from a results.json (no training)")
     p.add_argument("--models", nargs="+", help=f"architectures, from {list(ARCHITECTURES)} (full run: all but GRU)")
     p.add_argument("--lrs", type=float, nargs="+", help="peak learning rates tried for every architecture")
     p.add_argument("--budgets", type=int, nargs="+", help="training budgets in optimizer steps, increasing")
@@ -342,11 +345,14 @@ def plot_heatmap(weights: torch.Tensor, src_tokens, tgt_tokens, title: str, path
     plt.close(fig)
 
 
-def plot_learning_curves(runs: dict[str, list[dict]], title: str, path: Path) -> None:
+def plot_learning_curves(runs: list[dict], title: str, path: Path) -> None:
     """Validation loss against steps (left) and training seconds (right); colour = architecture, style = rate."""
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
+    by_name: dict[str, list[dict]] = {}
+    for run in runs:
+        by_name.setdefault(run["architecture"], []).append(run)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5.2), sharey=True)
     styles = ["-", "--", ":", "-."]
-    for name, grid in runs.items():
+    for name, grid in by_name.items():
         for k, run in enumerate(grid):
             steps = [p["step"] for p in run["curve"]]
             seconds = [p["seconds"] for p in run["curve"]]
@@ -358,13 +364,13 @@ def plot_learning_curves(runs: dict[str, list[dict]], title: str, path: Path) ->
     axes[0].set_xlabel("optimizer steps")
     axes[1].set_xlabel("training wall-clock seconds (evaluation excluded)")
     axes[0].set_ylabel("validation loss (token cross-entropy)")
-    top = max(p["val_loss"] for grid in runs.values() for r in grid for p in r["curve"][1:] if math.isfinite(p["val_loss"]))
+    top = max(p["val_loss"] for r in runs for p in r["curve"][1:] if math.isfinite(p["val_loss"]))
     for ax in axes:
         ax.grid(alpha=0.3)
         ax.set_ylim(top=top * 1.05)
-    axes[1].legend(fontsize=7, ncol=2)
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=len(by_name), fontsize=7)
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
@@ -381,6 +387,7 @@ def plot_bleu_by_budget(budgets: list[dict], path: Path) -> None:
                     marker="o", capsize=3, color=COLOURS[name], label=name)
     ax.set_xscale("log")
     ax.set_xticks([b["steps"] for b in budgets], [str(b["steps"]) for b in budgets])
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel("training budget (optimizer steps)")
     ax.set_ylabel("test BLEU (95 % bootstrap interval)")
     ax.grid(alpha=0.3)
@@ -453,6 +460,18 @@ def markdown_tables(results: dict) -> str:
 # ------------------------------------------------------------------------------------------------------------ main
 
 
+def write_report(results: dict, out: Path) -> None:
+    """results.json, table.md and the three plots (not the heatmaps, which need the models) into `out`."""
+    config = results["config"]
+    title = (f"{config['pair']}, {config['threads']} torch thread(s), lr grid {config['lrs']}, "
+             f"warm-up {config['warmup']}")
+    plot_learning_curves(results["runs"], title, out / "learning_curves.png")
+    plot_bleu_by_budget(results["budgets"], out / "bleu_by_budget.png")
+    plot_bleu_by_length(results["budgets"][-1], out / "bleu_by_length.png")
+    (out / "table.md").write_text(markdown_tables(results))
+    (out / "results.json").write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n")
+
+
 def environment(args) -> dict:
     """Where the numbers were measured (versions, threads, CPU); the load average shows whether it was shared."""
     cpu = platform.processor() or platform.machine()
@@ -469,6 +488,13 @@ def environment(args) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     """Run the comparison; returns the results dict (also written to --out-dir/results.json)."""
     args = parse_args(argv)
+    if args.from_json:
+        out = Path(args.out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        results = json.loads(Path(args.from_json).read_text())
+        write_report(results, out)
+        print(f"re-rendered {args.from_json} into {out}")
+        return results
     torch.set_num_threads(args.threads)
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -506,7 +532,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"{args.pair}: {len(tokenized['train'])} training pairs, vocabulary {len(tokenizer)}, parameter budget "
           f"{budget:,} (±20%), learning rates {args.lrs}, budgets {args.budgets} steps", flush=True)
 
-    runs_by_name, predictions, final_models = {}, {}, {}
+    predictions, final_models = {}, {}
     for name in args.models:
         grid, snapshots = [], []
         for lr in args.lrs:
@@ -524,7 +550,6 @@ def main(argv: list[str] | None = None) -> dict:
             parameters=n, relative_to_budget=n / budget - 1, hidden_size=model.config.hidden_size,
             layers=model.config.num_hidden_layers, options=RNN_KINDS.get(name, dict(kind="transformer")))
         results["runs"] += grid
-        runs_by_name[name] = grid
         for b, record in zip(args.budgets, results["budgets"]):
             candidates = [(r["val_loss_at_budget"][str(b)], k) for k, r in enumerate(grid)
                           if r["val_loss_at_budget"][str(b)] is not None]
@@ -577,14 +602,7 @@ def main(argv: list[str] | None = None) -> dict:
     results["environment"]["load_average_end"] = os.getloadavg()[0]
     results["environment"]["total_wall_seconds"] = time.perf_counter() - wall_start
 
-    title = f"{args.pair}, {args.threads} torch thread(s), lr grid {args.lrs}, warm-up {args.warmup}"
-    plot_learning_curves(runs_by_name, title, out / "learning_curves.png")
-    plot_bleu_by_budget(results["budgets"], out / "bleu_by_budget.png")
-    plot_bleu_by_length(results["budgets"][-1], out / "bleu_by_length.png")
-    table = markdown_tables(results)
-    (out / "table.md").write_text(table)
-    (out / "results.json").write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n")
-    print(table)
+    write_report(results, out)
     print(f"wrote {out}/results.json, table.md and the plots in {results['environment']['total_wall_seconds']:.0f} s")
     return results
 

@@ -109,6 +109,16 @@ def test_quick_run_records_every_field(compare, quick):
     assert all(f"| {name} |" in table for name in names) and "paired bootstrap test" in table
 
 
+def test_report_re_renders_from_json_without_training(compare, quick, tmp_path):
+    out, _ = quick
+    again = compare.main(["--from-json", str(out / "results.json"), "--out-dir", str(tmp_path)])
+    assert again == json.loads((out / "results.json").read_text())
+    for name in ("results.json", "table.md"):
+        assert (tmp_path / name).read_text() == (out / name).read_text(), name
+    for png in ("learning_curves.png", "bleu_by_budget.png", "bleu_by_length.png"):
+        assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
+
+
 def test_a_model_left_out_is_a_null_with_a_reason(compare, tmp_path):
     saved = compare.main(["--quick", "--models", "LSTM seq2seq", "LSTM + Bahdanau", "--budgets", "2", "4", "6",
                           "--eval-every", "2", "--lrs", "1e-3", "3e-3", "1e-2", "--out-dir", str(tmp_path)])
