@@ -15,7 +15,8 @@ and BLEU is broken down by source length as in Bahdanau et al. (2015), Fig. 2.
     python scripts/compare_architectures.py --from-json docs/rnn/results.json --out-dir docs/rnn   # re-render
 
 Writes into --out-dir: results.json, table.md, learning_curves.png, bleu_by_budget.png, bleu_by_length.png,
-alignment_bahdanau.png, cross_attention_transformer.png and the tokenizer.
+alignment_bahdanau.png, cross_attention_transformer.png, the tokenizer, and predictions.json (each picked model's
+test translations, {architecture: {steps: [one string per test pair]}}).
 
 results.json keys
 -----------------
@@ -603,7 +604,11 @@ def main(argv: list[str] | None = None) -> dict:
     results["environment"]["total_wall_seconds"] = time.perf_counter() - wall_start
 
     write_report(results, out)
-    print(f"wrote {out}/results.json, table.md and the plots in {results['environment']['total_wall_seconds']:.0f} s")
+    (out / "predictions.json").write_text(json.dumps(
+        {name: {str(b): predictions[(name, b)] for b in args.budgets} for name in args.models},
+        indent=1, ensure_ascii=False) + "\n")
+    print((out / "table.md").read_text())
+    print(f"wrote {out}/results.json, table.md, predictions.json and the plots in {results['environment']['total_wall_seconds']:.0f} s")
     return results
 
 

@@ -101,6 +101,12 @@ def test_quick_run_records_every_field(compare, quick):
             for row in rows:
                 check_interval(row)
 
+    predictions = json.loads((out / "predictions.json").read_text())
+    assert list(predictions) == names
+    for by_budget in predictions.values():
+        assert list(by_budget) == [str(b) for b in budgets]
+        assert all(len(h) == config["test_pairs"] and all(isinstance(x, str) for x in h) for h in by_budget.values())
+
     heatmaps = saved["heatmaps"]
     assert isinstance(heatmaps["source"], str) and heatmaps["missing"] == {}
     for png in ["learning_curves.png", "bleu_by_budget.png", "bleu_by_length.png", *heatmaps["files"].values()]:
