@@ -1,7 +1,8 @@
 """Confidence intervals and paired significance tests for BLEU and chrF, with sacrebleu's own implementation.
 
-sacrebleu 2.x exposes both through `sacrebleu.significance.PairedTest` (the API behind its CLI flags
-`--confidence` and `--paired-bs`; see sacrebleu's README, "Multi-system evaluation" and `significance.py`):
+sacrebleu 2.x exposes both through `sacrebleu.significance.PairedTest`, the class behind its CLI flag `--paired-bs`
+(multi-system evaluation, which also prints each system's "μ ± 95 % CI"; the single-system `--confidence` computes
+the same interval through `Metric.corpus_score(n_bootstrap=...)`); see sacrebleu's README and `significance.py`:
 
 - **95 % confidence interval** (bootstrap, Koehn 2004): the test set is resampled with replacement 1,000 times, the
   corpus score recomputed from the resampled sentence statistics; sacrebleu reports the mean of those scores μ and
