@@ -1,0 +1,90 @@
+"""Confidence intervals and paired significance tests for BLEU and chrF, with sacrebleu's own implementation.
+
+sacrebleu 2.x exposes both through `sacrebleu.significance.PairedTest`, the class behind its CLI flag `--paired-bs`
+(multi-system evaluation, which also prints each system's "μ ± 95 % CI"; the single-system `--confidence` computes
+the same interval through `Metric.corpus_score(n_bootstrap=...)`); see sacrebleu's README and `significance.py`:
+
+- **95 % confidence interval** (bootstrap, Koehn 2004): the test set is resampled with replacement 1,000 times, the
+  corpus score recomputed from the resampled sentence statistics; sacrebleu reports the mean of those scores μ and
+  half the width of their 2.5–97.5 percentile range, "μ ± ci". We record ``low = μ − ci`` and ``high = μ + ci``,
+  clipped to the metric's range [0, 100] (a near-zero BLEU would otherwise get a negative lower bound).
+- **Paired bootstrap resampling test** (Koehn 2004; Moses' `bootstrap-hypothesis-difference-significance.pl`): both
+  systems are scored on the same resamples; p is the share of resampled |differences| (centred on their mean) that
+  exceed the observed |difference|, with sacrebleu's +1 correction, p = (c + 1) / (n + 1).
+
+The resampling seed is sacrebleu's (`SACREBLEU_SEED`, default 12345), so results are reproducible.
+One correction: for two systems with the *same* score sacrebleu's formula gives p = 1/(n+1) (no resampled
+difference is larger than zero — a "significant" tie); a difference of zero is recorded as p = 1.0 instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sacrebleu.metrics import BLEU, CHRF
+from sacrebleu.significance import PairedTest
+
+SIGNIFICANCE_LEVEL = 0.05
+DEFAULT_SAMPLES = 1000
+METRICS = {"bleu": BLEU, "chrf": CHRF}  # our key → sacrebleu metric class (default settings: BLEU 13a, chrF2)
+
+
+def _check(hypotheses: Sequence[str], references: Sequence[str], n_samples: int) -> None:
+    """The shared argument checks: same length, at least one sentence, at least 2 resamples."""
+    if len(hypotheses) != len(references):
+        raise ValueError(f"got {len(hypotheses)} hypotheses but {len(references)} references")
+    if not hypotheses:
+        raise ValueError("cannot score an empty test set")
+    if n_samples < 2:
+        raise ValueError(f"n_samples must be >= 2 bootstrap resamples, got {n_samples}")
+
+
+def _paired_test(systems: list[tuple[str, Sequence[str]]], references: Sequence[str], n_samples: int) -> dict:
+    """sacrebleu's PairedTest (paired bootstrap) over `systems`, the first being the baseline: {key: [Result, …]}."""
+    metrics = {key: cls() for key, cls in METRICS.items()}
+    _, scores = PairedTest(list(systems), metrics, [list(references)], test_type="bs", n_samples=n_samples)()
+    # sacrebleu names its columns after each metric ("BLEU", "chrF2"), in the order of `metrics`, after "System"
+    columns = [results for name, results in scores.items() if name != "System"]
+    return dict(zip(metrics, columns, strict=True))
+
+
+def _interval(result) -> dict[str, float]:
+    """A sacrebleu `Result` as {score, mean, ci, low, high}: low/high = mean ∓ the 95 % half-width, kept in [0, 100]."""
+    mean, ci = float(result.mean), float(result.ci)
+    return {"score": float(result.score), "mean": mean, "ci": ci,
+            "low": max(0.0, mean - ci), "high": min(100.0, mean + ci)}
+
+
+def scores_with_confidence(
+    hypotheses: Sequence[str], references: Sequence[str], n_samples: int = DEFAULT_SAMPLES
+) -> dict[str, dict[str, float]]:
+    """Corpus BLEU and chrF (0–100) with sacrebleu's 95 % bootstrap interval, one reference per sentence.
+
+    Returns ``{"bleu": {"score", "mean", "ci", "low", "high"}, "chrf": {...}}``: ``score`` is the corpus score,
+    ``mean ± ci`` sacrebleu's bootstrap estimate (`sacrebleu --confidence`). Raises ValueError for mismatched
+    lengths, an empty test set or fewer than 2 resamples.
+    """
+    _check(hypotheses, references, n_samples)
+    columns = _paired_test([("system", hypotheses)], references, n_samples)
+    return {key: _interval(results[0]) for key, results in columns.items()}
+
+
+def paired_bootstrap_test(
+    baseline: Sequence[str], system: Sequence[str], references: Sequence[str], n_samples: int = DEFAULT_SAMPLES
+) -> dict[str, dict[str, float | bool]]:
+    """sacrebleu's paired bootstrap test (`sacrebleu --paired-bs`) of `system` against `baseline`, per metric.
+
+    Returns ``{"bleu": {"baseline", "system", "delta", "p_value", "significant"}, "chrf": {...}}``: corpus scores,
+    system − baseline, the p-value (in (0, 1]; 1.0 when the scores are equal) and ``p_value < 0.05``.
+    Raises ValueError for mismatched lengths or an empty test set.
+    """
+    _check(system, references, n_samples)
+    _check(baseline, references, n_samples)
+    columns = _paired_test([("baseline", baseline), ("system", system)], references, n_samples)
+    out = {}
+    for key, (base, sys) in columns.items():
+        delta = float(sys.score - base.score)
+        p_value = 1.0 if delta == 0.0 else float(sys.p_value)
+        out[key] = {"baseline": float(base.score), "system": float(sys.score), "delta": delta,
+                    "p_value": p_value, "significant": p_value < SIGNIFICANCE_LEVEL}
+    return out

@@ -1,0 +1,85 @@
+"""scratchformers.metrics.significance: sacrebleu's bootstrap intervals and paired tests, checked against references."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from scratchformers.metrics import compute_translation_metrics
+from scratchformers.metrics.significance import paired_bootstrap_test, scores_with_confidence
+
+WORDS = "the a cat dog sat ran on under mat table red blue quickly slowly house garden".split()
+
+
+def corpus(n: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 10))) for _ in range(n)]
+
+
+def corrupt(sentences: list[str], rate: float, seed: int) -> list[str]:
+    """Each word replaced by a random one with probability `rate`."""
+    rng = random.Random(seed)
+    return [" ".join(w if rng.random() > rate else rng.choice(WORDS) for w in s.split()) for s in sentences]
+
+
+REFS = corpus(120, 0)
+GOOD = corrupt(REFS, 0.1, 1)
+BAD = corrupt(REFS, 0.6, 2)
+
+
+def test_point_scores_match_the_evaluate_metrics():
+    scores = scores_with_confidence(GOOD, REFS, n_samples=200)
+    expected = compute_translation_metrics(GOOD, [[r] for r in REFS])
+    assert scores["bleu"]["score"] == pytest.approx(expected["bleu"])
+    assert scores["chrf"]["score"] == pytest.approx(expected["chrf"])
+
+
+def test_interval_is_sacrebleu_mean_plus_minus_ci_and_holds_the_score():
+    for m in scores_with_confidence(GOOD, REFS, n_samples=200).values():
+        assert m["low"] == pytest.approx(m["mean"] - m["ci"]) and m["high"] == pytest.approx(m["mean"] + m["ci"])
+        assert 0 < m["ci"] and m["low"] <= m["score"] <= m["high"]
+
+
+def test_interval_stays_inside_the_metric_range():
+    # a near-zero BLEU: sacrebleu's mean − ci is negative; the recorded bound is clipped at 0
+    poor = [g if i % 20 == 0 else "x" for i, g in enumerate(GOOD)]  # BLEU ≈ 0.5
+    bleu = scores_with_confidence(poor, REFS, n_samples=200)["bleu"]
+    assert bleu["mean"] - bleu["ci"] < 0.0 and bleu["low"] == 0.0 and bleu["high"] == bleu["mean"] + bleu["ci"]
+
+
+def test_interval_narrows_with_more_sentences():
+    small = scores_with_confidence(GOOD[:20], REFS[:20], n_samples=300)["bleu"]
+    large = scores_with_confidence(GOOD, REFS, n_samples=300)["bleu"]
+    assert large["ci"] < small["ci"]
+
+
+def test_clearly_better_system_is_significant():
+    test = paired_bootstrap_test(BAD, GOOD, REFS, n_samples=300)
+    for m in test.values():
+        assert m["delta"] > 10 and m["p_value"] < 0.05 and m["significant"] is True
+
+
+def test_identical_systems_are_not_significantly_different():
+    # sacrebleu's formula alone gives p = 1/(n+1) for a zero difference; a tie must not read as significant
+    test = paired_bootstrap_test(GOOD, list(GOOD), REFS, n_samples=100)
+    for m in test.values():
+        assert m["delta"] == 0.0 and m["p_value"] == 1.0 and m["significant"] is False
+
+
+def test_tiny_difference_is_not_significant():
+    one_changed = list(GOOD)
+    one_changed[0] = BAD[0]
+    test = paired_bootstrap_test(GOOD, one_changed, REFS, n_samples=300)
+    assert test["bleu"]["p_value"] > 0.05 and test["bleu"]["significant"] is False
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: scores_with_confidence(GOOD, REFS[:5]), "120 hypotheses but 5 references"),
+    (lambda: scores_with_confidence([], []), "empty"),
+    (lambda: scores_with_confidence(GOOD, REFS, n_samples=1), "n_samples"),
+    (lambda: paired_bootstrap_test(GOOD[:5], GOOD, REFS), "5 hypotheses but 120"),
+])
+def test_bad_arguments_are_value_errors(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
