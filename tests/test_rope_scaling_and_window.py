@@ -3,6 +3,8 @@ transformers' own formula or model with the same weights (logits ≤ 1e-4, fp32)
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 import transformers
@@ -333,3 +335,14 @@ def test_bad_sliding_window_options_raise_value_error():
         ScratchGPTConfig(**base, sliding_window=8, layer_types=["sliding_attention", "local"])
     with pytest.raises(ValueError, match="sliding_window` is None"):
         ScratchGPTConfig(**base, layer_types=["sliding_attention", "full_attention"])
+
+
+def test_model_card_names_the_sliding_window(tmp_path):
+    from scratchformers.model_card import write_model_card
+
+    from_hf(qwen2_windowed()).save_pretrained(tmp_path / "qwen")
+    card = Path(write_model_card(tmp_path / "qwen", {}, ["my-corpus"], None)).read_text()
+    assert f"sliding-window attention (W={W}, 2 of 3 layers)" in card
+    from_hf(mistral()).save_pretrained(tmp_path / "mistral")
+    card = Path(write_model_card(tmp_path / "mistral", {}, ["my-corpus"], None)).read_text()
+    assert f"sliding-window attention (W={W}, every layer)" in card

@@ -41,15 +41,20 @@ def scaled_dot_product_attention(
     with fewer key/value heads (`module.num_key_value_groups` = H / H_kv > 1) each serves its group of query heads.
     """
     groups = getattr(module, "num_key_value_groups", 1)
-    key, value = repeat_kv(key, groups), repeat_kv(value, groups)  # (B, H, S, D)
     scaling = query.shape[-1] ** -0.5 if scaling is None else scaling
-    scores = torch.matmul(query, key.transpose(-1, -2)) * scaling  # (B, H, T, D) x (B, H, D, S) -> (B, H, T, S)
+    B, H, T, D = query.shape
+    H_kv, S = key.shape[1], key.shape[2]
+    # Grouped-query attention without copying K and V (what `repeat_kv` would do): query heads j·g … j·g + g − 1
+    # all attend to key/value head j, so stack those g heads' queries as g·T rows against that one head.
+    grouped = query.reshape(B, H_kv, groups * T, D)  # (B, H, T, D) -> (B, H_kv, g·T, D)
+    scores = torch.matmul(grouped, key.transpose(-1, -2)) * scaling  # (B, H_kv, g·T, D) x (B, H_kv, D, S)
+    scores = scores.view(B, H, T, S)  # -> (B, H_kv, g·T, S) = (B, H, T, S)
     if attention_mask is not None:
         scores = scores + attention_mask  # 0 where allowed, ≈ -inf where masked
     weights = torch.softmax(scores, dim=-1, dtype=torch.float32).to(value.dtype)
     weights = F.dropout(weights, p=dropout, training=module.training)
-    output = torch.matmul(weights, value)  # (B, H, T, S) x (B, H, S, D) -> (B, H, T, D)
-    return output.transpose(1, 2), weights  # (B, T, H, D)
+    output = torch.matmul(weights.view(B, H_kv, groups * T, S), value)  # (B, H_kv, g·T, S) x (B, H_kv, S, D)
+    return output.view(B, H, T, D).transpose(1, 2), weights  # (B, H, T, D) -> (B, T, H, D)
 
 
 def attention_function(attn_implementation: str | None, output_attentions: bool = False):
