@@ -45,7 +45,7 @@ STEPS: list[tuple[str, dict]] = [
 ]
 
 SIZES = {
-    "full": dict(vocab=1024, width=128, layers=4, heads=4, length=128, batch=16, steps=250, warmup=25, lr=2e-3,
+    "full": dict(vocab=1024, width=96, layers=3, heads=4, length=64, batch=16, steps=300, warmup=30, lr=2e-3,
                  seeds=(0, 1)),
     "quick": dict(vocab=300, width=32, layers=2, heads=4, length=32, batch=4, steps=4, warmup=1, lr=2e-3, seeds=(0,)),
 }

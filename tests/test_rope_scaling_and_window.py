@@ -346,3 +346,32 @@ def test_model_card_names_the_sliding_window(tmp_path):
     from_hf(mistral()).save_pretrained(tmp_path / "mistral")
     card = Path(write_model_card(tmp_path / "mistral", {}, ["my-corpus"], None)).read_text()
     assert f"sliding-window attention (W={W}, every layer)" in card
+
+
+def saved_for_backward_bytes(model, input_ids: torch.Tensor) -> int:
+    """Bytes of every distinct storage autograd keeps for backward during one training forward (weights excluded)."""
+    weights = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    storages = {}
+
+    def pack(t):
+        storage = t.untyped_storage()
+        if storage.data_ptr() not in weights:
+            storages[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    model.train()
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model(input_ids=input_ids, labels=input_ids)
+    return sum(storages.values())
+
+
+@pytest.mark.parametrize("implementation", ["eager", "sdpa"])
+def test_rotary_attention_keeps_no_more_for_backward_than_transformers_llama(implementation):
+    """Only v (H_kv·D per token) of the fused q/k/v projection is kept, not the whole (H + 2·H_kv)·D output."""
+    hf = hf_rope_model("llama", {"rope_type": "default", "rope_theta": 10000.0})
+    hf.set_attn_implementation(implementation)
+    ours = from_hf(hf)
+    ours.set_attn_implementation(implementation)
+    x = torch.randint(3, V, (4, 32))
+    # a view kept by mistake costs B·T·(H + H_kv)·D·4 = 24 KiB per layer here; allow a few scalars (the loss's)
+    assert saved_for_backward_bytes(ours, x) <= saved_for_backward_bytes(hf, x) + 64

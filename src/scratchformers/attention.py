@@ -139,6 +139,10 @@ class MultiHeadAttention(nn.Module):
             k, v = split_heads(k, self.num_key_value_heads), split_heads(v, self.num_key_value_heads)  # (B, H_kv, T, D)
             if position_embeddings is not None:  # RoPE: rotate by each token's own position, then cache
                 q, k = apply_rotary_position_embedding(q, k, *position_embeddings)
+                if torch.is_grad_enabled():
+                    # q and k are new tensors now; a view v would keep the whole fused (B, T, (H + 2·H_kv)·D)
+                    # projection alive for backward, where v's own (B, T, H_kv·D) is all attention saves
+                    v = v.contiguous()
             if cache is not None:  # append this step's keys/values to the past ones: (B, H_kv, past + T, D)
                 self_cache = cache.self_attention_cache if isinstance(cache, EncoderDecoderCache) else cache
                 k, v = self_cache.update(k, v, self.layer_idx)
