@@ -219,6 +219,7 @@ def main(argv: list[str] | None = None) -> dict:
         "target_parameters": target,
         "results": results,
         "minutes": (time.perf_counter() - started) / 60,
+        "cpu_minutes": time.process_time() / 60,  # this process's CPU time: the budget is 15 CPU minutes
         "machine": f"{platform.machine()}, {os.cpu_count()} logical CPUs, torch threads {torch.get_num_threads()}, "
                    f"load average {os.getloadavg()[0]:.1f}; torch {torch.__version__}, transformers "
                    f"{transformers.__version__}",

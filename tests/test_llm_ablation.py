@@ -25,6 +25,7 @@ def test_quick_ablation_records_each_change_at_equal_parameters(tmp_path):
     assert json.loads(out.read_text()) == json.loads(json.dumps(record))
     assert [r["name"] for r in record["results"]] == [name for name, _ in ablation.STEPS]
     assert record["command"] == f"python scripts/llm_ablation.py --quick --out {out}"
+    assert 0 < record["cpu_minutes"] and 0 < record["minutes"]
     target = record["target_parameters"]
     for result in record["results"]:
         assert abs(result["parameters"] / target - 1) <= ablation.PARAM_TOLERANCE
@@ -56,3 +57,16 @@ def test_a_missing_data_folder_is_one_error_line(tmp_path, capsys):
         ablation.main(["--quick", "--data-dir", str(tmp_path)])
     assert exit_info.value.code == 2
     assert capsys.readouterr().err.startswith("error: ")
+
+
+def test_the_recorded_ablation_has_its_fields_and_equal_parameters():
+    """docs/llm/ablation.json (the full run docs/llm.md quotes) holds every configuration within ±5 % parameters."""
+    record = json.loads((Path(__file__).resolve().parents[1] / "docs" / "llm" / "ablation.json").read_text())
+    assert record["command"] == "python scripts/llm_ablation.py"
+    assert [r["name"] for r in record["results"]] == [name for name, _ in ablation.STEPS]
+    assert len(record["budget"]["seeds"]) >= 2
+    for result in record["results"]:
+        assert abs(result["parameters"] / record["target_parameters"] - 1) <= record["parameter_tolerance"] == 0.05
+        runs = [run["validation_perplexity"] for run in result["runs"]]
+        assert len(runs) == len(record["budget"]["seeds"])
+        assert result["validation_perplexity"] == pytest.approx(sum(runs) / len(runs))
