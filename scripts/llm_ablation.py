@@ -179,7 +179,6 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"error: {path} not found (--data-dir must hold train.txt and validation.txt)", file=sys.stderr)
             raise SystemExit(2)
     started = time.perf_counter()
-    transformers.logging.set_verbosity_error()
     tokenizer = train_tokenizer(train_file, "bpe", size["vocab"])
     train, validation = token_stream(tokenizer, train_file), token_stream(tokenizer, validation_file)
     size = {**size, "vocab": len(tokenizer)}
@@ -238,4 +237,5 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
+    transformers.logging.set_verbosity_error()  # the command's own output only (not in main: tests import it)
     main()
