@@ -53,6 +53,7 @@ class Family:
     generates: bool
     sizes: dict = field(default_factory=dict)  # "quick" | "full" -> shape kwargs
     seq2seq: bool = False  # encoder-decoder: source ids to the encoder, the decoder reads (and predicts) the target
+    prompt_masked: bool = False  # also time a fine-tuning batch whose prompt half is unscored
 
 
 def _gpt2_config(s: dict) -> transformers.GPT2Config:
@@ -73,6 +74,16 @@ def _bart_config(s: dict) -> transformers.BartConfig:
                                    decoder_layers=s["layers"], encoder_attention_heads=s["heads"],
                                    decoder_attention_heads=s["heads"], encoder_ffn_dim=4 * s["width"],
                                    decoder_ffn_dim=4 * s["width"], max_position_embeddings=s["max_len"])
+
+
+def _llama_config(s: dict, num_key_value_heads: int | None = None) -> transformers.LlamaConfig:
+    """Llama at the shared size: RMSNorm, SwiGLU with intermediate ≈ 8/3 · width (rounded to 64: the parameter
+    count of a 4·width GELU MLP), rotary positions, grouped-query attention with H/2 key/value heads, no biases."""
+    return transformers.LlamaConfig(
+        vocab_size=s["vocab"], hidden_size=s["width"], num_hidden_layers=s["layers"], num_attention_heads=s["heads"],
+        num_key_value_heads=num_key_value_heads or max(1, s["heads"] // 2),
+        intermediate_size=64 * round(8 * s["width"] / 3 / 64), max_position_embeddings=s["max_len"],
+        bos_token_id=1, eos_token_id=2, pad_token_id=0, tie_word_embeddings=False)
 
 
 def _seq2seq_batch(config, batch: int, length: int) -> dict:
@@ -108,7 +119,8 @@ SIZES = {
     "full": dict(vocab=8192, width=256, layers=4, heads=4, max_len=2048),
 }
 FAMILIES = [
-    Family("GPT-2 ↔ scratch_gpt", transformers.GPT2LMHeadModel, _gpt2_config, _clm_batch, True),
+    Family("GPT-2 ↔ scratch_gpt", transformers.GPT2LMHeadModel, _gpt2_config, _clm_batch, True, prompt_masked=True),
+    Family("Llama ↔ scratch_gpt (llama-style)", transformers.LlamaForCausalLM, _llama_config, _clm_batch, True),
     Family("BERT ↔ scratch_bert", transformers.BertForMaskedLM, _bert_config, _mlm_batch, False),
     Family("BART ↔ scratch_transformer", transformers.BartForConditionalGeneration, _bart_config, _seq2seq_batch, True,
            seq2seq=True),
@@ -251,6 +263,49 @@ def bench_scaling(family, size, attn, length: int, repeats: int) -> dict:
     return {k: t[k] * 1e3 for k in t}  # ms per forward
 
 
+def cache_bytes(cache) -> int:
+    """Bytes the key/value tensors of a cache occupy: every distinct storage behind each layer's keys and values (our
+    `GrowingLayer` hands out views of its buffers; those buffers count, spare room included)."""
+    storages = {}
+    for layer in cache.layers:
+        tensors = [layer.keys, layer.values, getattr(layer, "key_buffer", None), getattr(layer, "value_buffer", None)]
+        for t in tensors:
+            if isinstance(t, torch.Tensor):
+                storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+    return sum(storages.values())
+
+
+def bench_kv_cache(size: dict, context: int) -> list[dict]:
+    """The KV cache after a prefill of `context` tokens, for num_key_value_heads = H, H/2, …, 1 (Llama, HF and ours
+    with the same weights). Grouped-query attention should shrink it by exactly H_kv / H; a RuntimeError says if not."""
+    H = size["heads"]
+    results = []
+    kv_heads = sorted({max(1, H // 2**i) for i in range(H.bit_length())}, reverse=True)  # H, H/2, …, 1
+    for kv in kv_heads:
+        torch.manual_seed(0)
+        hf = transformers.LlamaForCausalLM._from_config(_llama_config(size, kv)).eval()
+        ours = from_hf(hf).eval()
+        ids = torch.randint(3, size["vocab"], (1, context))
+        with torch.no_grad():
+            sizes = {}
+            for name, model in (("hf", hf), ("ours", ours)):
+                out = model(input_ids=ids, use_cache=True)
+                sizes[name] = cache_bytes(out.past_key_values if getattr(out, "past_key_values", None) is not None
+                                          else out.cache)
+        # 2 (K and V) · layers · tokens · H_kv · D · 4 bytes (fp32)
+        expected = 2 * size["layers"] * context * kv * (size["width"] // H) * 4
+        results.append({"kv_heads": kv, "hf": sizes["hf"], "ours": sizes["ours"], "expected": expected})
+    full = results[0]
+    for r in results:
+        for side in ("hf", "ours"):
+            measured = r[side] / full[side]
+            if measured != r["kv_heads"] / H:
+                raise RuntimeError(f"{side} KV cache with {r['kv_heads']} of {H} key/value heads is {measured:.4f} "
+                                   f"of the full one, expected {r['kv_heads'] / H}")
+        r["ratio"] = r["ours"] / full["ours"]
+    return results
+
+
 MEMORY_CHILD = """
 import gc, json, sys, torch
 sys.path.insert(0, {scripts!r})
@@ -384,7 +439,7 @@ def main(argv: list[str] | None = None) -> str:
     train_rows, decode_rows, memory_rows, scaling_rows, below = [], [], [], [], []
     for family in families:
         variants = [family]
-        if family.generates and not family.seq2seq:  # GPT: also a fine-tuning batch whose prompts are not scored
+        if family.prompt_masked:  # GPT-2: also a fine-tuning batch whose prompts are not scored
             variants.append(replace(family, name=family.name + " (prompt masked, 50 %)", make_batch=_prompt_masked_batch))
         for attn, variant in ((a, v) for v in variants for a in attns):
             r = bench_training(variant, size, attn, batch, length, repeats, flops)
@@ -412,6 +467,13 @@ def main(argv: list[str] | None = None) -> str:
                 scaling_rows.append([family.name, attn, n, f"{s['hf']:.1f}", f"{s['ours']:.1f}",
                                      ratio(s["ours"], s["hf"], higher_is_better=False)])
                 print("scaling", scaling_rows[-1], flush=True)
+    kv_context = 64 if quick else 1024
+    kv_rows = []
+    if any(f.hf_class is transformers.LlamaForCausalLM for f in families):
+        for r in bench_kv_cache(size, kv_context):
+            kv_rows.append([r["kv_heads"], size["heads"], f"{r['hf']:,}", f"{r['ours']:,}", f"{r['expected']:,}",
+                            f"{r['ratio']:.3f}", f"{r['kv_heads'] / size['heads']:.3f}"])
+            print("kv cache", kv_rows[-1], flush=True)
     for rows, what in ((train_rows, "training"), (decode_rows, "decoding"), (scaling_rows, "forward")):
         below += [f"{what}: {' / '.join(str(c) for c in row[:3])} → {row[-1] if what != 'training' else row[4]}"
                   for row in rows if "below" in (row[4] if what == "training" else row[-1])
@@ -431,7 +493,9 @@ Generated by `{command.strip()}` on {datetime.date.today().isoformat()} in {elap
 - Versions: Python {platform.python_version()}, torch {torch.__version__}, transformers {transformers.__version__},
   scratchformers commit {git_commit()}.
 - Size (both models, same weights via `from_hf`): vocab {shape['vocab']}, width {shape['width']}, {shape['layers']}
-  layers, {shape['heads']} heads, feed-forward {4 * shape['width']}, dropout 0.1 (HF defaults), fp32.
+  layers, {shape['heads']} heads, feed-forward {4 * shape['width']}, dropout 0.1 (HF defaults), fp32. The Llama pair:
+  the same width, layers and heads, {max(1, shape['heads'] // 2)} key/value heads, SwiGLU intermediate
+  {64 * round(8 * shape['width'] / 3 / 64)}, RMSNorm, rotary, no biases, no dropout, untied output layer.
 - Matmul ceiling measured in this run: {flops / 1e9:.1f} GFLOP/s (fp32 square matmul). MFU = tokens/s × FLOPs per
   token (6·N + 12·L·T·C) / that ceiling.
 - Ratios are ours / HF for throughput and HF / ours for time and memory: > 1 means we are better. Target ≥ {TARGET}×.
@@ -447,6 +511,10 @@ Generated by `{command.strip()}` on {datetime.date.today().isoformat()} in {elap
 ## Peak memory of training steps (peak RSS during 2 steps minus RSS before them, MiB; separate processes)
 
 {table(["pair", "attention", "HF MiB", "ours MiB", "ratio (HF/ours)"], memory_rows) if memory_rows else "(skipped)"}
+
+## KV cache size with grouped-query attention (Llama pair, prefill of {kv_context} tokens, fp32 bytes)
+
+{table(["num_key_value_heads", "num_attention_heads", "HF bytes", "ours bytes", "2·L·T·H_kv·D·4", "ours / ours at H_kv = H", "H_kv / H"], kv_rows) if kv_rows else "(no Llama pair measured)"}
 
 ## Forward time vs sequence length (batch 1, no grad, ms per forward)
 

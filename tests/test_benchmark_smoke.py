@@ -25,23 +25,45 @@ def test_quick_benchmark_writes_consistent_tables(tmp_path):
     out.write_text(f"old\n{benchmark.NOTES_BEGIN}\nkept analysis\n{benchmark.NOTES_END}\n")
     threads = torch.get_num_threads()
     try:
-        report = benchmark.main(["--quick", "--no-memory", "--families", "GPT", "--repeats", "1", "--out", str(out)])
+        report = benchmark.main(["--quick", "--no-memory", "--families", "GPT,Llama", "--repeats", "1", "--out",
+                                 str(out)])
     finally:
         torch.set_num_threads(threads)
     assert out.read_text() == report
     assert "kept analysis" in report  # the hand-written notes survive a re-run
     train = rows(report, "Training step")
-    assert [r[1] for r in train] == ["eager", "sdpa"] * 2  # plain batch, then the prompt-masked fine-tuning batch
-    assert all("prompt masked" in r[0] for r in train[2:])
+    assert [r[1] for r in train] == ["eager", "sdpa"] * 3  # GPT-2: plain, prompt-masked fine-tuning; then Llama
+    assert all("prompt masked" in r[0] for r in train[2:4])
+    assert all(r[0].startswith("Llama") for r in train[4:])
     for r in train:  # ratio column = ours tok/s / HF tok/s (rounded as printed)
         hf, ours = float(r[2]), float(r[3])
         assert hf > 0 and ours > 0
         assert float(re.match(r"[\d.]+", r[4]).group()) == pytest.approx(ours / hf, rel=0.02, abs=0.01)
     decode = rows(report, "Cached greedy decoding")
-    assert len(decode) == 2 and all(float(r[3]) > 0 and float(r[4]) > 0 for r in decode)
+    assert len(decode) == 4 and all(float(r[3]) > 0 and float(r[4]) > 0 for r in decode)
+    assert {r[0].split()[0] for r in decode} == {"GPT-2", "Llama"}
     scaling = rows(report, "Forward time vs sequence length")
     assert sorted({int(r[2]) for r in scaling}) == [32, 64]
+    kv = rows(report, "KV cache size")[1:]  # (its header row first) H_kv = H, H/2, …, 1: shrinks by H_kv / H
+    heads = int(kv[0][1])
+    assert [int(r[0]) for r in kv] == [heads // 2**i for i in range(len(kv))] and int(kv[-1][0]) == 1
+    full = int(kv[0][3].replace(",", ""))
+    for r in kv:
+        hf_bytes, our_bytes, formula = (int(c.replace(",", "")) for c in r[2:5])
+        assert hf_bytes == our_bytes == formula
+        assert our_bytes / full == int(r[0]) / heads == float(r[6])
     assert "GFLOP/s" in report and "transformers 5." in report
+
+
+def test_cache_bytes_counts_each_storage_once_with_spare_room():
+    from scratchformers.cache import GrowingCache
+
+    cache = GrowingCache()
+    k = torch.zeros(1, 2, 3, 4)
+    cache.update(k, k.clone(), 0)
+    cache.update(k[:, :, :1], k[:, :, :1].clone(), 0)  # grows the buffers to 2 · 3 slots; views share them
+    layer = cache.layers[0]
+    assert benchmark.cache_bytes(cache) == 2 * layer.key_buffer.numel() * 4 == 2 * 2 * 6 * 4 * 4
 
 
 def test_training_flops_count_every_matmul_weight_once():

@@ -165,7 +165,7 @@ def test_the_cache_stores_only_the_key_value_heads(kv_heads):
     "field, value, allowed",
     [("norm_type", "batchnorm", "rmsnorm"), ("ffn_type", "moe", "gated"), ("num_key_value_heads", 3, "multiple"),
      ("num_key_value_heads", 0, "positive"), ("position_embedding_type", "alibi", "rotary"),
-     ("rope_parameters", {"rope_type": "yarn", "factor": 2.0}, "llama3"),
+     ("rope_parameters", {"rope_type": "longrope", "factor": 2.0}, "yarn"),
      ("rope_parameters", {"rope_type": "linear"}, "factor"),
      ("rope_parameters", {**LLAMA3, "high_freq_factor": 0.5}, "high_freq_factor"),
      ("attention_output_bias", "no", "True or False")],
@@ -324,10 +324,11 @@ def test_to_hf_picks_the_architecture_whose_biases_fit():
 
 @pytest.mark.parametrize(
     "config_class, kwargs, message",
-    [(transformers.LlamaConfig, {"rope_parameters": {"rope_type": "yarn", "factor": 2.0, "rope_theta": 1e4}},
+    [(transformers.LlamaConfig, {"rope_parameters": {"rope_type": "longrope", "rope_theta": 1e4, "short_factor": [1.0] * 4,
+                                                     "long_factor": [2.0] * 4, "original_max_position_embeddings": 32}},
       "rope_type"),
      (transformers.LlamaConfig, {"head_dim": 16}, "head_dim"),
-     (transformers.MistralConfig, {"sliding_window": 8}, "sliding_window"),
+     (transformers.LlamaConfig, {"partial_rotary_factor": 0.5}, "partial_rotary_factor"),
      (transformers.LlamaConfig, {"hidden_act": "gelu_fast"}, "hidden_act")],
 )
 def test_hf_options_we_cannot_reproduce_are_refused(config_class, kwargs, message):

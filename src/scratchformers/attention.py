@@ -41,15 +41,20 @@ def scaled_dot_product_attention(
     with fewer key/value heads (`module.num_key_value_groups` = H / H_kv > 1) each serves its group of query heads.
     """
     groups = getattr(module, "num_key_value_groups", 1)
-    key, value = repeat_kv(key, groups), repeat_kv(value, groups)  # (B, H, S, D)
     scaling = query.shape[-1] ** -0.5 if scaling is None else scaling
-    scores = torch.matmul(query, key.transpose(-1, -2)) * scaling  # (B, H, T, D) x (B, H, D, S) -> (B, H, T, S)
+    B, H, T, D = query.shape
+    H_kv, S = key.shape[1], key.shape[2]
+    # Grouped-query attention without copying K and V (what `repeat_kv` would do): query heads j·g … j·g + g − 1
+    # all attend to key/value head j, so stack those g heads' queries as g·T rows against that one head.
+    grouped = query.reshape(B, H_kv, groups * T, D)  # (B, H, T, D) -> (B, H_kv, g·T, D)
+    scores = torch.matmul(grouped, key.transpose(-1, -2)) * scaling  # (B, H_kv, g·T, D) x (B, H_kv, D, S)
+    scores = scores.view(B, H, T, S)  # -> (B, H_kv, g·T, S) = (B, H, T, S)
     if attention_mask is not None:
         scores = scores + attention_mask  # 0 where allowed, ≈ -inf where masked
     weights = torch.softmax(scores, dim=-1, dtype=torch.float32).to(value.dtype)
     weights = F.dropout(weights, p=dropout, training=module.training)
-    output = torch.matmul(weights, value)  # (B, H, T, S) x (B, H, S, D) -> (B, H, T, D)
-    return output.transpose(1, 2), weights  # (B, T, H, D)
+    output = torch.matmul(weights.view(B, H_kv, groups * T, S), value)  # (B, H_kv, g·T, S) x (B, H_kv, S, D)
+    return output.view(B, H, T, D).transpose(1, 2), weights  # (B, H, T, D) -> (B, T, H, D)
 
 
 def attention_function(attn_implementation: str | None, output_attentions: bool = False):
@@ -134,6 +139,10 @@ class MultiHeadAttention(nn.Module):
             k, v = split_heads(k, self.num_key_value_heads), split_heads(v, self.num_key_value_heads)  # (B, H_kv, T, D)
             if position_embeddings is not None:  # RoPE: rotate by each token's own position, then cache
                 q, k = apply_rotary_position_embedding(q, k, *position_embeddings)
+                if torch.is_grad_enabled():
+                    # q and k are new tensors now; a view v would keep the whole fused (B, T, (H + 2·H_kv)·D)
+                    # projection alive for backward, where v's own (B, T, H_kv·D) is all attention saves
+                    v = v.contiguous()
             if cache is not None:  # append this step's keys/values to the past ones: (B, H_kv, past + T, D)
                 self_cache = cache.self_attention_cache if isinstance(cache, EncoderDecoderCache) else cache
                 k, v = self_cache.update(k, v, self.layer_idx)

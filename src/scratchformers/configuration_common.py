@@ -27,7 +27,8 @@ POSITION_EMBEDDING_CHOICES = ("learned", "sinusoidal", "rotary")
 SINUSOIDAL_LAYOUT_CHOICES = ("interleaved", "split")
 NORM_TYPE_CHOICES = ("layernorm", "rmsnorm")
 FFN_TYPE_CHOICES = ("mlp", "gated")
-ROPE_TYPE_CHOICES = ("default", "linear", "llama3")  # `rope_parameters["rope_type"]` values our rotary block computes
+LAYER_TYPE_CHOICES = ("full_attention", "sliding_attention")
+ROPE_TYPE_CHOICES = ("default", "linear", "llama3", "dynamic", "yarn")  # `rope_parameters["rope_type"]` values our rotary block computes
 
 
 def check_non_negative(name: str, value: Any) -> None:
@@ -93,12 +94,14 @@ class ScratchConfig(PreTrainedConfig):
     `activation` ∈ relu | gelu | gelu_new | silu; `norm_placement` ∈ pre (GPT-2) | post (the paper, BERT);
     `position_embedding_type` ∈ learned | sinusoidal | rotary; `scale_embedding` multiplies token embeddings by √d_model.
     `position_embedding_type="rotary"` rotates queries and keys instead (Su et al. 2021), with transformers' standard
-    `rope_parameters` = {"rope_type": default | linear | llama3, "rope_theta": base, …} (legacy `rope_theta=` and
+    `rope_parameters` = {"rope_type": default | linear | llama3 | dynamic | yarn, "rope_theta": base, …} (legacy `rope_theta=` and
     `rope_scaling=` arguments are folded into it, as transformers does for every rotary config).
     The modern decoder (Llama, Mistral, Qwen2) is these options, not another model: `norm_type` ∈ layernorm | rmsnorm;
     `ffn_type` ∈ mlp | gated (SwiGLU with `activation="silu"`); `num_key_value_heads` key/value heads shared by groups
     of query heads (grouped-query attention; None: one per query head); `attention_output_bias` (None: as
-    `attention_bias`; Qwen2 has q/k/v biases but none on the output projection).
+    `attention_bias`; Qwen2 has q/k/v biases but none on the output projection). `sliding_window` = W (scratch_gpt
+    only): each query sees the last W positions, itself included (Mistral); `layer_types` ∈ full_attention |
+    sliding_attention per layer picks which layers do (Qwen2's `max_window_layers`; None: all of them).
     `position_offset` is added to every position id before the lookup (a learned table gets that many extra rows;
     BART: 2); `sinusoidal_layout` ∈ interleaved (sin, cos pairs, §3.5) | split (all sines, then all cosines: Marian).
     """
@@ -143,6 +146,12 @@ class ScratchConfig(PreTrainedConfig):
     num_key_value_heads: int | None = None
     attention_output_bias: bool | None = None
     rope_parameters: dict | None = None
+    sliding_window: int | None = None  # causal self-attention sees only the last W positions (Mistral, Qwen2)
+    layer_types: list[str] | None = None  # per layer: "full_attention" | "sliding_attention" (None: all one kind)
+
+    #: Whether this family's causal self-attention takes `sliding_window` (decoder-only GPT; an encoder is not
+    #: causal, and an encoder-decoder's cross-attention cache must not be a sliding one).
+    supports_sliding_window = False
 
     def __setattr__(self, key: str, value: Any) -> None:
         """`config.d_model = 130` is checked like `config.hidden_size = 130` (single-field checks)."""
@@ -174,6 +183,7 @@ class ScratchConfig(PreTrainedConfig):
                 f"`num_attention_heads`={self.num_attention_heads} must be a multiple of `num_key_value_heads`="
                 f"{self.num_key_value_heads} (each key/value head serves an equal group of query heads)."
             )
+        self._check_sliding_window()
         if self.attention_output_bias is not None:
             check_bool("attention_output_bias", self.attention_output_bias)
         if self.position_embedding_type == "rotary" and (self.hidden_size // self.num_attention_heads) % 2:
@@ -181,6 +191,35 @@ class ScratchConfig(PreTrainedConfig):
                 f"`position_embedding_type`='rotary' rotates pairs of dimensions: the head size hidden_size / "
                 f"num_attention_heads = {self.hidden_size // self.num_attention_heads} must be even."
             )
+
+    def _check_sliding_window(self) -> None:
+        """`sliding_window` is a positive int or None, only in a family that supports it; `layer_types` names one
+        kind per layer and uses "sliding_attention" only with a window."""
+        if self.sliding_window is not None:
+            check_positive("sliding_window", self.sliding_window)
+            if not type(self).supports_sliding_window:
+                raise ValueError(
+                    f"`sliding_window`={self.sliding_window} is not supported by {self.model_type}: only the causal "
+                    "self-attention of scratch_gpt takes a sliding window (use sliding_window=None)."
+                )
+        if self.layer_types is None:
+            return
+        if not isinstance(self.layer_types, (list, tuple)) or len(self.layer_types) != self.num_hidden_layers:
+            raise ValueError(f"`layer_types` must be a list of {self.num_hidden_layers} entries (one per layer), "
+                             f"got {self.layer_types!r}.")
+        for kind in self.layer_types:
+            check_choice("layer_types[i]", kind, LAYER_TYPE_CHOICES)
+        if "sliding_attention" in self.layer_types and self.sliding_window is None:
+            raise ValueError("`layer_types` has 'sliding_attention' layers but `sliding_window` is None; give the "
+                             "window size W.")
+
+    def attention_layer_types(self) -> list[str]:
+        """Each layer's self-attention kind: `layer_types`, or all "sliding_attention" with a `sliding_window` (as
+        Mistral), else all "full_attention"."""
+        if self.layer_types is not None:
+            return list(self.layer_types)
+        kind = "full_attention" if self.sliding_window is None else "sliding_attention"
+        return [kind] * self.num_hidden_layers
 
     def _check_rope_parameters(self) -> None:
         """`rope_parameters` names a scaling our rotary block computes, with the numbers that scaling needs."""
@@ -190,7 +229,8 @@ class ScratchConfig(PreTrainedConfig):
         check_choice("rope_parameters['rope_type']", rope.get("rope_type", "default"), ROPE_TYPE_CHOICES)
         check_positive_number("rope_parameters['rope_theta']", rope.get("rope_theta", 10000.0))
         needed = {"default": (), "linear": ("factor",),
-                  "llama3": ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings")}
+                  "llama3": ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"),
+                  "dynamic": ("factor",), "yarn": ("factor", "original_max_position_embeddings")}
         for key in needed[rope.get("rope_type", "default")]:
             check_positive_number(f"rope_parameters[{key!r}]", rope.get(key))
         if rope.get("rope_type") == "llama3" and rope["high_freq_factor"] <= rope["low_freq_factor"]:

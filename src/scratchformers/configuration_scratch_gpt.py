@@ -16,4 +16,5 @@ class ScratchGPTConfig(ScratchConfig):
     """
 
     model_type = "scratch_gpt"
+    supports_sliding_window = True
     keys_to_ignore_at_inference = ["cache"]

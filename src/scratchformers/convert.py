@@ -611,7 +611,7 @@ LLAMA_TABLE = Table(
 _MODERN_DECODER = {"norm_placement": "pre", "norm_type": "rmsnorm", "ffn_type": "gated",
                    "position_embedding_type": "rotary", "position_offset": 0, "scale_embedding": False,
                    "embedding_layer_norm": False, "type_vocab_size": 0}
-_HF_ROPE_TYPES = ("default", "linear", "llama3")
+_HF_ROPE_TYPES = ("default", "linear", "llama3", "dynamic", "yarn")
 
 
 def _rope_from_hf(hf_config, problems: _Problems) -> dict:
@@ -625,24 +625,37 @@ def _rope_from_hf(hf_config, problems: _Problems) -> dict:
         problems.add(f"rope_parameters['rope_type']={rope['rope_type']!r}: our rotary block computes {_HF_ROPE_TYPES}")
     if rope.get("partial_rotary_factor", 1.0) != 1.0:
         problems.add(f"partial_rotary_factor={rope['partial_rotary_factor']}: our rotary block rotates the whole head")
+    if rope["rope_type"] == "yarn" and rope.get("factor") is None and rope.get("original_max_position_embeddings"):
+        # transformers' YaRN then takes the ratio of the context lengths (DeepSeek-V3 style)
+        rope["factor"] = hf_config.max_position_embeddings / rope["original_max_position_embeddings"]
     return rope
 
 
+def _window_from_hf(hf_config) -> dict:
+    """HF's sliding window → ours: `sliding_window` W and, when only some layers slide (Qwen2's
+    `max_window_layers`), `layer_types`. Mistral's window applies to every layer; Qwen2 sets `sliding_window` to None
+    unless `use_sliding_window`."""
+    window = getattr(hf_config, "sliding_window", None)
+    if window is None:
+        return {"sliding_window": None}
+    layer_types = getattr(hf_config, "layer_types", None)
+    if layer_types is not None and "sliding_attention" not in layer_types:
+        return {"sliding_window": None}  # a window no layer uses
+    uniform = layer_types is None or set(layer_types) == {"sliding_attention"}
+    return {"sliding_window": window, "layer_types": None if uniform else list(layer_types)}
+
+
 def _modern_config_from_hf(hf_config, problems: _Problems, table: Table = LLAMA_TABLE) -> dict:
-    """The fields Llama, Qwen2 and Mistral share → ours; refuses a head size other than hidden / heads, rope types
-    we do not compute and a sliding window shorter than the context (our attention sees every earlier token)."""
+    """The fields Llama, Qwen2 and Mistral share → ours; refuses a head size other than hidden / heads and rope
+    types we do not compute. A sliding window (Mistral, Qwen2) becomes ours (`_window_from_hf`)."""
     head_dim = getattr(hf_config, "head_dim", None)
     if head_dim not in (None, hf_config.hidden_size // hf_config.num_attention_heads):
         problems.add(f"`head_dim`={head_dim} != hidden_size / num_attention_heads: our heads split hidden_size")
-    window = getattr(hf_config, "sliding_window", None)
-    if window is not None and window < hf_config.max_position_embeddings:
-        problems.add(f"`sliding_window`={window} < max_position_embeddings={hf_config.max_position_embeddings}: "
-                     "our attention sees every earlier token")
     activation = _activation_from_hf(hf_config.hidden_act, problems, "hidden_act")
     fields = {ours: getattr(hf_config, theirs) for ours, theirs in table.config.items()}
     return dict(fields, **_MODERN_DECODER, activation=activation, hidden_dropout_prob=0.0,
-                rope_parameters=_rope_from_hf(hf_config, problems), **_classification_fields(hf_config),
-                **_special_tokens(hf_config))
+                rope_parameters=_rope_from_hf(hf_config, problems), **_window_from_hf(hf_config),
+                **_classification_fields(hf_config), **_special_tokens(hf_config))
 
 
 def _modern_config_to_hf(config, problems: _Problems, target: str, table: Table = LLAMA_TABLE) -> dict:
@@ -671,6 +684,9 @@ def llama_config_to_hf(config) -> transformers.LlamaConfig:
     q/k/v but not on the output projection, …)."""
     problems = _Problems(f"scratch_gpt config to Llama (model_type={config.model_type!r})")
     fields = _modern_config_to_hf(config, problems, "Llama")
+    if config.sliding_window is not None:
+        problems.add(f"`sliding_window`={config.sliding_window}: Llama attends to every earlier token (Mistral and "
+                     "Qwen2 take a window)")
     if _option(config, "attention_output_bias") != config.attention_bias:
         problems.add(f"`attention_output_bias`={config.attention_output_bias} != `attention_bias`="
                      f"{config.attention_bias}: Llama has one bias switch for q, k, v and o (Qwen2 fits q/k/v-only)")
@@ -683,8 +699,6 @@ def qwen2_config_from_hf(hf_model: PreTrainedModel) -> ScratchGPTConfig:
     """Qwen2Config → ScratchGPTConfig: Llama's blocks with a bias on q, k and v (none on o, none in the MLP)."""
     hf_config = hf_model.config
     problems = _Problems(f"Qwen2 config (model_type={hf_config.model_type!r})")
-    if getattr(hf_config, "use_sliding_window", False):
-        problems.add("`use_sliding_window`=True: our attention sees every earlier token")
     fields = _modern_config_from_hf(hf_config, problems)
     problems.raise_if_any()
     return ScratchGPTConfig(**fields, attention_bias=True, attention_output_bias=False, ffn_bias=False)
@@ -696,12 +710,18 @@ def qwen2_config_to_hf(config) -> transformers.Qwen2Config:
     fields = _modern_config_to_hf(config, problems, "Qwen2")
     _require(config, {"attention_bias": True, "attention_output_bias": False, "ffn_bias": False}, "Qwen2", problems)
     problems.raise_if_any()
-    return transformers.Qwen2Config(**fields, use_sliding_window=False)
+    window = config.sliding_window
+    kinds = config.attention_layer_types()
+    sliding = [i for i, kind in enumerate(kinds) if kind == "sliding_attention"]
+    return transformers.Qwen2Config(
+        **fields, use_sliding_window=window is not None, sliding_window=window, layer_types=kinds,
+        max_window_layers=sliding[0] if sliding else config.num_hidden_layers,
+    )
 
 
 def mistral_config_from_hf(hf_model: PreTrainedModel) -> ScratchGPTConfig:
-    """MistralConfig → ScratchGPTConfig: Llama's blocks without biases; refused with a sliding window shorter than
-    the context (Mistral 7B v0.1; v0.2 on have none)."""
+    """MistralConfig → ScratchGPTConfig: Llama's blocks without biases, with its sliding window if any (Mistral 7B
+    v0.1: 4096; v0.2 on have none)."""
     hf_config = hf_model.config
     problems = _Problems(f"Mistral config (model_type={hf_config.model_type!r})")
     fields = _modern_config_from_hf(hf_config, problems)
@@ -710,14 +730,17 @@ def mistral_config_from_hf(hf_model: PreTrainedModel) -> ScratchGPTConfig:
 
 
 def mistral_config_to_hf(config) -> transformers.MistralConfig:
-    """ScratchGPTConfig → MistralConfig (no sliding window); refuses any bias."""
+    """ScratchGPTConfig → MistralConfig (with our sliding window, which Mistral applies to every layer); refuses any
+    bias."""
     problems = _Problems(f"scratch_gpt config to Mistral (model_type={config.model_type!r})")
     fields = _modern_config_to_hf(config, problems, "Mistral")
+    if len(set(config.attention_layer_types())) > 1:
+        problems.add(f"`layer_types`={config.layer_types}: Mistral's window applies to every layer (Qwen2 fits)")
     _require(config, {"attention_bias": False, "ffn_bias": False}, "Mistral", problems)
     if _option(config, "attention_output_bias"):
         problems.add("`attention_output_bias`=True: Mistral has no biases")
     problems.raise_if_any()
-    return transformers.MistralConfig(**fields, sliding_window=None,
+    return transformers.MistralConfig(**fields, sliding_window=config.sliding_window,
                                       head_dim=config.hidden_size // config.num_attention_heads)
 
 

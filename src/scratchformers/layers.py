@@ -192,15 +192,35 @@ class TransformerStack(nn.Module):
         self.final_norm = normalization(norm, config.hidden_size, config.layer_norm_eps) if pre else nn.Identity()
         rotary = config.position_embedding_type == "rotary"  # RoPE: positions enter each self-attention
         head_dim = config.hidden_size // config.num_attention_heads
-        self.rotary = RotaryPositionEmbedding(head_dim, config.rope_parameters) if rotary else None
+        self.rotary = (RotaryPositionEmbedding(head_dim, config.rope_parameters, config.max_position_embeddings)
+                       if rotary else None)
+        # each layer's self-attention kind: "full_attention", or "sliding_attention" (the last W positions only)
+        # (a window only exists in families whose config allows one: scratch_gpt, one stack of num_hidden_layers)
+        windowed = causal and config.sliding_window is not None
+        self.layer_types = config.attention_layer_types() if windowed else ["full_attention"] * num_layers
+
+    def _key_span(self, cache: Cache | None, query_length: int, past: int | torch.Tensor,
+                  layer_idx: int) -> tuple[int | torch.Tensor, int]:
+        """(S, offset): how many keys the self-attention of layer `layer_idx` gets and the absolute position of the
+        first. Without a cache past + T from 0; a static cache has all its slots; a sliding-window cache layer keeps
+        only its last W − 1 keys (transformers' `Cache.get_mask_sizes`)."""
+        if cache is None:
+            return past + query_length, 0
+        self_cache = cache.self_attention_cache if isinstance(cache, EncoderDecoderCache) else cache
+        if not self_cache.is_compileable and not any(getattr(layer, "is_sliding", False) for layer in self_cache.layers):
+            return past + query_length, 0  # (what get_mask_sizes says too; past may be a tensor under compile)
+        key_length, key_offset = self_cache.get_mask_sizes(query_length, layer_idx)
+        return int(key_length), int(key_offset)
 
     def _mask(
         self, attention_mask, query_length: int, key_length: int, causal: bool, x: torch.Tensor, weights: bool,
         past: int | torch.Tensor | None = None, position_ids: torch.Tensor | None = None,
+        sliding_window: int | None = None, key_offset: int = 0,
     ) -> tuple[torch.Tensor | None, dict]:
         """What this backend needs (mask, attention kwargs); `masks.attention_inputs` decides."""
         return attention_inputs(attention_mask, x.shape[0], query_length, key_length, causal,
-                                self.config._attn_implementation, x.dtype, x.device, past, position_ids, weights)
+                                self.config._attn_implementation, x.dtype, x.device, past, position_ids, weights,
+                                sliding_window, key_offset)
 
     def _validate(self, input_ids, inputs_embeds, attention_mask, token_type_ids, past: int | torch.Tensor,
                   position_ids=None):
@@ -266,16 +286,20 @@ class TransformerStack(nn.Module):
         x = self.embeddings(input_ids, position_ids, token_type_ids, inputs_embeds)  # (B, T, C)
         rotary = self.rotary(position_ids, x.dtype) if self.rotary is not None else None  # (cos, sin): (B|1, T, D)
 
-        # keys: past + T, or all of a static cache's slots (the unfilled ones are masked as the future)
-        key_length = int(cache.get_mask_sizes(T, 0)[0]) if cache is not None and cache.is_compileable else past + T
-        attention_kwargs = {}  # the flash backends' sequence lengths for packed rows
-        if prepared:
-            check_prepared_mask(attention_mask, B, T, key_length)
-            mask = attention_mask if attention_mask.is_floating_point() else additive_mask(attention_mask, x.dtype)
-        else:  # (B|1, 1, T, S)
-            mask, attention_kwargs = self._mask(
-                attention_mask, T, key_length, self.causal, x, output_attentions, past, given_positions
-            )
+        # One mask per attention kind ("full_attention", "sliding_attention"), shared by the layers of that kind.
+        # keys: past + T, all of a static cache's slots (the unfilled ones are masked as the future), or the recent
+        # ones a sliding-window cache kept
+        masks = {}
+        for kind in dict.fromkeys(self.layer_types):
+            key_length, key_offset = self._key_span(cache, T, past, self.layer_types.index(kind))
+            if prepared:
+                check_prepared_mask(attention_mask, B, T, key_length)
+                mask = attention_mask if attention_mask.is_floating_point() else additive_mask(attention_mask, x.dtype)
+                masks[kind] = mask, {}
+            else:  # (B|1, 1, T, S)
+                window = self.config.sliding_window if kind == "sliding_attention" else None
+                masks[kind] = self._mask(attention_mask, T, key_length, self.causal, x, output_attentions, past,
+                                         given_positions, window, key_offset)
         if memory is not None:
             if memory.shape[0] != B:  # else: a RuntimeError from inside the cross-attention matmul
                 raise ValueError(
@@ -287,9 +311,10 @@ class TransformerStack(nn.Module):
             memory_mask, _ = self._mask(memory_mask, T, memory.shape[1], False, x, output_attentions)  # (B, 1, 1, S)
 
         hidden_states, self_attentions, cross_attentions = [], [], []
-        for layer in self.layers:
+        for layer, kind in zip(self.layers, self.layer_types):
             if output_hidden_states:
                 hidden_states.append(x)
+            mask, attention_kwargs = masks[kind]
             x, self_w, cross_w = layer(
                 x, mask, memory, memory_mask, cache=cache, output_attentions=output_attentions,
                 position_embeddings=rotary, **attention_kwargs,

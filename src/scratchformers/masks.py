@@ -7,8 +7,8 @@ which correspond to illegal connections." (Vaswani et al. 2017, §3.2.3)
 Boolean masks are True where attention is allowed; `additive_mask` turns them into the 0 / -inf bias that is added
 to QKᵀ/√d_k. Shapes: B batch, T queries, S keys.
 
-What a query may see has three sources, combined here and nowhere else: causality, padding (a 0/1 attention mask)
-and packing (several sequences in one row, marked by position ids that restart, as `DataCollatorWithFlattening`
+What a query may see has four sources, combined here and nowhere else: causality, a sliding window (only the last W
+positions), padding (a 0/1 attention mask) and packing (several sequences in one row, marked by position ids that restart, as `DataCollatorWithFlattening`
 builds them). `attention_inputs` decides, once per forward, what the configured backend needs.
 """
 
@@ -19,17 +19,24 @@ import torch.nn.functional as F
 
 
 def causal_mask(
-    query_length: int, key_length: int, device: torch.device | None = None, past: int | torch.Tensor | None = None
+    query_length: int, key_length: int, device: torch.device | None = None, past: int | torch.Tensor | None = None,
+    sliding_window: int | None = None, key_offset: int = 0,
 ) -> torch.Tensor:
     """Look-ahead mask: query i (absolute position past + i) sees keys j ≤ past + i. Returns (T, S).
 
     `past` defaults to key_length − query_length (the queries are the last keys); a static cache has more key slots
-    than tokens seen, and the unfilled slots after past + T − 1 are masked as "future".
+    than tokens seen, and the unfilled slots after past + T − 1 are masked as "future". Key j sits at absolute position
+    `key_offset` + j (a sliding-window cache hands back only its recent keys). With `sliding_window` = W a query also
+    sees only the last W positions, itself included: past + i − W < j ≤ past + i (Mistral; Beltagy et al. 2020,
+    Longformer; transformers' `sliding_window_causal_mask_function`).
     """
     past = key_length - query_length if past is None else past
     q = torch.arange(query_length, device=device).unsqueeze(1) + past  # (T, 1) absolute query positions
-    k = torch.arange(key_length, device=device).unsqueeze(0)  # (1, S)
-    return k <= q  # (T, S)
+    k = torch.arange(key_length, device=device).unsqueeze(0) + key_offset  # (1, S) absolute key positions
+    allowed = k <= q  # (T, S)
+    if sliding_window is not None:
+        allowed = allowed & (k > q - sliding_window)
+    return allowed
 
 
 def padding_mask(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -107,23 +114,28 @@ def attention_mask_for(
     device: torch.device,
     past: int | torch.Tensor | None = None,
     sequence_ids: torch.Tensor | None = None,
+    sliding_window: int | None = None,
+    key_offset: int = 0,
 ) -> torch.Tensor | None:
-    """One additive mask (B|1, 1, T, S) = causal ∧ padding ∧ same packed sequence, built once per forward and shared
-    by every layer.
+    """One additive mask (B|1, 1, T, S) = causal (within the sliding window) ∧ padding ∧ same packed sequence, built
+    once per forward and shared by every layer of one attention kind.
 
     Returns None when nothing is masked (no padding, not causal, not packed), so fast kernels can skip the mask. A
-    padding mask shorter than S (a static cache's unfilled slots) is extended with zeros. Under torch.compile the
-    padding mask is always applied (skipping it when all ones would be a data-dependent branch). `sequence_ids`
-    (B, T) from `packed_sequence_ids` (only without past keys, so T = S) keep attention inside each sequence.
+    padding mask shorter than S (a static cache's unfilled slots) is extended with zeros; with `key_offset` > 0 (a
+    sliding-window cache keeps only recent keys) its columns key_offset … key_offset + S − 1 are used. Under
+    torch.compile the padding mask is always applied (skipping it when all ones would be a data-dependent branch).
+    `sequence_ids` (B, T) from `packed_sequence_ids` (only without past keys, so T = S) keep attention inside each
+    sequence.
     """
     allowed = None
     if causal:
-        allowed = causal_mask(query_length, key_length, device, past)[None, None]  # (1, 1, T, S)
+        allowed = causal_mask(query_length, key_length, device, past, sliding_window, key_offset)[None, None]
     if sequence_ids is not None:
         same = packed_sequence_mask(sequence_ids.to(device))  # (B, 1, T, T)
         allowed = same if allowed is None else allowed & same
     if attention_mask is not None and (torch.compiler.is_compiling() or not bool(attention_mask.all())):
-        attention_mask = F.pad(attention_mask.to(device), (0, key_length - attention_mask.shape[-1]))
+        attention_mask = attention_mask.to(device)[:, key_offset:key_offset + key_length]
+        attention_mask = F.pad(attention_mask, (0, key_length - attention_mask.shape[-1]))
         pad = padding_mask(attention_mask)  # (B, 1, 1, S)
         allowed = pad if allowed is None else allowed & pad
     return None if allowed is None else additive_mask(allowed, dtype)
@@ -148,31 +160,46 @@ def attention_inputs(
     past: int | torch.Tensor | None = None,
     position_ids: torch.Tensor | None = None,
     output_attentions: bool = False,
+    sliding_window: int | None = None,
+    key_offset: int = 0,
 ) -> tuple[torch.Tensor | None, dict]:
     """What the attention backend needs to see only what it may: `(mask, attention_kwargs)`.
 
-    - flash backends (no weights wanted): the 2-D padding mask or None (causality is built in), and for packed rows
-      the sequence lengths as kwargs (`flash_sequence_lengths`);
-    - eager / sdpa: an additive (B|1, 1, T, S) mask = causal ∧ padding ∧ packing (`attention_mask_for`), or None when
-      the kernel's own causal flag says it all (no padding, no packing, queries start at key 0 or are one new token).
-    `attention_mask` is the 2-D (B, S) padding mask or None; `past` defaults to S − T; `position_ids` (1|B, T) mark
-    packed sequences (`packed_sequence_ids`). Decided before building anything, so a cached decoding step builds no
-    (T, S) mask at all. Used for self-attention and (not causal, no position ids) cross-attention alike.
+    - flash backends (no weights wanted): the 2-D padding mask of the keys or None (causality is built in), for
+      packed rows the sequence lengths as kwargs (`flash_sequence_lengths`), and `sliding_window` when there is one
+      (the kernel's own window);
+    - eager / sdpa: an additive (B|1, 1, T, S) mask = causal ∧ window ∧ padding ∧ packing (`attention_mask_for`), or
+      None when the kernel's own causal flag says it all (no padding, no packing, queries start at key 0 or are one
+      new token, and no key falls out of the window).
+    `attention_mask` is the 2-D (B, past + T) padding mask or None; `past` defaults to S − T; `position_ids` (1|B, T)
+    mark packed sequences (`packed_sequence_ids`). `sliding_window` = W (causal only): a query sees the last W
+    positions, itself included. `key_offset`: the absolute position of the first of the S keys (> 0 when a sliding
+    cache dropped older keys; transformers' `Cache.get_mask_sizes`). Decided before building anything, so a cached
+    decoding step builds no (T, S) mask at all. Used for self-attention and (not causal, no position ids)
+    cross-attention alike.
     """
     past = key_length - query_length if past is None else past
+    window = sliding_window if causal else None
+    # the window bites only if some query has a key more than W − 1 positions back: S > W
+    window_bites = window is not None and key_length > window
     sequence_ids = packed_sequence_ids(position_ids, attention_mask, past, batch_size)
     # under torch.compile a padding mask is always applied: `all()` would be a data-dependent branch
     no_padding = attention_mask is None or (not torch.compiler.is_compiling() and bool(attention_mask.all()))
     if not output_attentions and implementation is not None and implementation.startswith("flash"):
         lengths = flash_sequence_lengths(sequence_ids) if sequence_ids is not None else {}
-        return (None if no_padding else attention_mask), lengths  # flash kernels build the causal pattern themselves
+        if window is not None:
+            lengths["sliding_window"] = window
+        if no_padding:
+            return None, lengths  # flash kernels build the causal pattern themselves
+        return attention_mask[:, key_offset:key_offset + key_length], lengths
     # Fast kernels apply the causal pattern themselves (module.is_causal) when nothing else is masked and the
     # queries start at key 0 or are a single new token; the eager path always gets the explicit mask.
     # a static cache has slots beyond the tokens seen (past is a tensor only for a static cache under compile)
-    no_unfilled_slots = isinstance(past, int) and key_length == past + query_length
-    trivially_causal = causal and no_padding and sequence_ids is None and no_unfilled_slots and (
-        past == 0 or query_length == 1)
+    no_unfilled_slots = isinstance(past, int) and key_offset + key_length == past + query_length
+    trivially_causal = causal and no_padding and sequence_ids is None and no_unfilled_slots and not window_bites and (
+        past == key_offset or query_length == 1)
     if trivially_causal and (query_length == 1 or (not output_attentions and implementation not in (None, "eager"))):
         return None, {}  # a single new token may see every key: no mask at all, for every backend
-    mask = attention_mask_for(attention_mask, query_length, key_length, causal, dtype, device, past, sequence_ids)
+    mask = attention_mask_for(attention_mask, query_length, key_length, causal, dtype, device, past, sequence_ids,
+                              window if window_bites else None, key_offset)
     return mask, {}

@@ -99,6 +99,11 @@ def _modern_decoder_options(config: dict) -> str:
     kv_heads, heads = config.get("num_key_value_heads"), config.get("num_attention_heads")
     if kv_heads and heads and kv_heads != heads:
         parts.append(f"{kv_heads} key/value heads (grouped-query attention)")
+    window = config.get("sliding_window")
+    if window is not None:
+        kinds = config.get("layer_types")
+        which = "every layer" if kinds is None else f"{kinds.count('sliding_attention')} of {len(kinds)} layers"
+        parts.append(f"sliding-window attention (W={window}, {which})")
     return ", ".join(parts)
 
 

@@ -14,6 +14,7 @@ from torch import nn
 from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.generation.utils import GENERATION_MODES_MAPPING, GenerationMixin
+from transformers.masking_utils import create_causal_mask
 from transformers.utils.generic import TransformersKwargs
 
 from .cache import use_growing_layers
@@ -148,6 +149,18 @@ class ScratchPreTrainedModel(ScratchPreTrainedBase):
     # A forward (and a cached decoding step with a static cache) traces to one graph: no data-dependent branch runs
     # under torch.compile (tests/test_compile_fullgraph.py). transformers' own compile and static-cache tests read this.
     _can_compile_fullgraph = True
+
+    def create_masks_for_generate(self, config, attention_mask=None, **kwargs):
+        """`generate()` hook, called with a static cache: the ready-made 4-D causal mask transformers builds (its
+        `create_causal_mask`, what our stack also accepts). With a sliding window our stack builds the mask itself
+        (`masks.attention_inputs`, from the cache's `get_mask_sizes`), so the 2-D padding mask is returned as it
+        is. (transformers' own `create_masks_for_generate` reads `config.layer_types`, which we leave None when
+        every layer is of one kind.)"""
+        if getattr(config, "sliding_window", None) is not None:
+            return attention_mask
+        for unused in ("token_type_ids", "mm_token_type_ids", "is_first_iteration"):  # for other models' overrides
+            kwargs.pop(unused, None)
+        return create_causal_mask(config=config, attention_mask=attention_mask, **kwargs)
 
     def _prepare_cache_for_generation(self, generation_config, model_kwargs: dict, *args, **kwargs):
         """`generate()` hook: the dynamic cache it makes for us appends in place (`GrowingLayer`) instead of
