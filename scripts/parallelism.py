@@ -234,7 +234,7 @@ def spread(values: list[float]) -> dict[str, float]:
 
 
 def measure(models: dict, lengths: list[int], threads: list[int], batch_size: int, repeats: int, warmup: int,
-            vocab_size: int, device: torch.device, seed: int = 0) -> list[dict]:
+            vocab_size: int, device: torch.device, seed: int = 0, progress: bool = False) -> list[dict]:
     """Interleaved timing: every round runs each (threads, length, model) once; returns one row per combination.
 
     On CUDA the thread count only affects the host side; the device is synchronised around each step.
@@ -262,6 +262,9 @@ def measure(models: dict, lengths: list[int], threads: list[int], batch_size: in
                 synchronize(device)
                 if round_ >= warmup:
                     case["seconds"].append(time.perf_counter() - start)
+            if progress:
+                print(f"round {round_ + 1}/{warmup + repeats} done ({'warm-up' if round_ < warmup else 'timed'})",
+                      file=sys.stderr, flush=True)
     finally:
         torch.set_num_threads(previous)
     rows = []
@@ -298,7 +301,7 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
 
 def markdown_table(result: dict) -> str:
     """The JSON's rows as a Markdown table: one row per length, median tokens/s (min–max) per model and thread
-    count, then each model's sequential steps. docs/rnn.md carries this table (a test compares)."""
+    count, then each model's sequential steps. docs/rnn.md carries this table and `ratios_table` (a test compares)."""
     rows = result["rows"]
     models = [m for m in MODELS if any(r["model"] == m for r in rows)]
     threads = sorted({r["threads"] for r in rows})
@@ -317,6 +320,31 @@ def markdown_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def ratios_table(result: dict) -> str:
+    """Ratios of the medians: the Transformer's throughput over each RNN's per thread count, and each model's
+    speed-up from the first to the last thread count (e.g. 2 threads over 1)."""
+    rows = result["rows"]
+    models = [m for m in MODELS if any(r["model"] == m for r in rows)]
+    rnns = [m for m in models if m != TRANSFORMER]
+    threads = sorted({r["threads"] for r in rows})
+    lengths = sorted({r["length"] for r in rows})
+    med = {(r["model"], r["threads"], r["length"]): r["tokens_per_second"]["median"] for r in rows}
+    head = ["S = T"]
+    if TRANSFORMER in models:
+        head += [f"Transformer ÷ {m}, {t} thr" for m in rnns for t in threads]
+    if len(threads) > 1:
+        head += [f"{m}: {threads[-1]} thr ÷ {threads[0]} thr" for m in models]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---:|" * len(head)]
+    for n in lengths:
+        cells = [str(n)]
+        if TRANSFORMER in models:
+            cells += [f"{med[(TRANSFORMER, t, n)] / med[(m, t, n)]:.2f}×" for m in rnns for t in threads]
+        if len(threads) > 1:
+            cells += [f"{med[(m, threads[-1], n)] / med[(m, threads[0], n)]:.2f}×" for m in models]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> dict:
     """Measure, write parallelism.json and parallelism.png into --out-dir, print the table; returns the JSON dict."""
     args = parse_args(argv)
@@ -324,7 +352,7 @@ def main(argv: list[str] | None = None) -> dict:
     models = {name: m.to(device) for name, m in build_models(args, max(args.lengths)).items()}
     load_before = os.getloadavg()
     rows = measure(models, args.lengths, args.threads, args.batch_size, args.repeats, args.warmup, args.vocab_size,
-                   device, args.seed)
+                   device, args.seed, progress=not args.quick)
     command = "python scripts/parallelism.py " + " ".join(argv if argv is not None else sys.argv[1:])
     result = {
         "command": command.strip(),
@@ -348,7 +376,7 @@ def main(argv: list[str] | None = None) -> dict:
     title = (f"training step (fwd + bwd + AdamW), batch {args.batch_size}, {str(device)}, "
              f"Transformer d={args.d_model}, {args.layers}+{args.layers} layers, equal parameters ±20 %")
     plot(rows, args.out_dir / "parallelism.png", title)
-    print(markdown_table(result))
+    print(markdown_table(result), ratios_table(result), sep="\n\n")
     print(f"wrote {args.out_dir}/parallelism.json and parallelism.png")
     return result
 

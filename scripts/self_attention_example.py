@@ -7,7 +7,7 @@ trained on the shipped prose, < 1 MB, committed), so the page cannot drift from 
 example.py re-renders it and compares, and recomputes the numbers from the formula with plain tensor algebra.
 
     python scripts/self_attention_example.py            # re-render docs/self-attention.md from the checkpoint
-    python scripts/self_attention_example.py --train    # retrain the checkpoint first (~3 min on 2 CPU cores)
+    python scripts/self_attention_example.py --train    # retrain the checkpoint first (~8 min on one CPU thread)
     python scripts/self_attention_example.py --out /tmp/page.md   # render elsewhere (the test does this)
 """
 
@@ -34,16 +34,21 @@ CHECKPOINT = HERE / "checkpoint"
 PAGE = ROOT / "docs" / "self-attention.md"
 SENTENCE = "python is my favourite programming language"
 # the same word in another sentence, at the same token position (so its input vector X is the same too)
-OTHER = "C is my favourite programming language"
+OTHERS = ["C is my favourite programming language",  # one token differs
+          "future versions of Python that introduce incompatible changes to the language"]  # from data/prose
 FIRST_WORD_OTHER = "python is a snake"  # "python" first again: with a causal mask it sees only itself
 TRAIN_ARGS = [
     "--config", "docs/self-attention/gpt-example.json", "--output_dir", "docs/self-attention/checkpoint",
     "--overwrite_output_dir", "--vocab_size", "4096", "--block_size", "64", "--per_device_train_batch_size", "16",
-    "--max_steps", "1500", "--learning_rate", "2e-3", "--warmup_steps", "100", "--lr_scheduler_type", "cosine",
-    "--seed", "0", "--logging_steps", "100", "--report_to", "none", "--use_cpu",
+    "--max_steps", "600", "--learning_rate", "2e-3", "--warmup_steps", "50", "--lr_scheduler_type", "cosine",
+    "--seed", "0", "--logging_steps", "100", "--report_to", "none", "--save_strategy", "no", "--use_cpu",
 ]
 TRAIN_COMMAND = "scratchformers train clm " + " ".join(TRAIN_ARGS)
 DIMS = 6  # columns shown of each vector
+EQUAL = 1e-6  # vectors closer than this everywhere count as the same (float rounding differs with the length)
+VECTORS = {"E": "embedding-table row E[token]", "X": "layer input X (E + P, LayerNorm)",
+           "attention_output": "self-attention output (all heads, W_O)",
+           "layer_output": "first layer's output (+ residual, FFN)"}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -156,20 +161,22 @@ def walkthrough(model, tokenizer, sentence: str, head: int = 0, token: int = -1)
 
 
 @torch.no_grad()
-def static_vs_contextual(model, tokenizer, first: str, second: str, word_token: int) -> dict:
-    """The vectors of the token at index `word_token` in two sentences: the embedding-table row, the layer input X,
-    the attention output (all heads, after W_O) and the first layer's output, with their cosine similarities."""
-    a, b = walkthrough(model, tokenizer, first, token=word_token), walkthrough(model, tokenizer, second, token=word_token)
-    if a["ids"][word_token] != b["ids"][word_token]:
-        raise ValueError(f"token {word_token} differs: {a['tokens'][word_token]!r} vs {b['tokens'][word_token]!r}")
-    rows = {}
-    for key, name in (("E", "embedding-table row E[token]"), ("X", "layer input X (E + P, LayerNorm)"),
-                      ("attention_output", "self-attention output (all heads, W_O)"),
-                      ("layer_output", "first layer's output (+ residual, FFN)")):
-        va, vb = torch.tensor(a[key][word_token]), torch.tensor(b[key][word_token])
-        rows[name] = {"cosine": cosine(va, vb), "identical": bool(torch.equal(va, vb))}
-    return {"sentences": [first, second], "token": a["tokens"][word_token], "index": word_token % len(a["ids"]),
-            "rows": rows}
+def static_vs_contextual(model, tokenizer, first: str, others: list[str], word_token: int) -> dict:
+    """The vectors of the token at index `word_token` in `first` and in each of `others` (the same token there):
+    the embedding-table row, the layer input X, the attention output (all heads, after W_O) and the first layer's
+    output, each compared with `first`'s by cosine similarity and largest absolute difference."""
+    base = walkthrough(model, tokenizer, first, token=word_token)
+    rows: dict[str, list[dict]] = {name: [] for name in VECTORS.values()}
+    for other in others:
+        ex = walkthrough(model, tokenizer, other, token=word_token)
+        if len(ex["ids"]) <= word_token or ex["ids"][word_token] != base["ids"][word_token]:
+            got = ex["tokens"][word_token] if len(ex["ids"]) > word_token else "nothing"
+            raise ValueError(f"token {word_token} of {other!r} is {got!r}, not {base['tokens'][word_token]!r}")
+        for key, name in VECTORS.items():
+            a, b = torch.tensor(base[key][word_token]), torch.tensor(ex[key][word_token])
+            rows[name].append({"cosine": cosine(a, b), "max_abs_diff": float((a - b).abs().max())})
+    return {"sentences": [first, *others], "token": base["tokens"][word_token],
+            "index": word_token % len(base["ids"]), "rows": rows}
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -219,10 +226,16 @@ def render(ex: dict, contrast: dict, first_word: dict, meta: dict) -> str:
                   "attention then works on the pieces.")
     checks = "\n".join(f"| {name} | {'yes' if diff < 1e-5 else 'NO'} (< 1e-5) |" for name, diff in ex["checks"].items())
     zt = ex["z"][t]
-    crow = "\n".join(f"| {name} | {num(r['cosine'], 4)} | {'yes' if r['identical'] else 'no'} |"
-                     for name, r in contrast["rows"].items())
-    frow = "\n".join(f"| {name} | {num(r['cosine'], 4)} | {'yes' if r['identical'] else 'no'} |"
-                     for name, r in first_word["rows"].items())
+    def comparison(result: dict) -> str:
+        others = result["sentences"][1:]
+        head = f"| vector of {shown(result['token'])} | " + " | ".join(f"vs “{o}”" for o in others) + " |"
+        lines = [head, "|---|" + "---:|" * len(others)]
+        for name, cells in result["rows"].items():
+            lines.append(f"| {name} | " + " | ".join(
+                f"cos {num(c['cosine'], 4)}, " + ("equal" if c["max_abs_diff"] < EQUAL else
+                                                  f"max diff {num(c['max_abs_diff'], 3)}") for c in cells) + " |")
+        return "\n".join(lines)
+
     wa = [sum(ex["weights"][t][j] * ex["V"][j][d] for j in range(T)) for d in range(DIMS)]
     return f"""# Self-attention, computed
 
@@ -234,7 +247,7 @@ it finds — computed for one sentence, **"{ex['sentence']}"**, in the first lay
 package's own functions (`scratchformers.attention.scaled_dot_product_attention`, `split_heads`,
 `scratchformers.masks.causal_mask`). Every number below is written by `python scripts/self_attention_example.py`.
 
-**The checkpoint** (`docs/self-attention/checkpoint`, {meta['size_kb']:.0f} KB, committed): a GPT with
+**The checkpoint** (`docs/self-attention/checkpoint`, weights {meta['weights_mb']:.1f} MB, committed): a GPT with
 {meta['layers']} layers, C = {C}, H = {H} heads of D = {D}, pre-LN, learned positions, {meta['parameters']:,}
 parameters, trained for {meta['steps']} steps on the shipped prose (`data/prose`: Python's documentation, so
 "python", "programming" and "language" are in-domain), validation perplexity {meta['perplexity']:.1f}. Recreate it
@@ -302,34 +315,32 @@ to the feed-forward network. The package's functions agree with the hand-written
 ## 7. Static against contextual
 
 An embedding table gives a word one vector whatever the sentence ("static", as word2vec does); after attention the
-vector depends on the other tokens ("contextual"). Token {contrast['index']} is {shown(contrast['token'])} in both
-**"{contrast['sentences'][0]}"** and **"{contrast['sentences'][1]}"**, at the same position:
+vector depends on the other tokens ("contextual"). Token {contrast['index']} is {shown(contrast['token'])} in
+**"{contrast['sentences'][0]}"** and at the same position in two other sentences; its vectors there, compared with
+the first sentence's (cosine similarity; "equal" when no coordinate differs by 10⁻⁶ or more):
 
-| vector of {shown(contrast['token'])} | cosine similarity | identical |
-|---|---:|---|
-{crow}
+{comparison(contrast)}
 
-Same token, same position: the embedding row and X are the same vector (cosine 1). After one self-attention the
-vectors differ, because the tokens before it differ.
+Same token, same position: the embedding row and X are the same vector (cosine 1). After one self-attention they
+differ, because the tokens before it differ — a little when one token of thirteen changes, more when all do. The
+first layer's output adds the residual (the unchanged E + P) back, so it moves less than the attention output itself.
 
 A causal model shows the limit of this: the first token sees only itself. {shown(first_word['token'])} opens both
 **"{first_word['sentences'][0]}"** and **"{first_word['sentences'][1]}"**, and its vectors stay identical through the
 layer, whatever follows:
 
-| vector of {shown(first_word['token'])} | cosine similarity | identical |
-|---|---:|---|
-{frow}
+{comparison(first_word)}
 
 (A bidirectional encoder such as BERT would give the first token a contextual vector too.)
 """
 
 
 def checkpoint_facts(checkpoint: Path, model) -> dict:
-    """Size on disk, parameters, training steps and validation perplexity (from all_results.json)."""
+    """Size of the weights file, parameters, training steps and validation perplexity (from all_results.json)."""
     results = json.loads((checkpoint / "all_results.json").read_text())
     state = json.loads((checkpoint / "trainer_state.json").read_text())
-    size = sum(f.stat().st_size for f in checkpoint.rglob("*") if f.is_file())
-    return {"size_kb": size / 1024, "parameters": sum(p.numel() for p in model.parameters()),
+    return {"weights_mb": (checkpoint / "model.safetensors").stat().st_size / 2**20,
+            "parameters": sum(p.numel() for p in model.parameters()),
             "layers": model.config.num_hidden_layers, "steps": state["global_step"],
             "perplexity": results["perplexity"]}
 
@@ -342,8 +353,8 @@ def main(argv: list[str] | None = None) -> str:
     model, tokenizer = load(args.checkpoint)
     example = walkthrough(model, tokenizer, SENTENCE, head=args.head)
     index = example["tokens"].index(next(t for t in example["tokens"] if t.endswith("language")))
-    contrast = static_vs_contextual(model, tokenizer, SENTENCE, OTHER, index)
-    first = static_vs_contextual(model, tokenizer, SENTENCE, FIRST_WORD_OTHER, 0)
+    contrast = static_vs_contextual(model, tokenizer, SENTENCE, OTHERS, index)
+    first = static_vs_contextual(model, tokenizer, SENTENCE, [FIRST_WORD_OTHER], 0)
     page = render(example, contrast, first, checkpoint_facts(args.checkpoint, model))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(page)

@@ -45,6 +45,17 @@ def test_quick_run_writes_the_documented_fields_and_plot(quick):
     assert (out / "parallelism.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_ratio_table_divides_the_medians(quick):
+    result, _ = quick
+    med = {(r["model"], r["threads"], r["length"]): r["tokens_per_second"]["median"] for r in result["rows"]}
+    lines = parallelism.ratios_table(result).splitlines()
+    assert lines[0].startswith("| S = T | Transformer ÷ LSTM seq2seq, 1 thr | Transformer ÷ LSTM seq2seq, 2 thr |")
+    cells = [c.strip().rstrip("×") for c in lines[2].strip("|").split("|")]  # length 4
+    assert cells[0] == "4"
+    assert float(cells[1]) == pytest.approx(med[("Transformer", 1, 4)] / med[("LSTM seq2seq", 1, 4)], abs=0.006)
+    assert float(cells[-1]) == pytest.approx(med[("Transformer", 2, 4)] / med[("Transformer", 1, 4)], abs=0.006)
+
+
 def test_sequential_steps_follow_the_formulas(quick):
     result, _ = quick
     # --quick: Transformer 2 encoder + 2 decoder layers; RNNs 1 layer each side (compare_architectures' rule)
@@ -94,4 +105,6 @@ def test_docs_carry_the_committed_run():
     assert committed["settings"]["lengths"] == [16, 32, 64, 128, 256]
     assert committed["settings"]["threads"] == [1, 2]
     assert set(committed["formulas"]) == set(parallelism.MODELS)
-    assert parallelism.markdown_table(committed) in (ROOT / "docs" / "rnn.md").read_text()
+    page = (ROOT / "docs" / "rnn.md").read_text()
+    assert parallelism.markdown_table(committed) in page
+    assert parallelism.ratios_table(committed) in page

@@ -82,17 +82,19 @@ def test_post_ln_model_attends_over_the_raw_embedding_sum(trained):
 
 def test_embedding_is_static_and_attention_output_contextual(trained):
     model, tokenizer = trained
-    ids = tokenizer(example.SENTENCE)["input_ids"]
-    last = len(ids) - 1
-    contrast = example.static_vs_contextual(model, tokenizer, example.SENTENCE, example.OTHER, last)
-    rows = list(contrast["rows"].values())
-    assert rows[0]["identical"] and rows[0]["cosine"] == pytest.approx(1.0)  # the embedding-table row
-    assert rows[1]["identical"]  # same token at the same position: the same X
-    assert not rows[2]["identical"] and rows[2]["cosine"] < 1 - 1e-6  # after attention: context changed it
-    first = example.static_vs_contextual(model, tokenizer, example.SENTENCE, example.FIRST_WORD_OTHER, 0)
-    assert all(r["identical"] for r in first["rows"].values())  # causal: the first token sees only itself
-    with pytest.raises(ValueError, match="differs"):
-        example.static_vs_contextual(model, tokenizer, example.SENTENCE, "a b c d e f g h i j k l m n o p", last)
+    last = len(tokenizer(example.SENTENCE)["input_ids"]) - 1
+    contrast = example.static_vs_contextual(model, tokenizer, example.SENTENCE, example.OTHERS, last)
+    embedding, layer_input, attention, _ = contrast["rows"].values()
+    for i in range(len(example.OTHERS)):
+        assert embedding[i]["max_abs_diff"] == 0 and embedding[i]["cosine"] == pytest.approx(1.0)
+        assert layer_input[i]["max_abs_diff"] == 0  # same token at the same position: the same X
+        assert attention[i]["max_abs_diff"] > 1e-3 and attention[i]["cosine"] < 1 - 1e-5  # context changed it
+    # a whole new context moves the vector further than one changed token
+    assert attention[1]["cosine"] < attention[0]["cosine"]
+    first = example.static_vs_contextual(model, tokenizer, example.SENTENCE, [example.FIRST_WORD_OTHER], 0)
+    assert all(cells[0]["max_abs_diff"] < example.EQUAL for cells in first["rows"].values())  # sees only itself
+    with pytest.raises(ValueError, match="not '·language'|not 'Ġlanguage'"):
+        example.static_vs_contextual(model, tokenizer, example.SENTENCE, ["a b c d e f g h i j k l m n o p"], last)
 
 
 def test_negative_head_is_a_usage_error(capsys):
