@@ -103,6 +103,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", default="cpu")
     p.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--replot", action="store_true",
+                   help="measure nothing: redraw parallelism.png and print the tables from --out-dir/parallelism.json")
     args = p.parse_args(argv)
     quick = dict(lengths=[4, 8], threads=[1, 2], batch_size=2, repeats=2, warmup=1, d_model=32, layers=2,
                  vocab_size=200)
@@ -320,15 +322,26 @@ def markdown_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def paired_ratios(numerator: dict, denominator: dict) -> list[float]:
+    """tokens/s of `numerator` over `denominator` (two rows), round by round: both ran in the same interleaved round,
+    seconds apart, so a busy moment of the machine slows both and cancels out of the ratio."""
+    return [(numerator["tokens_per_step"] / a) / (denominator["tokens_per_step"] / b)
+            for a, b in zip(numerator["seconds"], denominator["seconds"])]
+
+
 def ratios_table(result: dict) -> str:
-    """Ratios of the medians: the Transformer's throughput over each RNN's per thread count, and each model's
-    speed-up from the first to the last thread count (e.g. 2 threads over 1)."""
+    """Paired ratios, median (min–max) over the rounds: the Transformer's throughput over each RNN's per thread
+    count, and each model's speed-up from the first to the last thread count (e.g. 2 threads over 1)."""
     rows = result["rows"]
     models = [m for m in MODELS if any(r["model"] == m for r in rows)]
     rnns = [m for m in models if m != TRANSFORMER]
     threads = sorted({r["threads"] for r in rows})
     lengths = sorted({r["length"] for r in rows})
-    med = {(r["model"], r["threads"], r["length"]): r["tokens_per_second"]["median"] for r in rows}
+    by = {(r["model"], r["threads"], r["length"]): r for r in rows}
+
+    def cell(ratios: list[float]) -> str:
+        return f"{statistics.median(ratios):.2f}× ({min(ratios):.2f}–{max(ratios):.2f})"
+
     head = ["S = T"]
     if TRANSFORMER in models:
         head += [f"Transformer ÷ {m}, {t} thr" for m in rnns for t in threads]
@@ -338,16 +351,27 @@ def ratios_table(result: dict) -> str:
     for n in lengths:
         cells = [str(n)]
         if TRANSFORMER in models:
-            cells += [f"{med[(TRANSFORMER, t, n)] / med[(m, t, n)]:.2f}×" for m in rnns for t in threads]
+            cells += [cell(paired_ratios(by[(TRANSFORMER, t, n)], by[(m, t, n)])) for m in rnns for t in threads]
         if len(threads) > 1:
-            cells += [f"{med[(m, threads[-1], n)] / med[(m, threads[0], n)]:.2f}×" for m in models]
+            cells += [cell(paired_ratios(by[(m, threads[-1], n)], by[(m, threads[0], n)])) for m in models]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def plot_title(settings: dict) -> str:
+    return (f"training step (forward + backward + AdamW), batch {settings['batch_size']}, {settings['device']}\n"
+            f"Transformer d={settings['d_model']}, {settings['layers']}+{settings['layers']} layers; RNNs at equal "
+            "parameters ±20 %; bars: min–max of the repeats")
 
 
 def main(argv: list[str] | None = None) -> dict:
     """Measure, write parallelism.json and parallelism.png into --out-dir, print the table; returns the JSON dict."""
     args = parse_args(argv)
+    if args.replot:
+        result = json.loads((args.out_dir / "parallelism.json").read_text())
+        plot(result["rows"], args.out_dir / "parallelism.png", plot_title(result["settings"]))
+        print(markdown_table(result), ratios_table(result), sep="\n\n")
+        return result
     device = torch.device(args.device)
     models = {name: m.to(device) for name, m in build_models(args, max(args.lengths)).items()}
     load_before = os.getloadavg()
@@ -373,9 +397,7 @@ def main(argv: list[str] | None = None) -> dict:
     }
     args.out_dir.mkdir(parents=True, exist_ok=True)
     (args.out_dir / "parallelism.json").write_text(json.dumps(result, indent=2) + "\n")
-    title = (f"training step (fwd + bwd + AdamW), batch {args.batch_size}, {str(device)}, "
-             f"Transformer d={args.d_model}, {args.layers}+{args.layers} layers, equal parameters ±20 %")
-    plot(rows, args.out_dir / "parallelism.png", title)
+    plot(rows, args.out_dir / "parallelism.png", plot_title(result["settings"]))
     print(markdown_table(result), ratios_table(result), sep="\n\n")
     print(f"wrote {args.out_dir}/parallelism.json and parallelism.png")
     return result

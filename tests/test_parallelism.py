@@ -5,6 +5,7 @@ sized within ±20 %, and docs/rnn.md carries the committed run's table."""
 from __future__ import annotations
 
 import json
+import re
 import statistics
 import sys
 from pathlib import Path
@@ -45,15 +46,25 @@ def test_quick_run_writes_the_documented_fields_and_plot(quick):
     assert (out / "parallelism.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_ratio_table_divides_the_medians(quick):
+def test_ratio_table_pairs_the_rounds(quick):
+    """Each ratio cell is the median (min–max) of per-round ratios of the two rows' tokens/s."""
     result, _ = quick
-    med = {(r["model"], r["threads"], r["length"]): r["tokens_per_second"]["median"] for r in result["rows"]}
+    by = {(r["model"], r["threads"], r["length"]): r for r in result["rows"]}
+
+    def per_round(a, b):
+        return sorted((a["tokens_per_step"] / sa) / (b["tokens_per_step"] / sb)
+                      for sa, sb in zip(a["seconds"], b["seconds"]))
+
     lines = parallelism.ratios_table(result).splitlines()
     assert lines[0].startswith("| S = T | Transformer ÷ LSTM seq2seq, 1 thr | Transformer ÷ LSTM seq2seq, 2 thr |")
-    cells = [c.strip().rstrip("×") for c in lines[2].strip("|").split("|")]  # length 4
+    cells = [c.strip() for c in lines[2].strip("|").split("|")]  # the row of length 4
     assert cells[0] == "4"
-    assert float(cells[1]) == pytest.approx(med[("Transformer", 1, 4)] / med[("LSTM seq2seq", 1, 4)], abs=0.006)
-    assert float(cells[-1]) == pytest.approx(med[("Transformer", 2, 4)] / med[("Transformer", 1, 4)], abs=0.006)
+    for text, (a, b) in ((cells[1], (("Transformer", 1, 4), ("LSTM seq2seq", 1, 4))),
+                         (cells[-1], (("Transformer", 2, 4), ("Transformer", 1, 4)))):
+        ratios = per_round(by[a], by[b])
+        median, low, high = (float(v) for v in re.findall(r"[\d.]+", text))
+        assert median == pytest.approx(statistics.median(ratios), abs=0.006)
+        assert (low, high) == pytest.approx((ratios[0], ratios[-1]), abs=0.006)
 
 
 def test_sequential_steps_follow_the_formulas(quick):
