@@ -236,6 +236,15 @@ def render(ex: dict, contrast: dict, first_word: dict, meta: dict) -> str:
                                                   f"max diff {num(c['max_abs_diff'], 3)}") for c in cells) + " |")
         return "\n".join(lines)
 
+    strongest = "; ".join(
+        f"{shown(ex['tokens'][i])} → {shown(ex['tokens'][max(range(T), key=row.__getitem__)])} {num(max(row))}"
+        for i, row in enumerate(ex["weights"]))
+    starts, inner = [], {}  # word-internal piece i -> does its largest weight fall on its word's first piece?
+    for i, tok in enumerate(ex["tokens"]):
+        if i == 0 or tok.startswith("Ġ"):
+            starts.append(i)
+        else:
+            inner[i] = max(range(T), key=ex["weights"][i].__getitem__) == starts[-1]
     wa = [sum(ex["weights"][t][j] * ex["V"][j][d] for j in range(T)) for d in range(DIMS)]
     return f"""# Self-attention, computed
 
@@ -250,14 +259,18 @@ package's own functions (`scratchformers.attention.scaled_dot_product_attention`
 **The checkpoint** (`docs/self-attention/checkpoint`, weights {meta['weights_mb']:.1f} MB, committed): a GPT with
 {meta['layers']} layers, C = {C}, H = {H} heads of D = {D}, pre-LN, learned positions, {meta['parameters']:,}
 parameters, trained for {meta['steps']} steps on the shipped prose (`data/prose`: Python's documentation, so
-"python", "programming" and "language" are in-domain), validation perplexity {meta['perplexity']:.1f}. Recreate it
-(seeded; `--train` runs exactly this) with
+"python", "programming" and "language" are in-domain), validation perplexity {meta['perplexity']:.1f} — a small
+model on 300 KB of text that has learned the frequent patterns and not much more, which is all this page needs: the
+arithmetic is the same in any trained model. Recreate it (seeded, one thread; `--train` runs exactly this) with
 
     {TRAIN_COMMAND}
 
 ## 1. Tokens
 
 {pieces}.
+
+`·` marks the space before a word (the tokenizer writes it `Ġ`); the sentence's first word has no space before it,
+so it is {shown(ex['tokens'][0])}.
 
 {split_note}
 
@@ -284,7 +297,8 @@ columns {h * D} … {h * D + D - 1}, i.e. a W_q of shape {tuple(ex['W_shapes']['
 
 ## 4. Scores QKᵀ/√d_k
 
-Row i, column j is how well token i's query matches token j's key, divided by √D = √{D} = {math.sqrt(D):.3f}.
+Head {h} of {H} is shown (`--head` picks another; each head has its own W_q, W_k, W_v and its own pattern). Row i,
+column j is how well token i's query matches token j's key, divided by √D = √{D} = {math.sqrt(D):.3f}.
 GPT is causal: token i may only look at j ≤ i, so the mask adds −∞ to the struck-out cells before the softmax.
 
 {matrix_table(ex["scores"], labels, [shown(tok) for tok in ex["tokens"]], masked=ex["allowed"])}
@@ -294,6 +308,10 @@ GPT is causal: token i may only look at j ≤ i, so the mask adds −∞ to the 
 Each row sums to 1: where token i looks (head {h}). The first token can only look at itself.
 
 {matrix_table(ex["weights"], labels, [shown(tok) for tok in ex["tokens"]])}
+
+The largest weight of each row (token → the token it looks at most): {strongest}. Of the {len(inner)} pieces
+inside a word (not the word's first piece), {sum(inner.values())} look most at the first piece of their own word
+in this head.
 
 ## 6. The new vector z
 
