@@ -45,7 +45,7 @@ TRAIN_ARGS = [
 ]
 TRAIN_COMMAND = "scratchformers train clm " + " ".join(TRAIN_ARGS)
 DIMS = 6  # columns shown of each vector
-EQUAL = 1e-6  # vectors closer than this everywhere count as the same (float rounding differs with the length)
+EQUAL = 1e-5  # vectors closer than this everywhere count as the same (float32 rounding differs with the length)
 VECTORS = {"E": "embedding-table row E[token]", "X": "layer input X (E + P, LayerNorm)",
            "attention_output": "self-attention output (all heads, W_O)",
            "layer_output": "first layer's output (+ residual, FFN)"}
@@ -60,6 +60,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.head < 0:
         p.error(f"--head must be 0 or more, got {args.head}")
+    if not args.train and not (args.checkpoint / "config.json").is_file():
+        p.error(f"--checkpoint {args.checkpoint} is not a checkpoint folder (no config.json); pass --train to make it")
+    if args.train and args.checkpoint != CHECKPOINT:
+        p.error(f"--train writes {CHECKPOINT.relative_to(ROOT)}; it cannot be combined with another --checkpoint")
     return args
 
 
@@ -261,7 +265,7 @@ package's own functions (`scratchformers.attention.scaled_dot_product_attention`
 parameters, trained for {meta['steps']} steps on the shipped prose (`data/prose`: Python's documentation, so
 "python", "programming" and "language" are in-domain), validation perplexity {meta['perplexity']:.1f} — a small
 model on 300 KB of text that has learned the frequent patterns and not much more, which is all this page needs: the
-arithmetic is the same in any trained model. Recreate it (seeded, one thread; `--train` runs exactly this) with
+arithmetic is the same in any trained model. Recreate it (seeded; `--train` runs exactly this, on one thread) with
 
     {TRAIN_COMMAND}
 
@@ -335,7 +339,7 @@ to the feed-forward network. The package's functions agree with the hand-written
 An embedding table gives a word one vector whatever the sentence ("static", as word2vec does); after attention the
 vector depends on the other tokens ("contextual"). Token {contrast['index']} is {shown(contrast['token'])} in
 **"{contrast['sentences'][0]}"** and at the same position in two other sentences; its vectors there, compared with
-the first sentence's (cosine similarity; "equal" when no coordinate differs by 10⁻⁶ or more):
+the first sentence's (cosine similarity; "equal" when no coordinate differs by 10⁻⁵ or more, i.e. equal up to float32 rounding):
 
 {comparison(contrast)}
 

@@ -97,7 +97,9 @@ def test_embedding_is_static_and_attention_output_contextual(trained):
         example.static_vs_contextual(model, tokenizer, example.SENTENCE, ["a b c d e f g h i j k l m n o p"], last)
 
 
-def test_negative_head_is_a_usage_error(capsys):
+@pytest.mark.parametrize("flags, named", [(["--head", "-1"], "--head"), (["--checkpoint", "docs"], "--checkpoint"),
+                                          (["--train", "--checkpoint", "elsewhere"], "--train")])
+def test_usage_errors_exit_with_status_2(flags, named, capsys):
     with pytest.raises(SystemExit) as exc:
-        example.parse_args(["--head", "-1"])
-    assert exc.value.code == 2 and "--head" in capsys.readouterr().err
+        example.parse_args(flags)
+    assert exc.value.code == 2 and named in capsys.readouterr().err
