@@ -23,7 +23,8 @@ The models are sized as scripts/compare_architectures.py sizes them (its `transf
 `rnn_config_for_budget`, imported, not copied): the RNNs' hidden size is the one whose parameter count is nearest the
 Transformer's, within ±20 %.
 
-    python scripts/parallelism.py                      # the full run (~5 min), writes docs/rnn/parallelism.{json,png}
+    python scripts/parallelism.py            # the full run (45 min on the busy 2-core machine of docs/rnn.md)
+    python scripts/parallelism.py --replot   # redraw the plot and print the tables from the saved JSON
     python scripts/parallelism.py --quick --out-dir /tmp/par   # seconds: tiny models, short lengths (the CI smoke test)
 """
 
@@ -77,6 +78,8 @@ KEYS = {
                 "L_enc/L_dec (recurrent layers), N_enc/N_dec (Transformer layers), S/T (source/target length)",
     "models": "per model: parameters, hidden size, encoder/decoder layer counts read off its modules",
     "rows[]": "one per (model, threads, length)",
+    "rows[].model, rows[].threads, rows[].length, rows[].batch_size": "what was timed: the model, torch threads, "
+                                                                       "S = T = length, and B",
     "rows[].tokens_per_step": "B * (S + T): source and target tokens in one training step",
     "rows[].sequential_steps": "the formula evaluated with this model's layer counts and this length",
     "rows[].decoder_rnn_calls": "calls of the decoder's recurrent module in one forward, counted by a hook (null for "

@@ -30,7 +30,8 @@ def test_quick_run_writes_the_documented_fields_and_plot(quick):
     assert saved == json.loads(json.dumps(result))
     top = {k for k in parallelism.KEYS if "[" not in k and "." not in k}
     assert top | {"rows", "keys"} == set(saved)
-    row_keys = {k.split(".", 1)[1] for k in parallelism.KEYS if k.startswith("rows[].")}
+    row_keys = {part.strip().split(".", 1)[1] for k in parallelism.KEYS if k.startswith("rows[].")
+                for part in k.split(",")}
     assert saved["settings"]["lengths"] == [4, 8] and saved["settings"]["threads"] == [1, 2]
     combos = {(r["model"], r["threads"], r["length"]) for r in saved["rows"]}
     assert combos == {(m, t, n) for m in parallelism.MODELS for t in (1, 2) for n in (4, 8)}
@@ -116,6 +117,7 @@ def test_docs_carry_the_committed_run():
     assert committed["settings"]["lengths"] == [16, 32, 64, 128, 256]
     assert committed["settings"]["threads"] == [1, 2]
     assert set(committed["formulas"]) == set(parallelism.MODELS)
+    assert committed["keys"] == parallelism.KEYS  # its key documentation is the script's
     page = (ROOT / "docs" / "rnn.md").read_text()
     assert parallelism.markdown_table(committed) in page
     assert parallelism.ratios_table(committed) in page
