@@ -7,7 +7,10 @@ the attention interface. This script measures, interleaved (HF, ours, HF, ours, 
   tokens/s × (6·N + 12·L·T·C) / the bf16 matmul FLOP/s this device reaches in the same run;
 - for each attention backend available here: "sdpa" (flash/memory-efficient kernels on CUDA), "eager", and
   "flash_attention_2" when the `flash_attn` package is installed;
-- cached greedy decoding tokens/s with our default cache and with a static cache compiled by generate().
+- cached greedy decoding tokens/s with our default cache and with a static cache compiled by generate();
+- issue 14's parallelism claim on the accelerator: float32 training tokens/s against sequence length for the LSTM
+  seq2seq, LSTM + Bahdanau and the Transformer encoder-decoder at equal parameters (scripts/parallelism.py's models,
+  formulas and interleaved timing; longer lengths than its CPU run).
 
     python scripts/gpu_benchmark.py                        # GPU: gpt2-small, writes benchmarks/RESULTS-gpu.md
     python scripts/gpu_benchmark.py --device cpu --quick   # the same code on a tiny model on CPU (a smoke test)
@@ -28,6 +31,8 @@ import transformers
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchmark import ROOT, git_commit, table, training_flops_per_token, write_report  # noqa: E402
+from parallelism import MODELS, build_models, measure  # noqa: E402
+from parallelism import parse_args as parallelism_args  # noqa: E402
 
 from scratchformers.convert import from_hf  # noqa: E402
 
@@ -127,6 +132,19 @@ def bench_generate(size, device, context: int, new_tokens: int, repeats: int) ->
     return {k: new_tokens / v for k, v in t.items()}
 
 
+def bench_parallelism(device: torch.device, lengths: list[int], batch: int, repeats: int, quick: bool) -> list[list[str]]:
+    """Training tokens/s (float32, forward + backward + AdamW) against S = T = length for the three seq2seq models of
+    scripts/parallelism.py, interleaved, medians; rows: length, each model's tok/s, each model's sequential steps."""
+    settings = ["--quick"] if quick else []
+    args = parallelism_args([*settings, "--device", str(device), "--batch-size", str(batch), "--repeats", str(repeats),
+                             "--lengths", *map(str, lengths)])
+    models = {name: m.to(device) for name, m in build_models(args, max(lengths)).items()}
+    rows = measure(models, lengths, [torch.get_num_threads()], batch, repeats, 1, args.vocab_size, device, args.seed)
+    by = {(r["model"], r["length"]): r for r in rows}
+    return [[str(n)] + [f"{by[(m, n)]['tokens_per_second']['median']:.0f}" for m in MODELS]
+            + [str(by[(m, n)]["sequential_steps"]) for m in MODELS] for n in lengths]
+
+
 def main(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -156,6 +174,11 @@ def main(argv: list[str] | None = None) -> str:
         decode_rows.append([str(context)] + [f"{g.get(k, float('nan')):.1f}" for k in
                                              ("hf dynamic", "ours default", "hf static+compile", "ours static+compile")])
         print("generate", decode_rows[-1], flush=True)
+    seq_lengths = [8, 16] if args.quick else [64, 128, 256, 512, 1024]
+    seq_batch = 2 if args.quick else 32
+    parallel_rows = bench_parallelism(device, seq_lengths, seq_batch, repeats, args.quick)
+    for row in parallel_rows:
+        print("seq2seq", row, flush=True)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     report = f"""# bf16 training and decoding on {name}: GPT-2 vs scratch_gpt
 
@@ -172,6 +195,14 @@ bf16 matmul ceiling measured in this run: {peak / 1e12:.2f} TFLOP/s. Target: our
 
 {table(["context", "HF dynamic", "ours default (GrowingCache)", "HF static + compile", "ours static + compile"],
        decode_rows)}
+
+## Seq2seq training tokens/s against sequence length (float32, batch {seq_batch}, S = T)
+
+The parallelism claim of issue 14 on this device (models, formulas and timing of `scripts/parallelism.py`, equal
+parameters ±20 %; tokens/s counts source + target). Sequential steps per sequence: L_enc·S + L_dec·T for the
+recurrent models, N_enc + N_dec for the Transformer.
+
+{table(["S = T", *(f"{m} tok/s" for m in MODELS), *(f"{m} seq. steps" for m in MODELS)], parallel_rows)}
 """
     return write_report(report, out)
 

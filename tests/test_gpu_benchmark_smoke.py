@@ -16,11 +16,11 @@ gpu_benchmark = pytest.importorskip("gpu_benchmark")
 def _rows(report: str, section: str) -> list[list[str]]:
     block = report.split(f"## {section}", 1)[1].split("\n## ", 1)[0]
     lines = [line for line in block.splitlines() if line.startswith("| ") and not line.startswith("| attention")
-             and not line.startswith("| context")]
+             and not line.startswith("| context") and not line.startswith("| S = T")]
     return [[c.strip() for c in line.strip("|").split("|")] for line in lines]
 
 
-def test_cpu_quick_run_reports_bf16_training_and_generation(tmp_path):
+def test_cpu_quick_run_reports_bf16_training_generation_and_seq2seq_lengths(tmp_path):
     out = tmp_path / "gpu.md"
     report = gpu_benchmark.main(["--device", "cpu", "--quick", "--repeats", "1", "--out", str(out)])
     assert out.read_text() == report
@@ -33,3 +33,11 @@ def test_cpu_quick_run_reports_bf16_training_and_generation(tmp_path):
     (generate,) = _rows(report, "generate()")
     assert generate[0] == "16" and float(generate[1]) > 0 and float(generate[2]) > 0
     assert all(math.isnan(float(v)) for v in generate[3:])  # generate() compiles static caches on CUDA only
+    seq2seq = _rows(report, "Seq2seq training")
+    assert [r[0] for r in seq2seq] == ["8", "16"]
+    for row in seq2seq:
+        length = int(row[0])
+        lstm, bahdanau, transformer = (float(v) for v in row[1:4])
+        assert lstm > 0 and bahdanau > 0 and transformer > 0
+        # quick sizes: 2 + 2 Transformer layers; 1 recurrent layer each side -> S + T steps
+        assert [int(v) for v in row[4:]] == [2 * length, 2 * length, 4]

@@ -1,0 +1,216 @@
+"""GPT: auto-regressive language modelling — predict the next token from the ones before it (Radford et al. 2018).
+
+A GPT is one stack of causal (masked) self-attention layers over token + position embeddings, with an output layer
+tied to the token embedding. Everything below the heads lives in the shared blocks (`layers.TransformerStack`).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from transformers import GenerationMixin
+from transformers.cache_utils import Cache
+from transformers.modeling_outputs import (
+    BaseModelOutputWithPast,
+    CausalLMOutputWithPast,
+    SequenceClassifierOutputWithPast,
+)
+
+from .checks import check_labels
+from .compat import cache_field, output_cache
+from .configuration_scratch_gpt import ScratchGPTConfig
+from .hf_tables import add_to_name_tables
+from .layers import TransformerStack
+from .losses import logits_and_labelled_loss, next_token_labels, sequence_classification_loss
+from .pretrained import ScratchPreTrainedModel
+
+
+class ScratchGPTPreTrainedModel(ScratchPreTrainedModel):
+    """Base class of the GPT family: config class, weight init, checkpoint conventions."""
+
+    config_class = ScratchGPTConfig
+
+
+class ScratchGPTModel(ScratchGPTPreTrainedModel):
+    """The GPT body: embeddings, N causal self-attention layers, final LayerNorm (pre-LN). Returns hidden states."""
+
+    def __init__(self, config: ScratchGPTConfig):
+        super().__init__(config)
+        self.decoder = TransformerStack(config, config.num_hidden_layers, causal=True)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.decoder.embeddings.tokens
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.decoder.embeddings.tokens = value
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        cache: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        use_cache: bool | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> BaseModelOutputWithPast | tuple:
+        self._check_kwargs(kwargs)
+        cache = kwargs.pop("past_key_values", cache)  # the transformers 4.x name
+        use_cache = self.config.use_cache and not self.training if use_cache is None else use_cache
+        out = self.decoder(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            cache=cache,
+            use_cache=use_cache,
+            output_attentions=bool(output_attentions if output_attentions is not None else self.config.output_attentions),
+            output_hidden_states=bool(
+                output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
+            ),
+        )
+        out = BaseModelOutputWithPast(
+            last_hidden_state=out.last_hidden_state,
+            **cache_field(output_cache(out)),
+            hidden_states=out.hidden_states,
+            attentions=out.attentions,
+        )
+        return self._output(out, return_dict)
+
+
+class ScratchGPTForCausalLM(ScratchGPTPreTrainedModel, GenerationMixin):
+    """GPT with a language-modelling head: logits = h Eᵀ (tied), loss = next-token cross-entropy. Generates text."""
+
+    _tied_weights_keys = {"lm_head.weight": "model.decoder.embeddings.tokens.weight"}
+
+    def __init__(self, config: ScratchGPTConfig):
+        super().__init__(config)
+        self.model = ScratchGPTModel(config)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        cache: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        logits_to_keep: int = 0,
+        **kwargs,
+    ) -> CausalLMOutputWithPast | tuple:
+        """`labels` (B, T) are the tokens themselves: position t is scored against labels[t+1]. `shift_labels=` (B, T)
+        are targets already shifted (position t against shift_labels[t], −100 ignored), as the Trainer passes them
+        under context parallelism (each rank holds a slice of the sequence, so the shift cannot happen here) and
+        padding-free collators may; when given they are used instead of `labels`, as in transformers' causal-LM
+        loss. Like GPT-2, it is taken from `**kwargs`, not named: the Trainer reads every forward parameter whose
+        name contains "label" as a label column and computes no evaluation loss for batches without all of them."""
+        shift_labels = kwargs.pop("shift_labels", None)
+        self._check_kwargs(kwargs)
+        out = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            cache=kwargs.pop("past_key_values", cache),
+            inputs_embeds=inputs_embeds,
+            use_cache=use_cache,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+        )
+        hidden = out.last_hidden_state
+        if logits_to_keep:  # generation only needs the last position's logits
+            hidden = hidden[:, -logits_to_keep:]
+        targets = None
+        if shift_labels is not None:  # already position t's target
+            check_labels(shift_labels, tuple(hidden.shape[:2]), self.config.vocab_size, name="shift_labels")
+            targets = shift_labels
+        elif labels is not None:  # position t is scored against token t+1
+            check_labels(labels, tuple(hidden.shape[:2]), self.config.vocab_size)
+            targets = next_token_labels(labels)
+        logits, loss = logits_and_labelled_loss(  # (B, T, V); backward through the LM head only at scored positions
+            self.lm_head, hidden, targets, self.config.vocab_size, kwargs.get("num_items_in_batch")
+        )
+        result = CausalLMOutputWithPast(
+            loss=loss, logits=logits, **cache_field(output_cache(out)), hidden_states=out.hidden_states,
+            attentions=out.attentions,
+        )
+        return self._output(result, return_dict)
+
+
+def last_token_index(input_ids, attention_mask, pad_token_id) -> torch.Tensor:
+    """Index of each row's last real token: from the attention mask, else the last non-pad id, else T−1. (B,)."""
+    if attention_mask is not None:
+        T = attention_mask.shape[-1]
+        return (attention_mask.long() * torch.arange(T, device=attention_mask.device)).argmax(-1)
+    if input_ids is not None and pad_token_id is not None:
+        T = input_ids.shape[-1]
+        return ((input_ids != pad_token_id).long() * torch.arange(T, device=input_ids.device)).argmax(-1)
+    reference = input_ids if input_ids is not None else attention_mask
+    return torch.full((reference.shape[0],), reference.shape[1] - 1, device=reference.device)
+
+
+class ScratchGPTForSequenceClassification(ScratchGPTPreTrainedModel):
+    """GPT with a classification head read at the last real token (the only one that has seen the whole text)."""
+
+    accepts_loss_kwargs = False  # the loss is a per-example mean: the Trainer divides by accumulation steps
+
+    def __init__(self, config: ScratchGPTConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.model = ScratchGPTModel(config)
+        self.score = nn.Linear(config.hidden_size, config.num_labels, bias=False)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> SequenceClassifierOutputWithPast | tuple:
+        self._check_kwargs(kwargs)
+        out = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            use_cache=False,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+        )
+        logits = self.score(out.last_hidden_state)  # (B, T, num_labels)
+        last = last_token_index(input_ids if input_ids is not None else inputs_embeds[..., 0], attention_mask,
+                                self.config.pad_token_id if input_ids is not None else None)
+        pooled = logits[torch.arange(logits.shape[0], device=logits.device), last]  # (B, num_labels)
+        loss = sequence_classification_loss(pooled, labels, self.config) if labels is not None else None
+        result = SequenceClassifierOutputWithPast(
+            loss=loss, logits=pooled, hidden_states=out.hidden_states, attentions=out.attentions
+        )
+        return self._output(result, return_dict)
+
+
+# transformers' own class-name tables (hf_tables.py), filled at import so remote-code checkpoints get them too.
+add_to_name_tables(
+    ScratchGPTConfig.model_type,
+    {
+        "MODEL_MAPPING_NAMES": ScratchGPTModel,
+        "MODEL_FOR_CAUSAL_LM_MAPPING_NAMES": ScratchGPTForCausalLM,
+        "MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES": ScratchGPTForSequenceClassification,
+    },
+)
