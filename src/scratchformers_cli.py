@@ -24,7 +24,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-TASKS = ("clm", "mlm", "translation", "classification")  # = scratchformers.examples.SCRIPTS (a test checks)
+TASKS = ("clm", "mlm", "translation", "classification", "sft")  # = scratchformers.examples.SCRIPTS (a test checks)
 PASSTHROUGH = ("push", "convert")  # their flags belong to their own parsers
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError)
 
@@ -104,6 +104,7 @@ Run one of the training scripts (Hugging Face examples style) on your files:
 
     scratchformers train clm --train_file my.txt --output_dir outputs/my-gpt --max_steps 500
     scratchformers train classification --train_file my.csv --output_dir outputs/my-clf
+    scratchformers train sft --train_file chats.jsonl --model_name_or_path outputs/my-gpt --output_dir outputs/my-chat
 
 Without --validation_file, a seeded part of --train_file is held out for validation. An existing, non-empty
 --output_dir is refused unless you pass --overwrite_output_dir (replace it) or --resume_from_checkpoint.
