@@ -113,6 +113,9 @@ Without --validation_file, a seeded part of --train_file is held out for validat
 
 
 HELP_FLAGS = ("-h", "--help")
+# Packages transformers' TrainingArguments imports when they are installed, though no flag needs them: peft (through
+# trainer_utils) imports transformers' model registry, ~6 s. The help process hides them (it exits after printing).
+OPTIONAL_HEAVY = ("peft",)
 
 
 def _arguments_module():
@@ -131,6 +134,8 @@ def _light_help(argv: list[str]) -> bool:
     or package import; the scripts parse with the same definitions). Returns whether it printed one."""
     if not any(a in HELP_FLAGS for a in argv[1:]):
         return False
+    for name in OPTIONAL_HEAVY:  # (a None entry makes importlib.util.find_spec answer "not installed")
+        sys.modules.setdefault(name, None)
     if argv[0] == "train" and len(argv) > 1 and argv[1] in TASKS:
         _arguments_module().task_parser(argv[1], prog=f"scratchformers train {argv[1]}").print_help()
         return True

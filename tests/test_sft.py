@@ -238,3 +238,131 @@ def test_missing_checkpoint_and_bad_rows_are_named(tmp_path, checkpoint, capsys)
                  "--output_dir", str(tmp_path / "o"), *FAST]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "chats.jsonl line 2" in err and "'bot'" in err and "assistant" in err
+
+
+# --- LoRA (peft) ----------------------------------------------------------------------------------------------------
+
+
+def _one_chat_batch(tokenizer) -> dict[str, torch.Tensor]:
+    padded = DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=-100)
+    return padded([tokenize_chat(tokenizer, CHAT), tokenize_chat(tokenizer, CHAT[:3])])
+
+
+def _train_steps(model, batch, steps: int = 3, lr: float = 1e-2) -> None:
+    model.train()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
+    for _ in range(steps):
+        model(**batch).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    model.eval()
+
+
+def test_lora_trains_only_the_adapters_and_merging_keeps_the_logits(chat_tokenizer):
+    pytest.importorskip("peft")
+    from scratchformers.sft import LORA_TARGET_MODULES, lora_model
+
+    model = tiny_llama(len(chat_tokenizer))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    new = chat_tokenizer.convert_tokens_to_ids(["<|im_start|>", "<|im_end|>"])
+    peft_model = lora_model(model, 4, 8.0, 0.0, LORA_TARGET_MODULES, trainable_token_ids=new)
+    trainable = [n for n, p in peft_model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n or "trainable_tokens" in n for n in trainable)
+    assert {n.split(".lora_")[0].rsplit(".", 1)[-1] for n in trainable if "lora_" in n} == {
+        "qkv_proj", "out_proj", "fc_in", "fc_out"}
+    batch = _one_chat_batch(chat_tokenizer)
+    _train_steps(peft_model, batch)
+    base = peft_model.get_base_model()
+    for name, value in before.items():  # the base weights did not move (peft keeps them under base_layer)
+        if "embeddings.tokens" in name or "lm_head" in name:
+            continue
+        key = name.replace(".weight", ".base_layer.weight") if any(
+            f"{t}.weight" in name for t in LORA_TARGET_MODULES) else name
+        torch.testing.assert_close(base.state_dict()[key], value, rtol=0, atol=0)
+    with torch.no_grad():
+        adapted = peft_model(**batch).logits
+        assert not torch.allclose(adapted, model_logits_without_adapters(peft_model, batch))
+        merged = peft_model.merge_and_unload()
+        torch.testing.assert_close(merged(**batch).logits, adapted, atol=1e-5, rtol=1e-5)
+
+
+def model_logits_without_adapters(peft_model, batch) -> torch.Tensor:
+    with peft_model.disable_adapter():
+        return peft_model(**batch).logits
+
+
+def test_saved_adapter_reloads_onto_our_model_with_the_same_logits(tmp_path, checkpoint):
+    pytest.importorskip("peft")
+    from peft import PeftModel
+
+    out = tmp_path / "adapter"
+    train = language_id_chats(tmp_path, "train", 16)
+    assert main(["train", "sft", "--train_file", str(train), "--model_name_or_path", str(checkpoint),
+                 "--output_dir", str(out), "--max_steps", "3", "--learning_rate", "1e-2", "--lora_r", "4",
+                 "--lora_dropout", "0", "--do_train", *FAST]) == 0
+    assert (out / "adapter_config.json").is_file() and not (out / "model.safetensors").exists()
+    assert "load_adapter" in (out / "README.md").read_text()
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    batch = _one_chat_batch(tokenizer)
+    from scratchformers.sft import load_adapter
+
+    reloaded = load_adapter(out).eval()
+    # by hand, as the card says: the base resized to the tokenizer, then peft
+    base = AutoModelForCausalLM.from_pretrained(checkpoint, trust_remote_code=True)
+    base.resize_token_embeddings(len(tokenizer))
+    by_hand = PeftModel.from_pretrained(base, str(out)).eval()
+    untuned = AutoModelForCausalLM.from_pretrained(checkpoint, trust_remote_code=True).eval()
+    with torch.no_grad():
+        logits = reloaded(**batch).logits
+        torch.testing.assert_close(by_hand(**batch).logits, logits, atol=1e-5, rtol=1e-5)
+        # the adapter changed the model: on the tokens the base already had, its logits differ
+        plain = untuned(**{k: v for k, v in batch.items() if k != "labels"} | {
+            "input_ids": batch["input_ids"].clamp(max=untuned.config.vocab_size - 1)}).logits
+        assert not torch.allclose(logits[..., : plain.shape[-1]], plain, atol=1e-3)
+
+
+def test_merged_lora_checkpoint_matches_the_adapter(tmp_path, checkpoint):
+    pytest.importorskip("peft")
+    from scratchformers.sft import load_adapter
+
+    train = language_id_chats(tmp_path, "train", 16)
+    common = ["train", "sft", "--train_file", str(train), "--model_name_or_path", str(checkpoint), "--max_steps", "3",
+              "--learning_rate", "1e-2", "--lora_r", "4", "--lora_dropout", "0", "--do_train", "--seed", "7", *FAST]
+    assert main([*common, "--output_dir", str(tmp_path / "adapter")]) == 0
+    assert main([*common, "--output_dir", str(tmp_path / "merged"), "--merge_lora"]) == 0
+    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "merged", trust_remote_code=True).eval()
+    assert not (tmp_path / "merged" / "adapter_config.json").exists()
+    batch = _one_chat_batch(AutoTokenizer.from_pretrained(tmp_path / "merged"))
+    with torch.no_grad():
+        torch.testing.assert_close(merged(**batch).logits, load_adapter(tmp_path / "adapter").eval()(**batch).logits,
+                                   atol=1e-5, rtol=1e-5)
+
+
+# --- TRL ------------------------------------------------------------------------------------------------------------
+
+
+def test_trl_builds_our_labels_and_its_packed_assistant_only_training_learns(tmp_path, chat_tokenizer):
+    """TRL's SFTTrainer on our model: with assistant_only_loss it builds exactly our labels for each chat (its mask
+    comes from the template's {% generation %} markers, ours too), and packed padding-free training (TRL's "bfd"
+    packing, position ids restarting per chat) lowers the loss."""
+    trl = pytest.importorskip("trl")
+    chats = [row for row in instruction_chats(max_per_task={"train": 12})["train"]]
+    dataset = Dataset.from_list(chats)
+    model = tiny_llama(len(chat_tokenizer))
+
+    def trainer(**options):
+        config = trl.SFTConfig(output_dir=str(tmp_path), report_to=[], use_cpu=True, save_strategy="no",
+                               disable_tqdm=True, assistant_only_loss=True, max_length=96, logging_steps=1,
+                               per_device_train_batch_size=8, learning_rate=1e-2, **options)
+        return trl.SFTTrainer(model=model, args=config, train_dataset=dataset, processing_class=chat_tokenizer)
+
+    theirs = trainer(packing=False, max_steps=1).train_dataset
+    ours = [tokenize_chat(chat_tokenizer, chat["messages"], 96) for chat in chats]
+    assert theirs["input_ids"] == [o["input_ids"] for o in ours]
+    assert theirs["labels"] == [o["labels"] for o in ours]
+
+    packed = trainer(packing=True, max_steps=6)
+    assert any(len(lengths) > 1 for lengths in packed.train_dataset["seq_lengths"])  # several chats in one row
+    packed.train()
+    losses = [h["loss"] for h in packed.state.log_history if "loss" in h]
+    assert all(torch.isfinite(torch.tensor(losses))) and losses[-1] < losses[0]
