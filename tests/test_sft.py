@@ -193,7 +193,7 @@ def language_id_chats(folder: Path, split: str, n: int) -> Path:
     return path
 
 
-def test_sft_lowers_the_assistant_loss_and_raises_exact_match(tmp_path, checkpoint):
+def test_sft_lowers_the_assistant_loss_and_raises_exact_match(tmp_path, checkpoint, capsys):
     train, validation = language_id_chats(tmp_path, "train", 48), language_id_chats(tmp_path, "validation", 12)
     out = tmp_path / "chat"
     argv = ["train", "sft", "--train_file", str(train), "--validation_file", str(validation),
@@ -211,6 +211,10 @@ def test_sft_lowers_the_assistant_loss_and_raises_exact_match(tmp_path, checkpoi
     model = AutoModelForCausalLM.from_pretrained(out, trust_remote_code=True)
     assert model.get_input_embeddings().num_embeddings == len(tokenizer)
     assert main(argv) == 2  # an existing run is not replaced without --overwrite_output_dir
+    capsys.readouterr()
+    assert main(["evaluate", str(out)]) == 0  # scores the validation chats again, as training did
+    scored = json.loads(capsys.readouterr().out)
+    assert scored["loss"] == pytest.approx(metrics["eval_loss"], rel=1e-5) and scored["chats"] == 12
 
 
 @pytest.mark.parametrize(
