@@ -370,3 +370,15 @@ def test_trl_builds_our_labels_and_its_packed_assistant_only_training_learns(tmp
     packed.train()
     losses = [h["loss"] for h in packed.state.log_history if "loss" in h]
     assert all(torch.isfinite(torch.tensor(losses))) and losses[-1] < losses[0]
+
+
+def test_evaluate_scores_the_chats_held_out_of_the_training_file(tmp_path, checkpoint, capsys):
+    train = language_id_chats(tmp_path, "train", 16)
+    out = tmp_path / "held-out"
+    assert main(["train", "sft", "--train_file", str(train), "--validation_split_percentage", "25",
+                 "--model_name_or_path", str(checkpoint), "--output_dir", str(out), "--max_steps", "1", *FAST]) == 0
+    metrics = json.loads((out / "all_results.json").read_text())
+    capsys.readouterr()
+    assert main(["evaluate", str(out)]) == 0
+    scored = json.loads(capsys.readouterr().out)
+    assert scored["chats"] == 4 and scored["loss"] == pytest.approx(metrics["eval_loss"], rel=1e-5)
