@@ -25,7 +25,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-TASKS = ("clm", "mlm", "translation", "classification")  # = scratchformers.examples.SCRIPTS (a test checks)
+TASKS = ("clm", "mlm", "translation", "classification", "sft")  # = scratchformers.examples.SCRIPTS (a test checks)
 PASSTHROUGH = ("push", "convert")  # their flags belong to their own parsers
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError)
 
@@ -124,6 +124,7 @@ Run one of the training scripts (Hugging Face examples style) on your files:
 
     scratchformers train clm --train_file my.txt --output_dir outputs/my-gpt --max_steps 500
     scratchformers train classification --train_file my.csv --output_dir outputs/my-clf
+    scratchformers train sft --train_file chats.jsonl --model_name_or_path outputs/my-gpt --output_dir outputs/my-chat
 
 Without --validation_file, a seeded part of --train_file is held out for validation. An existing, non-empty
 --output_dir is refused unless you pass --overwrite_output_dir (replace it) or --resume_from_checkpoint.
@@ -132,6 +133,9 @@ Without --validation_file, a seeded part of --train_file is held out for validat
 
 
 HELP_FLAGS = ("-h", "--help")
+# Packages transformers' TrainingArguments imports when they are installed, though no flag needs them: peft (through
+# trainer_utils) imports transformers' model registry, ~6 s. The help process hides them (it exits after printing).
+OPTIONAL_HEAVY = ("peft",)
 
 
 PACKAGE = Path(__file__).resolve().parent / "scratchformers"
@@ -156,6 +160,8 @@ def _light_help(argv: list[str]) -> bool:
     others are built from the flag definitions, which their commands parse with. Returns whether it printed one."""
     if not any(a in HELP_FLAGS for a in argv[1:]):
         return False
+    for name in OPTIONAL_HEAVY:  # (a None entry makes importlib.util.find_spec answer "not installed")
+        sys.modules.setdefault(name, None)
     if argv[0] == "train" and len(argv) > 1 and argv[1] in TASKS:
         arguments = _arguments_module()
         text = arguments.prerendered_help(f"train {argv[1]}")

@@ -191,7 +191,8 @@ def _chat(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    """Print perplexity (causal LM) or accuracy (sequence classifier) as JSON.
+    """Print perplexity (causal LM), accuracy (sequence classifier) or the assistant-token loss (a chat model from
+    ``train sft``, or any causal LM with a chat template scored on a ``.jsonl`` of chats) as JSON.
 
     Without --file it scores what the checkpoint was validated on in training (its ``training_data.json``: the
     validation file, or the same seeded held-out part of the training file), never some other data set.
@@ -211,6 +212,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         result = evaluate.accuracy(args.checkpoint, data, batch_size=args.batch_size,
                                    text_column=record.get("text_column", "text"),
                                    label_column=record.get("label_column", "label"))
+    elif record.get("task") == "sft" or str(data).endswith((".jsonl", ".json")):  # chats: the assistant tokens
+        result = evaluate.assistant_loss(args.checkpoint, data, batch_size=args.batch_size)
     else:
         result = evaluate.perplexity(args.checkpoint, data, block_size=args.block_size, batch_size=args.batch_size)
     print(json.dumps({"checkpoint": args.checkpoint, "file": described, **result}, indent=2))

@@ -6,7 +6,11 @@ plug straight into the ``Trainer``. ``data/README.md`` describes the sources, li
 
 from __future__ import annotations
 
+import csv
+import json
 import os
+import random
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -206,3 +210,60 @@ def preprocess_translation(
     return dataset.map(
         preprocess, batched=True, num_proc=num_proc, remove_columns=_column_names(dataset), desc="Tokenizing pairs"
     )
+
+
+LANGUAGE_NAMES = {"de": "German", "es": "Spanish", "fr": "French", "it": "Italian", "nl": "Dutch", "pt": "Portuguese",
+                  "en": "English", "hi": "Hindi"}
+TRANSLATE_PROMPT = "Translate to German: {text}"
+LANGUAGE_PROMPT = "Which language is this sentence in? {text}"
+INSTRUCTION_SPLITS = ("train", "validation", "test")
+
+
+def instruction_chats(data_dir: str | os.PathLike | None = None, seed: int = 0,
+                      max_per_task: Mapping[str, int] | None = None) -> dict[str, list[dict[str, Any]]]:
+    """A small real instruction set from the shipped corpora, as ``{"messages": [user, assistant]}`` rows per split.
+
+    Two tasks: ``"Translate to German: <en>"`` → the German of an en-de pair, and ``"Which language is this sentence
+    in? <text>"`` → the language's English name (``LANGUAGE_NAMES``) of a language-ID row. Each split is built only
+    from the same split of both corpora (the shipped splits are disjoint, so nothing leaks between train, validation
+    and test), at most ``max_per_task[split]`` rows per task (the first ones after a seeded shuffle; None: all), the
+    two tasks shuffled together with ``seed``. Deterministic for a given ``seed``. Returns ``{split: rows}``.
+    """
+    root = resolve_data_dir(data_dir)
+    limits = dict(max_per_task or {})
+    unknown = set(limits) - set(INSTRUCTION_SPLITS)
+    if unknown:
+        raise ValueError(f"max_per_task has unknown splits {sorted(unknown)}; allowed: {', '.join(INSTRUCTION_SPLITS)}")
+    rng = random.Random(seed)
+    out = {}
+    for split in INSTRUCTION_SPLITS:
+        pairs = [json.loads(line)["translation"] for line in
+                 (root / "translation" / "en-de" / f"{split}.jsonl").read_text(encoding="utf-8").splitlines() if line]
+        with (root / "classification" / f"{split}.csv").open(encoding="utf-8", newline="") as fh:
+            labelled = list(csv.DictReader(fh))
+        missing = sorted({row["label"] for row in labelled} - set(LANGUAGE_NAMES))
+        if missing:
+            raise ValueError(f"language codes {missing} have no name in LANGUAGE_NAMES")
+        translate = [(TRANSLATE_PROMPT.format(text=p["en"]), p["de"]) for p in pairs]
+        identify = [(LANGUAGE_PROMPT.format(text=r["text"]), LANGUAGE_NAMES[r["label"]]) for r in labelled]
+        rows = []
+        for task in (translate, identify):
+            rng.shuffle(task)
+            rows += task[: limits.get(split)]
+        rng.shuffle(rows)
+        out[split] = [{"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]}
+                      for q, a in rows]
+    return out
+
+
+def build_instruction_set(output_dir: str | os.PathLike, data_dir: str | os.PathLike | None = None, seed: int = 0,
+                          max_per_task: Mapping[str, int] | None = None) -> dict[str, Path]:
+    """Write ``instruction_chats(...)`` to ``output_dir/{train,validation,test}.jsonl`` (messages format, one chat a
+    line, UTF-8) for ``scratchformers train sft``. Returns ``{split: path}``."""
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for split, rows in instruction_chats(data_dir, seed, max_per_task).items():
+        paths[split] = out / f"{split}.jsonl"
+        paths[split].write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
+    return paths

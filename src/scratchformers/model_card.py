@@ -12,6 +12,7 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
@@ -119,19 +120,22 @@ def write_model_card(
     license: str | None = "apache-2.0",
     training_summary: str | None = None,
     extra_tags: Sequence[str] = (),
+    config: Mapping[str, Any] | None = None,
+    usage: str | None = None,
 ) -> Path:
     """Write ``checkpoint_dir/README.md``: Hub metadata with the measured ``metrics`` and a card body. Returns its path.
 
     ``task`` ∈ causal-lm | masked-lm | translation | text-classification picks the pipeline tag and the Auto class
     shown in the loading snippet; ``base_config`` names the config the model was built from (e.g.
-    ``configs/gpt-tiny.json``) or the checkpoint it was fine-tuned from.
+    ``configs/gpt-tiny.json``) or the checkpoint it was fine-tuned from. A folder without ``config.json`` (a LoRA
+    adapter) passes its base model's ``config`` and its own ``usage`` text (markdown) for the "How to use" section.
     """
     if task not in PIPELINE_TAGS:
         raise ValueError(f"unknown task {task!r}; allowed: {', '.join(PIPELINE_TAGS)}")
     if isinstance(datasets, str) or not datasets:
         raise ValueError(f"datasets must be a non-empty list of dataset names, got {datasets!r}")
     folder = Path(checkpoint_dir)
-    config = _read_config(folder)
+    config = dict(config) if config is not None else _read_config(folder)
     model_type = config.get("model_type", "scratchformers")
     name = model_name or folder.resolve().name
     data = ModelCardData(
@@ -167,7 +171,21 @@ A `{model_type}` model from scratchformers — Transformer-family models written
 {chr(10).join(measured) if measured else "| (none measured) | |"}
 
 ## How to use
-Without scratchformers installed (the checkpoint carries its code):
+{usage or _default_usage(auto, name, model_type)}
+## Intended use and limitations
+For learning how Transformer models work and for small experiments. Demo-scale models are tiny and trained for
+minutes on small corpora: they produce fluent-looking nonsense and must not be used for decisions about people.
+The tokenizer was trained on the same small corpus and splits rare words heavily.
+"""
+    card = ModelCard(f"---\n{data.to_yaml()}\n---\n{body}")
+    path = folder / "README.md"
+    card.save(path)
+    return path
+
+
+def _default_usage(auto: str, name: str, model_type: str) -> str:
+    """The card's "How to use" text for a full checkpoint: loading with and without the package."""
+    return f"""Without scratchformers installed (the checkpoint carries its code):
 
 ```python
 from transformers import {auto}, AutoTokenizer
@@ -182,13 +200,4 @@ import scratchformers
 from transformers import {auto}
 model = {auto}.from_pretrained("{name}")
 ```
-
-## Intended use and limitations
-For learning how Transformer models work and for small experiments. Demo-scale models are tiny and trained for
-minutes on small corpora: they produce fluent-looking nonsense and must not be used for decisions about people.
-The tokenizer was trained on the same small corpus and splits rare words heavily.
 """
-    card = ModelCard(f"---\n{data.to_yaml()}\n---\n{body}")
-    path = folder / "README.md"
-    card.save(path)
-    return path

@@ -18,6 +18,7 @@ SCRIPTS = {
     "mlm": "run_mlm",
     "translation": "run_translation",
     "classification": "run_classification",
+    "sft": "run_sft",
 }
 REPO_SCRIPTS = Path(__file__).resolve().parents[3] / "scripts"
 

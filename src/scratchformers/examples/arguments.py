@@ -228,6 +228,61 @@ class TranslationDataArguments:
     )
 
 
+@dataclass
+class SftModelArguments:
+    """Which checkpoint to fine-tune, and LoRA."""
+
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "The checkpoint folder to fine-tune (from `train clm` or `convert`). Required."},
+    )
+    lora_r: int = field(default=0, metadata={"help": "LoRA rank (peft); 0 = full fine-tuning of every weight."})
+    lora_alpha: float = field(default=16.0, metadata={"help": "LoRA scale α: the update is (α/r)·B·A."})
+    lora_dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA branch's input."})
+    lora_target_modules: str = field(
+        default="qkv_proj,q_proj,kv_proj,out_proj,fc_in,fc_out",
+        metadata={"help": "Comma-separated names of the linear layers that get adapters (default: every attention "
+                  "and feed-forward projection of our blocks; names the model lacks are skipped)."},
+    )
+    merge_lora: bool = field(
+        default=False,
+        metadata={"help": "Merge the adapters into the weights on save (a plain checkpoint); else the adapter alone "
+                  "is saved (load it with scratchformers.sft.load_adapter or peft's PeftModel.from_pretrained)."},
+    )
+
+
+@dataclass
+class SftDataArguments:
+    """Which chats to train and evaluate on (JSON lines of {"messages": [{"role", "content"}, ...]})."""
+
+    train_file: str | None = field(
+        default=None, metadata={"help": "JSON lines, one {\"messages\": [...]} chat per line. Required."}
+    )
+    validation_file: str | None = field(
+        default=None, metadata={"help": "Chats to evaluate on (default: a held-out part of --train_file)."}
+    )
+    validation_split_percentage: int = field(
+        default=5, metadata={"help": "Without --validation_file: %% of the training chats held out (seeded by --seed)."}
+    )
+    max_seq_length: int = field(
+        default=512, metadata={"help": "Tokens per chat (longer ones are cut; capped at the model's positions)."}
+    )
+    packing: bool = field(
+        default=False,
+        metadata={"help": "Padding-free packing: each batch is one row of its chats with position ids restarting at "
+                  "each (DataCollatorWithFlattening); no padding, no attention across chats."},
+    )
+    exact_match_samples: int = field(
+        default=0,
+        metadata={"help": "Also score greedy exact match of the last assistant answer on this many validation chats, "
+                  "before and after training."},
+    )
+    max_new_tokens: int = field(default=32, metadata={"help": "Tokens generated per answer for exact match."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Keep only this many training chats."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Keep only this many evaluation chats."})
+    preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenisation."})
+
+
 # The paper's optimiser settings (§5.3–5.4) and a budget that fits a 2-core CPU in 10 minutes or more; every one of
 # them can be changed on the command line (they are defaults of the Seq2SeqTrainingArguments options).
 TRANSLATION_TRAINING_DEFAULTS = dict(
@@ -280,6 +335,7 @@ TASKS: dict[str, tuple[str, tuple, str, dict]] = {
         "TrainingArguments",
         {},
     ),
+    "sft": ("run_sft", (SftModelArguments, SftDataArguments, RunArguments), "TrainingArguments", {}),
 }
 
 

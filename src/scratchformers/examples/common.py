@@ -65,7 +65,7 @@ def start_run(dataclass_types: tuple, argv: Sequence[str] | None, description: s
     check_training_args(training_args)
     check_file("--train_file", data_args.train_file)
     check_file("--validation_file", data_args.validation_file)
-    if model_args.model_name_or_path is not None and model_args.config is not None:
+    if model_args.model_name_or_path is not None and getattr(model_args, "config", None) is not None:
         raise ValueError("pass either --config (a fresh model) or --model_name_or_path (a checkpoint), not both")
     if model_args.model_name_or_path is None:
         check_config(model_args)

@@ -1,4 +1,5 @@
-"""Evaluate a saved checkpoint on local files: perplexity of a causal LM, accuracy of a text classifier.
+"""Evaluate a saved checkpoint on local files: perplexity of a causal LM, accuracy of a text classifier, the
+assistant-token loss of a chat model (``train sft``) on messages-format JSON lines.
 
     scratchformers evaluate outputs/demo-gpt/checkpoint      # the data it was validated on in training
     scratchformers evaluate outputs/demo-gpt/checkpoint --file data/prose/validation.txt
@@ -73,6 +74,36 @@ def perplexity(
     return {"loss": loss, "perplexity": math.exp(loss), "tokens": count, "blocks": len(blocks), "block_size": block_size}
 
 
+@torch.no_grad()
+def assistant_loss(checkpoint: str | os.PathLike, file: str | os.PathLike | Any, batch_size: int = 16,
+                   max_length: int | None = None) -> dict[str, float]:
+    """Mean cross-entropy over the assistant tokens of the chats in ``file`` (JSON lines of ``{"messages": [...]}``,
+    or a ``datasets.Dataset`` with a ``messages`` column), rendered with the checkpoint's chat template exactly as
+    ``train sft`` trains and validates (``scratchformers.sft``); its exp() is the assistant-token perplexity.
+    ``max_length`` defaults to the one the checkpoint was trained with (``training_data.json``)."""
+    from datasets import Dataset
+    from transformers import DataCollatorForSeq2Seq
+
+    from ..sft import assistant_token_loss, read_chats, tokenize_chats
+    from .common import read_training_data
+
+    if not isinstance(file, Dataset):
+        from .common import check_file
+
+        check_file("--file", str(file))
+        file = Dataset.from_dict({"messages": read_chats(file)})
+    model, tokenizer = _load(checkpoint, "AutoModelForCausalLM")
+    if tokenizer.chat_template is None:
+        raise ValueError(f"{checkpoint}'s tokenizer has no chat template: it was not fine-tuned on chats")
+    max_length = max_length or (read_training_data(checkpoint) or {}).get("max_seq_length") or \
+        model.config.max_position_embeddings
+    rows = tokenize_chats(file, tokenizer, max_length)
+    if len(rows) == 0:
+        raise ValueError(f"no chat of {_name(file)} keeps an assistant token within {max_length} tokens")
+    loss = assistant_token_loss(model, rows, DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=-100), batch_size)
+    return {"loss": loss, "perplexity": math.exp(loss), "chats": len(rows)}
+
+
 def _name(file: Any) -> str:
     """A path as text, or a description of an in-memory dataset."""
     return str(file) if isinstance(file, (str, os.PathLike)) else "the evaluation data"
@@ -136,6 +167,12 @@ def training_validation_data(checkpoint: str | os.PathLike) -> tuple[Any, str, d
     if not Path(train_file).is_file():
         raise ValueError(f"{checkpoint} was validated on a part of {train_file}, which no longer exists; pass --file")
     described = f"{percentage}% of {train_file} held out in training (seed {seed})"
+    if record.get("task") == "sft":
+        from .run_sft import DataArguments as SftData
+        from .run_sft import load_chats
+
+        held_out = load_chats(SftData(train_file=train_file, validation_split_percentage=percentage), seed)
+        return held_out["validation"], described, record
     if record.get("task") == "classification":
         from .run_classification import DataArguments, load_csv
 
