@@ -164,6 +164,63 @@ def test_a_second_run_into_the_same_folder_is_refused_unless_asked(tmp_path, cap
     assert (out / "model.safetensors").read_bytes() != first
 
 
+def earlier_run(out: Path) -> dict[str, bytes]:
+    """A folder holding an earlier run (a model file and a checkpoint), as {relative path: bytes}."""
+    (out / "checkpoint-7").mkdir(parents=True)
+    (out / "model.safetensors").write_bytes(b"the earlier run's weights")
+    (out / "checkpoint-7" / "trainer_state.json").write_text('{"global_step": 7}')
+    return files_of(out)
+
+
+def files_of(out: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+def test_a_failed_run_with_overwrite_keeps_the_earlier_run(tmp_path, capsys, monkeypatch):
+    """--overwrite_output_dir replaces an earlier run only when the new one succeeds: a mistake found after the
+    folder check (a block size no line fills), or an interrupt during training, puts the earlier run back."""
+    notes = my_notes(tmp_path)
+    out = tmp_path / "my-gpt"
+    before = earlier_run(out)
+    argv = ["train", "clm", "--train_file", str(notes), "--output_dir", str(out), "--overwrite_output_dir",
+            "--config", str(tiny_config_file(tmp_path)), "--vocab_size", "300", "--max_steps", "2", *FAST]
+    assert main([*argv, "--block_size", "100000"]) == 2
+    error_line(capsys)
+    assert files_of(out) == before
+    assert not list(tmp_path.glob(".my-gpt.replaced-*"))
+
+    import transformers
+
+    def interrupted(self, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(transformers.Trainer, "train", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        main([*argv, "--block_size", "16"])
+    assert files_of(out) == before
+    monkeypatch.undo()
+    assert main([*argv, "--block_size", "16"]) == 0  # a run that succeeds does replace it
+    assert not (out / "checkpoint-7").exists() and (out / "model.safetensors").read_bytes() != before["model.safetensors"]
+    assert not list(tmp_path.glob(".my-gpt.replaced-*"))
+
+
+def test_a_failed_convert_or_demo_with_overwrite_keeps_the_earlier_folder(tmp_path, capsys):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text('{"model_type": "no_such_model"}')
+    out = tmp_path / "converted"
+    before = earlier_run(out)
+    assert main(["convert", str(broken), str(out), "--overwrite"]) == 2
+    error_line(capsys)
+    assert files_of(out) == before
+    demo = tmp_path / "demo"
+    before = earlier_run(demo)
+    assert main(["demo", "--output-dir", str(demo), "--overwrite", "--max-steps", "1",
+                 "--config", str(tmp_path / "missing.json")]) == 2  # fmt: skip
+    error_line(capsys)
+    assert files_of(demo) == before
+
+
 def test_demo_refuses_a_folder_holding_an_earlier_run(tmp_path, capsys):
     out = tmp_path / "demo"
     out.mkdir()

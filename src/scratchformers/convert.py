@@ -31,6 +31,7 @@ from .configuration_scratch_bert import ScratchBertConfig
 from .configuration_scratch_gpt import ScratchGPTConfig
 from .configuration_scratch_transformer import ScratchTransformerConfig
 from .embeddings import sinusoidal_position_encoding
+from .folders import keeps_earlier_run, replace_later
 from .modeling_scratch_bert import (
     ScratchBertForMaskedLM,
     ScratchBertForQuestionAnswering,
@@ -1057,6 +1058,7 @@ def _write_card(source: Path, out_dir: Path, model: PreTrainedModel, converted: 
     return True
 
 
+@keeps_earlier_run
 def main(argv: Sequence[str] | None = None) -> int:
     """`scratchformers convert <checkpoint dir or Hub id> <out dir>`: HF-native → ours, or ours → HF-native
     (auto-detected).
@@ -1077,7 +1079,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                          "or choose another folder")
     source = _resolve_checkpoint(args.checkpoint)  # (a failed download leaves an existing out_dir as it was)
     if replace:
-        shutil.rmtree(args.out_dir)
+        replace_later(args.out_dir)  # deleted when the conversion succeeds, put back when it fails
     model, side = _load_checkpoint(source)
     converted = from_hf(model) if side == "hf" else to_hf(model)
     args.out_dir.mkdir(parents=True, exist_ok=True)

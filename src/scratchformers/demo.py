@@ -26,6 +26,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from .folders import keeps_earlier_run, replace_later
+
 FAMILIES = ("gpt", "bert", "translation")
 SAMPLE_SENTENCE = "The import statement finds a module and binds it to a name."
 PROMPT = "The import statement"
@@ -114,11 +116,10 @@ def demo_output_dir(output_dir: str | os.PathLike | None, family: str, overwrite
     """The demo's folder: ``output_dir`` or ``outputs/demo-<family>`` (so the families never share one).
 
     A folder that already holds files (an earlier demo's checkpoint, plots and results) is refused unless
-    ``overwrite``, which removes its contents first: one run never silently replaces or mixes with another.
+    ``overwrite``, which moves them aside (``folders.replace_later``; deleted when the demo finishes, put back when it
+    fails): one run never silently replaces or mixes with another.
     ValueError for a path that is a file or a non-empty folder without ``overwrite``.
     """
-    import shutil
-
     out = Path(output_dir if output_dir is not None else f"outputs/demo-{family}")
     if out.exists() and not out.is_dir():
         raise ValueError(f"--output-dir {str(out)!r} is a file; give a folder path")
@@ -128,11 +129,12 @@ def demo_output_dir(output_dir: str | os.PathLike | None, family: str, overwrite
                 f"--output-dir {str(out)!r} already holds an earlier run; pass --overwrite to replace it or choose "
                 "another folder with --output-dir"
             )
-        shutil.rmtree(out)
+        replace_later(out)
     out.mkdir(parents=True, exist_ok=True)
     return out.resolve()
 
 
+@keeps_earlier_run
 def run_demo(
     output_dir: str | os.PathLike | None = None,
     max_steps: int = 400,

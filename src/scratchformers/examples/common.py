@@ -7,7 +7,6 @@ import json
 import logging
 import math
 import os
-import shutil
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -17,6 +16,7 @@ from transformers import AutoConfig, PreTrainedConfig, TrainingArguments, set_se
 
 from ..data import DATA_DIR, packaged_folder
 from ..distributed import check_fsdp_device
+from ..folders import keeps_earlier_run, replace_later  # noqa: F401  (the scripts import it from here)
 from ..model_card import write_model_card
 from .arguments import RunArguments, build_parser  # noqa: F401  (RunArguments: the scripts import it from here)
 
@@ -144,8 +144,10 @@ def prepare_output_dir(output_dir: str | os.PathLike, overwrite: bool, resume: s
     """Check ``output_dir`` before any slow work, following the Hugging Face examples' convention.
 
     A path that is a file is an error. An existing folder with files in it is refused (so an earlier run is never
-    replaced, and its ``checkpoint-N`` folders never mix with this run's) unless ``overwrite`` — then its contents
-    are removed — or ``resume`` (``--resume_from_checkpoint``) continues that run. Returns the folder's path.
+    replaced, and its ``checkpoint-N`` folders never mix with this run's) unless ``overwrite`` or ``resume``
+    (``--resume_from_checkpoint``) continues that run. With ``overwrite`` the earlier run is moved aside
+    (``folders.replace_later``) and deleted only when the script's ``main`` (wrapped in ``keeps_earlier_run``)
+    succeeds; a failed run puts it back. Returns the folder's path.
     """
     out = Path(output_dir)
     if out.exists() and not out.is_dir():
@@ -156,7 +158,7 @@ def prepare_output_dir(output_dir: str | os.PathLike, overwrite: bool, resume: s
                 f"--output_dir {str(out)!r} already holds files from an earlier run; pass --overwrite_output_dir to "
                 "replace them, --resume_from_checkpoint to continue that run, or choose another folder"
             )
-        shutil.rmtree(out)
+        replace_later(out)
     return out
 
 

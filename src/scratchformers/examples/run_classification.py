@@ -42,6 +42,7 @@ from .common import (
     describe_data,
     display_path,
     hold_out,
+    keeps_earlier_run,
     record_training_data,
     save_checkpoint,
     special_token_ids,
@@ -123,6 +124,7 @@ def build_tokenizer(model_args: ModelArguments, texts: list[str], model_type: st
         return train_tokenizer([corpus], kind=TOKENIZER_KIND[model_type], vocab_size=model_args.vocab_size)
 
 
+@keeps_earlier_run
 def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     """Parse the flags, train and evaluate, save the checkpoint; returns the metrics (eval_accuracy, ...)."""
     model_args, data_args, run_args, training_args = start_run(

@@ -45,6 +45,7 @@ from .common import (
     evaluate_unsmoothed,
     finite_perplexity,
     hold_out,
+    keeps_earlier_run,
     record_training_data,
     save_checkpoint,
     special_token_ids,
@@ -109,6 +110,7 @@ def build_model(model_args: ModelArguments, tokenizer, block_size: int):
     return AutoModelForCausalLM.from_config(config), display_path(config_path)
 
 
+@keeps_earlier_run
 def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     """Parse the flags, train and evaluate, save the checkpoint; returns the metrics (eval_loss, perplexity, ...)."""
     model_args, data_args, run_args, training_args = start_run(

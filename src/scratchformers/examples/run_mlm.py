@@ -41,6 +41,7 @@ from .common import (
     evaluate_unsmoothed,
     finite_perplexity,
     hold_out,
+    keeps_earlier_run,
     record_training_data,
     save_checkpoint,
     shipped_config,
@@ -106,6 +107,7 @@ def load_text(data_args: DataTrainingArguments, seed: int):
     return raw
 
 
+@keeps_earlier_run
 def main(args: Sequence[str] | None = None) -> dict[str, float]:
     """Parse the flags, train and evaluate, save a complete checkpoint; returns the metrics (eval_loss, perplexity)."""
     model_args, data_args, run_args, training_args = start_run(

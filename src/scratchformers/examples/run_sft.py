@@ -51,6 +51,7 @@ from .common import (
     describe_data,
     finite_perplexity,
     hold_out,
+    keeps_earlier_run,
     record_training_data,
     save_checkpoint,
     start_run,
@@ -97,6 +98,7 @@ def load_chats(data_args: DataArguments, seed: int) -> DatasetDict:
     return splits
 
 
+@keeps_earlier_run
 def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     """Parse the flags, fine-tune and evaluate, save the checkpoint (or adapter); returns the metrics."""
     model_args, data_args, run_args, training_args = start_run(

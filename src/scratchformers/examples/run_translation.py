@@ -51,6 +51,7 @@ from scratchformers.examples.common import (
     describe_data,
     display_path,
     hold_out,
+    keeps_earlier_run,
     prepare_output_dir,
     record_training_data,
     refuse_fsdp_on_cpu,
@@ -131,6 +132,7 @@ def make_compute_metrics(tokenizer):
     return compute_metrics
 
 
+@keeps_earlier_run
 def main(argv: list[str] | None = None) -> dict[str, float]:
     """Parse arguments (a JSON file path also works), train, save a complete checkpoint, report BLEU/chrF."""
     parser = build_parser((ModelArguments, DataArguments, RunArguments, Seq2SeqTrainingArguments), __doc__,
