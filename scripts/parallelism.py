@@ -23,7 +23,7 @@ The models are sized as scripts/compare_architectures.py sizes them (its `transf
 `rnn_config_for_budget`, imported, not copied): the RNNs' hidden size is the one whose parameter count is nearest the
 Transformer's, within ±20 %.
 
-    python scripts/parallelism.py            # the full run (45 min on the busy 2-core machine of docs/rnn.md)
+    python scripts/parallelism.py            # the full run (about a minute on a quiet 2-core machine)
     python scripts/parallelism.py --replot   # redraw the plot and print the tables from the saved JSON
     python scripts/parallelism.py --quick --out-dir /tmp/par   # seconds: tiny models, short lengths (the CI smoke test)
 """
