@@ -325,6 +325,39 @@ def test_saved_adapter_reloads_onto_our_model_with_the_same_logits(tmp_path, che
         assert not torch.allclose(logits[..., : plain.shape[-1]], plain, atol=1e-3)
 
 
+def test_an_adapter_folder_works_where_a_checkpoint_does(tmp_path, checkpoint, capsys):
+    """`evaluate`, `chat`, `generate` and `push --check` take the adapter folder `train sft --lora_r` saves (no
+    config.json): loaded on the base adapter_config.json names; its card does not claim code it does not carry."""
+    pytest.importorskip("peft")
+    from scratchformers.chat import ChatSession
+    from scratchformers.hub import check_upload_complete
+    from scratchformers.sft import load_adapter
+
+    out = tmp_path / "adapter"
+    train = language_id_chats(tmp_path, "train", 16)
+    assert main(["train", "sft", "--train_file", str(train), "--model_name_or_path", str(checkpoint),
+                 "--output_dir", str(out), "--max_steps", "3", "--learning_rate", "1e-2", "--lora_r", "4",
+                 "--lora_dropout", "0", *FAST]) == 0
+    assert not (out / "config.json").exists()
+    card = (out / "README.md").read_text()
+    assert "auto_map" not in card and "adapter_config.json" in card
+    assert check_upload_complete(out) == []
+    capsys.readouterr()
+    assert main(["evaluate", str(out)]) == 0
+    evaluated = json.loads(capsys.readouterr().out)
+    measured = json.loads((out / "all_results.json").read_text())["eval_loss"]  # the run's own, on the same chats
+    assert evaluated["loss"] == pytest.approx(measured, abs=1e-4)
+
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    stop = tokenizer.convert_tokens_to_ids("<|im_end|>")  # the fine-tuned generation config travels with the adapter
+    reference = load_adapter(out).eval()
+    assert stop in reference.generation_config.eos_token_id
+    expected = ChatSession(reference, tokenizer, do_sample=False, max_new_tokens=6).reply("Which language? Hallo")
+    assert main(["chat", str(out), "--prompt", "Which language? Hallo", "--greedy", "--max-new-tokens", "6",
+                 "--no-stream"]) == 0
+    assert capsys.readouterr().out == expected + "\n"
+
+
 def test_merged_lora_checkpoint_matches_the_adapter(tmp_path, checkpoint):
     pytest.importorskip("peft")
     from scratchformers.sft import load_adapter

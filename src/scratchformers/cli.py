@@ -35,9 +35,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _config(checkpoint: str) -> dict:
-    """The checkpoint's config.json (ValueError naming the folder if there is none)."""
+    """The checkpoint's config.json, or for a LoRA adapter folder (``train sft`` without ``--merge_lora``) its base
+    model's (ValueError naming the folder if there is none, or naming the missing base)."""
     path = os.path.join(checkpoint, "config.json")
-    if not os.path.isfile(path):
+    if not os.path.isfile(path) and os.path.isfile(os.path.join(checkpoint, "adapter_config.json")):
+        from .sft import adapter_base
+
+        base = adapter_base(checkpoint)
+        path = os.path.join(base, "config.json")
+        if not os.path.isfile(path):
+            raise ValueError(f"{checkpoint!r} is a LoRA adapter on {base!r}, which is not a checkpoint folder here (no "
+                             "config.json); put the base model there, or save a plain checkpoint with `scratchformers "
+                             "train sft ... --merge_lora`")
+    elif not os.path.isfile(path):
         raise ValueError(f"{checkpoint!r} is not a checkpoint folder (no config.json)")
     with open(path, encoding="utf-8") as fh:
         return json.load(fh)
@@ -47,7 +57,7 @@ def _generate(args: argparse.Namespace) -> int:
     """Print a continuation per prompt; a tqdm bar counts generated tokens. [MASK] prompts go to fill-mask."""
     import torch
     from tqdm.auto import tqdm
-    from transformers import AutoModelForCausalLM, AutoTokenizer, StoppingCriteria, StoppingCriteriaList, pipeline
+    from transformers import AutoTokenizer, StoppingCriteria, StoppingCriteriaList, pipeline
 
     import scratchformers  # noqa: F401
 
@@ -93,9 +103,10 @@ def _generate(args: argparse.Namespace) -> int:
             self.bar.update(1)
             return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
 
+    from .sft import load_causal_lm
     from .translate import generate_command_settings
 
-    model = AutoModelForCausalLM.from_pretrained(args.checkpoint, trust_remote_code=True).eval()
+    model = load_causal_lm(args.checkpoint)  # a model folder, or a LoRA adapter on its base
     for prompt in args.prompt:
         torch.manual_seed(args.seed)
         inputs = tokenizer(prompt, return_tensors="pt")
@@ -137,11 +148,12 @@ def _chat(args: argparse.Namespace) -> int:
         raise ValueError(f"chat needs a causal language model (…ForCausalLM); {args.checkpoint} holds "
                          f"{architecture or 'no architecture'}")
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, TextStreamer
+    from transformers import AutoTokenizer, TextStreamer
 
     import scratchformers  # noqa: F401
 
     from .chat import ChatSession, check_chat_template
+    from .sft import load_causal_lm
     from .translate import generate_command_settings
 
     tokenizer = AutoTokenizer.from_pretrained(args.checkpoint, trust_remote_code=True)
@@ -149,7 +161,7 @@ def _chat(args: argparse.Namespace) -> int:
         raise ValueError(f"the tokenizer in {args.checkpoint} has no chat template: pass --chat-template FILE (a "
                          "Jinja template, e.g. the chat_template.jinja of the model it was fine-tuned from)")
     check_chat_template(tokenizer, template, args.system)  # a broken template: one error line, before the model
-    model = AutoModelForCausalLM.from_pretrained(args.checkpoint, trust_remote_code=True).eval()
+    model = load_causal_lm(args.checkpoint)  # a model folder, or a LoRA adapter on its base
     settings = generate_command_settings(model, args.max_new_tokens, args.greedy, args.temperature, args.top_k,
                                          args.top_p)  # the checkpoint's generation_config first, as `generate`
     session = ChatSession(model, tokenizer, system=args.system, chat_template=template, **settings)

@@ -37,13 +37,33 @@ def _code_modules(config: dict) -> set[str]:
     return names
 
 
+ADAPTER_WEIGHT_FILES = ("adapter_model.safetensors", "adapter_model.bin")
+
+
+def _check_adapter(root: Path) -> list[str]:
+    """What a LoRA adapter folder (peft; ``train sft`` without ``--merge_lora``) lacks for ``PeftModel``/
+    ``scratchformers.sft.load_adapter`` to load it from the Hub: adapter weights, a tokenizer (it may have added chat
+    tokens) and a model card. Its base model is a separate repository named in ``adapter_config.json``."""
+    missing: list[str] = []
+    if not any((root / name).is_file() for name in ADAPTER_WEIGHT_FILES):
+        missing.append(f"adapter weights (one of {', '.join(ADAPTER_WEIGHT_FILES)})")
+    if not (root / "tokenizer_config.json").is_file() or not any((root / n).is_file() for n in TOKENIZER_FILES):
+        missing.append(f"tokenizer (tokenizer_config.json and one of {', '.join(TOKENIZER_FILES)})")
+    if not (root / "README.md").is_file():
+        missing.append("README.md (model card: scratchformers.model_card.write_model_card)")
+    return missing
+
+
 def check_upload_complete(folder: str | os.PathLike) -> list[str]:
-    """What ``folder`` lacks for loading from the Hub with ``trust_remote_code=True``; an empty list when complete."""
+    """What ``folder`` lacks for loading from the Hub with ``trust_remote_code=True`` (a LoRA adapter folder: with
+    peft, on its base); an empty list when complete."""
     root = Path(folder)
     if not root.is_dir():
         return [f"{root} (not a folder)"]
     missing: list[str] = []
     config_path = root / "config.json"
+    if not config_path.is_file() and (root / "adapter_config.json").is_file():
+        return _check_adapter(root)
     if not config_path.is_file():
         return ["config.json"]
     config = json.loads(config_path.read_text(encoding="utf-8"))

@@ -108,6 +108,18 @@ def _modern_decoder_options(config: dict) -> str:
     return ", ".join(parts)
 
 
+def _intro(folder: Path, model_type: str) -> str:
+    """The card's opening: what the folder holds and what loading it needs (a model with its code, or an adapter)."""
+    family = ("Transformer-family models written from scratch and packaged as Hugging Face `transformers` models.")
+    if (folder / "adapter_config.json").is_file() and not (folder / "config.json").is_file():
+        return (f"A LoRA adapter (peft) for a `{model_type}` model from scratchformers — {family} This folder holds "
+                "only the adapter weights (`adapter_config.json`, `adapter_model.safetensors`) and the tokenizer, no "
+                "model: it loads on its base checkpoint, named in `adapter_config.json`, which carries the config and "
+                "modeling code.")
+    return (f"A `{model_type}` model from scratchformers — {family} This checkpoint carries its own modeling code\n"
+            "(`auto_map` in `config.json`), so it loads with `trust_remote_code=True` without the package installed.")
+
+
 def write_model_card(
     checkpoint_dir: str | os.PathLike,
     metrics: Mapping[str, float],
@@ -154,8 +166,7 @@ def write_model_card(
     body = f"""
 # {name}
 
-A `{model_type}` model from scratchformers — Transformer-family models written from scratch and packaged as Hugging Face `transformers` models. This checkpoint carries its own modeling code
-(`auto_map` in `config.json`), so it loads with `trust_remote_code=True` without the package installed.
+{_intro(folder, model_type)}
 
 ## Model
 - Task: {TASK_NAMES[task]} (`{auto}`)

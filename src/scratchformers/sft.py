@@ -274,4 +274,33 @@ def load_adapter(folder: str | os.PathLike, base: str | os.PathLike | None = Non
     tokenizer = AutoTokenizer.from_pretrained(str(folder))
     if model.get_input_embeddings().num_embeddings < len(tokenizer):
         model.resize_token_embeddings(len(tokenizer))
+    if (folder / "generation_config.json").is_file():  # the fine-tuned one: it also stops at <|im_end|>
+        from transformers import GenerationConfig
+
+        model.generation_config = GenerationConfig.from_pretrained(str(folder))
     return PeftModel.from_pretrained(model, str(folder))
+
+
+def adapter_base(folder: str | os.PathLike) -> str | None:
+    """The base checkpoint named in ``folder/adapter_config.json`` when ``folder`` holds a LoRA adapter and no model
+    of its own (``train sft --lora_r N`` without ``--merge_lora``), else None. Reads JSON only: no torch, no peft."""
+    folder = Path(folder)
+    path = folder / "adapter_config.json"
+    if (folder / "config.json").is_file() or not path.is_file():
+        return None
+    base = json.loads(path.read_text(encoding="utf-8")).get("base_model_name_or_path")
+    if not base:
+        raise ValueError(f"{path} names no base model (base_model_name_or_path); load it with "
+                         "scratchformers.sft.load_adapter(folder, base=...)")
+    return str(base)
+
+
+def load_causal_lm(checkpoint: str | os.PathLike) -> Any:
+    """The causal LM in ``checkpoint``: a model folder through ``AutoModelForCausalLM`` (our types registered), or a
+    LoRA adapter folder loaded on its base (``load_adapter``) and merged (W + (α/r)·B·A) into a plain model, so
+    ``evaluate``, ``generate`` and ``chat`` take either. In eval mode."""
+    from transformers import AutoModelForCausalLM
+
+    if adapter_base(checkpoint) is not None:
+        return load_adapter(checkpoint).merge_and_unload().eval()
+    return AutoModelForCausalLM.from_pretrained(str(checkpoint), trust_remote_code=True).eval()

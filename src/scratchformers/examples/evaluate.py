@@ -24,8 +24,12 @@ def _load(checkpoint: str | os.PathLike, auto_class_name: str):
 
     import scratchformers  # noqa: F401  (registers the scratch_* types)
 
-    auto = getattr(transformers, auto_class_name)
-    model = auto.from_pretrained(str(checkpoint), trust_remote_code=True).eval()
+    if auto_class_name == "AutoModelForCausalLM":  # a model folder, or a LoRA adapter folder on its base
+        from ..sft import load_causal_lm
+
+        model = load_causal_lm(checkpoint)
+    else:
+        model = getattr(transformers, auto_class_name).from_pretrained(str(checkpoint), trust_remote_code=True).eval()
     return model, AutoTokenizer.from_pretrained(str(checkpoint), trust_remote_code=True)
 
 

@@ -204,6 +204,8 @@ def save_sft(trainer: Trainer, tokenizer, model_args: ModelArguments, data_args:
 
     trainer.model.save_pretrained(str(out))  # adapter_config.json + adapter_model.safetensors
     tokenizer.save_pretrained(str(out))
+    # the fine-tuned generation config (it also stops at <|im_end|>), which load_adapter puts on the base
+    trainer.model.get_base_model().generation_config.save_pretrained(str(out))
     if trainer.is_world_process_zero():
         import json
 
