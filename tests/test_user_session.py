@@ -411,3 +411,29 @@ def test_push_check_on_a_path_that_is_not_a_folder_is_one_error_line(kind, tmp_p
     assert main(["push", str(path), "--check"]) == 2
     line = error_line(capsys)
     assert str(path) in line and ("does not exist" if kind == "missing" else "is a file") in line
+
+
+@pytest.mark.parametrize("command", ["clm", "mlm", "classification", "sft"])
+@pytest.mark.parametrize("where", ["missing-folder", "a-file", "an-id-while-offline"])
+def test_a_missing_model_name_or_path_is_one_error_line_before_any_work(tmp_path, monkeypatch, capsys, command,
+                                                                        where):
+    """A checkpoint that is not there is refused by name before the Hub is retried for half a minute and a traceback
+    ends the run; the output folder is not created."""
+    from huggingface_hub import constants
+
+    from scratchformers_cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    data = tmp_path / ("chats.jsonl" if command == "sft" else "data.csv" if command == "classification" else "t.txt")
+    row = ('{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}\n'
+           if command == "sft" else "a b,x\n" if command == "classification" else "a b c\n")
+    data.write_text(("text,label\n" if command == "classification" else "") + row * 40)  # enough to hold some out
+    name = {"missing-folder": str(tmp_path / "outputs" / "my-gpt"), "a-file": str(data),
+            "an-id-while-offline": "someone/some-model"}[where]
+    code = main(["train", command, "--model_name_or_path", name, "--train_file", str(data),
+                 "--output_dir", str(tmp_path / "out"), "--report_to", "none"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len(err) == 1 and err[0].startswith("error: --model_name_or_path") and name in err[0]
+    assert not (tmp_path / "out").exists()

@@ -69,6 +69,7 @@ def start_run(dataclass_types: tuple, argv: Sequence[str] | None, description: s
         raise ValueError("pass either --config (a fresh model) or --model_name_or_path (a checkpoint), not both")
     if model_args.model_name_or_path is None:
         check_config(model_args)
+    check_checkpoint("--model_name_or_path", model_args.model_name_or_path)
     prepare_output_dir(training_args.output_dir, run_args.overwrite_output_dir, training_args.resume_from_checkpoint)
     set_seed(training_args.seed)
     return parsed
@@ -128,6 +129,26 @@ def check_file(flag: str, path: str | None) -> None:
     with open(path, "rb") as fh:
         if not fh.read(1 << 16).strip():
             raise ValueError(f"{flag} {path!r} is empty (it holds no text)")
+
+
+def check_checkpoint(flag: str, name: str | None) -> None:
+    """Raise a ValueError naming ``flag`` when ``name`` is neither an existing folder nor a Hub model id that can be
+    downloaded: a path that cannot be a Hub id (``./x``, ``/x``, ``a/b/c``), or any name while the Hub is off
+    (``HF_HUB_OFFLINE``) or unreachable. Checked before any slow work: ``from_pretrained`` would otherwise retry the
+    Hub for half a minute and end in a traceback."""
+    if name is None or os.path.isdir(name):
+        return
+    if os.path.exists(name):
+        raise ValueError(f"{flag} {name!r} is a file; give the checkpoint folder (config.json and weights)")
+    if name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name:
+        raise ValueError(f"{flag} {name!r}: no such folder (and not a Hub model id such as 'HuggingFaceTB/SmolLM2-135M')")
+    from huggingface_hub import constants
+
+    from ..hub import hub_reachable
+
+    if constants.HF_HUB_OFFLINE or not hub_reachable():
+        raise ValueError(f"{flag} {name!r}: no such folder, and the Hugging Face Hub is not reachable to download it "
+                         "as a model id; give a local checkpoint folder")
 
 
 def check_training_args(training_args: TrainingArguments) -> None:
