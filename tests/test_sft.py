@@ -358,6 +358,22 @@ def test_an_adapter_folder_works_where_a_checkpoint_does(tmp_path, checkpoint, c
     assert capsys.readouterr().out == expected + "\n"
 
 
+@pytest.mark.parametrize("command", [["evaluate"], ["chat", "--prompt", "hi"], ["generate", "--prompt", "hi"]])
+@pytest.mark.parametrize("base", ["gone", "empty", "someone/model"])
+def test_an_adapter_whose_base_is_missing_is_one_error_line_naming_it(tmp_path, monkeypatch, capsys, command, base):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # a Hub id then cannot be fetched: said, not retried
+    (tmp_path / "empty").mkdir()
+    base = base if "/" in base else str(tmp_path / base)
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": base, "peft_type": "LORA"}))
+    assert main([command[0], str(adapter), *command[1:]]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "LoRA adapter on" in err[0] and base in err[0] and "--merge_lora" in err[0]
+
+
 def test_merged_lora_checkpoint_matches_the_adapter(tmp_path, checkpoint):
     pytest.importorskip("peft")
     from scratchformers.sft import load_adapter

@@ -43,10 +43,26 @@ def _config(checkpoint: str) -> dict:
 
         base = adapter_base(checkpoint)
         path = os.path.join(base, "config.json")
+        todo = ("put the base checkpoint there (or edit base_model_name_or_path in adapter_config.json), or save a "
+                "plain checkpoint with `scratchformers train sft ... --merge_lora`")
+        if not os.path.isdir(base):  # a Hub model id? its config from the Hub, when it can be reached
+            from huggingface_hub import constants, hf_hub_download
+
+            from .hub import hub_reachable
+
+            if base.startswith((".", "/", "~")) or base.count("/") > 1 or "\\" in base:
+                raise ValueError(f"{checkpoint!r} is a LoRA adapter on {base!r}, which is no folder here; {todo}")
+            if constants.HF_HUB_OFFLINE or not hub_reachable():
+                raise ValueError(f"{checkpoint!r} is a LoRA adapter on {base!r}: no such folder here, and the Hugging "
+                                 f"Face Hub is not reachable to download it; {todo}")
+            try:
+                path = hf_hub_download(base, "config.json")
+            except Exception as err:  # missing, gated, not an id: one line with the reason
+                reason = " ".join(str(err).split())[:200] or type(err).__name__
+                raise ValueError(f"{checkpoint!r} is a LoRA adapter on {base!r}, which the Hub does not give "
+                                 f"({type(err).__name__}: {reason}); {todo}") from err
         if not os.path.isfile(path):
-            raise ValueError(f"{checkpoint!r} is a LoRA adapter on {base!r}, which is not a checkpoint folder here (no "
-                             "config.json); put the base model there, or save a plain checkpoint with `scratchformers "
-                             "train sft ... --merge_lora`")
+            raise ValueError(f"{checkpoint!r} is a LoRA adapter on {base!r}, a folder without config.json; {todo}")
     elif not os.path.isfile(path):
         raise ValueError(f"{checkpoint!r} is not a checkpoint folder (no config.json)")
     with open(path, encoding="utf-8") as fh:
