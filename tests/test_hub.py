@@ -99,3 +99,18 @@ def test_push_rejects_bad_repo_ids_and_incomplete_folders(checkpoint, no_token, 
     (checkpoint / "README.md").unlink()
     with pytest.raises(ValueError, match="not upload-complete; missing: README.md"):
         push_checkpoint(checkpoint, "someone/tiny-gpt", token="hf_fake")
+
+
+def test_a_transformers_native_checkpoint_needs_no_auto_map(tmp_path, checkpoint):
+    """`convert` back to transformers' own LlamaForCausalLM writes no code and needs none: only our scratch_* types
+    (unknown to transformers) must carry auto_map and their modules."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    folder = tmp_path / "llama"
+    LlamaForCausalLM(LlamaConfig(vocab_size=32, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                 num_attention_heads=2, max_position_embeddings=16)).save_pretrained(folder)
+    for name in ("tokenizer.json", "tokenizer_config.json", "README.md"):
+        (folder / name).write_bytes((checkpoint / name).read_bytes())
+    assert check_upload_complete(folder) == []
+    config = json.loads((checkpoint / "config.json").read_text())
+    assert config["model_type"].startswith("scratch_") and config["auto_map"]  # ours still needs it (test above)
