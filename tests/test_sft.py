@@ -325,6 +325,7 @@ def test_saved_adapter_reloads_onto_our_model_with_the_same_logits(tmp_path, che
         assert not torch.allclose(logits[..., : plain.shape[-1]], plain, atol=1e-3)
 
 
+@pytest.mark.filterwarnings("error::UserWarning")  # peft's save_embedding_layers warning: we decide, quietly
 def test_an_adapter_folder_works_where_a_checkpoint_does(tmp_path, checkpoint, capsys):
     """`evaluate`, `chat`, `generate` and `push --check` take the adapter folder `train sft --lora_r` saves (no
     config.json): loaded on the base adapter_config.json names; its card does not claim code it does not carry."""

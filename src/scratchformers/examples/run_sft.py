@@ -200,9 +200,15 @@ def save_sft(trainer: Trainer, tokenizer, model_args: ModelArguments, data_args:
                         training_summary=summary)
         print(f"saved model, tokenizer and model card to {out}")
         return
+    # adapter_config.json + adapter_model.safetensors; with the embeddings when chat tokens were added (what peft's
+    # "auto" decides too, but it warns the user about it on every run)
+    from transformers import AutoConfig
+
     from ..model_card import write_model_card
 
-    trainer.model.save_pretrained(str(out))  # adapter_config.json + adapter_model.safetensors
+    grown = trainer.model.get_base_model().config.vocab_size > AutoConfig.from_pretrained(
+        base, trust_remote_code=True).vocab_size
+    trainer.model.save_pretrained(str(out), save_embedding_layers=grown)
     tokenizer.save_pretrained(str(out))
     # the fine-tuned generation config (it also stops at <|im_end|>), which load_adapter puts on the base
     trainer.model.get_base_model().generation_config.save_pretrained(str(out))
