@@ -351,3 +351,18 @@ def test_convert_keeps_every_tokenizer_file_and_named_chat_templates(hf_llama, t
         for name in ("tokenizer.model", "additional_chat_templates/tool_use.jinja", "tokenizer.json",
                      "tokenizer_config.json", "chat_template.jinja"):
             assert (tmp_path / out / name).read_bytes() == (source / name).read_bytes(), (out, name)
+
+
+@pytest.mark.parametrize("command", ["chat", "generate"])
+@pytest.mark.parametrize("flags,named", [
+    (["--top-p", "2"], "--top-p"), (["--top-p", "0"], "--top-p"), (["--temperature", "0"], "--greedy"),
+    (["--temperature", "-1"], "--temperature"), (["--top-k", "-3"], "--top-k"), (["--max-new-tokens", "0"],
+                                                                                   "--max-new-tokens"),
+])
+def test_meaningless_decoding_flags_are_one_error_line(checkpoint, capsys, monkeypatch, command, flags, named):
+    """A top-p above 1 would be ignored silently, a temperature of 0 fails inside generate() with transformers'
+    wording: both are refused by flag name, as every other mistake, before the model loads."""
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    assert main([command, str(checkpoint), "--prompt", "hi", *flags]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and named in err[0]

@@ -69,6 +69,23 @@ def _config(checkpoint: str) -> dict:
         return json.load(fh)
 
 
+def _check_decoding(args: argparse.Namespace) -> None:
+    """Refuse decoding flags that mean nothing, before the model loads (ValueError naming the flag): a temperature
+    ≤ 0 (greedy is --greedy), top-k < 0 (0 = off), top-p outside (0, 1] (transformers silently ignores top-p > 1,
+    and "Top-p must be a float > 0 and < 1" is its own check), max-new-tokens or num-beams < 1."""
+    temperature, top_k, top_p = args.temperature, args.top_k, args.top_p
+    if temperature is not None and not temperature > 0:
+        raise ValueError(f"--temperature must be > 0, got {temperature} (for greedy decoding pass --greedy)")
+    if top_k is not None and top_k < 0:
+        raise ValueError(f"--top-k must be a positive integer (0 = no top-k filter), got {top_k}")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise ValueError(f"--top-p must be in (0, 1] (1 = no nucleus filter), got {top_p}")
+    if args.max_new_tokens is not None and args.max_new_tokens <= 0:
+        raise ValueError(f"--max-new-tokens must be a positive integer, got {args.max_new_tokens}")
+    if getattr(args, "num_beams", None) is not None and args.num_beams < 1:
+        raise ValueError(f"--num-beams must be a positive integer, got {args.num_beams}")
+
+
 def _generate(args: argparse.Namespace) -> int:
     """Print a continuation per prompt; a tqdm bar counts generated tokens. [MASK] prompts go to fill-mask."""
     import torch
@@ -77,6 +94,7 @@ def _generate(args: argparse.Namespace) -> int:
 
     import scratchformers  # noqa: F401
 
+    _check_decoding(args)
     config = _config(args.checkpoint)
     tokenizer = AutoTokenizer.from_pretrained(args.checkpoint, trust_remote_code=True)
     if config.get("is_encoder_decoder"):
@@ -150,8 +168,7 @@ def _chat(args: argparse.Namespace) -> int:
     chat template) raise ValueError/FileNotFoundError first."""
     if args.prompt is not None and not args.prompt.strip():
         raise ValueError("--prompt is empty; give the message to answer")
-    if args.max_new_tokens is not None and args.max_new_tokens <= 0:
-        raise ValueError(f"--max-new-tokens must be a positive integer, got {args.max_new_tokens}")
+    _check_decoding(args)
     template = None
     if args.chat_template is not None:
         path = Path(args.chat_template)
