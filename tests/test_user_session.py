@@ -437,3 +437,22 @@ def test_a_missing_model_name_or_path_is_one_error_line_before_any_work(tmp_path
     assert code == 2
     assert len(err) == 1 and err[0].startswith("error: --model_name_or_path") and name in err[0]
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("command", ["clm", "sft"])
+def test_an_unknown_flag_is_named_without_parser_internals_and_keeps_the_earlier_run(tmp_path, capsys, command):
+    """`--lora-rank 4` (a flag the command does not take): one error line naming it, exit 2, no mention of
+    HfArgumentParser, and the folder of an earlier run is left as it was."""
+    from scratchformers_cli import main
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "config.json").write_text("{}")
+    data = tmp_path / "t.txt"
+    data.write_text("a b c\n" * 40)
+    assert main(["train", command, "--train_file", str(data), "--output_dir", str(out), "--lora-rank", "4",
+                 "--report_to", "none"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "--lora-rank 4" in err[0]
+    assert "HfArgumentParser" not in err[0]
+    assert [p.name for p in out.iterdir()] == ["config.json"]

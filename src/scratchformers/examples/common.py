@@ -29,6 +29,12 @@ def tensorboard_available() -> bool:
     return any(importlib.util.find_spec(name) is not None for name in ("tensorboard", "tensorboardX"))
 
 
+def unknown_flags_message(unknown: Sequence[str]) -> str:
+    """One line for arguments the command does not take, instead of HfArgumentParser's "Some specified arguments are
+    not used by the HfArgumentParser: [...]" (which names a class the user never met)."""
+    return f"unrecognized arguments: {' '.join(unknown)} (--help lists the flags this command takes)"
+
+
 def parse_args(dataclass_types: tuple, argv: Sequence[str] | None, description: str | None = None) -> tuple:
     """Parse ``argv`` (default ``sys.argv[1:]``) into the dataclasses; a single ``.json`` argument is a flags file.
 
@@ -41,7 +47,9 @@ def parse_args(dataclass_types: tuple, argv: Sequence[str] | None, description: 
         parsed = parser.parse_json_file(os.path.abspath(argv[0]))
         given = set(json.loads(Path(argv[0]).read_text()))
     else:
-        parsed = parser.parse_args_into_dataclasses(argv)
+        *parsed, unknown = parser.parse_args_into_dataclasses(argv, return_remaining_strings=True)
+        if unknown:
+            raise ValueError(unknown_flags_message(unknown))
         given = {a[2:].split("=", 1)[0].replace("-", "_") for a in argv if a.startswith("--")}
     training_args = next(p for p in parsed if isinstance(p, TrainingArguments))
     if "report_to" not in given:
