@@ -160,8 +160,19 @@ def _light_help(argv: list[str]) -> bool:
     others are built from the flag definitions, which their commands parse with. Returns whether it printed one."""
     if not any(a in HELP_FLAGS for a in argv[1:]):
         return False
-    for name in OPTIONAL_HEAVY:  # (a None entry makes importlib.util.find_spec answer "not installed")
-        sys.modules.setdefault(name, None)
+    hidden = [name for name in OPTIONAL_HEAVY if name not in sys.modules]
+    for name in hidden:  # (a None entry makes importlib.util.find_spec answer "not installed")
+        sys.modules[name] = None
+    try:
+        return _print_light_help(argv)
+    finally:  # a caller in the same process (a test, a notebook) can still import them afterwards
+        for name in hidden:
+            if sys.modules.get(name, 0) is None:
+                del sys.modules[name]
+
+
+def _print_light_help(argv: list[str]) -> bool:
+    """``_light_help``'s printing, with the optional heavy packages hidden."""
     if argv[0] == "train" and len(argv) > 1 and argv[1] in TASKS:
         arguments = _arguments_module()
         text = arguments.prerendered_help(f"train {argv[1]}")

@@ -366,3 +366,21 @@ def test_meaningless_decoding_flags_are_one_error_line(checkpoint, capsys, monke
     assert main([command, str(checkpoint), "--prompt", "hi", *flags]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and named in err[0]
+
+
+@pytest.mark.parametrize("argv", [["chat", "--help"], ["train", "sft", "--help"], ["push", "--help"]])
+def test_help_in_process_leaves_optional_packages_importable(argv, capsys, monkeypatch):
+    """The light --help hides peft (a 6 s import) while it prints; a caller in the same process (a notebook, a test
+    run) must find it again afterwards, or transformers' Trainer and model loading fail on "import of peft halted"."""
+    import importlib.util
+
+    if importlib.util.find_spec("peft") is None:
+        pytest.skip("peft is not installed")
+    from scratchformers_cli import main as front
+
+    monkeypatch.delitem(sys.modules, "peft", raising=False)  # as in a process that has not imported it yet
+
+    with pytest.raises(SystemExit):
+        front(argv)
+    assert sys.modules.get("peft", "absent") is not None
+    assert importlib.util.find_spec("peft") is not None
