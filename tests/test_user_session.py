@@ -439,7 +439,7 @@ def test_a_missing_model_name_or_path_is_one_error_line_before_any_work(tmp_path
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("command", ["clm", "sft"])
+@pytest.mark.parametrize("command", ["clm", "sft", "translation"])
 def test_an_unknown_flag_is_named_without_parser_internals_and_keeps_the_earlier_run(tmp_path, capsys, command):
     """`--lora-rank 4` (a flag the command does not take): one error line naming it, exit 2, no mention of
     HfArgumentParser, and the folder of an earlier run is left as it was."""

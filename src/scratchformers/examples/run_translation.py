@@ -142,7 +142,12 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         given = json.loads(Path(argv[0]).read_text())
         model_args, data_args, run_args, training_args = parser.parse_dict({**TRAINING_DEFAULTS, **given})
     else:
-        model_args, data_args, run_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+        model_args, data_args, run_args, training_args, unknown = parser.parse_args_into_dataclasses(
+            args=argv, return_remaining_strings=True)
+        if unknown:
+            from .common import unknown_flags_message
+
+            raise ValueError(unknown_flags_message(unknown))
         given = {a[2:].split("=", 1)[0].replace("-", "_") for a in argv if a.startswith("--")}
     refuse_fsdp_on_cpu(training_args)
     default_pin_memory(training_args, set(given))
