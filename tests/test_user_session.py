@@ -373,6 +373,12 @@ def test_convert_writes_a_checkpoint_that_push_check_accepts(tmp_path, capsys):
     capsys.readouterr()
     assert main(["convert", str(tmp_path / "hf"), str(tmp_path / "ours")]) == 2  # a second run: nothing replaced
     assert "--overwrite" in error_line(capsys)
+    # and back to transformers' own class: complete too, and its card does not ask for custom code
+    assert main(["convert", str(tmp_path / "ours"), str(tmp_path / "back")]) == 0
+    assert main(["push", str(tmp_path / "back"), "--check"]) == 0
+    back = ModelCard.load(tmp_path / "back" / "README.md")
+    assert "custom_code" not in back.data.tags and "trust_remote_code" not in back.text
+    assert "GPT2LMHeadModel" in back.text and back.data.pipeline_tag == "text-generation"
 
 
 def test_bert_demo_checkpoint_is_upload_complete(tmp_path, capsys):

@@ -1031,12 +1031,14 @@ def _load_checkpoint(directory: Path) -> tuple[PreTrainedModel, str]:
     raise ValueError(f"{directory}: architectures {names} cannot be converted; supported classes are {allowed}.")
 
 
-_CARD_TASKS = {"ForCausalLM": "causal-lm", "ForMaskedLM": "masked-lm", "ForConditionalGeneration": "translation",
+# class-name suffix → model-card task, for our classes and transformers' (GPT2LMHeadModel, MarianMTModel)
+_CARD_TASKS = {"ForCausalLM": "causal-lm", "LMHeadModel": "causal-lm", "ForMaskedLM": "masked-lm",
+               "ForConditionalGeneration": "translation", "MTModel": "translation",
                "ForSequenceClassification": "text-classification"}
 
 
 def _write_card(source: Path, out_dir: Path, model: PreTrainedModel, converted: PreTrainedModel) -> bool:
-    """A model card for a checkpoint converted to our classes, so `push --check` passes on it: the task from the
+    """A model card for a converted checkpoint (either direction), so `push --check` passes on it: the task from the
     class, the datasets/language/licence the source's own card states (none claimed when it has none), and a line
     saying where the weights came from. False for classes without a card task (the bare models, QA, tagging)."""
     from huggingface_hub import ModelCard
@@ -1064,7 +1066,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     (auto-detected).
 
     The converted folder gets the source's tokenizer files, chat template included (so `scratchformers chat OUT`
-    works on it), and, converted to our classes, a model card (upload-complete for `scratchformers push`). A
+    works on it) and a model card (upload-complete for `scratchformers push`, in either direction). A
     checkpoint that is not an existing path is taken as a Hub model id (`_resolve_checkpoint`). An out_dir that is a
     file, or a folder that already holds files, is refused (ValueError) unless ``--overwrite``.
     """
@@ -1085,7 +1087,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.out_dir.mkdir(parents=True, exist_ok=True)
     converted.save_pretrained(args.out_dir)
     copied = _copy_tokenizer(source, args.out_dir)
-    carded = side == "hf" and _write_card(source, args.out_dir, model, converted)
+    carded = _write_card(source, args.out_dir, model, converted)
     print(f"{type(model).__name__} → {type(converted).__name__}: wrote {args.out_dir}"
           + (f" (+ tokenizer files {copied})" if copied else "") + (" and a model card" if carded else ""))
     return 0

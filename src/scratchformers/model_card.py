@@ -116,8 +116,22 @@ def _intro(folder: Path, model_type: str) -> str:
                 "only the adapter weights (`adapter_config.json`, `adapter_model.safetensors`) and the tokenizer, no "
                 "model: it loads on its base checkpoint, named in `adapter_config.json`, which carries the config and "
                 "modeling code.")
+    if _is_native(_read_config_or_empty(folder)):
+        return (f"A `{model_type}` model in transformers' own classes, converted from a scratchformers checkpoint "
+                "(`scratchformers convert`), weights unchanged; it loads with transformers alone, no custom code.")
     return (f"A `{model_type}` model from scratchformers — {family} This checkpoint carries its own modeling code\n"
             "(`auto_map` in `config.json`), so it loads with `trust_remote_code=True` without the package installed.")
+
+
+def _is_native(config: Mapping[str, Any]) -> bool:
+    """Whether ``config`` is one of transformers' own model types (no ``auto_map``, not a ``scratch_*`` type)."""
+    return bool(config) and not config.get("auto_map") and not str(config.get("model_type", "")).startswith("scratch_")
+
+
+def _read_config_or_empty(folder: Path) -> dict:
+    """``folder/config.json`` as a dict, or {} when there is none (an adapter folder)."""
+    path = folder / "config.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def write_model_card(
@@ -150,12 +164,14 @@ def write_model_card(
     config = dict(config) if config is not None else _read_config(folder)
     model_type = config.get("model_type", "scratchformers")
     name = model_name or folder.resolve().name
+    native = (folder / "config.json").is_file() and _is_native(config)
     data = ModelCardData(
         model_name=name,
         library_name="transformers",
         license=license,
         language=language,
-        tags=list(dict.fromkeys(["scratchformers", model_type, "custom_code", *extra_tags])),
+        tags=list(dict.fromkeys(["scratchformers", model_type, *(["custom_code"] if native is False else []),
+                                 *extra_tags])),
         datasets=list(datasets),
         pipeline_tag=PIPELINE_TAGS[task],
         eval_results=_eval_results(metrics, task, datasets[0], dataset_split) or None,
@@ -182,7 +198,7 @@ def write_model_card(
 {chr(10).join(measured) if measured else "| (none measured) | |"}
 
 ## How to use
-{usage or _default_usage(auto, name, model_type)}
+{usage or (_native_usage(auto, name) if native else _default_usage(auto, name, model_type))}
 ## Intended use and limitations
 For learning how Transformer models work and for small experiments. Demo-scale models are tiny and trained for
 minutes on small corpora: they produce fluent-looking nonsense and must not be used for decisions about people.
@@ -192,6 +208,18 @@ The tokenizer was trained on the same small corpus and splits rare words heavily
     path = folder / "README.md"
     card.save(path)
     return path
+
+
+def _native_usage(auto: str, name: str) -> str:
+    """The card's "How to use" text for a checkpoint in transformers' own classes (no custom code)."""
+    return f"""With transformers alone:
+
+```python
+from transformers import {auto}, AutoTokenizer
+tokenizer = AutoTokenizer.from_pretrained("{name}")
+model = {auto}.from_pretrained("{name}")
+```
+"""
 
 
 def _default_usage(auto: str, name: str, model_type: str) -> str:
