@@ -40,8 +40,9 @@ def _code_modules(config: dict) -> set[str]:
 ADAPTER_WEIGHT_FILES = ("adapter_model.safetensors", "adapter_model.bin")
 
 
-def _native(model_type: str | None) -> bool:
-    """Whether transformers itself knows ``model_type`` (e.g. ``llama`` after ``convert`` back): no code to upload."""
+def transformers_knows(model_type: str | None) -> bool:
+    """Whether transformers itself knows ``model_type`` (e.g. ``llama`` after ``convert`` back): no code to upload,
+    none to load. Our ``scratch_*`` types are never in its table, even after ``import scratchformers``."""
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
 
     return bool(model_type) and model_type in CONFIG_MAPPING_NAMES
@@ -74,7 +75,7 @@ def check_upload_complete(folder: str | os.PathLike) -> list[str]:
     if not config_path.is_file():
         return ["config.json"]
     config = json.loads(config_path.read_text(encoding="utf-8"))
-    if not config.get("auto_map") and not _native(config.get("model_type")):
+    if not config.get("auto_map") and not transformers_knows(config.get("model_type")):
         missing.append("config.json: auto_map (save the model after `import scratchformers` so its code is attached)")
     if not any((root / name).is_file() for name in WEIGHT_FILES):
         missing.append(f"weights (one of {', '.join(WEIGHT_FILES)})")

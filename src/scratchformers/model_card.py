@@ -16,6 +16,8 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from .hub import transformers_knows
+
 PIPELINE_TAGS = {
     "causal-lm": "text-generation",
     "masked-lm": "fill-mask",
@@ -108,30 +110,20 @@ def _modern_decoder_options(config: dict) -> str:
     return ", ".join(parts)
 
 
-def _intro(folder: Path, model_type: str) -> str:
-    """The card's opening: what the folder holds and what loading it needs (a model with its code, or an adapter)."""
+def _intro(folder: Path, model_type: str, native: bool) -> str:
+    """The card's opening: what the folder holds and what loading it needs (a model with its code, one of
+    transformers' own classes when ``native``, or an adapter)."""
     family = ("Transformer-family models written from scratch and packaged as Hugging Face `transformers` models.")
     if (folder / "adapter_config.json").is_file() and not (folder / "config.json").is_file():
         return (f"A LoRA adapter (peft) for a `{model_type}` model from scratchformers — {family} This folder holds "
                 "only the adapter weights (`adapter_config.json`, `adapter_model.safetensors`) and the tokenizer, no "
                 "model: it loads on its base checkpoint, named in `adapter_config.json`, which carries the config and "
                 "modeling code.")
-    if _is_native(_read_config_or_empty(folder)):
+    if native:
         return (f"A `{model_type}` model in transformers' own classes, converted from a scratchformers checkpoint "
                 "(`scratchformers convert`), weights unchanged; it loads with transformers alone, no custom code.")
     return (f"A `{model_type}` model from scratchformers — {family} This checkpoint carries its own modeling code\n"
             "(`auto_map` in `config.json`), so it loads with `trust_remote_code=True` without the package installed.")
-
-
-def _is_native(config: Mapping[str, Any]) -> bool:
-    """Whether ``config`` is one of transformers' own model types (no ``auto_map``, not a ``scratch_*`` type)."""
-    return bool(config) and not config.get("auto_map") and not str(config.get("model_type", "")).startswith("scratch_")
-
-
-def _read_config_or_empty(folder: Path) -> dict:
-    """``folder/config.json`` as a dict, or {} when there is none (an adapter folder)."""
-    path = folder / "config.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def write_model_card(
@@ -164,13 +156,13 @@ def write_model_card(
     config = dict(config) if config is not None else _read_config(folder)
     model_type = config.get("model_type", "scratchformers")
     name = model_name or folder.resolve().name
-    native = (folder / "config.json").is_file() and _is_native(config)
+    native = (folder / "config.json").is_file() and transformers_knows(model_type)  # transformers' own class
     data = ModelCardData(
         model_name=name,
         library_name="transformers",
         license=license,
         language=language,
-        tags=list(dict.fromkeys(["scratchformers", model_type, *(["custom_code"] if native is False else []),
+        tags=list(dict.fromkeys(["scratchformers", model_type, *([] if native else ["custom_code"]),
                                  *extra_tags])),
         datasets=list(datasets),
         pipeline_tag=PIPELINE_TAGS[task],
@@ -182,7 +174,7 @@ def write_model_card(
     body = f"""
 # {name}
 
-{_intro(folder, model_type)}
+{_intro(folder, model_type, native)}
 
 ## Model
 - Task: {TASK_NAMES[task]} (`{auto}`)
