@@ -82,7 +82,10 @@ def train_checkpoint() -> None:
         run_clm.main(TRAIN_ARGS)
     finally:
         os.chdir(cwd)
-    for extra in ("training_args.bin",):  # not needed to load the model; keeps the committed folder small
+    # Not needed to load the model here (this script imports scratchformers, which registers scratch_gpt), and kept
+    # out of the committed folder: training_args.bin, and the copy of our modeling code that save_pretrained attaches
+    # for remote code — a second copy of src/scratchformers that would go stale as the package changes.
+    for extra in ("training_args.bin", *(p.name for p in CHECKPOINT.glob("*.py"))):
         (CHECKPOINT / extra).unlink(missing_ok=True)
 
 
