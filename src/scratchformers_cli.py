@@ -1,4 +1,5 @@
-"""The `scratchformers` console command: demo, train, generate, chat, evaluate, attention, translate, push, convert.
+"""The `scratchformers` console command: demo, train, generate, chat, evaluate, attention, translate, push, convert,
+serve.
 
     scratchformers demo                                    # tokenizer + small GPT, end to end, offline
     scratchformers train clm --train_file my.txt --output_dir outputs/mine --max_steps 500
@@ -8,6 +9,7 @@
     scratchformers attention outputs/mine --text "Any sentence" --output attention.png
     scratchformers push outputs/mine --repo-id your-name/my-gpt
     scratchformers translate --model outputs/transformer-en-de "Open file" "Cancel"
+    scratchformers serve outputs/my-chat --port 8000          # OpenAI-compatible server (transformers serve)
 
 Flags accept both spellings (--max-steps and --max_steps). A mistake in the flags or files ends with one
 `error:` line and exit status 2; `scratchformers --debug COMMAND ...` shows the full traceback instead.
@@ -26,7 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 TASKS = ("clm", "mlm", "translation", "classification", "sft")  # = scratchformers.examples.SCRIPTS (a test checks)
-PASSTHROUGH = ("push", "convert")  # their flags belong to their own parsers
+PASSTHROUGH = ("push", "convert", "serve")  # their flags belong to their own parsers
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError)
 
 
@@ -115,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("push", help="push a checkpoint folder to the Hugging Face Hub", add_help=False)
     commands.add_parser("convert", help="convert weights from other implementations", add_help=False)
+    commands.add_parser("serve", help="serve a causal LM with transformers' OpenAI-compatible server "
+                        "(/v1/chat/completions, /v1/completions, /v1/models; `transformers serve`'s flags)",
+                        add_help=False)
     return parser
 
 
@@ -149,6 +154,15 @@ def _arguments_module():
     spec = importlib.util.spec_from_file_location("_scratchformers_arguments", path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # (dataclasses look their module up while being built)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _serve_module():
+    """``scratchformers/serve.py``, loaded by path like ``_arguments_module``: it reads `transformers serve`'s flags
+    (importing transformers' light CLI module, not torch) and checks the checkpoint without the package."""
+    spec = importlib.util.spec_from_file_location("_scratchformers_serve", PACKAGE / "serve.py")
+    module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
@@ -211,6 +225,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         args = parser.parse_args(argv)  # --help and flag mistakes are answered here, before any heavy import
     try:
+        if command == "serve":  # its --help, flag mistakes, a missing [serve] extra or a wrong folder: answered light
+            _serve_module().check(argv[1:], prog="scratchformers serve")
         from scratchformers.cli import run
 
         return run(args)

@@ -1,5 +1,5 @@
 """The commands behind the `scratchformers` console command (demo, train, generate, chat, evaluate, attention,
-translate, push, convert). Parsing, `--help` and the one-line `error:` handling live in the light top-level module
+translate, push, convert, serve). Parsing, `--help` and the one-line `error:` handling live in the light top-level module
 `scratchformers_cli`, so that `--help` answers without importing torch or any model; `run(args)` here does the work.
 """
 
@@ -286,11 +286,16 @@ def _attention(args: argparse.Namespace) -> int:
 
 
 def _dispatch_passthrough(command: str, rest: list[str]) -> int:
-    """`push` → scratchformers.examples.push_to_hub; `convert` → scratchformers.convert (if this install has it)."""
+    """`push` → scratchformers.examples.push_to_hub; `serve` → scratchformers.serve; `convert` →
+    scratchformers.convert (if this install has it)."""
     if command == "push":
         from .examples.push_to_hub import main as push_main
 
         return push_main(rest, prog="scratchformers push")
+    if command == "serve":
+        from .serve import main as serve_main
+
+        return serve_main(rest)
     if importlib.util.find_spec("scratchformers.convert") is None:
         print("error: `convert` needs scratchformers.convert, which this install does not have", file=sys.stderr)
         return 2
@@ -346,7 +351,7 @@ def _run(args: argparse.Namespace) -> int:
 
         result = load_script(args.task)(args.rest)
         return result if isinstance(result, int) else 0
-    if args.command in ("push", "convert"):
+    if args.command in ("push", "convert", "serve"):
         return _dispatch_passthrough(args.command, args.rest)
     if args.command == "demo":
         from .demo import run_demo
