@@ -236,6 +236,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = " ".join(str(err).split()) or type(err).__name__
         print(f"error: {message}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # serve runs until Ctrl-C: one line, not a traceback (the other commands: unchanged)
+        if command != "serve" or debug:
+            raise
+        print("scratchformers serve: stopped (Ctrl-C)", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

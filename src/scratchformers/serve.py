@@ -281,8 +281,9 @@ class _OneStopLine(logging.Filter):
 
 def serve(args: argparse.Namespace) -> int:
     """Run transformers' server (`transformers.cli.serve.Serve`) with ``args`` (from `check`) and our loader until it
-    stops. Returns 0 once stopped (Ctrl-C or SIGTERM: one line), 130 when interrupted while loading the model;
-    ServeError (one `error:` line) when the server cannot start, e.g. the model fails to load."""
+    stops; returns 0 (after one line, "stopped"). Ctrl-C raises KeyboardInterrupt (uvicorn stops the server first,
+    then raises the signal again; the front end turns it into one line and exit status 130); ServeError (one
+    `error:` line) when the server cannot start, e.g. the model fails to load."""
     from transformers.cli.serve import Serve
 
     import scratchformers  # noqa: F401  (registers our configs: this process reads the config and tokenizer too)
@@ -295,9 +296,6 @@ def serve(args: argparse.Namespace) -> int:
     try:
         with our_loader():
             Serve(force_model=args.checkpoint, **settings)
-    except KeyboardInterrupt:  # Ctrl-C before uvicorn took the signal over (while the model loads)
-        print(f"{PROG}: stopped (Ctrl-C)", file=sys.stderr)
-        return 130
     except RuntimeError as err:  # e.g. "The model's process stopped while loading the model."
         raise ServeError(f"the server stopped: {' '.join(str(err).split())}") from err
     finally:

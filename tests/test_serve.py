@@ -1,0 +1,318 @@
+"""`scratchformers serve`: transformers' OpenAI-compatible server on our checkpoints, used as users use it.
+
+A tiny Llama-style ScratchGPT chat checkpoint (tokenizer with a chat template) is served by `scratchformers serve` in
+a subprocess on a free loopback port and asked with the official `openai` client. Every answer is compared with
+`model.generate()` on the same prompt (`apply_chat_template` for chat): greedy text identical, streamed text the same
+in pieces. Ctrl-C (SIGINT to the process group, as a terminal sends it) stops the server in one line, quickly, and
+takes its model's process with it. Mistakes (a missing `[serve]` extra, a transformers without a server, a folder
+that is no causal LM, a bad flag) are one `error:` line, before any heavy import.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+import scratchformers_cli
+from scratchformers import ScratchBertConfig, ScratchBertForMaskedLM, ScratchGPTConfig, ScratchGPTForCausalLM
+from scratchformers.data import DATA_DIR
+from scratchformers.tokenization import train_tokenizer
+
+openai = pytest.importorskip("openai", reason='the [serve] extra: pip install "scratchformers[serve]"')
+
+TEMPLATE = (
+    "{% for m in messages %}{% if m['role'] == 'system' %}{{ m['content'] }}\n"
+    "{% else %}{{ m['role'] }}: {{ m['content'] }}{{ eos_token }}\n{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}assistant:{% endif %}"
+)
+LLAMA_STYLE = dict(
+    hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, intermediate_size=64,
+    max_position_embeddings=128, position_embedding_type="rotary", norm_type="rmsnorm", ffn_type="gated",
+    activation="silu", attention_bias=False, ffn_bias=False, hidden_dropout_prob=0.0,
+    attention_probs_dropout_prob=0.0,
+)
+STARTUP_TIMEOUT = 300  # seconds: two processes import torch and transformers on a shared 2-core machine
+QUESTIONS = ["Open the file", "Where is the module?", "Say something", "Import it", "Which name?", "Bind it",
+             "Read the line", "Close it"]
+# transformers' continuous batching sizes its paged cache from free memory unless told: over a minute on a CPU
+SMALL_PAGED_CACHE = ["--cb-num-blocks", "32", "--cb-block-size", "8", "--cb-max-batch-tokens", "64"]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    """A tiny Llama-style ScratchGPT (rotary, RMSNorm, SwiGLU, GQA) with a chat-template tokenizer, saved. Its output
+    layer never picks a token that decodes to anything but printable ASCII (their rows are zero, the others random),
+    so answers are text whose streamed pieces can be compared with the whole."""
+    folder = tmp_path_factory.mktemp("serve") / "tiny-chat"
+    tokenizer = train_tokenizer([DATA_DIR / "prose" / "validation.txt"], kind="bpe", vocab_size=300)
+    tokenizer.chat_template = TEMPLATE
+    torch.manual_seed(0)
+    config = ScratchGPTConfig(**LLAMA_STYLE, vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
+                              eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    model = ScratchGPTForCausalLM(config)
+    with torch.no_grad():  # sharper than the N(0, 0.02) init, so greedy answers are not one token repeated
+        for parameter in model.parameters():
+            parameter.normal_(0.0, 0.3)
+        unprintable = [i for i in range(len(tokenizer))
+                       if not (tokenizer.decode([i]).isascii() and tokenizer.decode([i]).isprintable())]
+        model.lm_head.weight[unprintable] = 0.0
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def reference(checkpoint):
+    """What the server must answer: `generate()` (greedy) in this process, decoded as the server decodes."""
+    model = AutoModelForCausalLM.from_pretrained(checkpoint).eval()
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+
+    def answer(max_new_tokens: int, messages: list[dict] | None = None, prompt: str | None = None) -> str:
+        if messages is not None:
+            inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_dict=True,
+                                                   return_tensors="pt")
+        else:
+            inputs = tokenizer(prompt, return_tensors="pt")
+        with torch.no_grad():
+            out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
+        return tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+
+    return answer
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Server:
+    """A `scratchformers serve` subprocess, in a process group of its own (so SIGINT reaches it and its model's
+    process as a terminal's Ctrl-C does), its stdout and stderr in one log file."""
+
+    def __init__(self, checkpoint: Path, flags: list[str], log: Path):
+        self.port, self.log = free_port(), log
+        env = dict(os.environ, PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1")
+        with open(log, "wb") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "scratchformers_cli", "serve", str(checkpoint), "--host", "127.0.0.1",
+                 "--port", str(self.port), *flags],
+                stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+            )
+        self.client = openai.OpenAI(base_url=f"http://127.0.0.1:{self.port}/v1", api_key="unused", max_retries=0,
+                                    timeout=120)
+
+    def output(self) -> str:
+        return self.log.read_text(encoding="utf-8", errors="replace")
+
+    def wait_until_ready(self) -> float:
+        """Seconds until GET /health answers 200 (fails with the log if the process ends or time runs out)."""
+        start = time.monotonic()
+        while time.monotonic() - start < STARTUP_TIMEOUT:
+            if self.process.poll() is not None:
+                pytest.fail(f"the server exited ({self.process.returncode}) before answering:\n{self.output()}")
+            with contextlib.suppress(OSError):
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2) as response:
+                    if response.status == 200:
+                        return time.monotonic() - start
+            time.sleep(0.25)
+        pytest.fail(f"the server did not answer within {STARTUP_TIMEOUT} s:\n{self.output()}")
+
+    def group_alive(self) -> bool:
+        try:
+            os.killpg(self.process.pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+    def stop(self) -> None:
+        """Ctrl-C, then SIGKILL to whatever of the group is left after 30 s (cleanup; tests check the first)."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGINT)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pass
+        deadline = time.monotonic() + 10
+        while self.group_alive() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=30)
+
+
+@contextlib.contextmanager
+def serving(checkpoint: Path, log: Path, *flags: str) -> Iterator[Server]:
+    """A running server on ``checkpoint``; always stopped (and its process group killed if need be) afterwards."""
+    server = Server(checkpoint, list(flags), log)
+    try:
+        server.wait_until_ready()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def server(checkpoint, tmp_path_factory) -> Iterator[Server]:
+    with serving(checkpoint, tmp_path_factory.mktemp("serve-log") / "server.log") as running:
+        yield running
+
+
+def ask(client, checkpoint: Path, question: str, max_tokens: int, **kwargs):
+    return client.chat.completions.create(model=str(checkpoint), messages=[{"role": "user", "content": question}],
+                                          max_tokens=max_tokens, temperature=0, **kwargs)
+
+
+def streamed_pieces(stream) -> list[str]:
+    return [chunk.choices[0].delta.content for chunk in stream if chunk.choices and chunk.choices[0].delta.content]
+
+
+# --------------------------------------------------------------------------------------------- answers, as generate
+
+
+def test_models_lists_the_served_checkpoint(server, checkpoint):
+    assert [model.id for model in server.client.models.list().data] == [str(checkpoint)]
+
+
+def test_greedy_chat_answer_is_generate_on_the_chat_template(server, checkpoint, reference):
+    reply = ask(server.client, checkpoint, "Open the file", max_tokens=12)
+    expected = reference(12, messages=[{"role": "user", "content": "Open the file"}])
+    assert len(expected) > 3  # a real answer to compare, not an empty string
+    assert reply.choices[0].message.content == expected
+    assert reply.model == str(checkpoint)
+
+
+def test_streamed_chat_answer_is_the_same_text_in_pieces(server, checkpoint, reference):
+    pieces = streamed_pieces(ask(server.client, checkpoint, "Where is the module?", max_tokens=12, stream=True))
+    assert len(pieces) > 1
+    assert "".join(pieces) == reference(12, messages=[{"role": "user", "content": "Where is the module?"}])
+
+
+def test_a_system_prompt_and_earlier_turns_go_through_the_template(server, checkpoint, reference):
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Open the file"},
+                {"role": "assistant", "content": "Which one?"}, {"role": "user", "content": "The first"}]
+    reply = server.client.chat.completions.create(model=str(checkpoint), messages=messages, max_tokens=10,
+                                                  temperature=0)
+    assert reply.choices[0].message.content == reference(10, messages=messages)
+
+
+def test_completions_continue_the_prompt_as_generate_does(server, checkpoint, reference):
+    reply = server.client.completions.create(model=str(checkpoint), prompt="The import statement", max_tokens=8,
+                                             temperature=0)
+    assert reply.choices[0].text == reference(8, prompt="The import statement")
+
+
+def test_concurrent_requests_each_get_their_own_answer(server, checkpoint, reference):
+    with ThreadPoolExecutor(4) as pool:
+        replies = list(pool.map(lambda q: ask(server.client, checkpoint, q, max_tokens=8), QUESTIONS[:4]))
+    for question, reply in zip(QUESTIONS, replies):
+        assert reply.choices[0].message.content == reference(8, messages=[{"role": "user", "content": question}])
+
+
+# ------------------------------------------------------------------------------------------------- stopping cleanly
+
+
+def test_ctrl_c_stops_the_server_in_one_line_and_takes_its_model_process_along(checkpoint, reference, tmp_path):
+    log = tmp_path / "server.log"
+    server = Server(checkpoint, [], log)
+    try:
+        server.wait_until_ready()
+        assert ask(server.client, checkpoint, "Open the file", max_tokens=4).choices[0].message.content == reference(
+            4, messages=[{"role": "user", "content": "Open the file"}])
+        before = len(log.read_bytes())
+        start = time.monotonic()
+        os.killpg(server.process.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole process group
+        status = server.process.wait(timeout=60)
+        stopped = time.monotonic() - start
+        while server.group_alive() and time.monotonic() - start < 60:  # the model's process follows its parent
+            time.sleep(0.1)
+        group_gone = time.monotonic() - start
+        after = log.read_bytes()[before:].decode(errors="replace")
+        assert status in (0, 130), server.output()
+        assert [line for line in after.splitlines() if line.strip()] in (
+            ["scratchformers serve: stopped (Ctrl-C)"], ["scratchformers serve: stopped"]), after
+        assert stopped < 30 and group_gone < 60, (stopped, group_gone)
+        assert not server.group_alive()
+        assert "Traceback" not in server.output() and "leaked" not in server.output()
+    finally:
+        server.stop()
+
+
+# ------------------------------------------------------------------------------------------- continuous batching
+
+
+def paged_attention_missing() -> str | None:
+    """Why continuous batching cannot be served yet, or None: ScratchGPTForCausalLM must declare that its attention
+    reads and writes transformers' paged KV cache (`_supports_continuous_batching`, set where it does)."""
+    if getattr(ScratchGPTForCausalLM, "_supports_continuous_batching", False):
+        return None
+    return ("ScratchGPTForCausalLM has no paged-attention support yet (it does not declare "
+            "_supports_continuous_batching): every continuous-batching request would fail")
+
+
+@pytest.mark.skipif(paged_attention_missing() is not None, reason=str(paged_attention_missing()))
+def test_continuous_batching_answers_concurrent_requests_like_generate(checkpoint, reference, tmp_path):
+    with serving(checkpoint, tmp_path / "server.log", "--continuous-batching", *SMALL_PAGED_CACHE) as server:
+        with ThreadPoolExecutor(len(QUESTIONS)) as pool:
+            replies = list(pool.map(lambda q: ask(server.client, checkpoint, q, max_tokens=8), QUESTIONS))
+        for question, reply in zip(QUESTIONS, replies):
+            assert reply.choices[0].message.content == reference(8, messages=[{"role": "user", "content": question}])
+        pieces = streamed_pieces(ask(server.client, checkpoint, "Open the file", max_tokens=10, stream=True))
+        assert "".join(pieces) == reference(10, messages=[{"role": "user", "content": "Open the file"}])
+
+
+# ------------------------------------------------------------------------------ mistakes: one line, before any work
+
+
+def serve_command(argv: list[str], capsys) -> tuple[int, str]:
+    """`scratchformers serve ARGV` in this process: its exit status and stderr."""
+    status = scratchformers_cli.main(["serve", *argv])
+    return status, capsys.readouterr().err
+
+
+def test_a_missing_serve_extra_names_the_pip_command(checkpoint, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "uvicorn", None)  # importlib's "not installed"
+    status, err = serve_command([str(checkpoint)], capsys)
+    assert status == 2
+    assert err.count("\n") == 1 and err.startswith("error:") and "uvicorn" in err
+    assert 'pip install "scratchformers[serve]"' in err
+
+
+def test_a_transformers_without_a_server_is_refused_by_what_it_lacks(checkpoint, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "transformers.cli.serve", None)  # as in a release without `transformers serve`
+    status, err = serve_command([str(checkpoint)], capsys)
+    assert status == 2
+    assert err.count("\n") == 1 and "transformers.cli.serve" in err
+
+
+@pytest.mark.parametrize("problem", ["no folder", "no config", "not a causal LM", "bad flag", "no checkpoint"])
+def test_mistakes_are_one_error_line(problem, checkpoint, tmp_path, capsys):
+    if problem == "not a causal LM":
+        bert = tmp_path / "bert"
+        ScratchBertForMaskedLM(ScratchBertConfig(vocab_size=32, hidden_size=16, num_hidden_layers=1,
+                                                 num_attention_heads=2, intermediate_size=32)).save_pretrained(bert)
+        capsys.readouterr()  # (save_pretrained's progress bar)
+    argv, expected = {
+        "no folder": ([str(tmp_path / "missing")], "no folder"),
+        "no config": ([str(tmp_path)], "no config.json"),
+        "not a causal LM": ([str(tmp_path / "bert")], "ScratchBertForMaskedLM"),
+        "bad flag": ([str(checkpoint), "--port", "eighty"], "--port"),
+        "no checkpoint": ([], "CHECKPOINT"),
+    }[problem]
+    status, err = serve_command(argv, capsys)
+    assert status == 2
+    assert err.count("\n") == 1 and err.startswith("error:") and expected in err, err
