@@ -1,4 +1,5 @@
-"""The `scratchformers` console command: dispatch to the scripts, generate, evaluate, attention, push, convert."""
+"""The `scratchformers` console command: dispatch to the scripts, generate, evaluate, attention, push, convert
+(serve: tests/test_serve.py)."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ def test_console_entry_point_lists_every_command():
     done = subprocess.run([sys.executable, "-m", "scratchformers.cli", "--help"], capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0, done.stderr
-    for command in ("demo", "train", "generate", "chat", "evaluate", "attention", "push", "convert"):
+    for command in ("demo", "train", "generate", "chat", "evaluate", "attention", "push", "convert", "serve"):
         assert command in done.stdout
 
 

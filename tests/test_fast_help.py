@@ -69,6 +69,17 @@ def test_command_help_imports_neither_torch_nor_transformers(argv):
     assert text.startswith("usage: scratchformers")
 
 
+def test_serve_help_lists_transformers_serve_flags_without_torch():
+    """`serve --help` is read from transformers' own `serve` command definitions (`transformers.cli.serve`, which
+    imports transformers' light CLI module, not torch), without our package."""
+    pytest.importorskip("transformers.cli.serve", reason="this transformers has no `transformers serve`")
+    text, result = help_of(["serve", "--help"])
+    assert result["code"] == 0 and result["heavy"] == [] and "torch" not in result["frameworks"]
+    assert text.startswith("usage: scratchformers serve")
+    for flag in ("--host", "--port", "--device", "--dtype", "--continuous-batching", "--attn-implementation"):
+        assert flag in text
+
+
 def test_push_help_lists_its_flags():
     text, _ = help_of(["push", "--help"])
     assert "--repo-id" in text and "--check" in text
