@@ -184,6 +184,18 @@ def streamed_pieces(stream) -> list[str]:
 # --------------------------------------------------------------------------------------------- answers, as generate
 
 
+def served_models_unlisted() -> str | None:
+    """Why this transformers' /v1/models cannot list the served folder, or None: where its model manager has no
+    `list_models` (5.13), the route lists the Hugging Face cache only (and fails with a 500 where there is none)."""
+    from transformers.cli.serving.model_manager import ModelManager
+
+    if hasattr(ModelManager, "list_models"):
+        return None
+    return ("this transformers' /v1/models scans the Hugging Face cache only (its ModelManager has no list_models), "
+            "never a served folder")
+
+
+@pytest.mark.skipif(served_models_unlisted() is not None, reason=str(served_models_unlisted()))
 def test_models_lists_the_served_checkpoint(server, checkpoint):
     assert [model.id for model in server.client.models.list().data] == [str(checkpoint)]
 
@@ -193,7 +205,7 @@ def test_greedy_chat_answer_is_generate_on_the_chat_template(server, checkpoint,
     expected = reference(12, messages=[{"role": "user", "content": "Open the file"}])
     assert len(expected) > 3  # a real answer to compare, not an empty string
     assert reply.choices[0].message.content == expected
-    assert reply.model == str(checkpoint)
+    assert reply.model.startswith(str(checkpoint))  # (5.13 adds "@main")
 
 
 def test_streamed_chat_answer_is_the_same_text_in_pieces(server, checkpoint, reference):
