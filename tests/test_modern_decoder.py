@@ -22,7 +22,7 @@ from scratchformers import (
     ScratchTransformerForConditionalGeneration,
 )
 from scratchformers.attention import MultiHeadAttention, repeat_kv
-from scratchformers.convert import from_hf, llama_config_to_hf, main, qwen2_config_to_hf, to_hf
+from scratchformers.convert import config_to_hf, from_hf, main, to_hf
 from scratchformers.embeddings import (
     RotaryPositionEmbedding,
     apply_rotary_position_embedding,
@@ -421,8 +421,7 @@ def test_real_model_presets_have_the_shape_of_the_real_checkpoint(name, hf_class
     config = ScratchGPTConfig(**{k: v for k, v in preset.items() if k != "model_type"})
     with torch.device("meta"):
         ours = ScratchGPTForCausalLM(config)
-        to_hf_config = llama_config_to_hf if hf_class is transformers.LlamaForCausalLM else qwen2_config_to_hf
-        hf = hf_class._from_config(to_hf_config(config))
+        hf = hf_class._from_config(config_to_hf(config, hf_class))
     count = lambda model: sum(p.numel() for p in model.parameters())  # noqa: E731 (tied weights counted once)
     assert count(ours) == count(hf) == published
 
