@@ -430,7 +430,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     checkpoint that is not an existing path is taken as a Hub model id (`_resolve_checkpoint`). An out_dir that is a
     file, or a folder that already holds files, is refused (ValueError) unless ``--overwrite``.
     """
-    from .examples.arguments import convert_parser  # (shared with the light `convert --help`)
+    from scratchformers_light.arguments import convert_parser  # (shared with the light `convert --help`)
 
     args = convert_parser().parse_args(argv)
     if args.out_dir.exists() and not args.out_dir.is_dir():

@@ -1,6 +1,10 @@
 """The part of scratchformers that imports without torch or transformers (standard library only).
 
+- ``arguments``: the training tasks, every flag of the training scripts and of ``push`` / ``convert``, and the
+  pre-rendered ``train TASK --help`` texts (``help/``);
 - ``conversions``: one spec per Hugging Face architecture that ``scratchformers.convert`` converts.
 
-The package imports it; remote code (the modeling files a checkpoint carries) never needs it.
+The console front end (``scratchformers_cli``) reads them to answer ``--help`` and flag mistakes in milliseconds;
+the package imports them. Nothing of either is imported here. Remote code (the modeling files a checkpoint carries)
+never needs this package.
 """
