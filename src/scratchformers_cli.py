@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from scratchformers_light import arguments
+from scratchformers_light.names import DEMO_FAMILIES
 
 TASKS = tuple(arguments.TASKS)  # the training tasks
 PASSTHROUGH = ("push", "convert")  # their flags belong to their own parsers
@@ -48,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = commands.add_parser("demo", help="train, evaluate, save, reload, generate and plot, offline, in minutes")
-    demo.add_argument("--family", choices=("gpt", "bert", "translation"), default="gpt")
+    demo.add_argument("--family", choices=DEMO_FAMILIES, default="gpt")
     _option(demo, "output-dir", default=None,
             help="where the checkpoint, plots and results go (default: outputs/demo-FAMILY); must be new or empty")
     _option(demo, "overwrite", action="store_true", help="replace the contents of an existing --output-dir")

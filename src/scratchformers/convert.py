@@ -31,6 +31,7 @@ from torch import nn
 from transformers import PreTrainedModel
 
 from scratchformers_light.conversions import ACTIVATIONS, SPECS, Head, Row, Spec, WeightMap, conversions, option
+from scratchformers_light.names import CARD_TASKS
 
 from .folders import keeps_earlier_run, replace_later
 
@@ -391,21 +392,22 @@ def _load_checkpoint(directory: Path) -> tuple[PreTrainedModel, str]:
     raise ValueError(f"{directory}: architectures {names} cannot be converted; supported classes are {allowed}.")
 
 
-# class-name suffix → model-card task, for our classes and transformers' (GPT2LMHeadModel, MarianMTModel)
-_CARD_TASKS = {"ForCausalLM": "causal-lm", "LMHeadModel": "causal-lm", "ForMaskedLM": "masked-lm",
-               "ForConditionalGeneration": "translation", "MTModel": "translation",
-               "ForSequenceClassification": "text-classification"}
+def _card_task(our_class: type[PreTrainedModel]) -> str | None:
+    """The model-card task of a class pair: the one whose Auto class loads our class (none for the bare models, QA
+    and tagging)."""
+    auto = {cls: name for name, cls in importlib.import_module(our_class.__module__).AUTO_CLASSES.items()}
+    return next((task for task, (_, _, loader) in CARD_TASKS.items() if loader == auto.get(our_class)), None)
 
 
-def _write_card(source: Path, out_dir: Path, model: PreTrainedModel, converted: PreTrainedModel) -> bool:
-    """A model card for a converted checkpoint (either direction), so `push --check` passes on it: the task from the
-    class, the datasets/language/licence the source's own card states (none claimed when it has none), and a line
-    saying where the weights came from. False for classes without a card task (the bare models, QA, tagging)."""
+def _write_card(source: Path, out_dir: Path, model: PreTrainedModel, converted: PreTrainedModel, task: str | None
+                ) -> bool:
+    """A model card for a converted checkpoint (either direction), so `push --check` passes on it: the `task` of the
+    pair, the datasets/language/licence the source's own card states (none claimed when it has none), and a line
+    saying where the weights came from. False for pairs without a card task (the bare models, QA, tagging)."""
     from huggingface_hub import ModelCard
 
     from .model_card import write_model_card
 
-    task = next((t for suffix, t in _CARD_TASKS.items() if type(converted).__name__.endswith(suffix)), None)
     if task is None:
         return False
     data = ModelCard.load(source / "README.md").data if (source / "README.md").is_file() else None
@@ -447,7 +449,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.out_dir.mkdir(parents=True, exist_ok=True)
     converted.save_pretrained(args.out_dir)
     copied = _copy_tokenizer(source, args.out_dir)
-    carded = _write_card(source, args.out_dir, model, converted)
+    carded = _write_card(source, args.out_dir, model, converted,
+                         _card_task(type(converted) if side == "hf" else type(model)))
     print(f"{type(model).__name__} → {type(converted).__name__}: wrote {args.out_dir}"
           + (f" (+ tokenizer files {copied})" if copied else "") + (" and a model card" if carded else ""))
     return 0

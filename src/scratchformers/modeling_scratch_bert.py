@@ -333,14 +333,13 @@ class ScratchBertForQuestionAnswering(_ScratchBertWithHead):
         return self._output(result, return_dict)
 
 
-# transformers' own class-name tables (hf_tables.py), filled at import so remote-code checkpoints get them too.
-add_to_name_tables(
-    ScratchBertConfig.model_type,
-    {
-        "MODEL_MAPPING_NAMES": ScratchBertModel,
-        "MODEL_FOR_MASKED_LM_MAPPING_NAMES": ScratchBertForMaskedLM,
-        "MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES": ScratchBertForSequenceClassification,
-        "MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING_NAMES": ScratchBertForTokenClassification,
-        "MODEL_FOR_QUESTION_ANSWERING_MAPPING_NAMES": ScratchBertForQuestionAnswering,
-    },
-)
+#: Our classes by the Auto class that loads each: the package registers them (`scratchformers.__init__`), and
+#: `add_to_name_tables` puts them in transformers' own name tables, also in a remote-code process.
+AUTO_CLASSES = {
+    "AutoModel": ScratchBertModel,
+    "AutoModelForMaskedLM": ScratchBertForMaskedLM,
+    "AutoModelForSequenceClassification": ScratchBertForSequenceClassification,
+    "AutoModelForTokenClassification": ScratchBertForTokenClassification,
+    "AutoModelForQuestionAnswering": ScratchBertForQuestionAnswering,
+}
+add_to_name_tables(ScratchBertConfig.model_type, AUTO_CLASSES)

@@ -205,12 +205,11 @@ class ScratchGPTForSequenceClassification(ScratchGPTPreTrainedModel):
         return self._output(result, return_dict)
 
 
-# transformers' own class-name tables (hf_tables.py), filled at import so remote-code checkpoints get them too.
-add_to_name_tables(
-    ScratchGPTConfig.model_type,
-    {
-        "MODEL_MAPPING_NAMES": ScratchGPTModel,
-        "MODEL_FOR_CAUSAL_LM_MAPPING_NAMES": ScratchGPTForCausalLM,
-        "MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES": ScratchGPTForSequenceClassification,
-    },
-)
+#: Our classes by the Auto class that loads each: the package registers them (`scratchformers.__init__`), and
+#: `add_to_name_tables` puts them in transformers' own name tables, also in a remote-code process.
+AUTO_CLASSES = {
+    "AutoModel": ScratchGPTModel,
+    "AutoModelForCausalLM": ScratchGPTForCausalLM,
+    "AutoModelForSequenceClassification": ScratchGPTForSequenceClassification,
+}
+add_to_name_tables(ScratchGPTConfig.model_type, AUTO_CLASSES)

@@ -370,11 +370,10 @@ class ScratchRNNForConditionalGeneration(ScratchRNNPreTrainedModel, TeacherForci
         return self._output(result, return_dict)
 
 
-# transformers' own class-name tables (hf_tables.py), filled at import so remote-code checkpoints get them too.
-add_to_name_tables(
-    ScratchRNNConfig.model_type,
-    {
-        "MODEL_MAPPING_NAMES": ScratchRNNModel,
-        "MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES": ScratchRNNForConditionalGeneration,
-    },
-)
+#: Our classes by the Auto class that loads each: the package registers them (`scratchformers.__init__`), and
+#: `add_to_name_tables` puts them in transformers' own name tables, also in a remote-code process.
+AUTO_CLASSES = {
+    "AutoModel": ScratchRNNModel,
+    "AutoModelForSeq2SeqLM": ScratchRNNForConditionalGeneration,
+}
+add_to_name_tables(ScratchRNNConfig.model_type, AUTO_CLASSES)
