@@ -123,7 +123,8 @@ def _copied(value):
 
 def _options_from_hf(pair: _Pair, hf_model: PreTrainedModel) -> dict:
     """Our config's options for `hf_model`: refusals, then renames (with HF's activation names), fixed options, the
-    class's options and the hatch's; one ValueError lists every problem."""
+    class's options, the class converted from (`converted_from`: `to_hf` goes back to it) and the hatch's; one
+    ValueError lists every problem."""
     spec, hf_config = pair.spec, hf_model.config
     problems = _Problems(f"{spec.name} config (model_type={hf_config.model_type!r})")
     _refuse(spec.refuse_hf, hf_config, spec, problems)
@@ -137,7 +138,7 @@ def _options_from_hf(pair: _Pair, hf_model: PreTrainedModel) -> dict:
         if ours == "activation" and value not in ACTIVATIONS:
             problems.add(f"`{names[0]}`={value!r} is not supported; allowed values are {tuple(ACTIVATIONS)}")
         options[ours] = ACTIVATIONS.get(value) if ours == "activation" else _copied(value)
-    options.update({**spec.fixed, **spec.our_defaults, **pair.head.options})
+    options.update({**spec.fixed, **spec.our_defaults, **pair.head.options}, converted_from=pair.head.hf)
     if spec.from_hf is not None:
         options.update(spec.from_hf(hf_model, problems.items))
     problems.raise_if_any()
@@ -179,10 +180,15 @@ def config_to_hf(config, hf_class: type[PreTrainedModel]):
 
 def _target_for(model: nn.Module, hf_class: type[PreTrainedModel] | None) -> tuple[_Pair, object]:
     """The pair and HF config for exporting `model`. One of our classes can match several HF architectures
-    (scratch_transformer → BART or Marian): the first whose config translation accepts our config wins, unless
-    `hf_class` names one; when none accepts, one ValueError gives each candidate's reasons."""
+    (scratch_transformer → BART or Marian; scratch_gpt's modern decoder → Llama, Qwen2 or Mistral): the spec of the
+    class it was converted from (`config.converted_from`, so a classifier fine-tuned from a converted Mistral goes to
+    MistralForSequenceClassification) is tried first, then the others in order; the first whose config translation
+    accepts our config wins, unless `hf_class` names one; when none accepts, one ValueError gives each candidate's
+    reasons."""
     _pair_for(model, "ours")  # TypeError for a class with no converter at all
     candidates = [p for p in _PAIRS if type(model) is p.our_class and (hf_class is None or p.hf_class is hf_class)]
+    source = next((p.spec for p in _PAIRS if p.head.hf == getattr(model.config, "converted_from", None)), None)
+    candidates.sort(key=lambda p: p.spec is not source)  # (stable: the others keep their order)
     if not candidates:
         allowed = [p.hf_class.__name__ for p in _PAIRS if type(model) is p.our_class]
         raise TypeError(f"`hf_class`={getattr(hf_class, '__name__', hf_class)!r} is not a conversion target of "
@@ -307,7 +313,10 @@ def to_hf(
     """Convert one of our models to the native transformers class of the same architecture (e.g. GPT2LMHeadModel).
 
     A scratch_transformer model goes to BART or Marian, whichever its config fits (learned positions with offset 2
-    → BART; split sinusoidal positions → Marian); `hf_class` (e.g. `transformers.MarianMTModel`) forces one.
+    → BART; split sinusoidal positions → Marian); the modern decoder to Llama, Qwen2 or Mistral. A model `from_hf`
+    converted goes back to the architecture it came from (recorded as `config.converted_from`) when that still fits:
+    a Mistral without a sliding window stays Mistral, though Llama computes the same. `hf_class` (e.g.
+    `transformers.MarianMTModel`) forces one.
     """
     pair, hf_config = _target_for(model, hf_class)
     hf_model = pair.hf_class._from_config(
