@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import importlib
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,20 +95,15 @@ def _pair_for(model: nn.Module, side: str) -> _Pair:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-class _Fields(Mapping):
-    """A config's fields for the refusal reasons' format strings (`{head_dim}`), and the spec's `{architecture}`."""
+class _Fields:
+    """A config's fields by name, for the refusal reasons' format strings (`{head_dim}`), and the spec's
+    `{architecture}`."""
 
     def __init__(self, config, spec: Spec):
         self.config, self.spec = config, spec
 
     def __getitem__(self, name: str):
         return self.spec.name if name == "architecture" else getattr(self.config, name, None)
-
-    def __iter__(self):
-        return iter(())
-
-    def __len__(self) -> int:
-        return 0
 
 
 def _refuse(checks, config, spec: Spec, problems: _Problems) -> None:
@@ -169,13 +164,17 @@ def config_from_hf(hf_model: PreTrainedModel):
     return pair.our_class.config_class(**_options_from_hf(pair, hf_model))
 
 
+def _hf_config(spec: Spec, config):
+    return getattr(transformers, spec.hf_config)(**_options_to_hf(spec, config))
+
+
 def config_to_hf(config, hf_class: type[PreTrainedModel]):
     """The config of `hf_class` for our `config` (ValueError listing every option the class cannot express)."""
     pair = next((p for p in _PAIRS if p.hf_class is hf_class), None)
     if pair is None:
         raise TypeError(f"Cannot convert to a {getattr(hf_class, '__name__', hf_class)}; supported classes are "
                         f"{tuple(supported_conversions())}.")
-    return getattr(transformers, pair.spec.hf_config)(**_options_to_hf(pair.spec, config))
+    return _hf_config(pair.spec, config)
 
 
 def _target_for(model: nn.Module, hf_class: type[PreTrainedModel] | None) -> tuple[_Pair, object]:
@@ -196,7 +195,7 @@ def _target_for(model: nn.Module, hf_class: type[PreTrainedModel] | None) -> tup
     errors = []
     for pair in candidates:
         try:
-            return pair, getattr(transformers, pair.spec.hf_config)(**_options_to_hf(pair.spec, model.config))
+            return pair, _hf_config(pair.spec, model.config)
         except ValueError as error:
             errors.append(str(error))
     if len(errors) == 1:

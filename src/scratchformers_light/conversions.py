@@ -98,10 +98,6 @@ class WeightMap:
     rows: tuple[Row, ...]
 
     @property
-    def copied(self) -> list[Row]:
-        return [row for row in self.rows if row.kind == "copy"]
-
-    @property
     def by_ours(self) -> dict[str, Row]:
         return {row.ours: row for row in self.rows if row.ours is not None}
 
@@ -132,10 +128,8 @@ class Spec:
         """The rows of `head`'s class pair for our `config`: body groups under the body prefixes, then the head's."""
         rows = []
         for group in self.weights:
-            for i in range(getattr(config, group.count)) if group.count else [None]:
-                ours, theirs = (head.our_body + group.ours, head.hf_body + group.theirs)
-                if i is not None:
-                    ours, theirs = ours.format(i=i), theirs.format(i=i)
+            for i in range(getattr(config, group.count) if group.count else 1):
+                ours, theirs = (head.our_body + group.ours).format(i=i), (head.hf_body + group.theirs).format(i=i)
                 rows += [replace(row, ours=None if row.ours is None else ours + row.ours,
                                  theirs=tuple(theirs + t for t in row.theirs)) for row in group.rows]
         return WeightMap(tuple(row for row in [*rows, *head.rows] if applies(row.when, config)))
