@@ -170,7 +170,8 @@ class ScratchBertForMaskedLM(ScratchBertPreTrainedModel):
             return_dict=True,
         )
         logits, loss = logits_and_labelled_loss(  # (B, T, V); backward through the vocabulary only at masked tokens
-            self.lm_head, out.last_hidden_state, labels, self.config.vocab_size, kwargs.get("num_items_in_batch")
+            self.lm_head, out.last_hidden_state, labels, self.config.vocab_size, kwargs.get("num_items_in_batch"),
+            skip_logits=kwargs.get("skip_logits"), training=self.training,  # no logits: a chunked loss (losses.py)
         )
         result = MaskedLMOutput(loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions)
         return self._output(result, return_dict)

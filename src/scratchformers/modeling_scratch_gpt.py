@@ -138,7 +138,8 @@ class ScratchGPTForCausalLM(ScratchGPTPreTrainedModel, GenerationMixin):
             check_labels(labels, tuple(hidden.shape[:2]), self.config.vocab_size)
             targets = next_token_labels(labels)
         logits, loss = logits_and_labelled_loss(  # (B, T, V); backward through the LM head only at scored positions
-            self.lm_head, hidden, targets, self.config.vocab_size, kwargs.get("num_items_in_batch")
+            self.lm_head, hidden, targets, self.config.vocab_size, kwargs.get("num_items_in_batch"),
+            skip_logits=kwargs.get("skip_logits"), training=self.training,  # no logits: a chunked loss (losses.py)
         )
         result = CausalLMOutputWithPast(
             loss=loss, logits=logits, **cache_field(output_cache(out)), hidden_states=out.hidden_states,

@@ -356,7 +356,8 @@ class ScratchRNNForConditionalGeneration(ScratchRNNPreTrainedModel, TeacherForci
             return_dict=True,
         )
         logits, loss = logits_and_labelled_loss(  # (B, T, V); backward through the output layer only at labels
-            self.lm_head, out.last_hidden_state, labels, self.config.vocab_size, kwargs.get("num_items_in_batch")
+            self.lm_head, out.last_hidden_state, labels, self.config.vocab_size, kwargs.get("num_items_in_batch"),
+            skip_logits=kwargs.get("skip_logits"), training=self.training,  # no logits: a chunked loss (losses.py)
         )
         result = Seq2SeqLMOutput(
             loss=loss,

@@ -251,7 +251,8 @@ class ScratchTransformerForConditionalGeneration(ScratchTransformerPreTrainedMod
             return_dict=True,
         )
         logits, loss = logits_and_labelled_loss(  # (B, T, V); backward through the output layer only at labels
-            self.output_logits, out.last_hidden_state, labels, self.config.vocab_size, kwargs.get("num_items_in_batch")
+            self.output_logits, out.last_hidden_state, labels, self.config.vocab_size, kwargs.get("num_items_in_batch"),
+            skip_logits=kwargs.get("skip_logits"), training=self.training,  # no logits: a chunked loss (losses.py)
         )
         result = Seq2SeqLMOutput(
             loss=loss,
