@@ -16,18 +16,21 @@ Flags accept both spellings (--max-steps and --max_steps). A mistake in the flag
 """
 
 # This module is deliberately outside the `scratchformers` package: importing the package registers every model
-# with transformers (torch and all), which takes seconds. `--help` and argument errors are answered from here;
-# the package (scratchformers.cli) is imported only once a command really runs.
+# with transformers (torch and all), which takes seconds. `--help` and argument errors are answered from here, with
+# the names and flags of `scratchformers_light` (standard library only); the package (scratchformers.cli) is imported
+# only once a command really runs.
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-TASKS = ("clm", "mlm", "translation", "classification", "sft")  # = scratchformers.examples.SCRIPTS (a test checks)
+from scratchformers_light import arguments, serve
+from scratchformers_light.names import DEMO_FAMILIES
+
+TASKS = tuple(arguments.TASKS)  # the training tasks
 PASSTHROUGH = ("push", "convert", "serve")  # their flags belong to their own parsers
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError)
 
@@ -48,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = commands.add_parser("demo", help="train, evaluate, save, reload, generate and plot, offline, in minutes")
-    demo.add_argument("--family", choices=("gpt", "bert", "translation"), default="gpt")
+    demo.add_argument("--family", choices=DEMO_FAMILIES, default="gpt")
     _option(demo, "output-dir", default=None,
             help="where the checkpoint, plots and results go (default: outputs/demo-FAMILY); must be new or empty")
     _option(demo, "overwrite", action="store_true", help="replace the contents of an existing --output-dir")
@@ -146,27 +149,6 @@ OPTIONAL_HEAVY = ("peft",)
 PACKAGE = Path(__file__).resolve().parent / "scratchformers"
 
 
-def _arguments_module():
-    """``scratchformers/examples/arguments.py`` (the scripts' flag dataclasses, the push and convert parsers, the
-    pre-rendered training help), loaded by path so the package's ``__init__`` (which imports and registers every
-    model, torch and all) does not run."""
-    path = PACKAGE / "examples" / "arguments.py"
-    spec = importlib.util.spec_from_file_location("_scratchformers_arguments", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # (dataclasses look their module up while being built)
-    spec.loader.exec_module(module)
-    return module
-
-
-def _serve_module():
-    """``scratchformers/serve.py``, loaded by path like ``_arguments_module``: it reads `transformers serve`'s flags
-    (importing transformers' light CLI module, not torch) and checks the checkpoint without the package."""
-    spec = importlib.util.spec_from_file_location("_scratchformers_serve", PACKAGE / "serve.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _light_help(argv: list[str]) -> bool:
     """Print the help of `train TASK --help`, `push --help` or `convert --help` without importing the package, a
     model or `datasets`. `train TASK --help` prints the committed, pre-rendered text when it was rendered under this
@@ -188,7 +170,6 @@ def _light_help(argv: list[str]) -> bool:
 def _print_light_help(argv: list[str]) -> bool:
     """``_light_help``'s printing, with the optional heavy packages hidden."""
     if argv[0] == "train" and len(argv) > 1 and argv[1] in TASKS:
-        arguments = _arguments_module()
         text = arguments.prerendered_help(f"train {argv[1]}")
         if text is not None:
             sys.stdout.write(text)
@@ -196,10 +177,10 @@ def _print_light_help(argv: list[str]) -> bool:
             arguments.task_parser(argv[1], prog=f"scratchformers train {argv[1]}").print_help()
         return True
     if argv[0] == "push":
-        _arguments_module().push_parser("scratchformers push").print_help()
+        arguments.push_parser("scratchformers push").print_help()
         return True
     if argv[0] == "convert" and (PACKAGE / "convert.py").is_file():
-        _arguments_module().convert_parser("scratchformers convert").print_help()
+        arguments.convert_parser("scratchformers convert").print_help()
         return True
     return False
 
@@ -226,7 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)  # --help and flag mistakes are answered here, before any heavy import
     try:
         if command == "serve":  # its --help, flag mistakes, a missing [serve] extra or a wrong folder: answered light
-            _serve_module().check(argv[1:], prog="scratchformers serve")
+            serve.check(argv[1:])
         from scratchformers.cli import run
 
         return run(args)

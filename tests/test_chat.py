@@ -18,9 +18,9 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from scratchformers import ScratchGPTConfig, ScratchGPTForCausalLM
 from scratchformers.chat import ChatSession
-from scratchformers.cli import main
 from scratchformers.data import DATA_DIR
 from scratchformers.tokenization import train_tokenizer
+from scratchformers_cli import main
 
 TEMPLATE = (
     "{% for m in messages %}{% if m['role'] == 'system' %}{{ m['content'] }}\n"

@@ -14,8 +14,8 @@ import torch
 from journey_helpers import png_size, tiny_checkpoint
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from scratchformers.cli import main
 from scratchformers.data import DATA_DIR
+from scratchformers_cli import main
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +24,7 @@ def checkpoint(tmp_path_factory):
 
 
 def test_console_entry_point_lists_every_command():
-    done = subprocess.run([sys.executable, "-m", "scratchformers.cli", "--help"], capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-m", "scratchformers_cli", "--help"], capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0, done.stderr
     for command in ("demo", "train", "generate", "chat", "evaluate", "attention", "push", "convert", "serve"):

@@ -18,8 +18,9 @@ from journey_helpers import tiny_checkpoint, tiny_config_file
 from transformers import AutoTokenizer, TrainingArguments
 
 from scratchformers.data import DATA_DIR
-from scratchformers.examples import arguments, common
+from scratchformers.examples import common
 from scratchformers_cli import main
+from scratchformers_light import arguments
 
 QUIET = ["--report_to", "none", "--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "8",
          "--save_strategy", "no", "--disable_tqdm", "true", "--max_steps", "2"]

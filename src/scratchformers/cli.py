@@ -1,6 +1,7 @@
 """The commands behind the `scratchformers` console command (demo, train, generate, chat, evaluate, attention,
 translate, push, convert, serve). Parsing, `--help` and the one-line `error:` handling live in the light top-level module
-`scratchformers_cli`, so that `--help` answers without importing torch or any model; `run(args)` here does the work.
+`scratchformers_cli` (the entry point, `scratchformers_cli.main`), so that `--help` answers without importing torch
+or any model; once a command really runs, it calls `run(args)` here, which does the work.
 """
 
 from __future__ import annotations
@@ -13,25 +14,8 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
-
-try:
-    import scratchformers_cli as _front
-except ModuleNotFoundError:  # an editable install made before scratchformers_cli existed: load it from src/
-    _spec = importlib.util.spec_from_file_location(
-        "scratchformers_cli", Path(__file__).resolve().parents[1] / "scratchformers_cli.py"
-    )
-    _front = importlib.util.module_from_spec(_spec)
-    sys.modules["scratchformers_cli"] = _front
-    _spec.loader.exec_module(_front)
-
-build_parser = _front.build_parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the `scratchformers` command (see ``scratchformers_cli.main``); returns the exit status."""
-    return _front.main(argv)
 
 
 def _config(checkpoint: str) -> dict:
@@ -387,6 +371,3 @@ def _translate_command(args: argparse.Namespace) -> int:
         print(line)
     return 0
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())

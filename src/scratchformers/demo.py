@@ -26,9 +26,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from scratchformers_light.names import DEMO_FAMILIES as FAMILIES
+
 from .folders import keeps_earlier_run, replace_later
 
-FAMILIES = ("gpt", "bert", "translation")
 SAMPLE_SENTENCE = "The import statement finds a module and binds it to a name."
 PROMPT = "The import statement"
 

@@ -138,7 +138,8 @@ class ScratchGPTForCausalLM(ScratchGPTPreTrainedModel, GenerationMixin):
             check_labels(labels, tuple(hidden.shape[:2]), self.config.vocab_size)
             targets = next_token_labels(labels)
         logits, loss = logits_and_labelled_loss(  # (B, T, V); backward through the LM head only at scored positions
-            self.lm_head, hidden, targets, self.config.vocab_size, kwargs.get("num_items_in_batch")
+            self.lm_head, hidden, targets, self.config.vocab_size, kwargs.get("num_items_in_batch"),
+            skip_logits=kwargs.get("skip_logits"), training=self.training,  # no logits: a chunked loss (losses.py)
         )
         result = CausalLMOutputWithPast(
             loss=loss, logits=logits, **cache_field(output_cache(out)), hidden_states=out.hidden_states,
@@ -205,12 +206,11 @@ class ScratchGPTForSequenceClassification(ScratchGPTPreTrainedModel):
         return self._output(result, return_dict)
 
 
-# transformers' own class-name tables (hf_tables.py), filled at import so remote-code checkpoints get them too.
-add_to_name_tables(
-    ScratchGPTConfig.model_type,
-    {
-        "MODEL_MAPPING_NAMES": ScratchGPTModel,
-        "MODEL_FOR_CAUSAL_LM_MAPPING_NAMES": ScratchGPTForCausalLM,
-        "MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES": ScratchGPTForSequenceClassification,
-    },
-)
+#: Our classes by the Auto class that loads each: the package registers them (`scratchformers.__init__`), and
+#: `add_to_name_tables` puts them in transformers' own name tables, also in a remote-code process.
+AUTO_CLASSES = {
+    "AutoModel": ScratchGPTModel,
+    "AutoModelForCausalLM": ScratchGPTForCausalLM,
+    "AutoModelForSequenceClassification": ScratchGPTForSequenceClassification,
+}
+add_to_name_tables(ScratchGPTConfig.model_type, AUTO_CLASSES)

@@ -14,11 +14,12 @@ from typing import Any
 
 from transformers import AutoConfig, PreTrainedConfig, TrainingArguments, set_seed
 
+from scratchformers_light.arguments import RunArguments, build_parser  # noqa: F401  (RunArguments: the scripts import it from here)
+
 from ..data import DATA_DIR, packaged_folder
 from ..distributed import check_fsdp_device
 from ..folders import keeps_earlier_run, replace_later  # noqa: F401  (the scripts import it from here)
 from ..model_card import write_model_card
-from .arguments import RunArguments, build_parser  # noqa: F401  (RunArguments: the scripts import it from here)
 
 # the shipped model configs: configs/ in a source checkout, the package data scratchformers.configs in a wheel
 CONFIG_DIR = packaged_folder("configs", "gpt-tiny.json") or DATA_DIR.parent / "configs"

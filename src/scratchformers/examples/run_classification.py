@@ -30,10 +30,11 @@ from transformers import (
     TrainingArguments,
 )
 
+from scratchformers_light.arguments import ClassificationDataArguments as DataArguments
+from scratchformers_light.arguments import ClassificationModelArguments as ModelArguments
+
 from ..data import resolve_data_dir
 from ..tokenization import train_tokenizer
-from .arguments import ClassificationDataArguments as DataArguments
-from .arguments import ClassificationModelArguments as ModelArguments
 from .common import (
     CONFIG_DIR,
     RunArguments,

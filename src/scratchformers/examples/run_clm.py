@@ -31,10 +31,11 @@ from transformers import (
     default_data_collator,
 )
 
+from scratchformers_light.arguments import ClmDataArguments as DataArguments
+from scratchformers_light.arguments import ClmModelArguments as ModelArguments
+
 from ..data import resolve_data_dir, tokenize_and_group, tokenize_for_packing
 from ..tokenization import train_tokenizer
-from .arguments import ClmDataArguments as DataArguments
-from .arguments import ClmModelArguments as ModelArguments
 from .common import (
     CONFIG_DIR,
     RunArguments,

@@ -27,12 +27,13 @@ from transformers import (
     TrainingArguments,
 )
 
+from scratchformers_light.arguments import MlmDataTrainingArguments as DataTrainingArguments
+from scratchformers_light.arguments import MlmModelArguments as ModelArguments
+
 from ..configuration_scratch_bert import ScratchBertConfig
 from ..data import resolve_data_dir, tokenize_and_group
 from ..modeling_scratch_bert import ScratchBertForMaskedLM
 from ..tokenization import train_tokenizer
-from .arguments import MlmDataTrainingArguments as DataTrainingArguments
-from .arguments import MlmModelArguments as ModelArguments
 from .common import (
     CONFIG_DIR,
     RunArguments,

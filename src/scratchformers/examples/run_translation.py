@@ -38,10 +38,6 @@ from transformers import (
 
 import scratchformers  # noqa: F401  (registers our families with the Auto classes)
 from scratchformers.data import preprocess_translation, resolve_data_dir
-from scratchformers.examples.arguments import TRANSLATION_TRAINING_DEFAULTS as TRAINING_DEFAULTS
-from scratchformers.examples.arguments import TranslationDataArguments as DataArguments
-from scratchformers.examples.arguments import TranslationModelArguments as ModelArguments
-from scratchformers.examples.arguments import build_parser
 from scratchformers.examples.common import (
     CONFIG_DIR,
     RunArguments,
@@ -61,6 +57,10 @@ from scratchformers.examples.common import (
 from scratchformers.metrics import compute_translation_metrics
 from scratchformers.seq2seq import noam_learning_rate
 from scratchformers.tokenization import train_tokenizer
+from scratchformers_light.arguments import TRANSLATION_TRAINING_DEFAULTS as TRAINING_DEFAULTS
+from scratchformers_light.arguments import TranslationDataArguments as DataArguments
+from scratchformers_light.arguments import TranslationModelArguments as ModelArguments
+from scratchformers_light.arguments import build_parser
 
 logger = logging.getLogger("run_translation")
 EN_DE = resolve_data_dir() / "translation" / "en-de"  # the shipped pairs (data/, or the wheel's copy)

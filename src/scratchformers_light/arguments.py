@@ -1,11 +1,10 @@
-"""The training scripts' own flags (their HfArgumentParser dataclasses), the push and convert commands' parsers, and
-the pre-rendered ``train TASK --help`` texts.
+"""The training tasks and the scripts' own flags (their HfArgumentParser dataclasses), the push and convert commands'
+parsers, and the pre-rendered ``train TASK --help`` texts.
 
-This module imports only the standard library at import time (transformers only inside ``build_parser``), and it
-imports nothing from the package, so the light console front end (``scratchformers_cli``) can load it by path and
-answer ``scratchformers train TASK --help`` / ``push --help`` / ``convert --help`` without importing torch models,
-datasets or the package (which registers every model). The scripts import their dataclasses from here: one
-definition for both.
+This module imports only the standard library at import time (transformers only inside ``build_parser``), so the
+light console front end (``scratchformers_cli``) imports it to answer ``scratchformers train TASK --help`` /
+``push --help`` / ``convert --help`` without importing torch, datasets or the package (which registers every model).
+The scripts import their dataclasses from here, and ``TASKS`` is the one list of training tasks.
 
 ``train TASK --help`` lists every ``TrainingArguments`` flag, and importing ``TrainingArguments`` costs transformers
 plus torch (about 2 s). So the help text is rendered ahead of time (``scripts/render_cli_help.py`` writes
@@ -27,12 +26,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .conversions import conversions
+
 HERE = Path(__file__).resolve().parent
+# The training scripts (scratchformers.examples), found beside this package: importing them, or only finding them
+# with importlib, would import the package and register every model.
+SCRIPTS_DIR = HERE.parent / "scratchformers" / "examples"
 
 
 def script_description(script: str) -> str | None:
-    """The module docstring of ``examples/<script>.py``, read without importing it (the scripts' --help text)."""
-    return ast.get_docstring(ast.parse((HERE / f"{script}.py").read_text(encoding="utf-8")), clean=True)
+    """The module docstring of ``scratchformers/examples/<script>.py``, read without importing it (its --help text)."""
+    return ast.get_docstring(ast.parse((SCRIPTS_DIR / f"{script}.py").read_text(encoding="utf-8")), clean=True)
 
 
 def build_parser(dataclass_types: tuple, description: str | None = None, defaults: dict | None = None,
@@ -319,7 +323,8 @@ class RunArguments:
         metadata={"help": "Replace the contents of an existing, non-empty --output_dir (removing its checkpoints)."},
     )
 
-# task → (script module, its dataclasses before TrainingArguments, the TrainingArguments class name, defaults)
+#: The training tasks (`scratchformers train TASK`): task → (its script module in scratchformers.examples, the
+#: script's dataclasses before TrainingArguments, the TrainingArguments class name, defaults).
 TASKS: dict[str, tuple[str, tuple, str, dict]] = {
     "clm": ("run_clm", (ClmModelArguments, ClmDataArguments, RunArguments), "TrainingArguments", {}),
     "mlm": ("run_mlm", (MlmModelArguments, MlmDataTrainingArguments, RunArguments), "TrainingArguments", {}),
@@ -416,7 +421,7 @@ def help_file(command: str, folder: os.PathLike | str | None = None) -> Path:
 
 def render_help_files(tasks: Iterable[str], folder: os.PathLike | str | None = None,
                       columns: int = HELP_COLUMNS) -> list[Path]:
-    """Write ``train-TASK.txt`` for each of ``tasks`` (every ``scratchformers.examples.SCRIPTS`` task) and
+    """Write ``train-TASK.txt`` for each of ``tasks`` (every task of ``TASKS``) and
     ``versions.json`` (the Python and transformers major.minor and the width they were rendered under) into
     ``folder`` (default ``HELP_DIR``), removing the text of tasks no longer listed. Returns the files written."""
     folder = Path(HELP_DIR if folder is None else folder)
@@ -451,36 +456,9 @@ def prerendered_help(command: str, folder: os.PathLike | str | None = None) -> s
 # `scratchformers convert`
 # ----------------------------------------------------------------------------------------------------------------
 
-# scratchformers.convert.supported_conversions(), written out so that `convert --help` needs neither torch nor the
-# models; tests/test_fast_help.py checks it against the live table.
-CONVERSIONS: dict[str, str] = {
-    "GPT2LMHeadModel": "ScratchGPTForCausalLM",
-    "GPT2Model": "ScratchGPTModel",
-    "LlamaForCausalLM": "ScratchGPTForCausalLM",
-    "LlamaModel": "ScratchGPTModel",
-    "LlamaForSequenceClassification": "ScratchGPTForSequenceClassification",
-    "Qwen2ForCausalLM": "ScratchGPTForCausalLM",
-    "Qwen2Model": "ScratchGPTModel",
-    "Qwen2ForSequenceClassification": "ScratchGPTForSequenceClassification",
-    "MistralForCausalLM": "ScratchGPTForCausalLM",
-    "MistralModel": "ScratchGPTModel",
-    "MistralForSequenceClassification": "ScratchGPTForSequenceClassification",
-    "GPT2ForSequenceClassification": "ScratchGPTForSequenceClassification",
-    "BertModel": "ScratchBertModel",
-    "BertForMaskedLM": "ScratchBertForMaskedLM",
-    "BertForSequenceClassification": "ScratchBertForSequenceClassification",
-    "BertForTokenClassification": "ScratchBertForTokenClassification",
-    "BertForQuestionAnswering": "ScratchBertForQuestionAnswering",
-    "BartForConditionalGeneration": "ScratchTransformerForConditionalGeneration",
-    "BartModel": "ScratchTransformerModel",
-    "MarianMTModel": "ScratchTransformerForConditionalGeneration",
-    "MarianModel": "ScratchTransformerModel",
-}
-
-
 def convert_parser(prog: str | None = "scratchformers convert") -> argparse.ArgumentParser:
     """The flags of ``scratchformers convert`` (``scratchformers.convert.main`` parses with this parser)."""
-    pairs = "\n".join(f"  {theirs} <-> {ours}" for theirs, ours in CONVERSIONS.items())
+    pairs = "\n".join(f"  {theirs} <-> {ours}" for theirs, ours in conversions().items())
     parser = argparse.ArgumentParser(
         prog=prog,
         description="Convert a checkpoint between transformers' native classes and scratchformers' (the "
