@@ -106,7 +106,9 @@ class Server:
 
     def __init__(self, checkpoint: Path, flags: list[str], log: Path):
         self.port, self.log = free_port(), log
-        env = dict(os.environ, PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1")
+        # one torch thread, as this test process has (conftest): on a busy 2-core machine two threads made
+        # generate() ten times slower (docs/deploy.md)
+        env = dict(os.environ, PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
         with open(log, "wb") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "scratchformers_cli", "serve", str(checkpoint), "--host", "127.0.0.1",
