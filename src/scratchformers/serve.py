@@ -150,6 +150,9 @@ def serve(args: argparse.Namespace) -> int:
             Serve(force_model=args.checkpoint, **settings)
     except RuntimeError as err:  # e.g. "The model's process stopped while loading the model."
         raise ServeError(f"the server stopped: {' '.join(str(err).split())}") from err
+    except SystemExit as done:  # with several API servers (--api-server-count) Ctrl-C exits through sys.exit(0)
+        if done.code not in (0, None):
+            raise
     finally:
         logging.getLogger("uvicorn.error").removeFilter(quiet)
     print(f"{PROG}: stopped", file=sys.stderr)
