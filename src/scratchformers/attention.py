@@ -61,7 +61,7 @@ def scaled_dot_product_attention(
 def is_external_attention(attn_implementation: str | None) -> bool:
     """Was this attention implementation registered by someone else — vLLM's "vllm", SGLang's "sglang", a user's own
     `AttentionInterface.register(name, fn)` — rather than being one whose inputs our stack prepares (eager, sdpa, the
-    flash and flex kernels, a Hub kernel "org/name", continuous batching's "paged|…")?
+    flash kernels and anything named "flash…", flex, a Hub kernel "org/name", continuous batching's "paged|…")?
 
     Such a backend brings its own KV cache and masking: it gets every keyword argument `forward()` was given, passed
     down to it unchanged (vLLM: `attention_instances`; SGLang: `forward_batch`), as the vLLM/SGLang "transformers
@@ -69,7 +69,7 @@ def is_external_attention(attn_implementation: str | None) -> bool:
     through `ALL_ATTENTION_FUNCTIONS`)."""
     if attn_implementation is None or attn_implementation in ("eager", "sdpa", "flex_attention"):
         return False
-    return not (attn_implementation.startswith(("flash_attention", "paged|")) or "/" in attn_implementation)
+    return not (attn_implementation.startswith(("flash", "paged|")) or "/" in attn_implementation)
 
 
 def attention_function(attn_implementation: str | None, output_attentions: bool = False):
