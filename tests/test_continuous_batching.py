@@ -157,8 +157,10 @@ def test_paged_cache_is_read_and_written_through_transformers_attention_function
     implementation, attention_calls, monkeypatch
 ):
     """Every attention call of the batch goes to transformers' paged function for the backend (never our written-out
-    eager), gets the batcher's read/write indices, and reads more keys than it has queries once requests are decoding
-    (the cached ones, from the paged cache); our own GrowingCache is never made: the paged cache is the only one."""
+    eager) with the batcher's read/write indices; our own GrowingCache is never made: the paged cache is the only one.
+    Where the model writes the paged cache (`compat.PAGED_CACHE_WRITTEN_BY_MODEL`) the function gets more keys than
+    queries once requests decode (the cached ones, read back from the pages); where the function writes and reads it,
+    it gets the cache itself."""
 
     def no_second_cache(*args, **kwargs):
         raise AssertionError("a GrowingCache was made during continuous batching")
@@ -172,7 +174,10 @@ def test_paged_cache_is_read_and_written_through_transformers_attention_function
         assert function is ALL_ATTENTION_FUNCTIONS.get_interface(used, None)
         assert function is not attention_module.scaled_dot_product_attention
         assert {"read_index", "write_index", "cu_seq_lens_q", "cu_seq_lens_k"} <= kwargs
-    assert any(key_length > query_length for *_, query_length, key_length in attention_calls)
+    if compat.PAGED_CACHE_WRITTEN_BY_MODEL:
+        assert any(key_length > query_length for *_, query_length, key_length in attention_calls)
+    else:
+        assert all("cache" in kwargs for _, _, kwargs, _, _ in attention_calls)
 
 
 def test_generate_with_the_paged_cache_implementation_is_continuous_batching():
