@@ -233,6 +233,18 @@ def test_logits_to_keep_lists_the_positions_continuous_batching_needs():
     assert model._supports_logits_to_keep()
 
 
+def test_paged_eager_outside_continuous_batching_is_still_causal():
+    """A model left on `paged|eager` (set by hand) and called without a paged cache gets our causal mask: transformers'
+    paged function applies none itself (its own Llama sees the future there)."""
+    model = gpt(CONFIGS["llama"], "eager")
+    x = torch.randint(3, 64, (2, 7))
+    with torch.no_grad():
+        expected, tokens = model(x).logits, model.generate(x, max_new_tokens=4, do_sample=False)
+        model.config._attn_implementation = "paged|eager"
+        assert torch.allclose(model(x).logits, expected, atol=1e-5)
+        assert torch.equal(model.generate(x, max_new_tokens=4, do_sample=False), tokens)
+
+
 def test_paged_arguments_without_a_paged_cache_are_still_misspellings():
     model = gpt(CONFIGS["gpt2"])
     with pytest.raises(TypeError, match="read_index"):

@@ -224,9 +224,12 @@ class TransformerStack(nn.Module):
         implementation = self.config._attn_implementation
         if is_external_attention(implementation) and implementation not in ALL_MASK_ATTENTION_FUNCTIONS:
             return None, {}
-        return attention_inputs(attention_mask, x.shape[0], query_length, key_length, causal,
-                                self.config._attn_implementation, x.dtype, x.device, past, position_ids, weights,
-                                sliding_window, key_offset)
+        if implementation is not None and implementation.startswith("paged|"):
+            # a paged function outside continuous batching (no batcher's mask): it applies no causal pattern of its
+            # own (transformers' `paged|eager`; 5.13's `paged|sdpa` always passes is_causal=False), so it gets ours
+            implementation = "eager"
+        return attention_inputs(attention_mask, x.shape[0], query_length, key_length, causal, implementation,
+                                x.dtype, x.device, past, position_ids, weights, sliding_window, key_offset)
 
     def _validate(self, input_ids, inputs_embeds, attention_mask, token_type_ids, past: int | torch.Tensor,
                   position_ids=None):
