@@ -300,6 +300,14 @@ def test_sliding_window_refused_where_the_paged_cache_gets_the_window_wrong(monk
     assert full._continuous_batching_refusal() is None
 
 
+@pytest.mark.skipif(compat.paged_sliding_window_is_exact(), reason="this transformers' paged cache keeps the window")
+def test_sliding_window_refused_on_this_transformers():
+    """Where the probe finds the installed ring buffer wrong, the real check (nothing patched) refuses."""
+    with pytest.raises(NotImplementedError, match="last W − 1 keys"):
+        gpt(CONFIGS["sliding+full"]).generate_batch(PROMPTS, generation_config=greedy(),
+                                                    continuous_batching_config=cb_config())
+
+
 def test_prompt_past_the_learned_position_table_is_refused_before_any_work():
     model = gpt(CONFIGS["gpt2"])  # max_position_embeddings = 64
     with pytest.raises(ValueError, match="max_position_embeddings`=64"):
