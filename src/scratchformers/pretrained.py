@@ -73,7 +73,7 @@ PASS_THROUGH_KWARGS = frozenset(
 # Of those, the ones the model itself uses up (the loss, generate()'s decoding arguments, the cache): they never go on
 # down to an attention function.
 MODEL_LEVEL_KWARGS = _generation_mode_arguments() | {"num_items_in_batch", "shift_labels", "cache_position",
-                                                     "past_key_values"}
+                                                     "past_key_values", "skip_logits"}
 
 
 class ScratchPreTrainedBase(PreTrainedModel):
