@@ -46,7 +46,21 @@ def build_parser(dataclass_types: tuple, description: str | None = None, default
     )
     if defaults:
         parser.set_defaults(**defaults)
+    bare_resume_flag(parser)
     return parser
+
+
+RESUME_HELP = ("Continue the run in --output_dir: with no value, from its last checkpoint-N folder (as HF's example "
+               "scripts do); or from the checkpoint folder given.")
+
+
+def bare_resume_flag(parser: argparse.ArgumentParser) -> None:
+    """Let ``--resume_from_checkpoint`` stand alone: TrainingArguments declares it a path (so a bare flag was
+    argparse's "expected one argument"); here the path is optional and the bare flag gives ``True``, which the
+    scripts resolve to the last ``checkpoint-N`` in ``--output_dir`` (``common.resume_checkpoint``)."""
+    for action in parser._actions:
+        if action.dest == "resume_from_checkpoint":
+            action.nargs, action.const, action.help = "?", True, RESUME_HELP
 
 
 @dataclass

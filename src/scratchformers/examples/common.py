@@ -79,6 +79,8 @@ def start_run(dataclass_types: tuple, argv: Sequence[str] | None, description: s
         check_config(model_args)
     check_checkpoint("--model_name_or_path", model_args.model_name_or_path)
     prepare_output_dir(training_args.output_dir, run_args.overwrite_output_dir, training_args.resume_from_checkpoint)
+    training_args.resume_from_checkpoint = resume_checkpoint(training_args.output_dir,
+                                                             training_args.resume_from_checkpoint)
     set_seed(training_args.seed)
     return parsed
 
@@ -189,6 +191,43 @@ def prepare_output_dir(output_dir: str | os.PathLike, overwrite: bool, resume: s
             )
         replace_later(out)
     return out
+
+
+def resume_checkpoint(output_dir: str | os.PathLike, resume: str | bool | None) -> str | None:
+    """The checkpoint folder ``--resume_from_checkpoint`` continues from, checked before any slow work: None when not
+    resuming; for the bare flag (``True``) the last ``checkpoint-N`` folder in ``output_dir`` (what HF's example
+    scripts find with ``get_last_checkpoint``; here the last *complete* one, ``training.get_last_complete_checkpoint``,
+    so a checkpoint half-written by a killed run is skipped); else the folder given. ValueError naming the flag when
+    there is no such checkpoint."""
+    if resume is None or resume is False or resume == "":
+        return None
+    if resume is True:
+        from ..training import get_last_complete_checkpoint
+
+        last = get_last_complete_checkpoint(output_dir)
+        if last is None:
+            raise ValueError(
+                f"--resume_from_checkpoint: --output_dir {str(output_dir)!r} holds no checkpoint-N folder to continue "
+                "from (the Trainer saves one every --save_steps unless --save_strategy no); pass a checkpoint "
+                "folder's path, or start over with --overwrite_output_dir"
+            )
+        return last
+    if not os.path.isdir(resume):
+        raise ValueError(f"--resume_from_checkpoint {str(resume)!r}: no such checkpoint folder (give a checkpoint-N "
+                         "folder, or the bare flag for the last one in --output_dir)")
+    return str(resume)
+
+
+def tokenizer_source(model_args: Any, resume: str | None) -> str | None:
+    """Where a script loads its tokenizer from, when it does not train one: ``--tokenizer_name``; else the checkpoint
+    ``--resume_from_checkpoint`` continues (``resume``, resolved by ``resume_checkpoint``), whose saved tokenizer is the
+    one its embeddings were trained with (training another, on another --train_file, would not fit them); else
+    ``--model_name_or_path``. None: train one."""
+    if model_args.tokenizer_name:
+        return model_args.tokenizer_name
+    if resume and any(os.path.isfile(os.path.join(resume, name)) for name in ("tokenizer.json", "tokenizer_config.json")):
+        return resume
+    return model_args.model_name_or_path
 
 
 def hold_out(dataset: Any, percentage: int, seed: int, file: str) -> tuple[Any, Any]:

@@ -50,6 +50,7 @@ from .common import (
     save_checkpoint,
     special_token_ids,
     start_run,
+    tokenizer_source,
 )
 
 logger = logging.getLogger(__name__)
@@ -81,9 +82,10 @@ def load_text(data_args: DataArguments, seed: int):
     return raw, names
 
 
-def build_tokenizer(model_args: ModelArguments, train_file: str):
-    """--tokenizer_name, else the checkpoint's tokenizer, else byte-level BPE trained on ``train_file``."""
-    name = model_args.tokenizer_name or model_args.model_name_or_path
+def build_tokenizer(model_args: ModelArguments, train_file: str, resume: str | None = None):
+    """--tokenizer_name, else the tokenizer of the checkpoint resumed (``resume``) or of --model_name_or_path, else
+    byte-level BPE trained on ``train_file``."""
+    name = tokenizer_source(model_args, resume)
     if name is not None:
         return AutoTokenizer.from_pretrained(name, trust_remote_code=True)
     logger.info("training a byte-level BPE tokenizer (vocab %d) on %s", model_args.vocab_size, train_file)
@@ -119,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
 
     raw, dataset_names = load_text(data_args, training_args.seed)
     train_file = data_args.train_file or str(resolve_data_dir() / "prose" / "train.txt")
-    tokenizer = build_tokenizer(model_args, train_file)
+    tokenizer = build_tokenizer(model_args, train_file, training_args.resume_from_checkpoint)
     model, base = build_model(model_args, tokenizer, data_args.block_size)
     block_size = min(data_args.block_size, model.config.max_position_embeddings)
     if data_args.packing:  # one sequence per line, packed into one row per batch by the collator
