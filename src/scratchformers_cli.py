@@ -10,7 +10,8 @@
     scratchformers translate --model outputs/transformer-en-de "Open file" "Cancel"
 
 Flags accept both spellings (--max-steps and --max_steps). A mistake in the flags or files ends with one
-`error:` line and exit status 2; `scratchformers --debug COMMAND ...` shows the full traceback instead.
+`error:` line and exit status 2, Ctrl-C with one line and status 130; `scratchformers --debug COMMAND ...` shows the
+full traceback instead.
 """
 
 # This module is deliberately outside the `scratchformers` package: importing the package registers every model
@@ -28,6 +29,7 @@ from pathlib import Path
 TASKS = ("clm", "mlm", "translation", "classification", "sft")  # = scratchformers.examples.SCRIPTS (a test checks)
 PASSTHROUGH = ("push", "convert")  # their flags belong to their own parsers
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError)
+INTERRUPTED = 130  # the exit status of a command stopped by Ctrl-C (SIGINT): 128 + 2, as shells report it
 
 
 def _option(parser: argparse.ArgumentParser, name: str, **kwargs) -> None:
@@ -220,6 +222,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = " ".join(str(err).split()) or type(err).__name__
         print(f"error: {message}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: one line, and the shell's status for SIGINT (128 + 2), not a traceback
+        if debug:
+            raise
+        fresh_line = "\n" if sys.stderr is not None and sys.stderr.isatty() else ""  # (after the terminal's ^C)
+        print(f"{fresh_line}interrupted (Ctrl-C)", file=sys.stderr)
+        return INTERRUPTED
 
 
 if __name__ == "__main__":
