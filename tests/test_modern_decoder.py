@@ -18,6 +18,7 @@ from scratchformers import (
     ScratchBertModel,
     ScratchGPTConfig,
     ScratchGPTForCausalLM,
+    ScratchGPTForSequenceClassification,
     ScratchTransformerConfig,
     ScratchTransformerForConditionalGeneration,
 )
@@ -352,6 +353,30 @@ def test_convert_command_turns_a_saved_llama_folder_into_ours_and_back(tmp_path)
     x = torch.randint(3, V, (2, 12))
     with torch.no_grad():
         assert max_diff(hf(x).logits, ours(x).logits) <= ATOL and max_diff(hf(x).logits, back(x).logits) <= ATOL
+
+
+@pytest.mark.parametrize("arch", ["mistral", "qwen2", "llama"])
+def test_a_converted_checkpoint_converts_back_to_the_architecture_it_came_from(arch, tmp_path):
+    """`convert` there and back gives the user's architecture again (issue 20): a Mistral without a sliding window
+    computes exactly as Llama, which `to_hf` would otherwise pick first; the source class is recorded in the config."""
+    hf = hf_model(arch, "gqa-untied")
+    hf.save_pretrained(tmp_path / "hf")
+    assert main([str(tmp_path / "hf"), str(tmp_path / "ours")]) == 0
+    ours = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "ours").eval()
+    assert ours.config.converted_from == type(hf).__name__
+    assert main([str(tmp_path / "ours"), str(tmp_path / "back")]) == 0
+    back = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "back").eval()
+    assert type(back) is type(hf)
+    x = torch.randint(3, V, (2, 12))
+    with torch.no_grad():
+        assert max_diff(hf(x).logits, back(x).logits) <= ATOL
+
+
+def test_a_head_fine_tuned_from_a_converted_mistral_goes_back_to_mistral():
+    ours = from_hf(hf_model("mistral", "gqa-untied"))
+    classifier = ScratchGPTForSequenceClassification(ours.config)  # e.g. `train classification` on the checkpoint
+    assert type(to_hf(classifier)) is transformers.MistralForSequenceClassification
+    assert type(to_hf(modern())) is transformers.LlamaForCausalLM  # never converted: the first that fits, as before
 
 
 # ------------------------------------------------------------------------- the same options in the other families

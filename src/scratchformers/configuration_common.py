@@ -148,6 +148,10 @@ class ScratchConfig(PreTrainedConfig):
     rope_parameters: dict | None = None
     sliding_window: int | None = None  # causal self-attention sees only the last W positions (Mistral, Qwen2)
     layer_types: list[str] | None = None  # per layer: "full_attention" | "sliding_attention" (None: all one kind)
+    # The transformers class a checkpoint was converted from (`scratchformers.convert.from_hf`, e.g.
+    # "MistralForCausalLM"), so converting back gives that architecture again where several fit (Mistral without a
+    # window computes exactly as Llama). None: not converted. Read by `convert.to_hf` only; the model ignores it.
+    converted_from: str | None = None
 
     #: Whether this family's causal self-attention takes `sliding_window` (decoder-only GPT; an encoder is not
     #: causal, and an encoder-decoder's cross-attention cache must not be a sliding one).

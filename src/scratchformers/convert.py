@@ -826,12 +826,25 @@ def _pair_for(model: nn.Module, side: str) -> _Pair:
     raise TypeError(f"Cannot convert a {type(model).__name__}; supported classes are {allowed}.")
 
 
+def _source_family(config) -> str | None:
+    """The transformers `model_type` (e.g. "mistral") of the class `from_hf` converted this model from (the
+    config's `converted_from`), or None when it was not converted or names a class we do not convert."""
+    name = getattr(config, "converted_from", None)
+    return next((p.hf_class.config_class.model_type for p in _PAIRS if p.hf_class.__name__ == name), None)
+
+
 def _target_for(model: nn.Module, hf_class: type[PreTrainedModel] | None) -> tuple[_Pair, object]:
     """The pair and HF config for exporting `model`. One of our classes can match several HF architectures
-    (scratch_transformer → BART or Marian): the first whose config translation accepts our config wins, unless
-    `hf_class` names one; when none accepts, one ValueError gives each candidate's reasons."""
+    (scratch_transformer → BART or Marian; scratch_gpt's modern decoder → Llama, Qwen2 or Mistral): the architecture
+    it was converted from (`config.converted_from`; its family, so a classifier fine-tuned from a converted Mistral
+    goes to MistralForSequenceClassification) is tried first, then the others in order; the first whose config
+    translation accepts our config wins, unless `hf_class` names one; when none accepts, one ValueError gives each
+    candidate's reasons."""
     _pair_for(model, "ours")  # TypeError for a class with no converter at all
     candidates = [p for p in _PAIRS if type(model) is p.our_class and (hf_class is None or p.hf_class is hf_class)]
+    family = _source_family(model.config)
+    if family is not None:  # (a stable sort: the others keep their order)
+        candidates.sort(key=lambda p: p.hf_class.config_class.model_type != family)
     if not candidates:
         allowed = [p.hf_class.__name__ for p in _PAIRS if type(model) is p.our_class]
         raise TypeError(f"`hf_class`={getattr(hf_class, '__name__', hf_class)!r} is not a conversion target of "
@@ -931,6 +944,7 @@ def from_hf(hf_model: PreTrainedModel, attn_implementation: str | None = None) -
     """
     pair = _pair_for(hf_model, "hf")
     config = pair.config_from_hf(hf_model)
+    config.converted_from = type(hf_model).__name__  # so to_hf gives this architecture back (`_target_for`)
     model = pair.our_class._from_config(
         config, attn_implementation=attn_implementation or hf_model.config._attn_implementation, dtype=torch.float32
     )
@@ -946,7 +960,10 @@ def to_hf(
     """Convert one of our models to the native transformers class of the same architecture (e.g. GPT2LMHeadModel).
 
     A scratch_transformer model goes to BART or Marian, whichever its config fits (learned positions with offset 2
-    → BART; split sinusoidal positions → Marian); `hf_class` (e.g. `transformers.MarianMTModel`) forces one.
+    → BART; split sinusoidal positions → Marian); the modern decoder to Llama, Qwen2 or Mistral. A model `from_hf`
+    converted goes back to the architecture it came from (recorded as `config.converted_from`) when that still fits:
+    a Mistral without a sliding window stays Mistral, though Llama computes the same. `hf_class` (e.g.
+    `transformers.MarianMTModel`) forces one.
     """
     pair, hf_config = _target_for(model, hf_class)
     hf_model = pair.hf_class._from_config(
