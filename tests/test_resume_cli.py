@@ -60,8 +60,9 @@ def resume(run_dir: Path, monkeypatch, *flags: str) -> list[str]:
     return shown
 
 
-def test_the_bare_flag_resumes_from_the_last_checkpoint(interrupted_run, monkeypatch):
-    shown = resume(interrupted_run, monkeypatch, "--max_steps", "4", "--resume_from_checkpoint")
+@pytest.mark.parametrize("value", [[], ["true"]], ids=["bare", "true"])
+def test_the_bare_flag_resumes_from_the_last_checkpoint(interrupted_run, monkeypatch, value):
+    shown = resume(interrupted_run, monkeypatch, "--max_steps", "4", "--resume_from_checkpoint", *value)
     run = interrupted_run / "run"
     assert json.loads((run / "trainer_state.json").read_text())["global_step"] == 4
     assert (run / "tokenizer.json").read_text() == (run / "checkpoint-2" / "tokenizer.json").read_text()

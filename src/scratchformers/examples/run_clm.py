@@ -13,6 +13,8 @@ all_results.json and a README.md model card.
     python scripts/run_clm.py --train_file my.txt --validation_file my-val.txt --output_dir outputs/my-gpt
 
 Every TrainingArguments flag works (--num_train_epochs, --learning_rate, --eval_strategy, --bf16, --report_to ...).
+A fresh model (no --model_name_or_path) trains with --learning_rate 1e-3 unless you give one: TrainingArguments'
+default, 5e-5, is a fine-tuning rate, and barely moves a randomly initialised model.
 """
 
 from __future__ import annotations
@@ -54,6 +56,11 @@ from .common import (
 )
 
 logger = logging.getLogger(__name__)
+
+# TrainingArguments defaults for a fresh model (no --model_name_or_path) when the user gives none: 1e-3 is the rate
+# the demo and docs/getting-started.md train configs/gpt-tiny.json with. TrainingArguments' 5e-5 is a fine-tuning
+# rate, for a checkpoint that has already learned.
+FROM_SCRATCH_DEFAULTS = {"learning_rate": 1e-3}
 
 
 def load_text(data_args: DataArguments, seed: int):
@@ -116,7 +123,8 @@ def build_model(model_args: ModelArguments, tokenizer, block_size: int):
 def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     """Parse the flags, train and evaluate, save the checkpoint; returns the metrics (eval_loss, perplexity, ...)."""
     model_args, data_args, run_args, training_args = start_run(
-        (ModelArguments, DataArguments, RunArguments, TrainingArguments), argv, __doc__, lambda m: config_from_json(m.config or str(CONFIG_DIR / "gpt-tiny.json"))
+        (ModelArguments, DataArguments, RunArguments, TrainingArguments), argv, __doc__,
+        lambda m: config_from_json(m.config or str(CONFIG_DIR / "gpt-tiny.json")), FROM_SCRATCH_DEFAULTS,
     )
 
     raw, dataset_names = load_text(data_args, training_args.seed)
