@@ -129,7 +129,8 @@ Run one of the training scripts (Hugging Face examples style) on your files:
     scratchformers train sft --train_file chats.jsonl --model_name_or_path outputs/my-gpt --output_dir outputs/my-chat
 
 Without --validation_file, a seeded part of --train_file is held out for validation. An existing, non-empty
---output_dir is refused unless you pass --overwrite_output_dir (replace it) or --resume_from_checkpoint.
+--output_dir is refused unless you pass --overwrite_output_dir (replace it) or --resume_from_checkpoint (continue
+from its last checkpoint; or give a checkpoint folder's path).
 `scratchformers train TASK --help` lists every flag of that script (and of TrainingArguments).
 """
 
@@ -158,8 +159,9 @@ def _arguments_module():
 def _light_help(argv: list[str]) -> bool:
     """Print the help of `train TASK --help`, `push --help` or `convert --help` without importing the package, a
     model or `datasets`. `train TASK --help` prints the committed, pre-rendered text when it was rendered under this
-    Python's and transformers' major.minor (else the live parser answers: transformers and torch, about 2 s); the
-    others are built from the flag definitions, which their commands parse with. Returns whether it printed one."""
+    Python's major.minor and the same transformers argument sources, whatever transformers' version number
+    (``arguments.help_key``; else the live parser answers: transformers and torch, about 2 s); the others are built
+    from the flag definitions, which their commands parse with. Returns whether it printed one."""
     if not any(a in HELP_FLAGS for a in argv[1:]):
         return False
     hidden = [name for name in OPTIONAL_HEAVY if name not in sys.modules]
