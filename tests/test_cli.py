@@ -70,7 +70,7 @@ def test_evaluate_matches_a_direct_loss_computation(checkpoint, tmp_path):
     tokenizer = AutoTokenizer.from_pretrained(checkpoint)
     model = AutoModelForCausalLM.from_pretrained(checkpoint).eval()
     ids = tokenizer(text.read_text().splitlines())["input_ids"]
-    flat = torch.tensor([i for row in ids for i in row])
+    flat = torch.tensor([i for row in ids for i in [*row, tokenizer.eos_token_id]])  # each line ends in <|endoftext|>
     blocks = flat[: len(flat) // 16 * 16].view(-1, 16)
     with torch.no_grad():
         loss = model(input_ids=blocks, labels=blocks).loss.item()
