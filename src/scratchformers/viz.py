@@ -239,8 +239,9 @@ def plot_positional_encoding(
     dimensions. With ``model``: what that model really uses (``position_encoding_table``: its learned table, its
     sinusoidal layout, or its rotary angles), named in the title; ``dim`` is then ignored. A learned table's rows
     look like noise (each starts random and moves only as training needs), so beside it is what it encodes: the cosine
-    similarity of every two positions' vectors, where training shows up as a band of similar neighbours along the
-    diagonal (at initialisation the off-diagonal is ≈ 0). ValueError for max_len < 1 or dim < 2.
+    similarity of every two positions' vectors. At initialisation, and still after a short run (the demo's), that is
+    the diagonal alone — the positions are unrelated vectors; a table that has learned order shows a band of similar
+    neighbours along the diagonal (GPT-2's does). ValueError for max_len < 1 or dim < 2.
     """
     if model is not None:
         pe, title = position_encoding_table(model, max_len)
@@ -265,7 +266,7 @@ def plot_positional_encoding(
         shown = right.imshow(similarity, cmap="RdBu", vmin=-1, vmax=1)
         right.set_xlabel("position pos′")
         right.set_ylabel("position pos")
-        right.set_title("cosine similarity of P[pos] and P[pos′]: what the table learned", fontsize=9)
+        right.set_title("cosine similarity of P[pos] and P[pos′]", fontsize=9)
         fig.colorbar(shown, ax=right)
     else:
         for i in sorted({2 * max(1, dim // n // 2) for n in (32, 8, 4, 2)} & set(range(0, dim, 2))):
