@@ -91,6 +91,11 @@ def test_the_bare_flag_without_a_checkpoint_is_one_error_line(tmp_path, monkeypa
     assert "--resume_from_checkpoint" in line and "no checkpoint-N folder" in line
 
 
+def test_resume_false_does_not_bypass_the_existing_folder_check(interrupted_run, capsys):
+    assert train(interrupted_run, notes(interrupted_run, "notes.txt", 0), "--resume_from_checkpoint", "false") == 2
+    assert "already holds files" in error_line(capsys)
+
+
 def test_a_missing_checkpoint_path_is_one_error_line(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert train(tmp_path, notes(tmp_path, "notes.txt", 0), "--resume_from_checkpoint", "run/checkpoint-9") == 2

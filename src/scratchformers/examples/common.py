@@ -199,7 +199,7 @@ def prepare_output_dir(output_dir: str | os.PathLike, overwrite: bool, resume: s
     out = Path(output_dir)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--output_dir {str(out)!r} is a file; give a folder path")
-    if out.is_dir() and any(out.iterdir()) and not resume:
+    if out.is_dir() and any(out.iterdir()) and not resume_flag(resume):
         if not overwrite:
             raise ValueError(
                 f"--output_dir {str(out)!r} already holds files from an earlier run; pass --overwrite_output_dir to "
@@ -209,6 +209,14 @@ def prepare_output_dir(output_dir: str | os.PathLike, overwrite: bool, resume: s
     return out
 
 
+def resume_flag(resume: str | bool | None) -> str | bool | None:
+    """``--resume_from_checkpoint`` as given: ``True`` (the bare flag, or ``"true"`` in any case when no folder has
+    that name), a checkpoint path, or None for no resume (not given, ``False``, ``""``, ``"false"``)."""
+    if isinstance(resume, str) and resume.lower() in ("true", "false") and not os.path.isdir(resume):
+        return resume.lower() == "true" or None
+    return resume or None
+
+
 def resume_checkpoint(output_dir: str | os.PathLike, resume: str | bool | None) -> str | None:
     """The checkpoint folder ``--resume_from_checkpoint`` continues from, checked before any slow work: None when not
     resuming; for the bare flag (``True``) the last ``checkpoint-N`` folder in ``output_dir`` (what HF's example
@@ -216,9 +224,8 @@ def resume_checkpoint(output_dir: str | os.PathLike, resume: str | bool | None) 
     so a checkpoint half-written by a killed run is skipped); else the folder given. ``true``/``false`` (any case, when
     no folder has that name) mean the bare flag and no resume, as ``scripts/train_tiny.py --resume_from_checkpoint
     true`` does. ValueError naming the flag when there is no such checkpoint."""
-    if isinstance(resume, str) and resume.lower() in ("true", "false") and not os.path.isdir(resume):
-        resume = resume.lower() == "true"
-    if resume is None or resume is False or resume == "":
+    resume = resume_flag(resume)
+    if resume is None:
         return None
     if resume is True:
         from ..training import get_last_complete_checkpoint
