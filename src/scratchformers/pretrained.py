@@ -214,6 +214,16 @@ class ScratchPreTrainedBase(PreTrainedModel):
                 "save the model again."
             ) from error
 
+    def post_init(self):
+        """transformers' `post_init`; then the targets of tied weights (`lm_head.weight` when the output layer is the
+        token embedding) count as keys not saved, which they are not: the checkpoint holds only the source tensor.
+        The Trainer resuming a run (`_load_from_checkpoint`) re-ties a checkpoint's missing keys quietly only when
+        they are exactly `_keys_to_ignore_on_save`; otherwise it warns "There were missing keys in the checkpoint
+        model loaded: ['lm_head.weight']" though nothing is missing. Untied models add nothing."""
+        super().post_init()
+        tied = getattr(self, "all_tied_weights_keys", None) or {}
+        self._keys_to_ignore_on_save = set(self._keys_to_ignore_on_save or ()) | set(tied)
+
     def save_pretrained(self, save_directory, *args, **kwargs):
         """Save as transformers does, with `auto_map` naming every Auto class of the family (not only this one's),
         so a Hub user can load the checkpoint with any of them through `trust_remote_code=True`."""
