@@ -103,7 +103,7 @@ def test_a_missing_checkpoint_path_is_one_error_line(tmp_path, monkeypatch, caps
 
 
 def test_the_help_says_the_path_is_optional():
-    from scratchformers.examples import arguments
+    from scratchformers_light import arguments
 
     text = arguments.render_task_help("clm")
     assert "[--resume_from_checkpoint [RESUME_FROM_CHECKPOINT]]" in text
