@@ -49,12 +49,12 @@ def evaluate(
     device: str = "cpu",
     manager: TaskManager | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """`lm_eval.simple_evaluate` with the `hf` model on `checkpoint` (`trust_remote_code=True`, float32), as
-    `lm_eval --model hf --model_args pretrained=CHECKPOINT,trust_remote_code=True,dtype=float32` runs it; returns
-    the `results` part: ``{task: {"metric,filter": value, ...}}``."""
+    """`lm_eval.simple_evaluate` with the `hf` model on `checkpoint`, as
+    `lm_eval --model hf --model_args pretrained=CHECKPOINT,trust_remote_code=True` runs it (in the dtype the
+    checkpoint was saved in); returns the `results` part: ``{task: {"metric,filter": value, ...}}``."""
     output = lm_eval.simple_evaluate(
         model="hf",
-        model_args={"pretrained": str(checkpoint), "trust_remote_code": True, "dtype": "float32"},
+        model_args={"pretrained": str(checkpoint), "trust_remote_code": True},
         tasks=list(tasks),
         task_manager=manager or task_manager(),
         limit=limit,
@@ -89,8 +89,9 @@ def compare(ours: dict[str, dict[str, Any]], theirs: dict[str, dict[str, Any]]) 
 
 def table(rows: Sequence[dict[str, Any]], hf_name: str = "transformers") -> str:
     """A Markdown table of `compare`'s rows."""
-    lines = [f"| task | metric | ours | {hf_name} | abs diff |", "|---|---|---:|---:|---:|"]
-    lines += [f"| {r['task']} | {r['metric']} | {r['ours']:.6g} | {r['hf']:.6g} | {r['abs_diff']:.3g} |" for r in rows]
+    lines = [f"| task | metric | ours | {hf_name} | abs diff | rel diff |", "|---|---|---:|---:|---:|---:|"]
+    lines += [f"| {r['task']} | {r['metric']} | {r['ours']:.6g} | {r['hf']:.6g} | {r['abs_diff']:.3g} | "
+              f"{r['rel_diff']:.2g} |" for r in rows]
     return "\n".join(lines)
 
 

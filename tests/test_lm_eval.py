@@ -2,13 +2,14 @@
 scores them as it scores transformers' own class with the same weights, on the task files shipped in
 `scratchformers.lm_eval_tasks` (held-out prose perplexity, language identification), read offline from data/.
 
-Tolerance: accuracies must be equal. Log-likelihoods, and the perplexities built from them, must agree to 1e-6
+Tolerance: accuracies must be equal. Log-likelihoods, and the perplexities built from them, must agree to 1e-5
 relative (1e-4 absolute for a log-likelihood near 0). The two models compute the same function from the same float32
 weights, but not always with the same operations: GPT-2's Conv1D is `addmm` on (in, out) weights where ours is a
 Linear on (out, in), and we project q, k and v in one fused matmul where Llama uses three. Float32 rounding may then
 differ in the last bits of a logit (test_convert checks logits to 1e-4), and a log-likelihood sums hundreds of them.
 Measured on the development machine: the Llama-style twin scores bit-identically, the GPT-2-style twin within 1e-7
-relative (bits_per_byte 7.3558 on both, 2e-8 apart).
+relative; 1e-5 leaves room for other CPUs' kernels, and a real difference (a position, a bias, a window, the
+tokenizer) moves these numbers by far more.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ compare_script = pytest.importorskip("lm_eval_compare")
 
 LIMIT = 12  # documents per task: 12 paragraphs (several 128-token windows each) and 12 sentences × 6 choices
 BATCH = 4
-REL, ABS = 1e-6, 1e-4
+REL, ABS = 1e-5, 1e-4
 EXACT = {"acc", "acc_norm", "acc_stderr", "acc_norm_stderr"}  # counts of right answers: no rounding to forgive
 
 STYLES = {  # the two decoder families `to_hf` maps to: GPT2LMHeadModel and LlamaForCausalLM
@@ -152,7 +153,7 @@ def test_compare_script_prints_both_models_scores(checkpoints, tmp_path, capsys)
     rows = compare_script.main([str(ours_dir), "--limit", "3", "--batch-size", str(BATCH),
                                 "--json", str(tmp_path / "scores.json")])
     printed = capsys.readouterr().out
-    assert "| task | metric | ours | GPT2LMHeadModel | abs diff |" in printed
+    assert "| task | metric | ours | GPT2LMHeadModel | abs diff | rel diff |" in printed
     assert {(r["task"], r["metric"]) for r in rows} >= {("scratch_language_id", "acc"),
                                                         ("scratch_prose_perplexity", "word_perplexity")}
     for row in rows:
