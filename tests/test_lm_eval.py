@@ -19,6 +19,7 @@ import json
 import math
 import os
 import runpy
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -136,7 +137,10 @@ def test_the_lm_eval_command_line_gives_the_same_scores(checkpoints, manager, tm
     """The command a user types (docs/deploy-eval.md), here with --limit and --output_path."""
     ours_dir, hf_dir = checkpoints["llama"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-    command = [str(Path(sys.executable).with_name("lm_eval")), "--model", "hf",
+    beside = Path(sys.executable).with_name("lm_eval")  # the console script of this interpreter's environment
+    executable = str(beside) if beside.is_file() else shutil.which("lm_eval")
+    assert executable, "lm-eval is importable but its `lm_eval` command is not on PATH"
+    command = [executable, "--model", "hf",
                "--model_args", f"pretrained={ours_dir},trust_remote_code=True", "--include_path", str(TASK_DIR),
                "--tasks", TAG, "--device", "cpu", "--batch_size", str(BATCH), "--limit", "4",
                "--output_path", str(tmp_path / "out")]
