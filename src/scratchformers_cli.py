@@ -12,7 +12,8 @@ serve.
     scratchformers serve outputs/my-chat --port 8000          # OpenAI-compatible server (transformers serve)
 
 Flags accept both spellings (--max-steps and --max_steps). A mistake in the flags or files ends with one
-`error:` line and exit status 2; `scratchformers --debug COMMAND ...` shows the full traceback instead.
+`error:` line and exit status 2, Ctrl-C with one line and status 130; `scratchformers --debug COMMAND ...` shows the
+full traceback instead.
 """
 
 # This module is deliberately outside the `scratchformers` package: importing the package registers every model
@@ -33,6 +34,7 @@ from scratchformers_light.names import DEMO_FAMILIES
 TASKS = tuple(arguments.TASKS)  # the training tasks
 PASSTHROUGH = ("push", "convert", "serve")  # their flags belong to their own parsers
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError)
+INTERRUPTED = 130  # the exit status of a command stopped by Ctrl-C (SIGINT): 128 + 2, as shells report it
 
 
 def _option(parser: argparse.ArgumentParser, name: str, **kwargs) -> None:
@@ -135,7 +137,8 @@ Run one of the training scripts (Hugging Face examples style) on your files:
     scratchformers train sft --train_file chats.jsonl --model_name_or_path outputs/my-gpt --output_dir outputs/my-chat
 
 Without --validation_file, a seeded part of --train_file is held out for validation. An existing, non-empty
---output_dir is refused unless you pass --overwrite_output_dir (replace it) or --resume_from_checkpoint.
+--output_dir is refused unless you pass --overwrite_output_dir (replace it) or --resume_from_checkpoint (continue
+from its last checkpoint; or give a checkpoint folder's path).
 `scratchformers train TASK --help` lists every flag of that script (and of TrainingArguments).
 """
 
@@ -152,8 +155,9 @@ PACKAGE = Path(__file__).resolve().parent / "scratchformers"
 def _light_help(argv: list[str]) -> bool:
     """Print the help of `train TASK --help`, `push --help` or `convert --help` without importing the package, a
     model or `datasets`. `train TASK --help` prints the committed, pre-rendered text when it was rendered under this
-    Python's and transformers' major.minor (else the live parser answers: transformers and torch, about 2 s); the
-    others are built from the flag definitions, which their commands parse with. Returns whether it printed one."""
+    Python's major.minor and the same transformers argument sources, whatever transformers' version number
+    (``arguments.help_key``; else the live parser answers: transformers and torch, about 2 s); the others are built
+    from the flag definitions, which their commands parse with. Returns whether it printed one."""
     if not any(a in HELP_FLAGS for a in argv[1:]):
         return False
     hidden = [name for name in OPTIONAL_HEAVY if name not in sys.modules]
@@ -217,11 +221,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = " ".join(str(err).split()) or type(err).__name__
         print(f"error: {message}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:  # serve runs until Ctrl-C: one line, not a traceback (the other commands: unchanged)
-        if command != "serve" or debug:
+    except KeyboardInterrupt:  # Ctrl-C: one line, and the shell's status for SIGINT (128 + 2), not a traceback
+        if debug:
             raise
-        print("scratchformers serve: stopped (Ctrl-C)", file=sys.stderr)
-        return 130
+        fresh_line = "\n" if sys.stderr is not None and sys.stderr.isatty() else ""  # (after the terminal's ^C)
+        print(f"{fresh_line}interrupted (Ctrl-C)", file=sys.stderr)
+        return INTERRUPTED
 
 
 if __name__ == "__main__":

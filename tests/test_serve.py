@@ -257,8 +257,10 @@ def test_ctrl_c_stops_the_server_in_one_line_and_takes_its_model_process_along(c
         group_gone = time.monotonic() - start
         after = log.read_bytes()[before:].decode(errors="replace")
         assert status in (0, 130), server.output()
+        # uvicorn stops the server, then raises SIGINT again (the front end's "interrupted" line, 130); some
+        # releases' server returns instead (our "stopped" line, 0)
         assert [line for line in after.splitlines() if line.strip()] in (
-            ["scratchformers serve: stopped (Ctrl-C)"], ["scratchformers serve: stopped"]), after
+            ["interrupted (Ctrl-C)"], ["scratchformers serve: stopped"]), after
         assert stopped < 30 and group_gone < 60, (stopped, group_gone)
         assert not server.group_alive()
         assert "Traceback" not in server.output() and "leaked" not in server.output()

@@ -126,6 +126,11 @@ class ScratchRNNPreTrainedModel(ScratchPreTrainedBase):
     supports_gradient_checkpointing = False
     _is_stateful = True  # read by transformers before 5.25; the refusal below is ours and holds on every release
     _no_split_modules = ["ScratchRNNEncoder", "RNNDecoder"]  # exact class names: accelerate matches them
+    # continuous batching (generate_batch) pages per-token keys/values; a recurrent decoder has none to page
+    _continuous_batching_unsupported_because = (
+        "its decoder carries one recurrent state per sequence, not per-token keys and values that a paged cache could "
+        "hold (and it reads an encoded source)"
+    )
 
     @classmethod
     def _supports_default_dynamic_cache(cls) -> bool:
