@@ -145,9 +145,9 @@ def checkpoint_problem(checkpoint: str) -> str | None:
 
 
 def check(argv: Sequence[str], prog: str = PROG) -> argparse.Namespace:
-    """Parse `serve`'s flags and refuse what cannot be served, before anything heavy is imported (ServeError: a
-    transformers without a server, a missing `[serve]` extra, a folder that is no causal LM with a tokenizer; argparse
-    itself answers --help and flag mistakes)."""
+    """Parse `serve`'s flags and refuse what cannot be served, before anything heavy is imported: ServeError (one
+    `error:` line) for a transformers without a server, a bad flag, a missing `[serve]` extra, a folder that is no
+    causal LM with a tokenizer. `--help` prints the flags and exits (SystemExit 0), as argparse does."""
     reason = no_server()
     if reason:
         raise ServeError(reason)
