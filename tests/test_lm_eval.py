@@ -134,7 +134,7 @@ def test_lm_eval_scores_our_checkpoint_as_it_scores_transformers_class(style, ch
 
 
 def test_the_lm_eval_command_line_gives_the_same_scores(checkpoints, manager, tmp_path):
-    """The command a user types (docs/deploy-eval.md), here with --limit and --output_path."""
+    """The command a user types (docs/deploy.md, "Evaluate with lm-evaluation-harness"), here with --limit and --output_path."""
     ours_dir, hf_dir = checkpoints["llama"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     beside = Path(sys.executable).with_name("lm_eval")  # the console script of this interpreter's environment
