@@ -27,6 +27,7 @@ import transformers
 from torch import nn
 from transformers import PreTrainedModel
 
+from .configuration_common import DEFAULT_ROPE_PARAMETERS
 from .configuration_scratch_bert import ScratchBertConfig
 from .configuration_scratch_gpt import ScratchGPTConfig
 from .configuration_scratch_transformer import ScratchTransformerConfig
@@ -664,7 +665,7 @@ def _modern_config_to_hf(config, problems: _Problems, target: str, table: Table 
     `hidden_dropout_prob` (training only) is dropped: these models have no residual dropout."""
     _require(config, _MODERN_DECODER, target, problems)
     activation = _activation_to_hf(config, ("silu", "gelu", "gelu_new", "relu"), target, problems)
-    rope = dict(config.rope_parameters or {"rope_type": "default", "rope_theta": 10000.0})
+    rope = dict(getattr(config, "rope_parameters", None) or DEFAULT_ROPE_PARAMETERS)  # (none: learned positions)
     fields = {theirs: getattr(config, ours) for ours, theirs in table.config.items()}
     return dict(fields, hidden_act=activation, rope_parameters=rope, **_classification_fields(config),
                 **_special_tokens(config))

@@ -17,7 +17,7 @@ from transformers.modeling_outputs import (
 )
 
 from .checks import check_labels
-from .compat import cache_field, output_cache
+from .compat import cache_field, output_cache, takes_old_cache_name
 from .configuration_scratch_gpt import ScratchGPTConfig
 from .hf_tables import add_to_name_tables
 from .layers import TransformerStack
@@ -45,6 +45,7 @@ class ScratchGPTModel(ScratchGPTPreTrainedModel):
     def set_input_embeddings(self, value: nn.Embedding) -> None:
         self.decoder.embeddings.tokens = value
 
+    @takes_old_cache_name
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -59,7 +60,6 @@ class ScratchGPTModel(ScratchGPTPreTrainedModel):
         **kwargs,
     ) -> BaseModelOutputWithPast | tuple:
         self._check_kwargs(kwargs)
-        cache = kwargs.pop("past_key_values", cache)  # the transformers 4.x name
         use_cache = self.config.use_cache and not self.training if use_cache is None else use_cache
         out = self.decoder(
             input_ids=input_ids,
@@ -93,6 +93,7 @@ class ScratchGPTForCausalLM(ScratchGPTPreTrainedModel, GenerationMixin):
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         self.post_init()
 
+    @takes_old_cache_name
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -120,7 +121,7 @@ class ScratchGPTForCausalLM(ScratchGPTPreTrainedModel, GenerationMixin):
             input_ids=input_ids,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            cache=kwargs.pop("past_key_values", cache),
+            cache=cache,
             inputs_embeds=inputs_embeds,
             use_cache=use_cache,
             output_attentions=output_attentions,
