@@ -44,8 +44,11 @@ from scratchformers import (
 from .generation.test_utils import GenerationTesterMixin
 from .test_modeling_common import ModelTesterMixin, ids_tensor, random_attention_mask
 
-# One set of sizes for every model (transformers' own testers use about these).
-B, T, S, V, C, LAYERS, HEADS, FFN, POSITIONS = 2, 7, 9, 99, 32, 2, 4, 37, 64
+# One set of sizes for every model (transformers' own testers use about these). Source and target have one length S = T,
+# as in transformers' BART tester: `test_eager_matches_sdpa_inference` passes the source's padding mask as the
+# `decoder_attention_mask` too (BART cuts a longer one to the decoder length; ours refuses it with a ValueError).
+B, T, V, C, LAYERS, HEADS, FFN, POSITIONS = 2, 7, 99, 32, 2, 4, 37, 64
+S = T
 SPECIAL = dict(pad_token_id=0, bos_token_id=1, eos_token_id=2)
 
 

@@ -79,7 +79,8 @@ def outcomes(junit: Path) -> dict[str, dict[str, tuple[str, str]]]:
 
 
 def report(results: dict[str, dict[str, tuple[str, str]]], pairs: list[tuple[str, str]]) -> str:
-    """Markdown: per pair, the tests failing for ours but not for theirs, then the counts."""
+    """Markdown: per pair, the counts, then the tests failing for ours but passing for theirs, failing for both, and
+    skipped for ours only."""
     lines = ["# transformers' common model tests: ours beside transformers' twin", ""]
     for ours, theirs in pairs:
         mine, twin = results.get(ours, {}), results.get(theirs, {})
@@ -94,6 +95,10 @@ def report(results: dict[str, dict[str, tuple[str, str]]], pairs: list[tuple[str
         lines += [f"- `{name}`: {mine[name][1]}" for name in worse] or ["- (none)"]
         lines += ["", "Fails for both:", ""]
         lines += [f"- `{name}`: {mine[name][1]}" for name in both] or ["- (none)"]
+        skipped = sorted(name for name, (outcome, _) in mine.items()
+                         if outcome == "skipped" and twin.get(name, ("", ""))[0] != "skipped")
+        lines += ["", "Skipped for ours, run for theirs:", ""]
+        lines += [f"- `{name}`: {mine[name][1]}" for name in skipped] or ["- (none)"]
         lines.append("")
     return "\n".join(lines)
 

@@ -807,6 +807,21 @@ def test_an_option_of_other_families_is_refused_when_built_and_when_assigned(nam
         assert not hasattr(config, name), (model_type, name)
 
 
+@pytest.mark.parametrize("config_class, name, bad, message", [
+    (ScratchGPTConfig, "sliding_window", 0, "positive integer"),
+    (ScratchGPTConfig, "layer_types", ["local", "full_attention"], "allowed values"),
+    (ScratchBertConfig, "add_pooling_layer", "yes", "True or False"),
+    (ScratchBertConfig, "classifier_dropout", 1.5, r"number in \[0, 1\)"),
+    (ScratchTransformerConfig, "encoder_layers", 0, "positive integer"),
+    (ScratchTransformerConfig, "final_logits_bias", "yes", "True or False"),
+])
+def test_a_family_option_is_checked_when_assigned_as_when_built(config_class, name, bad, message):
+    config = config_class(**TINY)
+    for build in (lambda: config_class(**TINY, **{name: bad}), lambda: setattr(config, name, bad)):
+        with pytest.raises(ValueError, match=f"{name}.*{message}|{message}.*{name}"):
+            build()
+
+
 @pytest.mark.parametrize("family", family_params([f for f in FAMILIES if f.heads]))
 def test_checkpoints_saved_with_the_old_always_present_keys_still_load(family, tmp_path):
     """Earlier versions saved `rope_parameters` (the defaults), `num_key_value_heads`, `sliding_window` and
