@@ -1,5 +1,6 @@
 """transformers' common model tests (`ModelTesterMixin`) on our GPT, BERT and Transformer classes, each beside the
-transformers model it corresponds to (GPT-2, BERT, BART), built with the same sizes.
+transformers model it corresponds to (GPT-2, BERT, BART; our GPT with the modern options beside Llama), built with
+the same sizes.
 
 Not a test module of this repository: `scripts/transformers_common_tests.py` copies it, as `test_pairs.py`, into a
 package beside transformers' own `test_modeling_common.py` and runs it there (its relative imports need that package).
@@ -23,6 +24,10 @@ from transformers import (
     GPT2ForSequenceClassification,
     GPT2LMHeadModel,
     GPT2Model,
+    LlamaConfig,
+    LlamaForCausalLM,
+    LlamaForSequenceClassification,
+    LlamaModel,
 )
 
 from scratchformers import (
@@ -87,6 +92,20 @@ def scratch_gpt_config():
                             intermediate_size=FFN, max_position_embeddings=POSITIONS, **SPECIAL)
 
 
+def llama_config():
+    return LlamaConfig(vocab_size=V, hidden_size=C, num_hidden_layers=LAYERS, num_attention_heads=HEADS,
+                       num_key_value_heads=2, intermediate_size=FFN, max_position_embeddings=POSITIONS, **SPECIAL)
+
+
+def scratch_llama_config():
+    """Our GPT as a Llama: rotary positions, RMSNorm, SwiGLU, grouped-query attention, no biases."""
+    return ScratchGPTConfig(vocab_size=V, hidden_size=C, num_hidden_layers=LAYERS, num_attention_heads=HEADS,
+                            num_key_value_heads=2, intermediate_size=FFN, max_position_embeddings=POSITIONS,
+                            position_embedding_type="rotary", norm_type="rmsnorm", ffn_type="gated", activation="silu",
+                            attention_bias=False, ffn_bias=False, layer_norm_eps=1e-6, tie_word_embeddings=False,
+                            **SPECIAL)
+
+
 def bert_config():
     return BertConfig(vocab_size=V, hidden_size=C, num_hidden_layers=LAYERS, num_attention_heads=HEADS,
                       intermediate_size=FFN, max_position_embeddings=POSITIONS, **SPECIAL)
@@ -128,6 +147,16 @@ class TestScratchGPT(CommonTests, GenerationTesterMixin, unittest.TestCase):
 class TestGPT2(CommonTests, GenerationTesterMixin, unittest.TestCase):
     all_model_classes = (GPT2Model, GPT2LMHeadModel, GPT2ForSequenceClassification)
     make_config = staticmethod(gpt2_config)
+
+
+class TestScratchGPTRotary(CommonTests, GenerationTesterMixin, unittest.TestCase):
+    all_model_classes = (ScratchGPTModel, ScratchGPTForCausalLM, ScratchGPTForSequenceClassification)
+    make_config = staticmethod(scratch_llama_config)
+
+
+class TestLlama(CommonTests, GenerationTesterMixin, unittest.TestCase):
+    all_model_classes = (LlamaModel, LlamaForCausalLM, LlamaForSequenceClassification)
+    make_config = staticmethod(llama_config)
 
 
 class TestScratchBert(CommonTests, unittest.TestCase):

@@ -1,5 +1,5 @@
-"""Run transformers' own common model tests on our GPT, BERT and Transformer classes beside GPT-2, BERT and BART, and
-list the tests that fail for ours but pass for theirs.
+"""Run transformers' own common model tests on our GPT, BERT and Transformer classes beside GPT-2, BERT and BART (and
+our GPT with the modern options beside Llama), and list the tests that fail for ours but not for theirs.
 
 The tests (`ModelTesterMixin` in transformers' `tests/test_modeling_common.py`) are not in the transformers wheel; its
 source distribution carries them. Point `--tests-dir` at the `tests/` folder of the sdist (or a clone) of the
@@ -28,7 +28,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 #: (ours, theirs): the test classes of `transformers_common_pairs.py` compared test by test.
-PAIRS = [("TestScratchGPT", "TestGPT2"), ("TestScratchBert", "TestBert"), ("TestScratchTransformer", "TestBart")]
+PAIRS = [("TestScratchGPT", "TestGPT2"), ("TestScratchGPTRotary", "TestLlama"), ("TestScratchBert", "TestBert"),
+         ("TestScratchTransformer", "TestBart")]
 STUBS = {
     "exporters/test_export.py": '"""Stub: not in the sdist."""\n\n\nclass ExportTesterMixin:\n    pass\n',
     "generation/test_utils.py": '"""Stub: not in the sdist (no generation tests here)."""\n\n\n'
@@ -79,20 +80,20 @@ def outcomes(junit: Path) -> dict[str, dict[str, tuple[str, str]]]:
 
 
 def report(results: dict[str, dict[str, tuple[str, str]]], pairs: list[tuple[str, str]]) -> str:
-    """Markdown: per pair, the counts, then the tests failing for ours but passing for theirs, failing for both, and
-    skipped for ours only."""
+    """Markdown: per pair, the counts, then the tests failing for ours but not for theirs (passed or skipped there:
+    a model without RoPE skips the RoPE tests), failing for both, and skipped for ours only."""
     lines = ["# transformers' common model tests: ours beside transformers' twin", ""]
     for ours, theirs in pairs:
         mine, twin = results.get(ours, {}), results.get(theirs, {})
         worse = sorted(name for name, (outcome, _) in mine.items()
-                       if outcome == "failed" and twin.get(name, ("missing", ""))[0] == "passed")
+                       if outcome == "failed" and twin.get(name, ("missing", ""))[0] != "failed")
         both = sorted(name for name, (outcome, _) in mine.items()
                       if outcome == "failed" and twin.get(name, ("", ""))[0] == "failed")
         counts = {side: {o: sum(1 for v in res.values() if v[0] == o) for o in ("passed", "failed", "skipped")}
                   for side, res in ((ours, mine), (theirs, twin))}
         lines += [f"## {ours} vs {theirs}", "", f"- {ours}: {counts[ours]}", f"- {theirs}: {counts[theirs]}", ""]
-        lines += ["Fails for ours, passes for theirs:", ""]
-        lines += [f"- `{name}`: {mine[name][1]}" for name in worse] or ["- (none)"]
+        lines += ["Fails for ours, not for theirs (their outcome in brackets):", ""]
+        lines += [f"- `{name}` ({twin.get(name, ('missing', ''))[0]}): {mine[name][1]}" for name in worse] or ["- (none)"]
         lines += ["", "Fails for both:", ""]
         lines += [f"- `{name}`: {mine[name][1]}" for name in both] or ["- (none)"]
         skipped = sorted(name for name, (outcome, _) in mine.items()
