@@ -69,8 +69,9 @@ class ScratchRNNConfig(PreTrainedConfig):
     def __setattr__(self, key: str, value: Any) -> None:
         """`config.num_layers = 0` is checked like `config.num_hidden_layers = 0` (single-field checks); an option of
         the Transformer families only (`config.sliding_window = 2`, `num_key_value_heads`, …) raises ValueError."""
-        if not family_takes(self, type(self).attribute_map.get(key, key), value):
-            self.__dict__.pop(key, None)  # None: the option is off, and this config does not carry it
+        name = type(self).attribute_map.get(key, key)
+        if not family_takes(self, name, value):
+            self.__dict__.pop(name, None)  # None: the option is off, and this config does not carry it
             return
         check_assignment(self, RNN_FIELD_CHECKS, key, value)
         super().__setattr__(key, value)
