@@ -7,6 +7,8 @@ timed in one run, interleaved (HF, ours, HF, ours, …), and the median of the r
   FLOP/s this machine reaches in the same run — for GPT also on a fine-tuning batch whose prompt half is unscored;
 - cached greedy decoding tokens/s at several context lengths (the decode steps after the prefill);
 - peak memory of training steps (growth of the peak resident set, each model in its own subprocess);
+- the same at a real vocabulary (49,152, SmolLM2's) and 1,024+ tokens, ours with the full logits and with the chunked
+  loss (`scratchformers.losses.chunked_cross_entropy`) against HF (`--only-loss-memory` runs just this table);
 - how forward time grows with sequence length 128…2048;
 each for the "eager" and "sdpa" attention backends where it applies.
 
@@ -354,6 +356,91 @@ def bench_memory(family_index: int, size: dict, attn: str, batch: int, length: i
     return result
 
 
+REAL_VOCAB = 49152  # SmolLM2's vocabulary: where the output layer and its loss dominate a small LLM's training memory
+LOSS_MEMORY_CHILD = """
+import gc, json, sys, torch
+sys.path.insert(0, {scripts!r})
+import benchmark as b
+torch.set_num_threads({threads})
+torch.manual_seed(0)
+family = b.FAMILIES[{family}]
+hf, ours = b.make_pair(family, {size!r}, "sdpa")
+model = hf if {which!r} == "hf" else ours
+del hf, ours
+gc.collect()
+data = family.make_batch(model.config, {batch}, {length})
+if {which!r} != "hf":  # ours: the logits of the whole batch (today's path) or the chunked loss without them
+    data["skip_logits"] = {which!r} == "chunked"
+step = b.train_step_fn(model, data)
+baseline = b.rss_mib("VmRSS")
+b.reset_peak_rss()
+for _ in range(2):
+    step()
+growth = b.rss_mib("VmHWM") - baseline
+print(json.dumps({{"peak_growth_mib": growth, "allocated_peak_mib": b.allocated_peak_mib(step)}}))
+"""
+
+
+def allocated_peak_mib(step: Callable[[], None]) -> float:
+    """Peak of the bytes torch's CPU allocator holds during `step()` above what it held before, in MiB: the running
+    sum of the profiler's allocation (+) and free (−) records in their order. Live tensors only — unlike the resident
+    set, which also keeps what glibc has not handed back to the system — and sizes, not timings: deterministic."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        step()
+    records = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
+    held = peak = 0
+    for e in sorted(records, key=lambda e: e.start_ns()):
+        held += e.nbytes()
+        peak = max(peak, held)
+    return peak / 2**20
+
+
+def bench_chunked_loss_memory(family_index: int, size: dict, batch: int, length: int) -> dict:
+    """Peak training memory of the HF model, ours with the full (B, T, V) logits (`skip_logits=False`) and ours with
+    the chunked loss (`skip_logits=True`, what training at this size does by default), at `size` with a real
+    vocabulary, each in a fresh process: {which: (peak RSS of 2 steps minus RSS before them, as `bench_memory`;
+    the allocator's peak of live tensors during a third step, `allocated_peak_mib`)} in MiB. Linux only."""
+    size = {**size, "vocab": REAL_VOCAB, "max_len": max(size["max_len"], length)}
+    result = {}
+    for which in ("hf", "full", "chunked"):
+        code = LOSS_MEMORY_CHILD.format(scripts=str(ROOT / "scripts"), family=family_index, size=size, which=which,
+                                        batch=batch, length=length, threads=torch.get_num_threads())
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]))
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+        measured = json.loads(out.stdout.strip().splitlines()[-1])
+        result[which] = (measured["peak_growth_mib"], measured["allocated_peak_mib"])
+    result["logits_mib"] = batch * length * REAL_VOCAB * 4 / 2**20  # one float32 (B, T, V) tensor
+    return result
+
+
+def loss_memory_rows(size: dict, quick: bool) -> list[list[str]]:
+    """The rows of the chunked-loss memory table (Llama pair): 1 × 1,024 tokens with --quick, else 4 × 1,024 and
+    2 × 2,048 (the same 4,096 positions: 768 MiB of float32 logits each)."""
+    index = next(i for i, f in enumerate(FAMILIES) if f.hf_class is transformers.LlamaForCausalLM)
+    rows = []
+    for batch, length in ([(1, 1024)] if quick else [(4, 1024), (2, 2048)]):
+        m = bench_chunked_loss_memory(index, size, batch, length)
+        (hf, hf_live), (full, full_live), (chunked, chunked_live) = m["hf"], m["full"], m["chunked"]
+        rows.append([f"{batch} × {length:,}", f"{m['logits_mib']:.0f}", f"{hf:.0f} / {hf_live:.0f}",
+                     f"{full:.0f} / {full_live:.0f}", f"{chunked:.0f} / {chunked_live:.0f}",
+                     ratio(chunked, hf, higher_is_better=False, target=1 / 0.6) + " / "
+                     + ratio(chunked_live, hf_live, higher_is_better=False, target=1 / 0.6),
+                     f"{full / chunked:.2f}× / {full_live / chunked_live:.2f}×"])
+        print("loss memory", rows[-1], flush=True)
+    return rows
+
+
+def loss_memory_table(rows: list[list[str]], size: dict) -> str:
+    header = ["batch × tokens", "fp32 logits MiB", "HF MiB", "ours, full logits MiB", "ours, chunked loss MiB",
+              "HF / ours chunked (target ≥ 1.67×)", "full / chunked"]
+    return (f"Llama pair at width {size['width']}, {size['layers']} layers, vocabulary {REAL_VOCAB:,}, sdpa, fp32, "
+            "AdamW, each in its own process. Each cell: peak RSS during 2 steps minus RSS before them / peak of live "
+            "tensors during a 3rd step (torch's allocator, from the profiler's records), MiB. Target: ours ≤ 0.6× "
+            f"HF's.\n\n{table(header, rows)}" if rows else "(skipped)")
+
+
 # ------------------------------------------------------------------------------------------------------ report
 
 
@@ -375,9 +462,9 @@ def git_commit() -> str:
         return "unknown"
 
 
-def ratio(ours: float, hf: float, higher_is_better: bool = True) -> str:
+def ratio(ours: float, hf: float, higher_is_better: bool = True, target: float = TARGET) -> str:
     r = ours / hf if higher_is_better else hf / ours
-    mark = "" if r >= TARGET else (" (below 1.15×)" if r >= 1.0 else " (**slower**)")
+    mark = "" if r >= target else (f" (below {target:.2f}×)" if r >= 1.0 else " (**slower**)")
     return f"{r:.2f}×{mark}"
 
 
@@ -414,7 +501,10 @@ def main(argv: list[str] | None = None) -> str:
                         help="Markdown file to write (default: benchmarks/RESULTS.md, or print only with --quick)")
     parser.add_argument("--repeats", type=int, default=None, help="timed repeats per measurement (median reported)")
     parser.add_argument("--families", default="all", help="comma-separated prefixes, e.g. 'GPT,BERT' (default all)")
-    parser.add_argument("--no-memory", action="store_true", help="skip the subprocess peak-memory measurement")
+    parser.add_argument("--no-memory", action="store_true", help="skip the subprocess peak-memory measurements")
+    parser.add_argument("--only-loss-memory", action="store_true",
+                        help="measure only the peak training memory with/without the chunked loss at a 49,152 "
+                             "vocabulary (Linux) and print that table")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (default 1: on shared cores, 2 threads measure contention, not models)")
     args = parser.parse_args(argv)
@@ -432,6 +522,10 @@ def main(argv: list[str] | None = None) -> str:
     if args.families != "all":
         wanted = [w.strip().lower() for w in args.families.split(",")]
         families = [f for f in families if any(f.name.lower().startswith(w) for w in wanted)]
+    if args.only_loss_memory:
+        report = "## Peak training memory with the chunked loss\n\n" + loss_memory_table(loss_memory_rows(size, quick), size)
+        print(report)
+        return report
     load_before = os.getloadavg()
     started = time.perf_counter()
 
@@ -467,6 +561,10 @@ def main(argv: list[str] | None = None) -> str:
                 scaling_rows.append([family.name, attn, n, f"{s['hf']:.1f}", f"{s['ours']:.1f}",
                                      ratio(s["ours"], s["hf"], higher_is_better=False)])
                 print("scaling", scaling_rows[-1], flush=True)
+    loss_rows = []
+    if (not args.no_memory and Path("/proc/self/clear_refs").exists()
+            and any(f.hf_class is transformers.LlamaForCausalLM for f in families)):
+        loss_rows = loss_memory_rows(size, quick)
     kv_context = 64 if quick else 1024
     kv_rows = []
     if any(f.hf_class is transformers.LlamaForCausalLM for f in families):
@@ -511,6 +609,10 @@ Generated by `{command.strip()}` on {datetime.date.today().isoformat()} in {elap
 ## Peak memory of training steps (peak RSS during 2 steps minus RSS before them, MiB; separate processes)
 
 {table(["pair", "attention", "HF MiB", "ours MiB", "ratio (HF/ours)"], memory_rows) if memory_rows else "(skipped)"}
+
+## Peak training memory with the chunked loss, at a real vocabulary
+
+{loss_memory_table(loss_rows, size)}
 
 ## KV cache size with grouped-query attention (Llama pair, prefill of {kv_context} tokens, fp32 bytes)
 

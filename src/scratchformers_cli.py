@@ -10,24 +10,29 @@
     scratchformers translate --model outputs/transformer-en-de "Open file" "Cancel"
 
 Flags accept both spellings (--max-steps and --max_steps). A mistake in the flags or files ends with one
-`error:` line and exit status 2; `scratchformers --debug COMMAND ...` shows the full traceback instead.
+`error:` line and exit status 2, Ctrl-C with one line and status 130; `scratchformers --debug COMMAND ...` shows the
+full traceback instead.
 """
 
 # This module is deliberately outside the `scratchformers` package: importing the package registers every model
-# with transformers (torch and all), which takes seconds. `--help` and argument errors are answered from here;
-# the package (scratchformers.cli) is imported only once a command really runs.
+# with transformers (torch and all), which takes seconds. `--help` and argument errors are answered from here, with
+# the names and flags of `scratchformers_light` (standard library only); the package (scratchformers.cli) is imported
+# only once a command really runs.
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-TASKS = ("clm", "mlm", "translation", "classification", "sft")  # = scratchformers.examples.SCRIPTS (a test checks)
+from scratchformers_light import arguments
+from scratchformers_light.names import DEMO_FAMILIES
+
+TASKS = tuple(arguments.TASKS)  # the training tasks
 PASSTHROUGH = ("push", "convert")  # their flags belong to their own parsers
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError)
+INTERRUPTED = 130  # the exit status of a command stopped by Ctrl-C (SIGINT): 128 + 2, as shells report it
 
 
 def _option(parser: argparse.ArgumentParser, name: str, **kwargs) -> None:
@@ -46,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = commands.add_parser("demo", help="train, evaluate, save, reload, generate and plot, offline, in minutes")
-    demo.add_argument("--family", choices=("gpt", "bert", "translation"), default="gpt")
+    demo.add_argument("--family", choices=DEMO_FAMILIES, default="gpt")
     _option(demo, "output-dir", default=None,
             help="where the checkpoint, plots and results go (default: outputs/demo-FAMILY); must be new or empty")
     _option(demo, "overwrite", action="store_true", help="replace the contents of an existing --output-dir")
@@ -127,7 +132,8 @@ Run one of the training scripts (Hugging Face examples style) on your files:
     scratchformers train sft --train_file chats.jsonl --model_name_or_path outputs/my-gpt --output_dir outputs/my-chat
 
 Without --validation_file, a seeded part of --train_file is held out for validation. An existing, non-empty
---output_dir is refused unless you pass --overwrite_output_dir (replace it) or --resume_from_checkpoint.
+--output_dir is refused unless you pass --overwrite_output_dir (replace it) or --resume_from_checkpoint (continue
+from its last checkpoint; or give a checkpoint folder's path).
 `scratchformers train TASK --help` lists every flag of that script (and of TrainingArguments).
 """
 
@@ -141,23 +147,12 @@ OPTIONAL_HEAVY = ("peft",)
 PACKAGE = Path(__file__).resolve().parent / "scratchformers"
 
 
-def _arguments_module():
-    """``scratchformers/examples/arguments.py`` (the scripts' flag dataclasses, the push and convert parsers, the
-    pre-rendered training help), loaded by path so the package's ``__init__`` (which imports and registers every
-    model, torch and all) does not run."""
-    path = PACKAGE / "examples" / "arguments.py"
-    spec = importlib.util.spec_from_file_location("_scratchformers_arguments", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # (dataclasses look their module up while being built)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _light_help(argv: list[str]) -> bool:
     """Print the help of `train TASK --help`, `push --help` or `convert --help` without importing the package, a
     model or `datasets`. `train TASK --help` prints the committed, pre-rendered text when it was rendered under this
-    Python's and transformers' major.minor (else the live parser answers: transformers and torch, about 2 s); the
-    others are built from the flag definitions, which their commands parse with. Returns whether it printed one."""
+    Python's major.minor and the same transformers argument sources, whatever transformers' version number
+    (``arguments.help_key``; else the live parser answers: transformers and torch, about 2 s); the others are built
+    from the flag definitions, which their commands parse with. Returns whether it printed one."""
     if not any(a in HELP_FLAGS for a in argv[1:]):
         return False
     hidden = [name for name in OPTIONAL_HEAVY if name not in sys.modules]
@@ -174,7 +169,6 @@ def _light_help(argv: list[str]) -> bool:
 def _print_light_help(argv: list[str]) -> bool:
     """``_light_help``'s printing, with the optional heavy packages hidden."""
     if argv[0] == "train" and len(argv) > 1 and argv[1] in TASKS:
-        arguments = _arguments_module()
         text = arguments.prerendered_help(f"train {argv[1]}")
         if text is not None:
             sys.stdout.write(text)
@@ -182,10 +176,10 @@ def _print_light_help(argv: list[str]) -> bool:
             arguments.task_parser(argv[1], prog=f"scratchformers train {argv[1]}").print_help()
         return True
     if argv[0] == "push":
-        _arguments_module().push_parser("scratchformers push").print_help()
+        arguments.push_parser("scratchformers push").print_help()
         return True
     if argv[0] == "convert" and (PACKAGE / "convert.py").is_file():
-        _arguments_module().convert_parser("scratchformers convert").print_help()
+        arguments.convert_parser("scratchformers convert").print_help()
         return True
     return False
 
@@ -220,6 +214,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = " ".join(str(err).split()) or type(err).__name__
         print(f"error: {message}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: one line, and the shell's status for SIGINT (128 + 2), not a traceback
+        if debug:
+            raise
+        fresh_line = "\n" if sys.stderr is not None and sys.stderr.isatty() else ""  # (after the terminal's ^C)
+        print(f"{fresh_line}interrupted (Ctrl-C)", file=sys.stderr)
+        return INTERRUPTED
 
 
 if __name__ == "__main__":

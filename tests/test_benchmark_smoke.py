@@ -81,3 +81,30 @@ def test_interleaved_reports_the_median_of_each_callable():
     out = benchmark.interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, repeats=3, warmup=1)
     assert calls == ["a", "b"] * 4  # warm-up, then strictly alternating
     assert set(out) == {"a", "b"} and all(t >= 0 for t in out.values())
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="peak RSS is read from Linux's /proc")
+def test_chunked_loss_memory_table_runs(monkeypatch):
+    """`--only-loss-memory --quick` measures HF, ours with the full logits and ours with the chunked loss, each in its
+    own process (here at a 16,384 vocabulary: 1,024 positions × 16,384 = 2²⁴ logits, where chunking starts by
+    default): the live-tensor peaks order as they must."""
+    monkeypatch.setattr(benchmark, "REAL_VOCAB", 16384)
+    threads = torch.get_num_threads()
+    try:
+        report = benchmark.main(["--quick", "--only-loss-memory"])
+    finally:
+        torch.set_num_threads(threads)
+    (row,) = [r for r in rows(report, "Peak training memory with the chunked loss") if r[0] != "batch × tokens"]
+    assert row[0] == "1 × 1,024" and float(row[1]) == 1024 * 16384 * 4 / 2**20
+    live = [float(cell.split(" / ")[1]) for cell in row[2:5]]  # HF, ours with the logits, ours chunked
+    assert live[2] < live[1] and live[2] < live[0]
+
+
+def test_allocated_peak_counts_live_tensors():
+    def step():
+        a = torch.empty(1 << 20)  # 4 MiB
+        b = torch.empty(1 << 19)  # 2 MiB, while a lives: 6 MiB
+        del a, b
+        torch.empty(1 << 20)  # 4 MiB again, alone
+
+    assert benchmark.allocated_peak_mib(step) == pytest.approx(6.0, abs=0.01)

@@ -18,9 +18,9 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from scratchformers import ScratchGPTConfig, ScratchGPTForCausalLM
 from scratchformers.chat import ChatSession
-from scratchformers.cli import main
 from scratchformers.data import DATA_DIR
 from scratchformers.tokenization import train_tokenizer
+from scratchformers_cli import main
 
 TEMPLATE = (
     "{% for m in messages %}{% if m['role'] == 'system' %}{{ m['content'] }}\n"
@@ -212,6 +212,47 @@ def one_error_line(err: str) -> str:
 
 def test_a_checkpoint_that_is_not_a_causal_lm_is_refused(tmp_path, monkeypatch, capsys):
     (tmp_path / "config.json").write_text('{"architectures": ["ScratchBertForMaskedLM"], "model_type": "x"}')
+    status, _, err = chat([tmp_path, "--prompt", "hi"], monkeypatch, capsys)
+    assert status == 2 and "causal language model" in one_error_line(err)
+
+
+@pytest.fixture(scope="module")
+def hf_gpt2(tmp_path_factory):
+    """A tiny GPT-2 checkpoint as `scratchformers convert` writes one from a `train clm` model: architectures
+    ["GPT2LMHeadModel"] (a causal LM whose class name does not end in ForCausalLM), with a chat-template tokenizer."""
+    from scratchformers.convert import main as convert
+
+    ours = tmp_path_factory.mktemp("gpt-ours")
+    tokenizer = chat_tokenizer()
+    torch.manual_seed(0)
+    config = ScratchGPTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                              max_position_embeddings=64, vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
+                              eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    ScratchGPTForCausalLM(config).save_pretrained(ours)
+    tokenizer.save_pretrained(ours)
+    folder = tmp_path_factory.mktemp("gpt2") / "hf"
+    assert convert([str(ours), str(folder)]) == 0
+    return folder
+
+
+@pytest.mark.parametrize("command", [
+    ["chat", "--prompt", "hi"],
+    ["generate", "--prompt", "The module"],
+    ["evaluate", "--file", str(DATA_DIR / "prose" / "validation.txt"), "--block-size", "16"],
+])
+def test_a_gpt2_folder_written_by_convert_is_a_causal_lm(hf_gpt2, monkeypatch, capsys, command):
+    """`chat`, `generate` and `evaluate` take any causal LM folder: what AutoModelForCausalLM loads (transformers' own
+    table), not only classes named …ForCausalLM."""
+    assert '"GPT2LMHeadModel"' in (hf_gpt2 / "config.json").read_text()
+    name, *flags = command
+    status = main([name, str(hf_gpt2), *flags, *(["--max-new-tokens", "4"] if name != "evaluate" else [])])
+    captured = capsys.readouterr()
+    assert status == 0, captured.err
+    assert "error" not in captured.err.lower()
+
+
+def test_a_classifier_is_still_refused_by_chat_and_generate(tmp_path, monkeypatch, capsys):
+    (tmp_path / "config.json").write_text('{"architectures": ["GPT2ForSequenceClassification"], "model_type": "gpt2"}')
     status, _, err = chat([tmp_path, "--prompt", "hi"], monkeypatch, capsys)
     assert status == 2 and "causal language model" in one_error_line(err)
 

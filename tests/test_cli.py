@@ -13,8 +13,8 @@ import torch
 from journey_helpers import png_size, tiny_checkpoint
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from scratchformers.cli import main
 from scratchformers.data import DATA_DIR
+from scratchformers_cli import main
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +23,7 @@ def checkpoint(tmp_path_factory):
 
 
 def test_console_entry_point_lists_every_command():
-    done = subprocess.run([sys.executable, "-m", "scratchformers.cli", "--help"], capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-m", "scratchformers_cli", "--help"], capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0, done.stderr
     for command in ("demo", "train", "generate", "chat", "evaluate", "attention", "push", "convert"):
@@ -70,7 +70,7 @@ def test_evaluate_matches_a_direct_loss_computation(checkpoint, tmp_path):
     tokenizer = AutoTokenizer.from_pretrained(checkpoint)
     model = AutoModelForCausalLM.from_pretrained(checkpoint).eval()
     ids = tokenizer(text.read_text().splitlines())["input_ids"]
-    flat = torch.tensor([i for row in ids for i in row])
+    flat = torch.tensor([i for row in ids for i in [*row, tokenizer.eos_token_id]])  # each line ends in <|endoftext|>
     blocks = flat[: len(flat) // 16 * 16].view(-1, 16)
     with torch.no_grad():
         loss = model(input_ids=blocks, labels=blocks).loss.item()
@@ -103,3 +103,46 @@ def test_errors_are_one_line_not_tracebacks(tmp_path, capsys):
 def test_convert_hook_explains_when_the_converter_is_missing(capsys):
     assert main(["convert", "--help"]) == 2
     assert "scratchformers.convert" in capsys.readouterr().err
+
+
+# --- Ctrl-C ---------------------------------------------------------------------------------------------------------
+
+
+def test_ctrl_c_is_one_line_and_status_130(monkeypatch, capsys):
+    import scratchformers.cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(scratchformers.cli, "run", interrupted)
+    assert main(["evaluate", "somewhere"]) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["interrupted (Ctrl-C)"]
+    with pytest.raises(KeyboardInterrupt):  # --debug shows the traceback, as for every other error
+        main(["--debug", "evaluate", "somewhere"])
+
+
+def test_sigint_during_a_command_ends_in_one_line_with_status_130():
+    """A real Ctrl-C (SIGINT) while a command runs, in the console command's own process."""
+    import signal
+    import time
+
+    code = (
+        "import sys, time, scratchformers.cli, scratchformers_cli\n"
+        "def run(args):\n"
+        "    print('READY', flush=True)\n"
+        "    time.sleep(60)\n"
+        "scratchformers.cli.run = run\n"
+        "sys.exit(scratchformers_cli.main(['evaluate', 'somewhere']))\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "READY"
+        time.sleep(0.2)
+        child.send_signal(signal.SIGINT)
+        _, err = child.communicate(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert child.returncode == 130
+    assert err.strip().splitlines() == ["interrupted (Ctrl-C)"], err

@@ -20,7 +20,8 @@ from scratchformers import (
     ScratchTransformerForConditionalGeneration,
     ScratchTransformerModel,
 )
-from scratchformers.convert import from_hf, main, supported_conversions, to_hf
+from scratchformers.convert import from_hf, main, supported_conversions, to_hf, weight_map
+from scratchformers_light.conversions import SPECS
 
 ATOL = 1e-4
 
@@ -436,3 +437,56 @@ def test_cli_converts_a_local_bart_folder_both_ways(tmp_path, capsys):
         assert max_diff(seq2seq_output(hf, inputs), seq2seq_output(model, inputs)) <= ATOL
         assert torch.equal(seq2seq_greedy(hf, inputs), seq2seq_greedy(model, inputs))
     assert "BartForConditionalGeneration → ScratchTransformerForConditionalGeneration" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------------------ every class of every spec
+
+SPEC_MODELS = {  # one row per architecture: a small HF config of it (2 labels: also the QA head's start and end)
+    "GPT-2": lambda: gpt2_config(**GPT2_SHAPES[0], num_labels=2),
+    "Llama": lambda: transformers.LlamaConfig(**MODERN_SIZES),
+    "Qwen2": lambda: transformers.Qwen2Config(**MODERN_SIZES),
+    "Mistral": lambda: transformers.MistralConfig(**MODERN_SIZES, sliding_window=8),
+    "BERT": lambda: bert_config(num_labels=2, **BERT_SHAPES[0]),
+    "BART": lambda: seq2seq_config(transformers.BartConfig, **BART_SHAPES[0]),
+    "Marian": lambda: seq2seq_config(transformers.MarianConfig, **MARIAN_SHAPES[0]),
+}
+MODERN_SIZES = dict(vocab_size=61, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
+                    num_key_value_heads=2, max_position_embeddings=64, pad_token_id=0)
+SPEC_CLASSES = [(spec, head) for spec in SPECS for head in spec.classes]
+
+
+def test_every_spec_has_a_test_row_and_lists_its_classes_for_the_command_line():
+    assert set(SPEC_MODELS) == {spec.name for spec in SPECS}
+    assert supported_conversions() == {head.hf: head.ours for _, head in SPEC_CLASSES}
+
+
+@pytest.mark.parametrize("spec, head", SPEC_CLASSES, ids=lambda x: getattr(x, "hf", ""))
+def test_every_class_of_every_spec_round_trips_exactly_and_names_each_tensor_both_ways(spec, head):
+    hf = perturb(getattr(transformers, head.hf)(SPEC_MODELS[spec.name]()))
+    ours = from_hf(hf)
+    assert type(ours).__name__ == head.ours
+    back = to_hf(ours, hf_class=type(hf))
+    assert list(back.state_dict()) == list(hf.state_dict())
+    for key, tensor in hf.state_dict().items():
+        assert torch.equal(tensor, back.state_dict()[key]), key
+    rows = weight_map(ours, hf_class=type(hf))  # export formats find each tensor by either side's name
+    assert unnamed(ours, rows.by_ours) == unnamed(hf, rows.by_theirs) == set()
+    assert weight_map(hf).by_theirs.keys() == rows.by_theirs.keys()
+
+
+def unnamed(model: torch.nn.Module, names) -> set[str]:
+    """Tensors of `model` that `names` misses, a tensor tied to a named one (same storage) counting as named."""
+    state = model.state_dict(keep_vars=True)
+    named = {state[name].data_ptr() for name in names if name in state}
+    return {key for key, tensor in state.items() if tensor.data_ptr() not in named}
+
+
+@pytest.mark.parametrize("target", [transformers.LlamaForCausalLM, transformers.Qwen2ForCausalLM,
+                                    transformers.MistralForCausalLM])
+def test_a_gpt_without_rotary_positions_to_a_rope_architecture_names_what_does_not_fit(target):
+    """A learned-position config carries no `rope_parameters`: the RoPE translation must not trip over that before
+    the fixed options report the mismatch."""
+    model = ScratchGPTForCausalLM(ScratchGPTConfig(vocab_size=64, hidden_size=32, num_hidden_layers=2,
+                                                   num_attention_heads=4, intermediate_size=64))
+    with pytest.raises(ValueError, match="`position_embedding_type`='learned'"):
+        to_hf(model, hf_class=target)

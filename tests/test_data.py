@@ -96,11 +96,37 @@ def test_grouped_blocks_are_the_token_stream_cut_into_block_size(gpt_tokenizer, 
     grouped = tokenize_and_group(texts, gpt_tokenizer, block_size)
     assert grouped.column_names == ["input_ids", "attention_mask", "labels"]
     assert all(len(ids) == block_size for ids in grouped["input_ids"])
-    stream = [i for text in texts["text"] for i in gpt_tokenizer(text)["input_ids"]]
+    eos = gpt_tokenizer.eos_token_id
+    stream = [i for text in texts["text"] for i in [*gpt_tokenizer(text)["input_ids"], eos]]
     flat = [i for ids in grouped["input_ids"] for i in ids]
     assert flat == stream[: len(stream) // block_size * block_size]
     assert grouped["labels"] == grouped["input_ids"]
     assert all(set(mask) == {1} for mask in grouped["attention_mask"])
+
+
+def test_grouped_texts_are_separated_by_end_of_text(gpt_tokenizer):
+    """One text per line: a line's last word is followed by <|endoftext|>, not by the next line's first word as if
+    they were one sentence ("cactus mix.Many sandy"), and the model learns where a text ends."""
+    from datasets import Dataset
+
+    texts = Dataset.from_dict({"text": ["Use a cactus mix.", "Many sandy soils drain well."]})
+    grouped = tokenize_and_group(texts, gpt_tokenizer, 2, add_labels=False)
+    decoded = gpt_tokenizer.decode([i for ids in grouped["input_ids"] for i in ids])
+    assert "cactus mix.<|endoftext|>Many sandy" in decoded
+    assert "mix.Many" not in decoded
+
+
+def test_a_tokenizer_that_ends_texts_itself_gets_no_second_end(en_de_validation):
+    """A tokenizer whose post-processor already appends </s> (our seq2seq BPE), or one without an end-of-text token
+    (BERT's WordPiece, whose [SEP] ends each text), is left as it tokenizes."""
+    from datasets import Dataset
+
+    texts = Dataset.from_dict({"text": ["Open the file.", "Close it."]})
+    for kind in ("seq2seq_bpe", "wordpiece"):
+        tokenizer = train_tokenizer(resolve_data_dir() / "prose" / "validation.txt", kind, 600)
+        stream = [i for t in texts["text"] for i in tokenizer(t)["input_ids"]]
+        grouped = tokenize_and_group(texts, tokenizer, 2, add_labels=False)
+        assert [i for ids in grouped["input_ids"] for i in ids] == stream[: len(stream) // 2 * 2], kind
 
 
 def test_grouping_without_labels_and_over_several_batches(gpt_tokenizer):

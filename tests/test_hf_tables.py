@@ -299,9 +299,9 @@ def test_train_clm_with_label_smoothing_reports_the_real_perplexity(tmp_path):
     validation file: the same number `scratchformers.examples.evaluate.perplexity` measures on the saved checkpoint."""
     from journey_helpers import tiny_config_file
 
-    from scratchformers.cli import main
     from scratchformers.data import DATA_DIR
     from scratchformers.examples.evaluate import perplexity
+    from scratchformers_cli import main
 
     lines = (DATA_DIR / "prose" / "train.txt").read_text().splitlines()
     train, valid = tmp_path / "train.txt", tmp_path / "valid.txt"

@@ -750,6 +750,44 @@ def test_regression_rnn_lstm_runs_under_cpu_float16_autocast(attention):
     assert generated.shape == (2, 4)
 
 
+_AVX2_ONLY_BF16_AUTOCAST = """
+import torch
+from scratchformers import ScratchRNNConfig, ScratchRNNForConditionalGeneration
+torch.manual_seed(0)
+config = ScratchRNNConfig(vocab_size=16, hidden_size=8, num_hidden_layers=2, cell="lstm", attention="{attention}",
+                          bidirectional_encoder=True, dropout=0.0, pad_token_id=0, bos_token_id=1, eos_token_id=2)
+model = ScratchRNNForConditionalGeneration(config).eval()
+src, mask = torch.tensor([[3, 4, 5], [6, 7, 0]]), torch.tensor([[1, 1, 1], [1, 1, 0]])
+labels = torch.tensor([[1, 2, 3], [4, 5, -100]])
+reference = model(src, attention_mask=mask, labels=labels).loss
+with torch.autocast("cpu", dtype=torch.bfloat16):
+    out = model(src, attention_mask=mask, labels=labels)
+    generated = model.generate(src, attention_mask=mask, max_new_tokens=3, min_new_tokens=3)
+assert out.logits.dtype == torch.bfloat16, out.logits.dtype  # the rest of the model still ran in bfloat16
+assert torch.isfinite(out.logits).all() and generated.shape == (2, 4)
+# bfloat16 keeps 8 significant bits (relative step 2^-8 = 3.9e-3); a loss of ~2.8 over a few bf16 layers moves by a
+# few such steps, so 3e-2 separates rounding from a wrong computation (a wrong state or mask moves it by > 0.1).
+torch.testing.assert_close(out.loss.float(), reference, atol=3e-2, rtol=3e-2)
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("attention", ["none", "bahdanau"])
+def test_regression_rnn_lstm_runs_under_bf16_autocast_on_an_avx2_only_cpu(attention):
+    """Before: on a CPU without AVX-512-BF16 (most laptops), bf16 autocast on an LSTM ended in oneDNN's
+    `RuntimeError: could not create a primitive descriptor for the LSTM forward propagation primitive`. The recurrence
+    now runs in float32 where the CPU has no bf16 LSTM kernel, the rest in bf16. `ONEDNN_MAX_CPU_ISA=AVX2` makes any
+    x86 machine behave like such a CPU, in a fresh process (oneDNN reads it once)."""
+    import os
+    import subprocess
+    import sys
+
+    code = _AVX2_ONLY_BF16_AUTOCAST.format(attention=attention).replace('"none"', "None")
+    env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2"}
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-2000:]
+
+
 @pytest.mark.parametrize(("family_name", "name", "value"), [
     ("scratch_rnn", "tie_word_embeddings", "no"),  # before: accepted, and "no" is truthy — the weights were tied
     ("scratch_rnn", "bidirectional_encoder", "yes"),

@@ -18,11 +18,12 @@ from scratchformers import (
     ScratchBertModel,
     ScratchGPTConfig,
     ScratchGPTForCausalLM,
+    ScratchGPTForSequenceClassification,
     ScratchTransformerConfig,
     ScratchTransformerForConditionalGeneration,
 )
 from scratchformers.attention import MultiHeadAttention, repeat_kv
-from scratchformers.convert import from_hf, llama_config_to_hf, main, qwen2_config_to_hf, to_hf
+from scratchformers.convert import config_to_hf, from_hf, main, to_hf
 from scratchformers.embeddings import (
     RotaryPositionEmbedding,
     apply_rotary_position_embedding,
@@ -354,6 +355,30 @@ def test_convert_command_turns_a_saved_llama_folder_into_ours_and_back(tmp_path)
         assert max_diff(hf(x).logits, ours(x).logits) <= ATOL and max_diff(hf(x).logits, back(x).logits) <= ATOL
 
 
+@pytest.mark.parametrize("arch", ["mistral", "qwen2", "llama"])
+def test_a_converted_checkpoint_converts_back_to_the_architecture_it_came_from(arch, tmp_path):
+    """`convert` there and back gives the user's architecture again (issue 20): a Mistral without a sliding window
+    computes exactly as Llama, which `to_hf` would otherwise pick first; the source class is recorded in the config."""
+    hf = hf_model(arch, "gqa-untied")
+    hf.save_pretrained(tmp_path / "hf")
+    assert main([str(tmp_path / "hf"), str(tmp_path / "ours")]) == 0
+    ours = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "ours").eval()
+    assert ours.config.converted_from == type(hf).__name__
+    assert main([str(tmp_path / "ours"), str(tmp_path / "back")]) == 0
+    back = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "back").eval()
+    assert type(back) is type(hf)
+    x = torch.randint(3, V, (2, 12))
+    with torch.no_grad():
+        assert max_diff(hf(x).logits, back(x).logits) <= ATOL
+
+
+def test_a_head_fine_tuned_from_a_converted_mistral_goes_back_to_mistral():
+    ours = from_hf(hf_model("mistral", "gqa-untied"))
+    classifier = ScratchGPTForSequenceClassification(ours.config)  # e.g. `train classification` on the checkpoint
+    assert type(to_hf(classifier)) is transformers.MistralForSequenceClassification
+    assert type(to_hf(modern())) is transformers.LlamaForCausalLM  # never converted: the first that fits, as before
+
+
 # ------------------------------------------------------------------------- the same options in the other families
 
 
@@ -421,8 +446,7 @@ def test_real_model_presets_have_the_shape_of_the_real_checkpoint(name, hf_class
     config = ScratchGPTConfig(**{k: v for k, v in preset.items() if k != "model_type"})
     with torch.device("meta"):
         ours = ScratchGPTForCausalLM(config)
-        to_hf_config = llama_config_to_hf if hf_class is transformers.LlamaForCausalLM else qwen2_config_to_hf
-        hf = hf_class._from_config(to_hf_config(config))
+        hf = hf_class._from_config(config_to_hf(config, hf_class))
     count = lambda model: sum(p.numel() for p in model.parameters())  # noqa: E731 (tied weights counted once)
     assert count(ours) == count(hf) == published
 

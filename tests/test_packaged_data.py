@@ -70,10 +70,10 @@ def test_pyproject_package_data_globs_cover_every_shipped_file():
 
 
 def test_pyproject_ships_the_prerendered_help():
-    """`train TASK --help` reads src/scratchformers/examples/help/ (scripts/render_cli_help.py): all of it ships."""
-    from scratchformers.examples.arguments import HELP_DIR
+    """`train TASK --help` reads src/scratchformers_light/help/ (scripts/render_cli_help.py): all of it ships."""
+    from scratchformers_light.arguments import HELP_DIR
 
-    globs = SETUPTOOLS["package-data"]["scratchformers.examples"]
+    globs = SETUPTOOLS["package-data"]["scratchformers_light"]
     files = [p.relative_to(HELP_DIR.parent).as_posix() for p in HELP_DIR.rglob("*") if p.is_file()]
     assert "help/versions.json" in files and "help/train-clm.txt" in files
     missed = [f for f in files if not any(fnmatch.fnmatch(f, g) and f.count("/") == g.count("/") for g in globs)]

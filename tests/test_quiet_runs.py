@@ -1,6 +1,7 @@
 """A normal run shows the user no warning that we cause (issue 15): each `train` task on tiny settings, as a user
 types it (no `--use_cpu`, no `--dataloader_pin_memory`), raises no Python warning and logs no transformers/datasets
-warning; and every checkpoint kind the package writes has config, generation config and tokenizer agreeing on the
+warning (`train sft`, with LoRA too: issue 20); and every checkpoint kind the package writes has config, generation
+config and tokenizer agreeing on the
 pad/bos/eos ids (else the Trainer re-aligns them and warns, and a reloaded model generates with other ids)."""
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from journey_helpers import tiny_checkpoint, tiny_config_file
 from transformers import AutoTokenizer, TrainingArguments
 
 from scratchformers.data import DATA_DIR
-from scratchformers.examples import arguments, common
+from scratchformers.examples import common
 from scratchformers_cli import main
+from scratchformers_light import arguments
 
 QUIET = ["--report_to", "none", "--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "8",
          "--save_strategy", "no", "--disable_tqdm", "true", "--max_steps", "2"]
@@ -115,6 +117,33 @@ def test_fine_tuning_a_checkpoint_into_a_classifier_keeps_the_special_tokens(tmp
         assert main(argv) in (0, None)
     assert [line for line in shown if "PAD/BOS/EOS" in line] == []
     assert_special_tokens_agree(tmp_path / "my-classification")
+
+
+def short_chats(folder: Path) -> Path:
+    """Twelve one-question chats with one-word answers: the user's JSON-lines file for `train sft`."""
+    words = {"Hallo": "German", "Bonjour": "French", "Hola": "Spanish", "Ciao": "Italian"}
+    rows = [{"messages": [{"role": "user", "content": f"Which language is {word}?"},
+                          {"role": "assistant", "content": language}]}
+            for _ in range(3) for word, language in words.items()]
+    path = folder / "chats.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+@pytest.mark.parametrize("lora", [["--lora_r", "4"], ["--lora_r", "4", "--merge_lora"], []],
+                         ids=["lora", "lora-merged", "full"])
+def test_instruction_tuning_warns_about_nothing(tmp_path, monkeypatch, lora):
+    """`train sft` on a `train clm`-style checkpoint (no chat template: ChatML tokens are added and the embeddings
+    grow), with and without LoRA: no transformers note about mean resizing, no FutureWarning about peft's use of the
+    deprecated `is_gradient_checkpointing` (transformers 5.25), no peft warning on save."""
+    pytest.importorskip("peft")
+    monkeypatch.chdir(tmp_path)
+    base = tiny_checkpoint(tmp_path / "base")
+    argv = ["train", "sft", "--model_name_or_path", str(base), "--train_file", str(short_chats(tmp_path)),
+            "--max_seq_length", "64", "--output_dir", str(tmp_path / "my-chat"), *lora, *QUIET]
+    with warnings_shown() as shown:
+        assert main(argv) in (0, None)
+    assert shown == []
 
 
 def parsed_training_args(tmp_path: Path, *flags: str) -> TrainingArguments:

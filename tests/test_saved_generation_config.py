@@ -9,8 +9,8 @@ import twin_helpers as twins
 from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
 from scratchformers import translate as translate_module
-from scratchformers.cli import main as cli_main
 from scratchformers.translate import translate
+from scratchformers_cli import main as cli_main
 
 TEXTS = ["Open the file", "Cancel", "Save the document now"]
 

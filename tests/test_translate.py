@@ -17,11 +17,11 @@ from transformers import (
 
 from scratchformers import ScratchGPTConfig, ScratchGPTForCausalLM, ScratchTransformerConfig, shift_tokens_right
 from scratchformers import ScratchTransformerForConditionalGeneration as Transformer
-from scratchformers.cli import main as cli_main
 from scratchformers.data import load_translation
 from scratchformers.metrics import compute_translation_metrics
 from scratchformers.tokenization import train_tokenizer
 from scratchformers.translate import translate
+from scratchformers_cli import main as cli_main
 
 REPO = Path(__file__).resolve().parents[1]
 PAIRS = [

@@ -12,6 +12,7 @@ from torch import nn
 from transformers.cache_utils import Cache, EncoderDecoderCache
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
+from .compat import is_paged_cache, write_paged_cache
 from .embeddings import apply_rotary_position_embedding
 
 
@@ -57,9 +58,29 @@ def scaled_dot_product_attention(
     return output.view(B, H, T, D).transpose(1, 2), weights  # (B, H, T, D) -> (B, T, H, D)
 
 
+def is_external_attention(attn_implementation: str | None) -> bool:
+    """Was this attention implementation registered by someone else — vLLM's "vllm", SGLang's "sglang", a user's own
+    `AttentionInterface.register(name, fn)` — rather than being one whose inputs our stack prepares (eager, sdpa, the
+    flash kernels and anything named "flash…", flex, a Hub kernel "org/name", continuous batching's "paged|…")?
+
+    Such a backend brings its own KV cache and masking: it gets every keyword argument `forward()` was given, passed
+    down to it unchanged (vLLM: `attention_instances`; SGLang: `forward_batch`), as the vLLM/SGLang "transformers
+    backend" contract asks (vLLM docs, "Writing custom models": kwargs passed down to the attention, which is called
+    through `ALL_ATTENTION_FUNCTIONS`)."""
+    if attn_implementation is None or attn_implementation in ("eager", "sdpa", "flex_attention"):
+        return False
+    return not (attn_implementation.startswith(("flash", "paged|")) or "/" in attn_implementation)
+
+
 def attention_function(attn_implementation: str | None, output_attentions: bool = False):
-    """The attention backend for `config._attn_implementation`: ours for "eager" (and whenever weights are wanted)."""
-    if output_attentions or attn_implementation in (None, "eager"):
+    """The attention backend for `config._attn_implementation`: ours for "eager" (and whenever weights are wanted from
+    sdpa or flash, which return none); every other one from transformers' attention interface, side by side with ours
+    — sdpa, flash, continuous batching's paged functions ("paged|eager": transformers' `eager_paged_attention_forward`,
+    which reads the paged cache's keys and values), or an inference server's own ("vllm", "sglang")."""
+    if attn_implementation in (None, "eager"):
+        return scaled_dot_product_attention
+    paged = attn_implementation.startswith("paged|")
+    if output_attentions and not paged and not is_external_attention(attn_implementation):
         return scaled_dot_product_attention
     return ALL_ATTENTION_FUNCTIONS.get_interface(attn_implementation, scaled_dot_product_attention)
 
@@ -128,7 +149,9 @@ class MultiHeadAttention(nn.Module):
         **attention_kwargs,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """`position_embeddings`: rotary (cos, sin), each (B|1, T, D), or None. `attention_kwargs` go to the backend
-        as they are (e.g. the flash backends' packed-sequence lengths)."""
+        as they are (e.g. the flash backends' packed-sequence lengths; continuous batching's `read_index`,
+        `write_index`, `cu_seq_lens_k`, …; an inference server's own). With continuous batching's paged `cache` the
+        keys and values are read and written through it (`compat.write_paged_cache`), not our `GrowingCache`."""
         B, T, C = hidden_states.shape
         if self.is_cross_attention:
             q = split_heads(self.q_proj(hidden_states), self.num_heads)  # (B, H, T, D)
@@ -143,7 +166,11 @@ class MultiHeadAttention(nn.Module):
                     # q and k are new tensors now; a view v would keep the whole fused (B, T, (H + 2·H_kv)·D)
                     # projection alive for backward, where v's own (B, T, H_kv·D) is all attention saves
                     v = v.contiguous()
-            if cache is not None:  # append this step's keys/values to the past ones: (B, H_kv, past + T, D)
+            if is_paged_cache(cache):  # continuous batching: B = 1 row holding every request's new tokens
+                # written at `write_index` in the shared page pool; k/v become (1, H_kv, S, D), every request's
+                # cached + new keys, and the batcher's mask keeps each query inside its own request
+                k, v = write_paged_cache(cache, k, v, self.layer_idx, attention_kwargs)
+            elif cache is not None:  # append this step's keys/values to the past ones: (B, H_kv, past + T, D)
                 self_cache = cache.self_attention_cache if isinstance(cache, EncoderDecoderCache) else cache
                 k, v = self_cache.update(k, v, self.layer_idx)
         attend = attention_function(self.config._attn_implementation, output_attentions)

@@ -1,6 +1,7 @@
 """The commands behind the `scratchformers` console command (demo, train, generate, chat, evaluate, attention,
 translate, push, convert). Parsing, `--help` and the one-line `error:` handling live in the light top-level module
-`scratchformers_cli`, so that `--help` answers without importing torch or any model; `run(args)` here does the work.
+`scratchformers_cli` (the entry point, `scratchformers_cli.main`), so that `--help` answers without importing torch
+or any model; once a command really runs, it calls `run(args)` here, which does the work.
 """
 
 from __future__ import annotations
@@ -13,25 +14,8 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
-
-try:
-    import scratchformers_cli as _front
-except ModuleNotFoundError:  # an editable install made before scratchformers_cli existed: load it from src/
-    _spec = importlib.util.spec_from_file_location(
-        "scratchformers_cli", Path(__file__).resolve().parents[1] / "scratchformers_cli.py"
-    )
-    _front = importlib.util.module_from_spec(_spec)
-    sys.modules["scratchformers_cli"] = _front
-    _spec.loader.exec_module(_front)
-
-build_parser = _front.build_parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the `scratchformers` command (see ``scratchformers_cli.main``); returns the exit status."""
-    return _front.main(argv)
 
 
 def _config(checkpoint: str) -> dict:
@@ -67,6 +51,39 @@ def _config(checkpoint: str) -> dict:
         raise ValueError(f"{checkpoint!r} is not a checkpoint folder (no config.json)")
     with open(path, encoding="utf-8") as fh:
         return json.load(fh)
+
+
+# What a checkpoint's model does, by transformers' own tables of the classes each Auto class loads (our registered
+# classes are added to them when scratchformers is imported: hf_tables.add_to_name_tables).
+_KIND_TABLES = (("causal-lm", "MODEL_FOR_CAUSAL_LM_MAPPING_NAMES", "AutoModelForCausalLM"),
+                ("masked-lm", "MODEL_FOR_MASKED_LM_MAPPING_NAMES", "AutoModelForMaskedLM"),
+                ("sequence-classification", "MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES",
+                 "AutoModelForSequenceClassification"))
+
+
+def model_kinds(config: dict) -> set[str]:
+    """What the model of a checkpoint's ``config.json`` (a dict) is, by its first ``architectures`` entry: a subset
+    of {"causal-lm", "masked-lm", "sequence-classification"}, empty when it is none of them.
+
+    The answer comes from transformers' own tables of the classes each Auto class loads
+    (``MODEL_FOR_CAUSAL_LM_MAPPING_NAMES`` …), which hold every native class (``GPT2LMHeadModel``, ``LlamaForCausalLM``)
+    and, once scratchformers is imported, ours; a remote-code class in no table counts by the Auto class its
+    ``auto_map`` names it under. Class-name suffixes are not a rule: ``GPT2LMHeadModel`` is a causal LM, and
+    ``XLMWithLMHeadModel`` is in two tables."""
+    from transformers.models.auto import modeling_auto
+
+    import scratchformers  # noqa: F401  (puts our classes in the tables)
+
+    architecture = (config.get("architectures") or [""])[0]
+    auto_map = config.get("auto_map") or {}
+    kinds = set()
+    for kind, table, auto_class in _KIND_TABLES:
+        names = {n for v in getattr(modeling_auto, table, {}).values() for n in ((v,) if isinstance(v, str) else v)}
+        mapped = auto_map.get(auto_class)
+        mapped = [mapped] if isinstance(mapped, str) else list(mapped or [])
+        if architecture and (architecture in names or any(str(m).rsplit(".", 1)[-1] == architecture for m in mapped)):
+            kinds.add(kind)
+    return kinds
 
 
 def _check_decoding(args: argparse.Namespace) -> None:
@@ -112,7 +129,8 @@ def _generate(args: argparse.Namespace) -> int:
             print(f"{source}\n→ {target}")
         return 0
     architecture = (config.get("architectures") or [""])[0]
-    if architecture.endswith("ForMaskedLM"):
+    kinds = model_kinds(config)
+    if "masked-lm" in kinds and "causal-lm" not in kinds:
         without = [p for p in args.prompt if not tokenizer.mask_token or tokenizer.mask_token not in p]
         if without:
             raise ValueError(f"{args.checkpoint} is a masked language model: put {tokenizer.mask_token or '[MASK]'} "
@@ -123,7 +141,7 @@ def _generate(args: argparse.Namespace) -> int:
             for guess in fill(prompt):
                 print(f"  {guess['score']:.3f}  {guess['sequence']}")
         return 0
-    if not architecture.endswith("ForCausalLM"):
+    if "causal-lm" not in kinds:
         raise ValueError(f"generate needs a causal LM, a masked LM or an encoder-decoder; {args.checkpoint} holds "
                          f"{architecture or 'no architecture'} (for a classifier use `scratchformers evaluate`)")
 
@@ -177,9 +195,9 @@ def _chat(args: argparse.Namespace) -> int:
         template = path.read_text(encoding="utf-8")
     config = _config(args.checkpoint)
     architecture = (config.get("architectures") or [""])[0]
-    if config.get("is_encoder_decoder") or not architecture.endswith("ForCausalLM"):
-        raise ValueError(f"chat needs a causal language model (…ForCausalLM); {args.checkpoint} holds "
-                         f"{architecture or 'no architecture'}")
+    if config.get("is_encoder_decoder") or "causal-lm" not in model_kinds(config):
+        raise ValueError(f"chat needs a causal language model (a class AutoModelForCausalLM loads, such as "
+                         f"…ForCausalLM or GPT2LMHeadModel); {args.checkpoint} holds {architecture or 'no architecture'}")
     import torch
     from transformers import AutoTokenizer, TextStreamer
 
@@ -244,10 +262,12 @@ def _evaluate(args: argparse.Namespace) -> int:
     """
     from .examples import evaluate
 
-    architectures = _config(args.checkpoint).get("architectures") or [""]
-    classifier = architectures[0].endswith("ForSequenceClassification")
-    if not classifier and not architectures[0].endswith("ForCausalLM"):
-        raise ValueError(f"evaluate supports causal LMs and sequence classifiers, not {architectures[0] or '?'}")
+    config = _config(args.checkpoint)
+    kinds = model_kinds(config)
+    classifier = "sequence-classification" in kinds
+    if not classifier and "causal-lm" not in kinds:
+        raise ValueError("evaluate supports causal LMs and sequence classifiers, not "
+                         f"{(config.get('architectures') or ['?'])[0]}")
     record: dict = {}
     if args.file is not None:
         data, described = args.file, args.file
@@ -382,6 +402,3 @@ def _translate_command(args: argparse.Namespace) -> int:
         print(line)
     return 0
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())

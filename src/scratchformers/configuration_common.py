@@ -194,6 +194,10 @@ class ScratchConfig(PreTrainedConfig):
     num_key_value_heads: int | None = None
     attention_output_bias: bool | None = None
     # (`rope_parameters` is no field: a config carries it only with rotary positions, see `__post_init__`)
+    # The transformers class a checkpoint was converted from (`scratchformers.convert.from_hf`, e.g.
+    # "MistralForCausalLM"), so converting back gives that architecture again where several fit (Mistral without a
+    # window computes exactly as Llama). None: not converted. Read by `convert.to_hf` only; the model ignores it.
+    converted_from: str | None = None
 
     #: The single-field checks of this family (a family with more fields extends them).
     field_checks = FIELD_CHECKS

@@ -122,22 +122,33 @@ def tokenize_and_group(
     add_labels: bool = True,
     text_column: str = "text",
     batch_size: int = 1000,
+    end_of_text: bool = True,
 ) -> Dataset | DatasetDict:
     """Tokenise ``text_column`` and regroup the token stream into blocks of ``block_size`` for (causal/masked) LM.
 
     As in HF's ``run_clm.py``, texts are concatenated within each map batch of ``batch_size`` rows and the
-    remainder shorter than a block is dropped per batch. Returns ``input_ids``, ``attention_mask`` (and, with
-    ``add_labels``, ``labels`` = a copy of ``input_ids``; the model shifts them).
+    remainder shorter than a block is dropped per batch. With ``end_of_text`` (the default) each text is followed by
+    the tokenizer's end-of-text token (``eos_token``, GPT-2's ``<|endoftext|>``) unless the tokenizer already ends it
+    with one (its post-processor, e.g. ``</s>``) or has none (BERT's WordPiece: ``[SEP]`` ends each text already), so
+    one line's last word is never followed by the next line's first as if they were one text, and a model learns
+    where a text ends (GPT-2 is trained on documents separated this way). Returns ``input_ids``,
+    ``attention_mask`` (and, with ``add_labels``, ``labels`` = a copy of ``input_ids``; the model shifts them).
     """
     if block_size < 2:
         raise ValueError(f"block_size must be >= 2 (a block needs an input and a next token), got {block_size}")
+    eos = tokenizer.eos_token_id if end_of_text else None
 
     def tokenize(batch: dict[str, list]) -> dict[str, list]:
         # verbose=False: texts longer than the model are expected here (they are cut into blocks below); without it the
         # tokenizer warns "Token indices sequence length is longer than the specified maximum" (as HF's run_clm.py
         # notes after the fact)
         encoded = tokenizer(batch[text_column], return_attention_mask=True, verbose=False)
-        return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
+        ids, mask = encoded["input_ids"], encoded["attention_mask"]
+        if eos is not None:
+            ends = [not row or row[-1] != eos for row in ids]
+            ids = [[*row, eos] if end else row for row, end in zip(ids, ends)]
+            mask = [[*row, 1] if end else row for row, end in zip(mask, ends)]
+        return {"input_ids": ids, "attention_mask": mask}
 
     def group(batch: dict[str, list]) -> dict[str, list]:
         blocks = group_texts(batch, block_size)

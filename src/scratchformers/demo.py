@@ -5,7 +5,8 @@ It runs the same training script a user points at their own files (``scratchform
 closed (``HF_HUB_OFFLINE=1``). Outputs, all under ``--output-dir`` (default ``outputs/demo-gpt``):
 
 - ``checkpoint/``: weights, config with ``auto_map``, modeling code, tokenizer, ``README.md`` model card
-- ``loss_curve.png``, ``attention.png`` (layer × head grid for a sample sentence), ``positional_encoding.png``
+- ``loss_curve.png``, ``attention.png`` (layer × head grid for a sample sentence), ``positional_encoding.png`` (the
+  model's own position encoding: for the GPT's learned positions, its table and the similarity of its positions)
 - ``results.json``: validation loss and perplexity, the sample, timings, the paths above
 
 Each family has its own default folder (``outputs/demo-gpt``, ``outputs/demo-bert``, ``outputs/demo-translation``);
@@ -26,9 +27,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from scratchformers_light.names import DEMO_FAMILIES as FAMILIES
+
 from .folders import keeps_earlier_run, replace_later
 
-FAMILIES = ("gpt", "bert", "translation")
 SAMPLE_SENTENCE = "The import statement finds a module and binds it to a name."
 PROMPT = "The import statement"
 
@@ -195,7 +197,7 @@ def run_demo(
     sample = _timed(timings, "reload_and_generate", reload_and_generate, checkpoint, PROMPT)
     print(f"      loaded {sample['class']}\n      sample: {sample['text']!r}")
 
-    print(f"[4/5] plotting the loss curve, attention for {SAMPLE_SENTENCE!r} and the positional encoding")
+    print(f"[4/5] plotting the loss curve, attention for {SAMPLE_SENTENCE!r} and the position encoding the model uses")
     plots = _timed(timings, "plots", _plot_outputs, checkpoint, out, "AutoModelForCausalLM", SAMPLE_SENTENCE)
 
     timings["total"] = round(time.perf_counter() - started, 2)

@@ -225,6 +225,12 @@ class TokenEmbedding(nn.Embedding):
         super().__init__(vocab_size, dim, padding_idx=padding_idx)
         self.scale = math.sqrt(dim) if scale else 1.0
 
+    @property
+    def embed_scale(self) -> float | None:
+        """√d_model when scaled, else None: the attribute inference servers read to keep the scale when they replace
+        this layer with their own embedding (vLLM's transformers backend: `ScaledVocabParallelEmbedding`)."""
+        return self.scale if self.scale != 1.0 else None
+
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         return super().forward(input_ids) * self.scale
 

@@ -10,28 +10,29 @@ Parts of transformers choose what to do from static tables of its own classes in
 
 `AutoModelForX.register(config, cls)` does not reach these tables: it fills the lazy `MODEL_FOR_X_MAPPING`'s
 `_extra_content`, which only `pipelines.Pipeline.check_model_type` also consults. So each modeling module calls
-`add_to_name_tables` at import with the classes it registers. It runs again in a process that loads a checkpoint with
+`add_to_name_tables` at import with the classes it registers (its `AUTO_CLASSES`, the one list of them). It runs again in a process that loads a checkpoint with
 `trust_remote_code=True` and cannot import scratchformers: this module travels with the checkpoint's code (imported
 with a single-dot relative import; only transformers is imported here). docs/compatibility.md lists every place.
 """
 
 from __future__ import annotations
 
-from transformers.models.auto import modeling_auto
+import transformers
 
 
 def add_to_name_tables(model_type: str, classes: dict[str, type]) -> None:
-    """Add `model_type → class name` to each named `transformers.models.auto.modeling_auto` table.
+    """Add `model_type → class name` to the name table each Auto class is built on (`AutoModelForCausalLM` →
+    `MODEL_FOR_CAUSAL_LM_MAPPING_NAMES`, the `_model_mapping` of its lazy mapping).
 
-    `classes` maps a table's name (e.g. `"MODEL_FOR_CAUSAL_LM_MAPPING_NAMES"`) to the class the family registers with
-    the matching Auto class. Idempotent; an existing entry is never replaced (transformers' own model of the same
-    type, or the first copy of ours when the package and a remote-code checkpoint are both imported); a table the
-    installed release does not have is skipped (all seven we use exist throughout 5.x).
+    `classes` maps an Auto class's name to the class the family registers with it. Idempotent; an existing entry is
+    never replaced (transformers' own model of the same type, or the first copy of ours when the package and a
+    remote-code checkpoint are both imported); an Auto class the installed release does not have is skipped (all
+    seven we use exist throughout 5.x).
     """
-    for table_name, cls in classes.items():
-        table = getattr(modeling_auto, table_name, None)
-        if table is not None:
-            table.setdefault(model_type, cls.__name__)
+    for auto_name, cls in classes.items():
+        auto_class = getattr(transformers, auto_name, None)
+        if auto_class is not None:
+            auto_class._model_mapping._model_mapping.setdefault(model_type, cls.__name__)
 
 
 #: The `loss_type` of our encoder-decoder heads. transformers derives a model's `loss_type` from its class name

@@ -11,10 +11,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers.cache_utils import Cache, EncoderDecoderCache
+from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPastAndCrossAttentions
 
-from .attention import MultiHeadAttention
+from .attention import MultiHeadAttention, is_external_attention
 from .cache import GrowingCache
 from .checks import (
     check_attention_mask,
@@ -24,7 +25,7 @@ from .checks import (
     check_prepared_mask,
     check_sequence_length,
 )
-from .compat import cache_field
+from .compat import cache_field, is_paged_cache
 from .embeddings import Embeddings, RotaryPositionEmbedding
 from .masks import additive_mask, attention_inputs, positions_from_attention_mask
 
@@ -217,10 +218,18 @@ class TransformerStack(nn.Module):
         past: int | torch.Tensor | None = None, position_ids: torch.Tensor | None = None,
         sliding_window: int | None = None, key_offset: int = 0,
     ) -> tuple[torch.Tensor | None, dict]:
-        """What this backend needs (mask, attention kwargs); `masks.attention_inputs` decides."""
-        return attention_inputs(attention_mask, x.shape[0], query_length, key_length, causal,
-                                self.config._attn_implementation, x.dtype, x.device, past, position_ids, weights,
-                                sliding_window, key_offset)
+        """What this backend needs (mask, attention kwargs); `masks.attention_inputs` decides. An inference server's
+        attention that registered no mask function (`ALL_MASK_ATTENTION_FUNCTIONS`) masks by itself and gets none,
+        as transformers' own `masking_utils` decides for it."""
+        implementation = self.config._attn_implementation
+        if is_external_attention(implementation) and implementation not in ALL_MASK_ATTENTION_FUNCTIONS:
+            return None, {}
+        if implementation is not None and implementation.startswith("paged|"):
+            # a paged function outside continuous batching (no batcher's mask): it applies no causal pattern of its
+            # own (transformers' `paged|eager`; 5.13's `paged|sdpa` always passes is_causal=False), so it gets ours
+            implementation = "eager"
+        return attention_inputs(attention_mask, x.shape[0], query_length, key_length, causal, implementation,
+                                x.dtype, x.device, past, position_ids, weights, sliding_window, key_offset)
 
     def _validate(self, input_ids, inputs_embeds, attention_mask, token_type_ids, past: int | torch.Tensor,
                   position_ids=None):
@@ -249,6 +258,21 @@ class TransformerStack(nn.Module):
             if tuple(token_type_ids.shape) != (B, T):
                 raise ValueError(f"`token_type_ids` must have shape {(B, T)}, got {tuple(token_type_ids.shape)}.")
 
+    def _paged_masks(self, attention_mask) -> dict[str, tuple[torch.Tensor | None, dict]]:
+        """Continuous batching: the masks the batcher built, per attention kind (mask, attention kwargs).
+
+        The batcher (transformers' `ContinuousBatchingIOs`) packs every request's new tokens into one row and builds
+        the additive (1, 1, T, S) mask that keeps each query causal inside its own request (and inside the window for
+        "sliding_attention" layers) for eager/sdpa: one tensor, or a dict by kind when layers differ; None for flash
+        kernels, which take the sequence lengths instead (the paged kwargs) and, on sliding layers, the window."""
+        flash = (self.config._attn_implementation or "").removeprefix("paged|").startswith("flash")
+        masks = {}
+        for kind in dict.fromkeys(self.layer_types):
+            mask = attention_mask.get(kind) if isinstance(attention_mask, dict) else attention_mask
+            window = {"sliding_window": self.config.sliding_window} if flash and kind == "sliding_attention" else {}
+            masks[kind] = mask, window
+        return masks
+
     def new_cache(self) -> Cache:
         """An empty KV cache (appending in place): self-attention only, or self + cross for a decoder."""
         if self.cross_attention:
@@ -268,11 +292,22 @@ class TransformerStack(nn.Module):
         use_cache: bool = False,
         output_attentions: bool = False,
         output_hidden_states: bool = False,
+        **backend_kwargs,
     ) -> BaseModelOutputWithPastAndCrossAttentions:
+        """`backend_kwargs` go to every self-attention call as they are: continuous batching's (`read_index`,
+        `write_index`, `cu_seq_lens_q/k`, … with its paged `cache`) or an inference server's own (vLLM's
+        `attention_instances`). With a paged cache the tokens of all requests are one row (B = 1), `position_ids`
+        (1, T) count each request's own positions, and the masks are the batcher's (`_paged_masks`), not ours."""
+        paged = is_paged_cache(cache)
         if use_cache and cache is None:
             cache = self.new_cache()
-        past = past_length(cache)
-        self._validate(input_ids, inputs_embeds, attention_mask, token_type_ids, past, position_ids)
+        if paged and position_ids is None:
+            raise ValueError(
+                "A paged (continuous-batching) cache holds several requests in one row: pass `position_ids` "
+                "(each request's own positions), as transformers' continuous batching does."
+            )
+        past = 0 if paged else past_length(cache)  # a paged cache has no one length: positions come from position_ids
+        self._validate(input_ids, inputs_embeds, None if paged else attention_mask, token_type_ids, past, position_ids)
         B, T = (input_ids if input_ids is not None else inputs_embeds).shape[:2]
         device = (input_ids if input_ids is not None else inputs_embeds).device
         prepared = is_prepared_mask(attention_mask)  # e.g. from generate() with a static cache
@@ -289,8 +324,8 @@ class TransformerStack(nn.Module):
         # One mask per attention kind ("full_attention", "sliding_attention"), shared by the layers of that kind.
         # keys: past + T, all of a static cache's slots (the unfilled ones are masked as the future), or the recent
         # ones a sliding-window cache kept
-        masks = {}
-        for kind in dict.fromkeys(self.layer_types):
+        masks = self._paged_masks(attention_mask) if paged else {}
+        for kind in [] if paged else dict.fromkeys(self.layer_types):
             key_length, key_offset = self._key_span(cache, T, past, self.layer_types.index(kind))
             if prepared:
                 check_prepared_mask(attention_mask, B, T, key_length)
@@ -317,7 +352,7 @@ class TransformerStack(nn.Module):
             mask, attention_kwargs = masks[kind]
             x, self_w, cross_w = layer(
                 x, mask, memory, memory_mask, cache=cache, output_attentions=output_attentions,
-                position_embeddings=rotary, **attention_kwargs,
+                position_embeddings=rotary, **{**backend_kwargs, **attention_kwargs},
             )
             self_attentions.append(self_w)
             cross_attentions.append(cross_w)

@@ -1,4 +1,5 @@
-"""Training objectives shared by the families: token cross-entropy, next-token loss, sequence classification."""
+"""Training objectives shared by the families: token cross-entropy, next-token loss, sequence classification, and
+the chunked cross-entropy over the output layer that never holds a training batch's full logits."""
 
 from __future__ import annotations
 
@@ -6,11 +7,20 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 from .checks import check_labels
 
 IGNORE_INDEX = -100
 CHUNK_ELEMENTS = 1 << 20  # rows × vocabulary scored at once by the CPU cross-entropy
+# Chunked loss (`chunked_cross_entropy`). A training forward with labels skips the full logits when they would hold at
+# least CHUNKED_LOSS_ABOVE elements (B·T·V; 2²⁴ = 64 MiB in float32, e.g. 2 × 256 tokens at a 49,152 vocabulary), and
+# then runs the output layer LOSS_CHUNK_ELEMENTS logits at a time: 2²² (16 MiB in float32) on CPU, under glibc's
+# largest mmap threshold, so the allocator recycles each chunk's buffers instead of faulting in fresh pages (see
+# CHUNK_ELEMENTS); 2²⁵ (128 MiB) elsewhere, where each chunk is a kernel launch or more and bigger ones keep it busy.
+CHUNKED_LOSS_ABOVE = 1 << 24
+LOSS_CHUNK_ELEMENTS = {"cpu": 1 << 22}
+LOSS_CHUNK_ELEMENTS_DEFAULT = 1 << 25
 
 
 def token_cross_entropy(
@@ -50,15 +60,110 @@ def next_token_labels(labels: torch.Tensor) -> torch.Tensor:
 SPLIT_BELOW = 0.75  # split the head's rows when at most this fraction of positions is labelled
 
 
+def loss_chunk_rows(num_classes: int, device: torch.device | str) -> int:
+    """Rows of the output layer run at once by `chunked_cross_entropy`: LOSS_CHUNK_ELEMENTS // V, at least 1."""
+    budget = LOSS_CHUNK_ELEMENTS.get(torch.device(device).type, LOSS_CHUNK_ELEMENTS_DEFAULT)
+    return max(1, budget // max(1, num_classes))
+
+
+def _summed_chunk_loss(head: Callable[[torch.Tensor], torch.Tensor], hidden: torch.Tensor, targets: torch.Tensor,
+                       label_smoothing: float) -> torch.Tensor:
+    """Σ over the rows of one chunk of cross_entropy(head(h), y): hidden (n, C), targets (n,) → a float32 scalar."""
+    return F.cross_entropy(head(hidden).float(), targets, ignore_index=IGNORE_INDEX, reduction="sum",
+                           label_smoothing=label_smoothing)
+
+
+def chunked_cross_entropy(
+    head: Callable[[torch.Tensor], torch.Tensor],
+    hidden_states: torch.Tensor,
+    targets: torch.Tensor,
+    num_classes: int,
+    num_items_in_batch: int | torch.Tensor | None = None,
+    label_smoothing: float = 0.0,
+    chunk_rows: int | None = None,
+) -> torch.Tensor:
+    """token_cross_entropy(head(hidden_states), targets, num_items_in_batch, label_smoothing) without ever holding the
+    (B·T, V) logits: the output layer and the loss run on `chunk_rows` positions at a time, forward and backward.
+
+    hidden_states (…, C) and targets (…) (−100 ignored) of the same leading shape; `head` maps (n, C) → (n, V) row by
+    row (a Linear, BERT's transform + decoder, a LoRA-wrapped Linear: its own forward is called, so whatever wraps or
+    adds to it is used; it must not mix rows). Returns the float32 scalar Σ_rows CE / N, N = `num_items_in_batch`, or
+    the number of labelled positions (at least 1), exactly as token_cross_entropy.
+
+    How: only the labelled rows are kept (torchtune's LinearCrossEntropyLoss and Apple's Cut Cross-Entropy also drop
+    ignored positions before the projection), then each chunk's summed loss runs under non-reentrant activation
+    checkpointing (`torch.utils.checkpoint`): its forward keeps nothing but the chunk's input rows (views of the hidden
+    states, already held), and backward recomputes that chunk's logits, back-propagates through the head and frees them
+    before the next chunk. So at most one chunk's logits, log-probabilities and their gradients (a few n × V buffers)
+    exist at any time, instead of the logits, the saved log-softmax and the logits' gradient of the whole batch. The
+    price is one more forward of the head per chunk (≈ 2·n·C·V FLOPs: a third of the head's training cost). Apple's
+    Cut Cross-Entropy (github.com/apple/ml-cross-entropy, `cce.py`: saves the log-sum-exp, recomputes logits blockwise
+    in backward) does the same in fused kernels; Liger-Kernel's fused linear cross-entropy
+    (github.com/linkedin/Liger-Kernel, `ops/fused_linear_cross_entropy.py`) avoids the recompute by computing the
+    input and weight gradients chunk by chunk during the forward, which needs the weight as a tensor — checkpointing
+    needs only the module, so LoRA, BERT's transform and BART's output bias are differentiated by autograd as they are.
+    The random state is restored for the recompute, so a head with dropout (LoRA dropout) sees the same mask twice.
+
+    Same loss and gradients as the unchunked computation up to float32 summation order: every row's logits,
+    log-softmax and gradient are computed by the same operations, only the sums over rows (the loss, and the head's
+    parameter gradients Σ_rows g_rᵀ h_r) are added up per chunk and then across chunks instead of in one reduction.
+    """
+    hidden = hidden_states.reshape(-1, hidden_states.shape[-1])  # (B·T, C)
+    labels = targets.reshape(-1).to(hidden.device, torch.long)  # (B·T,)
+    if num_items_in_batch is None:  # the mean over labelled tokens; none labelled gives 0, not NaN
+        num_items_in_batch = (labels != IGNORE_INDEX).sum().clamp(min=1)
+    if not torch.compiler.is_compiling():  # data-dependent shapes: compiled, every row is scored (ignored ones give 0)
+        labelled = labels != IGNORE_INDEX
+        count = int(labelled.sum())  # one host sync (on a GPU), as logits_and_labelled_loss's split
+        if count == 0:  # one ignored row: the loss (0) still reaches every parameter the plain path's does
+            hidden, labels = hidden[:1], labels[:1]
+        elif count < labels.numel():
+            hidden, labels = hidden[labelled], labels[labelled]  # (N, C), (N,): the labelled rows only
+    rows = chunk_rows or loss_chunk_rows(num_classes, hidden.device)
+    total = hidden.new_zeros((), dtype=torch.float32)
+    for h, y in zip(hidden.split(rows), labels.split(rows)):
+        if torch.is_grad_enabled():
+            total = total + checkpoint(_summed_chunk_loss, head, h, y, label_smoothing, use_reentrant=False)
+        else:
+            total = total + _summed_chunk_loss(head, h, y, label_smoothing)
+    return total / torch.as_tensor(num_items_in_batch, device=total.device)
+
+
+def wants_chunked_loss(skip_logits: bool | None, training: bool, targets: torch.Tensor | None,
+                       num_classes: int) -> bool:
+    """Whether a head returns the loss alone, computed by `chunked_cross_entropy`, and no logits.
+
+    `skip_logits` is the forward argument (transformers' Trainer sends `skip_logits=True` for loss-only evaluation with
+    Liger kernels, whose patched forwards take it): True asks for it (labels needed), False for the logits as before.
+    None (the default) decides: yes when training (`model.train()`) with labels and the logits would hold at least
+    CHUNKED_LOSS_ABOVE elements (positions × vocabulary) — Liger's forwards skip them whenever training with labels;
+    below the threshold the memory saved is small and the logits are kept. Evaluation (`model.eval()`, as the
+    Trainer's evaluation loop does) always returns the logits unless asked.
+    """
+    if skip_logits is None:
+        return training and targets is not None and targets.numel() * num_classes >= CHUNKED_LOSS_ABOVE
+    if skip_logits and targets is None:
+        raise ValueError("`skip_logits=True` computes only the loss, so it needs `labels` (or `shift_labels`); "
+                         "pass labels, or leave `skip_logits` unset to get the logits.")
+    return bool(skip_logits)
+
+
 def logits_and_labelled_loss(
     head: Callable[[torch.Tensor], torch.Tensor],
     hidden_states: torch.Tensor,
     targets: torch.Tensor | None,
     num_classes: int,
     num_items_in_batch: int | torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
+    skip_logits: bool | None = None,
+    training: bool = False,
+    label_smoothing: float = 0.0,
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """(logits, loss) of a per-position output head, L = token_cross_entropy(head(h), targets) (loss None without
     targets), when only some positions carry a target (−100 elsewhere: MLM's unmasked ~85 %, a prompt masked out of a fine-tuning loss, padding).
+
+    When `wants_chunked_loss(skip_logits, training, targets, num_classes)` — by default, training with labels at a
+    large positions × vocabulary — the logits are None and the loss is `chunked_cross_entropy`'s: the same value and
+    gradients, without the (B, T, V) logits in memory. Otherwise:
 
     The loss has gradients only through the labelled rows, so when at most `SPLIT_BELOW` of them are labelled the
     head runs on two disjoint sets of rows: the labelled ones, feeding the loss, and the rest, only for the returned
@@ -67,6 +172,10 @@ def logits_and_labelled_loss(
     everywhere; the loss and its gradients are those of the plain computation. Counting the scored rows is one
     host sync per call (on a GPU); under torch.compile the split is skipped (its shapes depend on the data).
     """
+    if wants_chunked_loss(skip_logits, training, targets, num_classes):
+        check_labels(targets, tuple(hidden_states.shape[:-1]), num_classes)
+        return None, chunked_cross_entropy(head, hidden_states, targets, num_classes, num_items_in_batch,
+                                           label_smoothing)
     if targets is None:  # inference: logits only
         return head(hidden_states), None
     check_labels(targets, tuple(hidden_states.shape[:-1]), num_classes)
@@ -74,12 +183,12 @@ def logits_and_labelled_loss(
     count = labelled.numel() if torch.compiler.is_compiling() else int(labelled.sum())  # compiled: no data-dependent split
     if count == 0 or count > SPLIT_BELOW * labelled.numel():
         logits = head(hidden_states)
-        return logits, token_cross_entropy(logits, targets, num_items_in_batch)
+        return logits, token_cross_entropy(logits, targets, num_items_in_batch, label_smoothing)
     scored = head(hidden_states[labelled])  # (N, V): the rows the loss backpropagates through
     logits = scored.new_empty(*targets.shape, scored.shape[-1])  # (B, T, V)
     logits[labelled] = scored
     logits[~labelled] = head(hidden_states[~labelled])
-    return logits, token_cross_entropy(scored, targets[labelled], num_items_in_batch)
+    return logits, token_cross_entropy(scored, targets[labelled], num_items_in_batch, label_smoothing)
 
 
 def sequence_classification_loss(logits: torch.Tensor, labels: torch.Tensor, config) -> torch.Tensor:

@@ -16,26 +16,10 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from scratchformers_light.names import CARD_TASKS
+
 from .hub import transformers_knows
 
-PIPELINE_TAGS = {
-    "causal-lm": "text-generation",
-    "masked-lm": "fill-mask",
-    "translation": "translation",
-    "text-classification": "text-classification",
-}
-TASK_NAMES = {
-    "causal-lm": "Causal language modelling",
-    "masked-lm": "Masked language modelling",
-    "translation": "Translation",
-    "text-classification": "Text classification",
-}
-AUTO_CLASSES = {
-    "causal-lm": "AutoModelForCausalLM",
-    "masked-lm": "AutoModelForMaskedLM",
-    "translation": "AutoModelForSeq2SeqLM",
-    "text-classification": "AutoModelForSequenceClassification",
-}
 # metric names used by our scripts -> (Hub metric type, readable name)
 METRIC_TYPES = {
     "perplexity": ("perplexity", "Perplexity"),
@@ -67,8 +51,8 @@ def _eval_results(metrics: Mapping[str, float], task: str, dataset: str, split: 
         metric_type, metric_name = METRIC_TYPES[key]
         results.append(
             EvalResult(
-                task_type=PIPELINE_TAGS[task],
-                task_name=TASK_NAMES[task],
+                task_type=CARD_TASKS[task][0],
+                task_name=CARD_TASKS[task][1],
                 dataset_type=dataset,
                 dataset_name=dataset,
                 dataset_split=split,
@@ -148,8 +132,8 @@ def write_model_card(
     ``configs/gpt-tiny.json``) or the checkpoint it was fine-tuned from. A folder without ``config.json`` (a LoRA
     adapter) passes its base model's ``config`` and its own ``usage`` text (markdown) for the "How to use" section.
     """
-    if task not in PIPELINE_TAGS:
-        raise ValueError(f"unknown task {task!r}; allowed: {', '.join(PIPELINE_TAGS)}")
+    if task not in CARD_TASKS:
+        raise ValueError(f"unknown task {task!r}; allowed: {', '.join(CARD_TASKS)}")
     if isinstance(datasets, str) or not datasets:
         raise ValueError(f"datasets must be a non-empty list of dataset names, got {datasets!r}")
     folder = Path(checkpoint_dir)
@@ -165,11 +149,11 @@ def write_model_card(
         tags=list(dict.fromkeys(["scratchformers", model_type, *([] if native else ["custom_code"]),
                                  *extra_tags])),
         datasets=list(datasets),
-        pipeline_tag=PIPELINE_TAGS[task],
+        pipeline_tag=CARD_TASKS[task][0],
         eval_results=_eval_results(metrics, task, datasets[0], dataset_split) or None,
         base_config=base_config,
     )
-    auto = AUTO_CLASSES[task]
+    _, task_name, auto = CARD_TASKS[task]
     measured = [f"| {k} | {v:.4g} |" for k, v in metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)]
     body = f"""
 # {name}
@@ -177,7 +161,7 @@ def write_model_card(
 {_intro(folder, model_type, native)}
 
 ## Model
-- Task: {TASK_NAMES[task]} (`{auto}`)
+- Task: {task_name} (`{auto}`)
 - Architecture: {_architecture(config)}
 - Built from: `{base_config or "(not recorded)"}`
 

@@ -170,7 +170,8 @@ class ScratchBertForMaskedLM(ScratchBertPreTrainedModel):
             return_dict=True,
         )
         logits, loss = logits_and_labelled_loss(  # (B, T, V); backward through the vocabulary only at masked tokens
-            self.lm_head, out.last_hidden_state, labels, self.config.vocab_size, kwargs.get("num_items_in_batch")
+            self.lm_head, out.last_hidden_state, labels, self.config.vocab_size, kwargs.get("num_items_in_batch"),
+            skip_logits=kwargs.get("skip_logits"), training=self.training,  # no logits: a chunked loss (losses.py)
         )
         result = MaskedLMOutput(loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions)
         return self._output(result, return_dict)
@@ -333,14 +334,13 @@ class ScratchBertForQuestionAnswering(_ScratchBertWithHead):
         return self._output(result, return_dict)
 
 
-# transformers' own class-name tables (hf_tables.py), filled at import so remote-code checkpoints get them too.
-add_to_name_tables(
-    ScratchBertConfig.model_type,
-    {
-        "MODEL_MAPPING_NAMES": ScratchBertModel,
-        "MODEL_FOR_MASKED_LM_MAPPING_NAMES": ScratchBertForMaskedLM,
-        "MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES": ScratchBertForSequenceClassification,
-        "MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING_NAMES": ScratchBertForTokenClassification,
-        "MODEL_FOR_QUESTION_ANSWERING_MAPPING_NAMES": ScratchBertForQuestionAnswering,
-    },
-)
+#: Our classes by the Auto class that loads each: the package registers them (`scratchformers.__init__`), and
+#: `add_to_name_tables` puts them in transformers' own name tables, also in a remote-code process.
+AUTO_CLASSES = {
+    "AutoModel": ScratchBertModel,
+    "AutoModelForMaskedLM": ScratchBertForMaskedLM,
+    "AutoModelForSequenceClassification": ScratchBertForSequenceClassification,
+    "AutoModelForTokenClassification": ScratchBertForTokenClassification,
+    "AutoModelForQuestionAnswering": ScratchBertForQuestionAnswering,
+}
+add_to_name_tables(ScratchBertConfig.model_type, AUTO_CLASSES)

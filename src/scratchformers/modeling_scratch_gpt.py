@@ -36,7 +36,9 @@ class ScratchGPTModel(ScratchGPTPreTrainedModel):
 
     def __init__(self, config: ScratchGPTConfig):
         super().__init__(config)
-        self.decoder = TransformerStack(config, config.num_hidden_layers, causal=True)
+        # keywords only: an inference server may wrap the decoder class (`get_decoder()`'s) in a compile decorator
+        # whose __init__ takes keyword arguments only (vLLM's `support_torch_compile`)
+        self.decoder = TransformerStack(config=config, num_layers=config.num_hidden_layers, causal=True)
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Embedding:
@@ -59,7 +61,10 @@ class ScratchGPTModel(ScratchGPTPreTrainedModel):
         return_dict: bool | None = None,
         **kwargs,
     ) -> BaseModelOutputWithPast | tuple:
-        self._check_kwargs(kwargs)
+        """`kwargs`: transformers' pass-through arguments. With continuous batching's paged `cache` (its batcher's
+        `read_index`, `write_index`, `cu_seq_lens_k`, … and ready-made masks) or an inference server's attention
+        (vLLM's `attention_instances`) they go on down to every attention call (`_attention_backend_kwargs`)."""
+        self._check_kwargs(kwargs, cache)
         use_cache = self.config.use_cache and not self.training if use_cache is None else use_cache
         out = self.decoder(
             input_ids=input_ids,
@@ -72,6 +77,7 @@ class ScratchGPTModel(ScratchGPTPreTrainedModel):
             output_hidden_states=bool(
                 output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
             ),
+            **self._attention_backend_kwargs(kwargs, cache),
         )
         out = BaseModelOutputWithPast(
             last_hidden_state=out.last_hidden_state,
@@ -86,6 +92,9 @@ class ScratchGPTForCausalLM(ScratchGPTPreTrainedModel, GenerationMixin):
     """GPT with a language-modelling head: logits = h Eᵀ (tied), loss = next-token cross-entropy. Generates text."""
 
     _tied_weights_keys = {"lm_head.weight": "model.decoder.embeddings.tokens.weight"}
+    # transformers' continuous batching (`generate_batch`, `transformers serve --continuous-batching`): the paged KV
+    # cache is read and written through the `paged|eager` / `sdpa` / flash attention functions (attention.py)
+    _supports_continuous_batching = True
 
     def __init__(self, config: ScratchGPTConfig):
         super().__init__(config)
@@ -106,7 +115,7 @@ class ScratchGPTForCausalLM(ScratchGPTPreTrainedModel, GenerationMixin):
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
-        logits_to_keep: int = 0,
+        logits_to_keep: int | torch.Tensor = 0,
         **kwargs,
     ) -> CausalLMOutputWithPast | tuple:
         """`labels` (B, T) are the tokens themselves: position t is scored against labels[t+1]. `shift_labels=` (B, T)
@@ -114,9 +123,13 @@ class ScratchGPTForCausalLM(ScratchGPTPreTrainedModel, GenerationMixin):
         under context parallelism (each rank holds a slice of the sequence, so the shift cannot happen here) and
         padding-free collators may; when given they are used instead of `labels`, as in transformers' causal-LM
         loss. Like GPT-2, it is taken from `**kwargs`, not named: the Trainer reads every forward parameter whose
-        name contains "label" as a label column and computes no evaluation loss for batches without all of them."""
+        name contains "label" as a label column and computes no evaluation loss for batches without all of them.
+
+        `logits_to_keep`: an int n keeps the last n positions (0: all; generate() asks for 1), a 1-D tensor the
+        positions it lists (continuous batching's `logits_indices`: each request's last token in the packed row);
+        the LM head runs only there. Other `kwargs` go on to the body (`ScratchGPTModel.forward`)."""
         shift_labels = kwargs.pop("shift_labels", None)
-        self._check_kwargs(kwargs)
+        self._check_kwargs(kwargs, cache)
         out = self.model(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -127,10 +140,9 @@ class ScratchGPTForCausalLM(ScratchGPTPreTrainedModel, GenerationMixin):
             output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
             return_dict=True,
+            **kwargs,
         )
-        hidden = out.last_hidden_state
-        if logits_to_keep:  # generation only needs the last position's logits
-            hidden = hidden[:, -logits_to_keep:]
+        hidden = keep_positions(out.last_hidden_state, logits_to_keep)  # (B, T', C)
         targets = None
         if shift_labels is not None:  # already position t's target
             check_labels(shift_labels, tuple(hidden.shape[:2]), self.config.vocab_size, name="shift_labels")
@@ -139,13 +151,25 @@ class ScratchGPTForCausalLM(ScratchGPTPreTrainedModel, GenerationMixin):
             check_labels(labels, tuple(hidden.shape[:2]), self.config.vocab_size)
             targets = next_token_labels(labels)
         logits, loss = logits_and_labelled_loss(  # (B, T, V); backward through the LM head only at scored positions
-            self.lm_head, hidden, targets, self.config.vocab_size, kwargs.get("num_items_in_batch")
+            self.lm_head, hidden, targets, self.config.vocab_size, kwargs.get("num_items_in_batch"),
+            skip_logits=kwargs.get("skip_logits"), training=self.training,  # no logits: a chunked loss (losses.py)
         )
         result = CausalLMOutputWithPast(
             loss=loss, logits=logits, **cache_field(output_cache(out)), hidden_states=out.hidden_states,
             attentions=out.attentions,
         )
         return self._output(result, return_dict)
+
+
+def keep_positions(hidden: torch.Tensor, logits_to_keep: int | torch.Tensor) -> torch.Tensor:
+    """The positions of (B, T, C) hidden states the LM head needs: the last n for an int n (0: all), the listed ones
+    for a 1-D index tensor (B, n, C) — transformers' `logits_to_keep` (`modeling_utils.slice_logits_to_keep`)."""
+    if isinstance(logits_to_keep, torch.Tensor):
+        if logits_to_keep.dim() != 1:
+            raise ValueError(f"`logits_to_keep` as a tensor must list positions (1-D), got shape "
+                             f"{tuple(logits_to_keep.shape)}.")
+        return hidden.index_select(1, logits_to_keep.to(device=hidden.device, dtype=torch.long))
+    return hidden[:, -logits_to_keep:] if logits_to_keep else hidden
 
 
 def last_token_index(input_ids, attention_mask, pad_token_id) -> torch.Tensor:
@@ -206,12 +230,11 @@ class ScratchGPTForSequenceClassification(ScratchGPTPreTrainedModel):
         return self._output(result, return_dict)
 
 
-# transformers' own class-name tables (hf_tables.py), filled at import so remote-code checkpoints get them too.
-add_to_name_tables(
-    ScratchGPTConfig.model_type,
-    {
-        "MODEL_MAPPING_NAMES": ScratchGPTModel,
-        "MODEL_FOR_CAUSAL_LM_MAPPING_NAMES": ScratchGPTForCausalLM,
-        "MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES": ScratchGPTForSequenceClassification,
-    },
-)
+#: Our classes by the Auto class that loads each: the package registers them (`scratchformers.__init__`), and
+#: `add_to_name_tables` puts them in transformers' own name tables, also in a remote-code process.
+AUTO_CLASSES = {
+    "AutoModel": ScratchGPTModel,
+    "AutoModelForCausalLM": ScratchGPTForCausalLM,
+    "AutoModelForSequenceClassification": ScratchGPTForSequenceClassification,
+}
+add_to_name_tables(ScratchGPTConfig.model_type, AUTO_CLASSES)

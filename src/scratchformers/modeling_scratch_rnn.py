@@ -124,13 +124,34 @@ class ScratchRNNPreTrainedModel(ScratchPreTrainedBase):
 
     config_class = ScratchRNNConfig
     supports_gradient_checkpointing = False
-    _is_stateful = True
+    _is_stateful = True  # read by transformers before 5.25; the refusal below is ours and holds on every release
     _no_split_modules = ["ScratchRNNEncoder", "RNNDecoder"]  # exact class names: accelerate matches them
+    # continuous batching (generate_batch) pages per-token keys/values; a recurrent decoder has none to page
+    _continuous_batching_unsupported_because = (
+        "its decoder carries one recurrent state per sequence, not per-token keys and values that a paged cache could "
+        "hold (and it reads an encoded source)"
+    )
 
     @classmethod
     def _supports_default_dynamic_cache(cls) -> bool:
         """No key/value cache: the first forward creates a `RecurrentState` and returns it."""
         return False
+
+    def _validate_generation_mode(self, generation_mode, generation_config, generation_mode_kwargs) -> None:
+        """`generate()`'s own check of the decoding mode, plus ours, before any forward pass: assisted and
+        prompt-lookup decoding (`assistant_model=`, `prompt_lookup_num_tokens=`; transformers' ASSISTED_GENERATION)
+        verify draft tokens and then roll the cache back to drop the rejected ones. A recurrent state sᵢ folds every
+        token into one vector and cannot be rolled back, so they are refused with a ValueError.
+
+        transformers refused them for `_is_stateful` models itself up to 5.24; 5.25 removed that flag and fails only
+        after the prefill ("Assisted decoding requires a cache"), so the refusal lives here for every release."""
+        if str(getattr(generation_mode, "value", generation_mode)) == "assisted_generation":
+            raise ValueError(
+                f"assisted generation is not supported with stateful models, such as {type(self).__name__}: its "
+                "recurrent state cannot be rolled back to drop rejected draft tokens. Decode without `assistant_model` "
+                "and `prompt_lookup_num_tokens` (greedy, sampling and beam search all work)."
+            )
+        super()._validate_generation_mode(generation_mode, generation_config, generation_mode_kwargs)
 
     def _init_weights(self, module: nn.Module) -> None:
         r = self.config.initializer_range
@@ -341,7 +362,8 @@ class ScratchRNNForConditionalGeneration(ScratchRNNPreTrainedModel, TeacherForci
             return_dict=True,
         )
         logits, loss = logits_and_labelled_loss(  # (B, T, V); backward through the output layer only at labels
-            self.lm_head, out.last_hidden_state, labels, self.config.vocab_size, kwargs.get("num_items_in_batch")
+            self.lm_head, out.last_hidden_state, labels, self.config.vocab_size, kwargs.get("num_items_in_batch"),
+            skip_logits=kwargs.get("skip_logits"), training=self.training,  # no logits: a chunked loss (losses.py)
         )
         result = Seq2SeqLMOutput(
             loss=loss,
@@ -355,11 +377,10 @@ class ScratchRNNForConditionalGeneration(ScratchRNNPreTrainedModel, TeacherForci
         return self._output(result, return_dict)
 
 
-# transformers' own class-name tables (hf_tables.py), filled at import so remote-code checkpoints get them too.
-add_to_name_tables(
-    ScratchRNNConfig.model_type,
-    {
-        "MODEL_MAPPING_NAMES": ScratchRNNModel,
-        "MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES": ScratchRNNForConditionalGeneration,
-    },
-)
+#: Our classes by the Auto class that loads each: the package registers them (`scratchformers.__init__`), and
+#: `add_to_name_tables` puts them in transformers' own name tables, also in a remote-code process.
+AUTO_CLASSES = {
+    "AutoModel": ScratchRNNModel,
+    "AutoModelForSeq2SeqLM": ScratchRNNForConditionalGeneration,
+}
+add_to_name_tables(ScratchRNNConfig.model_type, AUTO_CLASSES)

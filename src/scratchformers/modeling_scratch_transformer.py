@@ -252,7 +252,8 @@ class ScratchTransformerForConditionalGeneration(ScratchTransformerPreTrainedMod
             return_dict=True,
         )
         logits, loss = logits_and_labelled_loss(  # (B, T, V); backward through the output layer only at labels
-            self.output_logits, out.last_hidden_state, labels, self.config.vocab_size, kwargs.get("num_items_in_batch")
+            self.output_logits, out.last_hidden_state, labels, self.config.vocab_size, kwargs.get("num_items_in_batch"),
+            skip_logits=kwargs.get("skip_logits"), training=self.training,  # no logits: a chunked loss (losses.py)
         )
         result = Seq2SeqLMOutput(
             loss=loss,
@@ -268,11 +269,10 @@ class ScratchTransformerForConditionalGeneration(ScratchTransformerPreTrainedMod
         return self._output(result, return_dict)
 
 
-# transformers' own class-name tables (hf_tables.py), filled at import so remote-code checkpoints get them too.
-add_to_name_tables(
-    ScratchTransformerConfig.model_type,
-    {
-        "MODEL_MAPPING_NAMES": ScratchTransformerModel,
-        "MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES": ScratchTransformerForConditionalGeneration,
-    },
-)
+#: Our classes by the Auto class that loads each: the package registers them (`scratchformers.__init__`), and
+#: `add_to_name_tables` puts them in transformers' own name tables, also in a remote-code process.
+AUTO_CLASSES = {
+    "AutoModel": ScratchTransformerModel,
+    "AutoModelForSeq2SeqLM": ScratchTransformerForConditionalGeneration,
+}
+add_to_name_tables(ScratchTransformerConfig.model_type, AUTO_CLASSES)

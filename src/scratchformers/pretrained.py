@@ -17,9 +17,16 @@ from transformers.generation.utils import GENERATION_MODES_MAPPING, GenerationMi
 from transformers.masking_utils import create_causal_mask
 from transformers.utils.generic import TransformersKwargs
 
+from .attention import is_external_attention
 from .cache import use_growing_layers
 from .checks import check_input_ids
-from .compat import output_cache
+from .compat import (
+    PAGED_ATTENTION_KWARGS,
+    PagedAttentionCache,
+    is_paged_cache,
+    output_cache,
+    paged_sliding_window_is_exact,
+)
 from .layers import RMSNorm
 
 
@@ -52,7 +59,9 @@ def _generation_mode_arguments() -> frozenset[str]:
 #   backends' kwargs (flash-attention `cu_seq_lens_*`/`max_length_*`, `is_causal`, …), `output_*` flags;
 # - generate()'s generation-mode arguments (`tokenizer`, `assistant_tokenizer`, `assistant_model`, `streamer`, …),
 #   which reach forward() through the decoding methods' `**model_kwargs` (see `_generation_mode_arguments`);
-# - `cache_position`.
+# - `cache_position`;
+# - `skip_logits`: the LM heads' switch for a loss without logits (`losses.wants_chunked_loss`); the Trainer sends it
+#   (True) for loss-only evaluation with `use_liger_kernel`.
 # A forward takes what it needs from these and ignores the rest; any other name is a misspelling (TypeError).
 # (`past_key_values`, generate()'s name for `cache` up to transformers 5.23, is renamed to `cache` before the body of
 # each forward that takes a cache: `compat.takes_old_cache_name`; a forward without a cache refuses it.)
@@ -60,8 +69,13 @@ PASS_THROUGH_KWARGS = frozenset(
     TransformersKwargs.__optional_keys__
     | TransformersKwargs.__required_keys__
     | _generation_mode_arguments()
-    | {"cache_position"}
+    | {"cache_position", "skip_logits"}
 )
+
+# Of those, the ones the model itself uses up (the loss, generate()'s decoding arguments, the cache): they never go on
+# down to an attention function.
+MODEL_LEVEL_KWARGS = _generation_mode_arguments() | {"num_items_in_batch", "shift_labels", "cache_position",
+                                                     "skip_logits"}
 
 
 class ScratchPreTrainedBase(PreTrainedModel):
@@ -81,14 +95,107 @@ class ScratchPreTrainedBase(PreTrainedModel):
         """The `ModelOutput`, or its tuple when `return_dict=False` (or `config.return_dict` is False), as HF does."""
         return output if (return_dict if return_dict is not None else self.config.return_dict) else output.to_tuple()
 
-    def _check_kwargs(self, kwargs: dict) -> None:
-        """A misspelt argument (`attention_masks=`) must not vanish into `**kwargs`: raise TypeError naming it."""
-        unknown = sorted(set(kwargs) - PASS_THROUGH_KWARGS)
+    def _check_kwargs(self, kwargs: dict, cache=None) -> None:
+        """A misspelt argument (`attention_masks=`) must not vanish into `**kwargs`: raise TypeError naming it.
+
+        Also allowed: with continuous batching's paged `cache`, the arguments its batcher passes (`read_index`,
+        `write_index`, `block_table`, `logits_indices`, …: `compat.PAGED_ATTENTION_KWARGS`); with an inference
+        server's own attention (`attention.is_external_attention`: vLLM, SGLang), any — they are that backend's."""
+        if is_external_attention(self.config._attn_implementation):
+            return
+        allowed = PASS_THROUGH_KWARGS | (PAGED_ATTENTION_KWARGS if is_paged_cache(cache) else frozenset())
+        unknown = sorted(set(kwargs) - allowed)
         if unknown:
             named = [name for name in inspect.signature(self.forward).parameters if name != "kwargs"]
             raise TypeError(
                 f"{type(self).__name__}.forward() got unexpected keyword argument(s) {unknown}; its arguments are "
-                f"{named} (plus transformers' {sorted(PASS_THROUGH_KWARGS)})."
+                f"{named} (plus transformers' {sorted(allowed)})."
+            )
+
+    def _attention_backend_kwargs(self, kwargs: dict, cache=None) -> dict:
+        """The keyword arguments that go on down, unchanged, to every self-attention function call: all but the
+        model's own (`MODEL_LEVEL_KWARGS`) when continuous batching's paged `cache` or an inference server's attention
+        is in use — they are what that backend reads (transformers' Llama passes its `**kwargs` down the same way);
+        none otherwise, where our stack derives what eager, sdpa and flash need from the inputs themselves."""
+        if not (is_paged_cache(cache) or is_external_attention(self.config._attn_implementation)):
+            return {}
+        return {name: value for name, value in kwargs.items() if name not in MODEL_LEVEL_KWARGS}
+
+    # Continuous batching (transformers' `ContinuousMixin`: `generate_batch`, `init_continuous_batching`,
+    # `continuous_batching_context_manager`, `generate(cache_implementation="paged")`, `transformers serve
+    # --continuous-batching`) packs the new tokens of many requests into one row over a paged KV cache. Only a
+    # decoder-only language model reads it (ScratchGPTForCausalLM sets this True); every other class is refused up
+    # front, with one error, instead of each request ending FAILED in a log.
+    _supports_continuous_batching: bool = False
+
+    def _continuous_batching_refusal(self) -> str | None:
+        """Why this model cannot run continuous batching (and what to do instead), or None when it can."""
+        instead = ("Continuous batching runs on decoder-only language models: ScratchGPTForCausalLM (scratch_gpt). "
+                   "Use generate() on a padded batch instead.")
+        if type(self)._supports_continuous_batching:
+            if PagedAttentionCache is None or not hasattr(GenerationMixin, "init_continuous_batching"):
+                return "the installed transformers has no continuous batching (no PagedAttentionCache)."
+            window = getattr(self.config, "sliding_window", None)
+            if window is not None and not paged_sliding_window_is_exact():
+                return (f"with `sliding_window`={window}, the installed transformers' paged cache does not keep each "
+                        "request's last W − 1 keys (compat.paged_sliding_window_is_exact), so decoding would differ "
+                        "from generate() (transformers' own MistralForCausalLM too). Upgrade transformers, or use "
+                        "generate().")
+            return None
+        because = getattr(type(self), "_continuous_batching_unsupported_because", None)
+        if because is not None:
+            return f"{because}. {instead}"
+        if self.config.is_encoder_decoder:
+            return ("it is an encoder-decoder: its decoder also attends to an encoded source, which a paged "
+                    f"self-attention cache does not hold. {instead}")
+        if not self.can_generate():
+            return f"it has no language-model head to generate with. {instead}"
+        return f"it does not decode through a key/value cache of self-attention. {instead}"
+
+    def _refuse_continuous_batching(self) -> None:
+        """Raise NotImplementedError, before any work, when continuous batching cannot drive this model."""
+        reason = self._continuous_batching_refusal()
+        if reason is not None:
+            raise NotImplementedError(
+                f"{type(self).__name__} ({self.config.model_type}) cannot run continuous batching (generate_batch, "
+                f"init_continuous_batching, generate(cache_implementation='paged'), transformers serve "
+                f"--continuous-batching): {reason}"
+            )
+
+    def init_continuous_batching(self, *args, **kwargs):
+        """transformers' `init_continuous_batching`, on the models that support it (else NotImplementedError)."""
+        self._refuse_continuous_batching()
+        return super().init_continuous_batching(*args, **kwargs)
+
+    def continuous_batching_context_manager(self, *args, **kwargs):
+        """transformers' `continuous_batching_context_manager`, on the models that support it (else
+        NotImplementedError when called, before the manager starts)."""
+        self._refuse_continuous_batching()
+        return super().continuous_batching_context_manager(*args, **kwargs)
+
+    def generate_batch(self, inputs, *args, **kwargs):
+        """transformers' `generate_batch` (continuous batching), on the models that support it: a request that cannot
+        be served is refused here, with one error, before any work — not returned FAILED with an error in the log."""
+        self._refuse_continuous_batching()
+        self._check_batch_position_room(inputs, kwargs.get("max_new_tokens"), kwargs.get("generation_config",
+                                                                                         args[0] if args else None))
+        return super().generate_batch(inputs, *args, **kwargs)
+
+    def _check_batch_position_room(self, inputs, max_new_tokens: int | None, generation_config) -> None:
+        """A learned position table bounds each request: prompt P tokens + N new ones feed positions 0 … P + N − 2."""
+        limit = getattr(self.config, "max_position_embeddings", None)
+        if getattr(self.config, "position_embedding_type", None) != "learned" or not inputs or limit is None:
+            return
+        config = generation_config if generation_config is not None else self.generation_config
+        new_tokens = max_new_tokens if max_new_tokens is not None else getattr(config, "max_new_tokens", None)
+        longest = max(len(prompt) for prompt in inputs)
+        needed = longest + (new_tokens or 1) - 1
+        if needed > limit:
+            room = limit - longest + 1
+            raise ValueError(
+                f"A prompt of {longest} tokens with `max_new_tokens`={new_tokens} would feed {needed} positions, but "
+                f"this model's learned position table has `max_position_embeddings`={limit}. Ask for at most "
+                f"{max(room, 0)} new tokens, or shorten the prompt to at most {limit - (new_tokens or 1) + 1} tokens."
             )
 
     @classmethod
@@ -108,6 +215,16 @@ class ScratchPreTrainedBase(PreTrainedModel):
                 f"file: {where}. Download it again (`from_pretrained(..., force_download=True)` for a Hub model) or "
                 "save the model again."
             ) from error
+
+    def post_init(self):
+        """transformers' `post_init`; then the targets of tied weights (`lm_head.weight` when the output layer is the
+        token embedding) count as keys not saved, which they are not: the checkpoint holds only the source tensor.
+        The Trainer resuming a run (`_load_from_checkpoint`) re-ties a checkpoint's missing keys quietly only when
+        they are exactly `_keys_to_ignore_on_save`; otherwise it warns "There were missing keys in the checkpoint
+        model loaded: ['lm_head.weight']" though nothing is missing. Untied models add nothing."""
+        super().post_init()
+        tied = getattr(self, "all_tied_weights_keys", None) or {}
+        self._keys_to_ignore_on_save = set(self._keys_to_ignore_on_save or ()) | set(tied)
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         """Save as transformers does, with `auto_map` naming every Auto class of the family (not only this one's),

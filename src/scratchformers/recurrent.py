@@ -12,6 +12,8 @@ Recurrent states are kept batch-first, (B, L, C), so `generate()` can expand and
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -130,17 +132,35 @@ def make_rnn(cell: str, input_size: int, hidden_size: int, num_layers: int, drop
     )
 
 
+@functools.cache
+def cpu_autocast_has_kernel(cell: type[nn.RNNBase], dtype: torch.dtype) -> bool:
+    """Whether this CPU runs `cell` (nn.LSTM or nn.GRU) under `torch.autocast("cpu", dtype)`: tried once on a 1-unit
+    module and remembered. oneDNN's LSTM kernel needs float16 hardware for float16, and AVX-512-BF16 or AMX for
+    bfloat16: on an AVX2-only CPU (most laptops) it raises "could not create a primitive descriptor for the LSTM
+    forward propagation primitive". Probing, rather than reading CPU flags, follows whatever oneDNN itself can do
+    (including a `ONEDNN_MAX_CPU_ISA` limit)."""
+    probe = cell(1, 1, batch_first=True)
+    try:
+        with torch.no_grad(), torch.autocast("cpu", dtype=dtype):
+            probe(torch.zeros(1, 1, 1))
+    except RuntimeError:
+        return False
+    return True
+
+
 def run_rnn(rnn: nn.RNNBase, x, state=None, params: dict[str, torch.Tensor] | None = None):
-    """`rnn(x, state)` — with `params` in place of its own weights when given (`functional_call`) — except under CPU
-    float16 autocast, where torch (oneDNN) has no float16 LSTM kernel and raises "could not create a primitive
-    descriptor": the LSTM then runs in float32 (as autocast does for GRU)."""
+    """`rnn(x, state)` — with `params` in place of its own weights when given (`functional_call`) — except where the
+    CPU has no half-precision kernel for this cell under the active CPU autocast (`cpu_autocast_has_kernel`): then the
+    recurrence alone runs in float32, autocast off, and the rest of the model stays in the autocast dtype (as autocast
+    itself does for ops it has no low-precision kernel for). `x` is (B, T, I) or a PackedSequence; the outputs are
+    float32 in that case."""
     def call(x, state):
         return rnn(x, state) if params is None else functional_call(rnn, params, (x, state))
 
     data = x.data if isinstance(x, nn.utils.rnn.PackedSequence) else x
-    cpu_fp16 = (data.device.type == "cpu" and torch.is_autocast_enabled("cpu")
-                and torch.get_autocast_dtype("cpu") == torch.float16)
-    if not (cpu_fp16 and isinstance(rnn, nn.LSTM)):
+    if data.device.type != "cpu" or not torch.is_autocast_enabled("cpu"):
+        return call(x, state)
+    if cpu_autocast_has_kernel(type(rnn), torch.get_autocast_dtype("cpu")):
         return call(x, state)
     with torch.autocast("cpu", enabled=False):
         x = x._replace(data=x.data.float()) if isinstance(x, nn.utils.rnn.PackedSequence) else x.float()

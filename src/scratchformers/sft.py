@@ -23,10 +23,13 @@ resized, as TRL's ``setup_chat_format`` / ``clone_chat_template`` do. The assist
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import math
 import os
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +92,48 @@ def read_chats(path: str | os.PathLike) -> list[list[dict[str, str]]]:
     return chats
 
 
+# transformers' note on every resize that grows the embeddings with mean resizing (its default, which we choose on
+# purpose: new rows drawn around the old rows' mean and covariance); it advises `mean_resizing=False`, which is not
+# what we want.
+MEAN_RESIZING_NOTE = "The new embeddings will be initialized from a multivariate normal distribution"
+# peft (0.21) reads `model.is_gradient_checkpointing` when it wraps a model (PeftModel.__init__), a property transformers
+# 5.25 deprecated in favour of `is_activation_checkpointing`: a FutureWarning about peft's code, not the user's.
+PEFT_DEPRECATED_ALIAS = "`is_gradient_checkpointing` is deprecated"
+
+
+class _DropMessage(logging.Filter):
+    """A logging filter dropping records whose message starts with ``prefix``."""
+
+    def __init__(self, prefix: str):
+        super().__init__()
+        self.prefix = prefix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.getMessage()).startswith(self.prefix)
+
+
+def resize_embeddings(model: Any, size: int) -> None:
+    """``model.resize_token_embeddings(size)`` with transformers' mean resizing (new rows drawn from the old rows'
+    mean and covariance), without its note advising ``mean_resizing=False`` (``MEAN_RESIZING_NOTE``): the choice is
+    deliberate and the user can do nothing about the note."""
+    log = logging.getLogger("transformers.modeling_utils")
+    quiet = _DropMessage(MEAN_RESIZING_NOTE)
+    log.addFilter(quiet)
+    try:
+        model.resize_token_embeddings(size)
+    finally:
+        log.removeFilter(quiet)
+
+
+@contextlib.contextmanager
+def peft_without_deprecation_noise() -> Iterator[None]:
+    """While peft wraps or loads a model: no FutureWarning for peft's own use of transformers' deprecated
+    ``is_gradient_checkpointing`` (``PEFT_DEPRECATED_ALIAS``). Every other warning is shown as usual."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=PEFT_DEPRECATED_ALIAS, category=FutureWarning)
+        yield
+
+
 def has_generation_markers(template: str | None) -> bool:
     """Whether a chat template marks the assistant's text with ``{% generation %}`` (Jinja whitespace control too)."""
     return template is not None and any(tag in template for tag in ("{% generation %}", "{%- generation %}",
@@ -105,7 +150,7 @@ def ensure_chat_template(tokenizer: Any, model: Any | None = None) -> bool:
         tokenizer.add_tokens(list(CHATML_TOKENS), special_tokens=True)  # (skipped by decode(skip_special_tokens))
         tokenizer.chat_template = CHATML_TEMPLATE
         if model is not None and model.get_input_embeddings().num_embeddings < len(tokenizer):
-            model.resize_token_embeddings(len(tokenizer))
+            resize_embeddings(model, len(tokenizer))
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     if model is not None:
@@ -258,7 +303,8 @@ def lora_model(model: Any, r: int, alpha: float, dropout: float, target_modules:
         trainable_token_indices={embedding.rsplit(".", 1)[-1]: list(trainable_token_ids)} if trainable_token_ids
         else None,
     )
-    return get_peft_model(model, config)
+    with peft_without_deprecation_noise():
+        return get_peft_model(model, config)
 
 
 def load_adapter(folder: str | os.PathLike, base: str | os.PathLike | None = None) -> Any:
@@ -273,12 +319,13 @@ def load_adapter(folder: str | os.PathLike, base: str | os.PathLike | None = Non
     model = AutoModelForCausalLM.from_pretrained(base, trust_remote_code=True)
     tokenizer = AutoTokenizer.from_pretrained(str(folder))
     if model.get_input_embeddings().num_embeddings < len(tokenizer):
-        model.resize_token_embeddings(len(tokenizer))
+        resize_embeddings(model, len(tokenizer))  # (rows the adapter's saved embedding layer then replaces)
     if (folder / "generation_config.json").is_file():  # the fine-tuned one: it also stops at <|im_end|>
         from transformers import GenerationConfig
 
         model.generation_config = GenerationConfig.from_pretrained(str(folder))
-    return PeftModel.from_pretrained(model, str(folder))
+    with peft_without_deprecation_noise():
+        return PeftModel.from_pretrained(model, str(folder))
 
 
 def adapter_base(folder: str | os.PathLike) -> str | None:

@@ -9,7 +9,8 @@ with the non-interactive Agg backend, so these functions work on headless machin
 - ``plot_attention_grid`` draws a layer × head grid of heatmaps; ``plot_alignment`` one alignment matrix (e.g.
   Bahdanau attention of an RNN decoder over the source).
 - ``plot_positional_encoding`` draws PE(pos, 2i) = sin(pos/10000^(2i/d)), PE(pos, 2i+1) = cos(...) (§3.5), or, given
-  a model, what that model really uses (``position_encoding_table``: a learned table, its sinusoids, or RoPE angles).
+  a model, what that model really uses (``position_encoding_table``: a learned table — beside it the cosine
+  similarity of its positions, ``position_similarity`` —, its sinusoids, or RoPE angles), named in the title.
 - ``plot_loss_curve`` draws training/validation loss from a ``Trainer``'s ``log_history``.
 """
 
@@ -206,7 +207,8 @@ def position_encoding_table(model: Any, max_len: int = 64) -> tuple[np.ndarray, 
             rows = found.positions.weight[found.position_offset:]
             table = rows[:max_len].detach().float().cpu().numpy()
             offset = f" (rows from {found.position_offset})" if found.position_offset else ""
-            return table, f"{name}: learned position embeddings P[pos]{offset}, {table.shape[1]} dimensions"
+            return table, (f"{name}: learned position embeddings P[pos]{offset}, {table.shape[1]} dimensions "
+                           "(trained from random values, no formula)")
         if isinstance(found.positions, SinusoidalPositionalEmbedding):
             table = found.positions(torch.arange(max_len)).float().cpu().numpy()
             dim = table.shape[1]
@@ -219,14 +221,27 @@ def position_encoding_table(model: Any, max_len: int = 64) -> tuple[np.ndarray, 
     return table, f"{name}: rotary (nothing added to embeddings): cos(m·θᵢ) rotating q and k, head_dim {head_dim}"
 
 
+def position_similarity(table: np.ndarray) -> np.ndarray:
+    """The cosine similarity of every two rows of a (positions × dimensions) table: (positions, positions), 1 on the
+    diagonal (a zero row is similar to nothing)."""
+    rows = np.asarray(table, dtype=np.float64)
+    norms = np.linalg.norm(rows, axis=1, keepdims=True)
+    unit = rows / np.where(norms > 0, norms, 1.0)
+    return unit @ unit.T
+
+
 def plot_positional_encoding(
     max_len: int = 64, dim: int = 128, path: str | os.PathLike = "positional_encoding.png", model: Any = None
 ) -> Path:
-    """Save a position encoding as a (positions × dimensions) heatmap beside the curves of a few dimensions.
+    """Save a position encoding as a (positions × dimensions) heatmap beside a second view of it.
 
-    Without ``model``: the sinusoidal encoding of the paper (§3.5) with ``dim`` dimensions. With ``model``: what that
-    model really uses (``position_encoding_table``: its learned table, its sinusoidal layout, or its rotary
-    angles), named in the title; ``dim`` is then ignored. ValueError for max_len < 1 or dim < 2.
+    Without ``model``: the sinusoidal encoding of the paper (§3.5) with ``dim`` dimensions, beside the waves of a few
+    dimensions. With ``model``: what that model really uses (``position_encoding_table``: its learned table, its
+    sinusoidal layout, or its rotary angles), named in the title; ``dim`` is then ignored. A learned table's rows
+    look like noise (each starts random and moves only as training needs), so beside it is what it encodes: the cosine
+    similarity of every two positions' vectors. At initialisation, and still after a short run (the demo's), that is
+    the diagonal alone — the positions are unrelated vectors; a table that has learned order shows a band of similar
+    neighbours along the diagonal (GPT-2's does). ValueError for max_len < 1 or dim < 2.
     """
     if model is not None:
         pe, title = position_encoding_table(model, max_len)
@@ -237,6 +252,7 @@ def plot_positional_encoding(
         title = f"PE(pos, 2i) = sin(pos/10000^(2i/{dim})),  PE(pos, 2i+1) = cos(·)"
     max_len, dim = pe.shape
     sinusoidal = model is None
+    learned = model is not None and "learned position embeddings" in title
     plt = _pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.5), gridspec_kw={"width_ratios": [1.3, 1]})
     bound = max(float(np.abs(pe).max()), 1e-8)
@@ -245,12 +261,20 @@ def plot_positional_encoding(
     left.set_ylabel("position pos")
     left.set_title(title, fontsize=9 if len(title) > 70 else None)
     fig.colorbar(image, ax=left)
-    for i in sorted({2 * max(1, dim // n // 2) for n in (32, 8, 4, 2)} & set(range(0, dim, 2))):
-        label = f"dim {i} (sin, wavelength {2 * math.pi * 10000 ** (i / dim):.0f})" if sinusoidal else f"dim {i}"
-        right.plot(range(max_len), pe[:, i], label=label)
-    right.set_xlabel("position pos")
-    right.set_title("a few dimensions: wavelengths grow with i" if sinusoidal else "a few dimensions")
-    right.legend(fontsize=8)
+    if learned:
+        similarity = position_similarity(pe)
+        shown = right.imshow(similarity, cmap="RdBu", vmin=-1, vmax=1)
+        right.set_xlabel("position pos′")
+        right.set_ylabel("position pos")
+        right.set_title("cosine similarity of P[pos] and P[pos′]", fontsize=9)
+        fig.colorbar(shown, ax=right)
+    else:
+        for i in sorted({2 * max(1, dim // n // 2) for n in (32, 8, 4, 2)} & set(range(0, dim, 2))):
+            label = f"dim {i} (sin, wavelength {2 * math.pi * 10000 ** (i / dim):.0f})" if sinusoidal else f"dim {i}"
+            right.plot(range(max_len), pe[:, i], label=label)
+        right.set_xlabel("position pos")
+        right.set_title("a few dimensions: wavelengths grow with i" if sinusoidal else "a few dimensions")
+        right.legend(fontsize=8)
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110, bbox_inches="tight")

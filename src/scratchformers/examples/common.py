@@ -14,11 +14,12 @@ from typing import Any
 
 from transformers import AutoConfig, PreTrainedConfig, TrainingArguments, set_seed
 
+from scratchformers_light.arguments import RunArguments, build_parser  # noqa: F401  (RunArguments: the scripts import it from here)
+
 from ..data import DATA_DIR, packaged_folder
 from ..distributed import check_fsdp_device
 from ..folders import keeps_earlier_run, replace_later  # noqa: F401  (the scripts import it from here)
 from ..model_card import write_model_card
-from .arguments import RunArguments, build_parser  # noqa: F401  (RunArguments: the scripts import it from here)
 
 # the shipped model configs: configs/ in a source checkout, the package data scratchformers.configs in a wheel
 CONFIG_DIR = packaged_folder("configs", "gpt-tiny.json") or DATA_DIR.parent / "configs"
@@ -41,6 +42,13 @@ def parse_args(dataclass_types: tuple, argv: Sequence[str] | None, description: 
     Unless ``--report_to`` is given, training logs go to TensorBoard when it is installed and nowhere otherwise.
     Unless ``--do_train`` or ``--do_eval`` is given, both run (a bare script call trains and evaluates).
     """
+    return parse_args_and_given(dataclass_types, argv, description)[0]
+
+
+def parse_args_and_given(dataclass_types: tuple, argv: Sequence[str] | None,
+                         description: str | None = None) -> tuple[tuple, set[str]]:
+    """``parse_args``, and the names of the flags the user gave (underscore spelling; the keys of a JSON flags
+    file), so a script can tell a default from a value the user chose."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(dataclass_types, description)
     if len(argv) == 1 and argv[0].endswith(".json") and not argv[0].startswith("-"):
@@ -58,18 +66,27 @@ def parse_args(dataclass_types: tuple, argv: Sequence[str] | None, description: 
         training_args.do_train = training_args.do_eval = True
     default_pin_memory(training_args, given)
     refuse_fsdp_on_cpu(training_args)
-    return parsed
+    return parsed, given
 
 
 def start_run(dataclass_types: tuple, argv: Sequence[str] | None, description: str | None,
-              check_config: Callable[[Any], Any]) -> tuple:
+              check_config: Callable[[Any], Any], from_scratch_defaults: dict[str, Any] | None = None) -> tuple:
     """Parse the flags (``parse_args``) and check, before any slow work, everything a user can get wrong: step counts,
     the data files, ``--config`` against ``--model_name_or_path`` (``check_config(model_args)`` reads the config of a
     fresh model, so a missing one fails here), and the output folder (``prepare_output_dir``); then seed everything.
+    A fresh model (no ``--model_name_or_path``) takes ``from_scratch_defaults`` for the TrainingArguments flags the
+    user did not give (e.g. a pre-training learning rate instead of TrainingArguments' fine-tuning 5e-5).
     The dataclasses are (model, data, run, training) arguments, in that order. Returns them parsed. Raises ValueError
     naming the flag."""
-    model_args, data_args, run_args, training_args = parsed = parse_args(dataclass_types, argv, description)
+    parsed, given = parse_args_and_given(dataclass_types, argv, description)
+    model_args, data_args, run_args, training_args = parsed
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    if model_args.model_name_or_path is None:
+        for name, value in (from_scratch_defaults or {}).items():
+            if name not in given:
+                setattr(training_args, name, value)
+                logging.getLogger(__name__).info("a fresh model: --%s %s (the from-scratch default; give the flag to "
+                                                 "change it)", name, value)
     check_training_args(training_args)
     check_file("--train_file", data_args.train_file)
     check_file("--validation_file", data_args.validation_file)
@@ -79,6 +96,8 @@ def start_run(dataclass_types: tuple, argv: Sequence[str] | None, description: s
         check_config(model_args)
     check_checkpoint("--model_name_or_path", model_args.model_name_or_path)
     prepare_output_dir(training_args.output_dir, run_args.overwrite_output_dir, training_args.resume_from_checkpoint)
+    training_args.resume_from_checkpoint = resume_checkpoint(training_args.output_dir,
+                                                             training_args.resume_from_checkpoint)
     set_seed(training_args.seed)
     return parsed
 
@@ -181,7 +200,7 @@ def prepare_output_dir(output_dir: str | os.PathLike, overwrite: bool, resume: s
     out = Path(output_dir)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--output_dir {str(out)!r} is a file; give a folder path")
-    if out.is_dir() and any(out.iterdir()) and not resume:
+    if out.is_dir() and any(out.iterdir()) and not resume_flag(resume):
         if not overwrite:
             raise ValueError(
                 f"--output_dir {str(out)!r} already holds files from an earlier run; pass --overwrite_output_dir to "
@@ -189,6 +208,53 @@ def prepare_output_dir(output_dir: str | os.PathLike, overwrite: bool, resume: s
             )
         replace_later(out)
     return out
+
+
+def resume_flag(resume: str | bool | None) -> str | bool | None:
+    """``--resume_from_checkpoint`` as given: ``True`` (the bare flag, or ``"true"`` in any case when no folder has
+    that name), a checkpoint path, or None for no resume (not given, ``False``, ``""``, ``"false"``)."""
+    if isinstance(resume, str) and resume.lower() in ("true", "false") and not os.path.isdir(resume):
+        return resume.lower() == "true" or None
+    return resume or None
+
+
+def resume_checkpoint(output_dir: str | os.PathLike, resume: str | bool | None) -> str | None:
+    """The checkpoint folder ``--resume_from_checkpoint`` continues from, checked before any slow work: None when not
+    resuming; for the bare flag (``True``) the last ``checkpoint-N`` folder in ``output_dir`` (what HF's example
+    scripts find with ``get_last_checkpoint``; here the last *complete* one, ``training.get_last_complete_checkpoint``,
+    so a checkpoint half-written by a killed run is skipped); else the folder given. ``true``/``false`` (any case, when
+    no folder has that name) mean the bare flag and no resume, as ``scripts/train_tiny.py --resume_from_checkpoint
+    true`` does. ValueError naming the flag when there is no such checkpoint."""
+    resume = resume_flag(resume)
+    if resume is None:
+        return None
+    if resume is True:
+        from ..training import get_last_complete_checkpoint
+
+        last = get_last_complete_checkpoint(output_dir)
+        if last is None:
+            raise ValueError(
+                f"--resume_from_checkpoint: --output_dir {str(output_dir)!r} holds no checkpoint-N folder to continue "
+                "from (the Trainer saves one every --save_steps unless --save_strategy no); pass a checkpoint "
+                "folder's path, or start over with --overwrite_output_dir"
+            )
+        return last
+    if not os.path.isdir(resume):
+        raise ValueError(f"--resume_from_checkpoint {str(resume)!r}: no such checkpoint folder (give a checkpoint-N "
+                         "folder, or the bare flag for the last one in --output_dir)")
+    return str(resume)
+
+
+def tokenizer_source(model_args: Any, resume: str | None) -> str | None:
+    """Where a script loads its tokenizer from, when it does not train one: ``--tokenizer_name``; else the checkpoint
+    ``--resume_from_checkpoint`` continues (``resume``, resolved by ``resume_checkpoint``), whose saved tokenizer is the
+    one its embeddings were trained with (training another, on another --train_file, would not fit them); else
+    ``--model_name_or_path``. None: train one."""
+    if model_args.tokenizer_name:
+        return model_args.tokenizer_name
+    if resume and any(os.path.isfile(os.path.join(resume, name)) for name in ("tokenizer.json", "tokenizer_config.json")):
+        return resume
+    return model_args.model_name_or_path
 
 
 def hold_out(dataset: Any, percentage: int, seed: int, file: str) -> tuple[Any, Any]:

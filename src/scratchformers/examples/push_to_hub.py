@@ -15,8 +15,9 @@ import os
 import sys
 from collections.abc import Sequence
 
+from scratchformers_light.arguments import push_parser
+
 from ..hub import HubPushError, check_upload_complete, push_checkpoint
-from .arguments import push_parser
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:

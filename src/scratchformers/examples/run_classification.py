@@ -30,10 +30,11 @@ from transformers import (
     TrainingArguments,
 )
 
+from scratchformers_light.arguments import ClassificationDataArguments as DataArguments
+from scratchformers_light.arguments import ClassificationModelArguments as ModelArguments
+
 from ..data import resolve_data_dir
 from ..tokenization import train_tokenizer
-from .arguments import ClassificationDataArguments as DataArguments
-from .arguments import ClassificationModelArguments as ModelArguments
 from .common import (
     CONFIG_DIR,
     RunArguments,
@@ -47,6 +48,7 @@ from .common import (
     save_checkpoint,
     special_token_ids,
     start_run,
+    tokenizer_source,
 )
 
 logger = logging.getLogger(__name__)
@@ -111,9 +113,10 @@ def load_csv(data_args: DataArguments, seed: int = 42):
     return raw, dataset_names
 
 
-def build_tokenizer(model_args: ModelArguments, texts: list[str], model_type: str):
-    """--tokenizer_name, else the checkpoint's tokenizer, else one of the family's kind trained on ``texts``."""
-    name = model_args.tokenizer_name or model_args.model_name_or_path
+def build_tokenizer(model_args: ModelArguments, texts: list[str], model_type: str, resume: str | None = None):
+    """--tokenizer_name, else the tokenizer of the checkpoint resumed (``resume``) or of --model_name_or_path, else
+    one of the family's kind trained on ``texts``."""
+    name = tokenizer_source(model_args, resume)
     if name is not None:
         return AutoTokenizer.from_pretrained(name, trust_remote_code=True)
     if model_type not in TOKENIZER_KIND:
@@ -140,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     label_fields = dict(num_labels=len(id2label), id2label=id2label, label2id=label2id)
 
     if model_args.model_name_or_path is not None:
-        tokenizer = build_tokenizer(model_args, [], "")
+        tokenizer = build_tokenizer(model_args, [], "", training_args.resume_from_checkpoint)
         model = AutoModelForSequenceClassification.from_pretrained(
             model_args.model_name_or_path, trust_remote_code=True, ignore_mismatched_sizes=True, **label_fields
         )
@@ -148,7 +151,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     else:
         config_path = model_args.config or str(CONFIG_DIR / "gpt-tiny.json")
         model_type = config_from_json(config_path).model_type
-        tokenizer = build_tokenizer(model_args, raw["train"][data_args.text_column], model_type)
+        tokenizer = build_tokenizer(model_args, raw["train"][data_args.text_column], model_type,
+                                    training_args.resume_from_checkpoint)
         config = config_from_json(
             config_path, vocab_size=len(tokenizer), **special_token_ids(tokenizer), **label_fields
         )

@@ -27,12 +27,13 @@ from transformers import (
     TrainingArguments,
 )
 
+from scratchformers_light.arguments import MlmDataTrainingArguments as DataTrainingArguments
+from scratchformers_light.arguments import MlmModelArguments as ModelArguments
+
 from ..configuration_scratch_bert import ScratchBertConfig
 from ..data import resolve_data_dir, tokenize_and_group
 from ..modeling_scratch_bert import ScratchBertForMaskedLM
 from ..tokenization import train_tokenizer
-from .arguments import MlmDataTrainingArguments as DataTrainingArguments
-from .arguments import MlmModelArguments as ModelArguments
 from .common import (
     CONFIG_DIR,
     RunArguments,
@@ -47,6 +48,7 @@ from .common import (
     shipped_config,
     special_token_ids,
     start_run,
+    tokenizer_source,
 )
 
 logger = logging.getLogger(__name__)
@@ -56,11 +58,10 @@ def _default_file(split: str) -> str:
     return str(resolve_data_dir() / "prose" / f"{split}.txt")
 
 
-def build_tokenizer(model_args: ModelArguments, train_file: str) -> PreTrainedTokenizerBase:
-    """Load --tokenizer_name (or the checkpoint's tokenizer), else train WordPiece on the training file."""
-    name = model_args.tokenizer_name
-    if name is None and model_args.model_name_or_path is not None:
-        name = model_args.model_name_or_path
+def build_tokenizer(model_args: ModelArguments, train_file: str, resume: str | None = None) -> PreTrainedTokenizerBase:
+    """Load --tokenizer_name (or the tokenizer of the checkpoint resumed, ``resume``, or of --model_name_or_path),
+    else train WordPiece on the training file."""
+    name = tokenizer_source(model_args, resume)
     if name is not None:
         return AutoTokenizer.from_pretrained(name)
     return train_tokenizer(train_file, kind="wordpiece", vocab_size=model_args.vocab_size)
@@ -117,7 +118,7 @@ def main(args: Sequence[str] | None = None) -> dict[str, float]:
 
     train_file = data_args.train_file or _default_file("train")
     raw = load_text(data_args, training_args.seed)
-    tokenizer = build_tokenizer(model_args, train_file)
+    tokenizer = build_tokenizer(model_args, train_file, training_args.resume_from_checkpoint)
     if tokenizer.mask_token is None:
         raise ValueError("The tokenizer has no mask token; masked language modelling needs one (e.g. [MASK]).")
     model = build_model(model_args, tokenizer)

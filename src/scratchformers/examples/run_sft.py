@@ -35,6 +35,9 @@ from transformers import (
     TrainingArguments,
 )
 
+from scratchformers_light.arguments import SftDataArguments as DataArguments
+from scratchformers_light.arguments import SftModelArguments as ModelArguments
+
 from ..sft import (
     CHATML_TOKENS,
     assistant_token_loss,
@@ -44,8 +47,6 @@ from ..sft import (
     read_chats,
     tokenize_chats,
 )
-from .arguments import SftDataArguments as DataArguments
-from .arguments import SftModelArguments as ModelArguments
 from .common import (
     RunArguments,
     describe_data,

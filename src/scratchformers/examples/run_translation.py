@@ -38,10 +38,6 @@ from transformers import (
 
 import scratchformers  # noqa: F401  (registers our families with the Auto classes)
 from scratchformers.data import preprocess_translation, resolve_data_dir
-from scratchformers.examples.arguments import TRANSLATION_TRAINING_DEFAULTS as TRAINING_DEFAULTS
-from scratchformers.examples.arguments import TranslationDataArguments as DataArguments
-from scratchformers.examples.arguments import TranslationModelArguments as ModelArguments
-from scratchformers.examples.arguments import build_parser
 from scratchformers.examples.common import (
     CONFIG_DIR,
     RunArguments,
@@ -55,12 +51,18 @@ from scratchformers.examples.common import (
     prepare_output_dir,
     record_training_data,
     refuse_fsdp_on_cpu,
+    resume_checkpoint,
     save_checkpoint,
     shipped_config,
+    tokenizer_source,
 )
 from scratchformers.metrics import compute_translation_metrics
 from scratchformers.seq2seq import noam_learning_rate
 from scratchformers.tokenization import train_tokenizer
+from scratchformers_light.arguments import TRANSLATION_TRAINING_DEFAULTS as TRAINING_DEFAULTS
+from scratchformers_light.arguments import TranslationDataArguments as DataArguments
+from scratchformers_light.arguments import TranslationModelArguments as ModelArguments
+from scratchformers_light.arguments import build_parser
 
 logger = logging.getLogger("run_translation")
 EN_DE = resolve_data_dir() / "translation" / "en-de"  # the shipped pairs (data/, or the wheel's copy)
@@ -80,9 +82,10 @@ def _overrides(text: str | None) -> dict:
     return result
 
 
-def load_tokenizer(model_args: ModelArguments, data_args: DataArguments, output_dir: str):
-    """The given tokenizer, the checkpoint's, or a new shared source/target BPE trained on the training pairs."""
-    name = model_args.tokenizer_name or model_args.model_name_or_path
+def load_tokenizer(model_args: ModelArguments, data_args: DataArguments, resume: str | None = None):
+    """The given tokenizer, the one of the checkpoint resumed (``resume``) or of --model_name_or_path, or a new
+    shared source/target BPE trained on the training pairs."""
+    name = tokenizer_source(model_args, resume)
     if name:
         return AutoTokenizer.from_pretrained(name, trust_remote_code=model_args.trust_remote_code)
     logger.info("training a shared %d-entry BPE tokenizer on %s", model_args.vocab_size, data_args.train_file)
@@ -168,6 +171,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         model_args.config = str(config_path)
     _overrides(model_args.config_overrides)  # a malformed --config_overrides fails here, before any training
     prepare_output_dir(training_args.output_dir, run_args.overwrite_output_dir, training_args.resume_from_checkpoint)
+    training_args.resume_from_checkpoint = resume_checkpoint(training_args.output_dir,
+                                                             training_args.resume_from_checkpoint)
     set_seed(training_args.seed)
 
     files = {"train": data_args.train_file}
@@ -198,7 +203,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                             data_args.validation_split_percentage, training_args.seed)
     print(f"data: {summary} {len(raw['train'])} training and {len(raw['validation'])} validation pairs")
 
-    tokenizer = load_tokenizer(model_args, data_args, training_args.output_dir)
+    tokenizer = load_tokenizer(model_args, data_args, training_args.resume_from_checkpoint)
     model = load_model(model_args, tokenizer)
     if data_args.noam_factor is not None:
         warmup = int(training_args.warmup_steps)

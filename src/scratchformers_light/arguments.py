@@ -1,17 +1,19 @@
-"""The training scripts' own flags (their HfArgumentParser dataclasses), the push and convert commands' parsers, and
-the pre-rendered ``train TASK --help`` texts.
+"""The training tasks and the scripts' own flags (their HfArgumentParser dataclasses), the push and convert commands'
+parsers, and the pre-rendered ``train TASK --help`` texts.
 
-This module imports only the standard library at import time (transformers only inside ``build_parser``), and it
-imports nothing from the package, so the light console front end (``scratchformers_cli``) can load it by path and
-answer ``scratchformers train TASK --help`` / ``push --help`` / ``convert --help`` without importing torch models,
-datasets or the package (which registers every model). The scripts import their dataclasses from here: one
-definition for both.
+This module imports only the standard library at import time (transformers only inside ``build_parser``), so the
+light console front end (``scratchformers_cli``) imports it to answer ``scratchformers train TASK --help`` /
+``push --help`` / ``convert --help`` without importing torch, datasets or the package (which registers every model).
+The scripts import their dataclasses from here, and ``TASKS`` is the one list of training tasks.
 
 ``train TASK --help`` lists every ``TrainingArguments`` flag, and importing ``TrainingArguments`` costs transformers
 plus torch (about 2 s). So the help text is rendered ahead of time (``scripts/render_cli_help.py`` writes
-``help/train-TASK.txt`` beside this file, shipped as package data) and printed as it is when the installed Python and
-transformers have the major.minor versions it was rendered with; otherwise the live parser answers.
-``tests/test_fast_help.py`` renders it live and fails when the committed text is stale.
+``help/train-TASK.txt`` beside this file, shipped as package data) and printed as it is when this install would
+render the same text: the same Python major.minor (argparse's layout) and the same transformers sources the flags are
+read from (``HELP_SOURCES``: the argument parser, the TrainingArguments dataclasses and the enums of their choices,
+compared by a hash of their text, found without importing transformers). Any transformers release whose sources are
+unchanged answers fast (5.24 and 5.25 are: same flags, same help), with no version number to age; one that changed
+them gets the live parser. ``tests/test_fast_help.py`` renders it live and fails when the committed text is stale.
 """
 
 from __future__ import annotations
@@ -27,12 +29,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .conversions import conversions
+
 HERE = Path(__file__).resolve().parent
+# The training scripts (scratchformers.examples), found beside this package: importing them, or only finding them
+# with importlib, would import the package and register every model.
+SCRIPTS_DIR = HERE.parent / "scratchformers" / "examples"
 
 
 def script_description(script: str) -> str | None:
-    """The module docstring of ``examples/<script>.py``, read without importing it (the scripts' --help text)."""
-    return ast.get_docstring(ast.parse((HERE / f"{script}.py").read_text(encoding="utf-8")), clean=True)
+    """The module docstring of ``scratchformers/examples/<script>.py``, read without importing it (its --help text)."""
+    return ast.get_docstring(ast.parse((SCRIPTS_DIR / f"{script}.py").read_text(encoding="utf-8")), clean=True)
 
 
 def build_parser(dataclass_types: tuple, description: str | None = None, defaults: dict | None = None,
@@ -46,7 +53,21 @@ def build_parser(dataclass_types: tuple, description: str | None = None, default
     )
     if defaults:
         parser.set_defaults(**defaults)
+    bare_resume_flag(parser)
     return parser
+
+
+RESUME_HELP = ("Continue the run in --output_dir: with no value, from its last checkpoint-N folder (as HF's example "
+               "scripts do); or from the checkpoint folder given.")
+
+
+def bare_resume_flag(parser: argparse.ArgumentParser) -> None:
+    """Let ``--resume_from_checkpoint`` stand alone: TrainingArguments declares it a path (so a bare flag was
+    argparse's "expected one argument"); here the path is optional and the bare flag gives ``True``, which the
+    scripts resolve to the last ``checkpoint-N`` in ``--output_dir`` (``common.resume_checkpoint``)."""
+    for action in parser._actions:
+        if action.dest == "resume_from_checkpoint":
+            action.nargs, action.const, action.help = "?", True, RESUME_HELP
 
 
 @dataclass
@@ -319,7 +340,8 @@ class RunArguments:
         metadata={"help": "Replace the contents of an existing, non-empty --output_dir (removing its checkpoints)."},
     )
 
-# task → (script module, its dataclasses before TrainingArguments, the TrainingArguments class name, defaults)
+#: The training tasks (`scratchformers train TASK`): task → (its script module in scratchformers.examples, the
+#: script's dataclasses before TrainingArguments, the TrainingArguments class name, defaults).
 TASKS: dict[str, tuple[str, tuple, str, dict]] = {
     "clm": ("run_clm", (ClmModelArguments, ClmDataArguments, RunArguments), "TrainingArguments", {}),
     "mlm": ("run_mlm", (MlmModelArguments, MlmDataTrainingArguments, RunArguments), "TrainingArguments", {}),
@@ -373,13 +395,55 @@ HELP_VERSIONS = HELP_DIR / "versions.json"
 HELP_COLUMNS = 80  # the terminal width the committed help is rendered for
 
 
+# transformers' modules that `train TASK --help` is built from: HfArgumentParser, the TrainingArguments and
+# Seq2SeqTrainingArguments dataclasses (flags, types, help texts) and the enums their choices come from.
+HELP_SOURCES = ("hf_argparser.py", "training_args.py", "training_args_seq2seq.py", "trainer_utils.py",
+                "debug_utils.py")
+
+
+def _transformers_folder() -> Path | None:
+    """The installed transformers package folder, found without importing it (None when it is not installed)."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec("transformers")
+    except (ImportError, ValueError):
+        return None
+    locations = list(getattr(spec, "submodule_search_locations", None) or []) if spec is not None else []
+    return Path(locations[0]) if locations else None
+
+
+def help_sources_digest(folder: os.PathLike | str | None = None) -> str:
+    """A SHA-256 of the text of transformers' ``HELP_SOURCES`` (in ``folder``, default: the installed package, read
+    without importing it): equal digests give the same ``train TASK --help``. "" when transformers is not installed
+    or a file is missing (then no pre-rendered text matches)."""
+    import hashlib
+
+    folder = Path(folder) if folder is not None else _transformers_folder()
+    if folder is None:
+        return ""
+    digest = hashlib.sha256()
+    try:
+        for name in HELP_SOURCES:
+            digest.update(name.encode() + b"\0" + (folder / name).read_bytes() + b"\0")
+    except OSError:
+        return ""
+    return digest.hexdigest()
+
+
+def help_key() -> dict[str, str]:
+    """What a pre-rendered help text must have been rendered under to be shown on this install: this Python's
+    major.minor (argparse formats help differently across releases) and ``help_sources_digest()``."""
+    return {"python": f"{sys.version_info[0]}.{sys.version_info[1]}", "transformers_help_sources": help_sources_digest()}
+
+
 def installed_versions() -> dict[str, str]:
-    """The major.minor of this Python and of the installed transformers (read from its metadata, not imported);
-    what a pre-rendered help text must match. transformers is "" when it is not installed."""
+    """The Python major.minor and the full transformers version installed (read from its metadata, not imported;
+    "" when it is not installed), recorded beside the rendered help for people; never compared (``help_key`` is)."""
     from importlib import metadata
 
     try:
-        transformers = ".".join(metadata.version("transformers").split(".")[:2])
+        transformers = metadata.version("transformers")
     except metadata.PackageNotFoundError:
         transformers = ""
     return {"python": f"{sys.version_info[0]}.{sys.version_info[1]}", "transformers": transformers}
@@ -416,8 +480,8 @@ def help_file(command: str, folder: os.PathLike | str | None = None) -> Path:
 
 def render_help_files(tasks: Iterable[str], folder: os.PathLike | str | None = None,
                       columns: int = HELP_COLUMNS) -> list[Path]:
-    """Write ``train-TASK.txt`` for each of ``tasks`` (every ``scratchformers.examples.SCRIPTS`` task) and
-    ``versions.json`` (the Python and transformers major.minor and the width they were rendered under) into
+    """Write ``train-TASK.txt`` for each of ``tasks`` (every task of ``TASKS``) and
+    ``versions.json`` (``help_key()``, the width, and for people the transformers version rendered with) into
     ``folder`` (default ``HELP_DIR``), removing the text of tasks no longer listed. Returns the files written."""
     folder = Path(HELP_DIR if folder is None else folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -429,18 +493,20 @@ def render_help_files(tasks: Iterable[str], folder: os.PathLike | str | None = N
         path.write_text(text, encoding="utf-8", newline="\n")
     versions = folder / HELP_VERSIONS.name
     record = {"generated_by": "scripts/render_cli_help.py: do not edit; re-render after changing flags or transformers",
-              **installed_versions(), "columns": columns}
+              **help_key(), "rendered_with_transformers": installed_versions()["transformers"], "columns": columns}
     versions.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     return [*texts, versions]
 
 
 def prerendered_help(command: str, folder: os.PathLike | str | None = None) -> str | None:
     """The committed help text of ``command`` (e.g. ``"train clm"``), or None when there is none for it or it was
-    rendered under another Python or transformers major.minor (then the live parser must answer)."""
+    rendered under another ``help_key()`` — another Python major.minor, or transformers sources that give other
+    flags (then the live parser must answer). The transformers version number itself is not compared."""
     folder = Path(HELP_DIR if folder is None else folder)
     try:
         record = json.loads((folder / HELP_VERSIONS.name).read_text(encoding="utf-8"))
-        if any(record.get(key) != value for key, value in installed_versions().items()):
+        key = help_key()
+        if not key["transformers_help_sources"] or any(record.get(k) != v for k, v in key.items()):
             return None
         return help_file(command, folder).read_text(encoding="utf-8")
     except (OSError, ValueError):
@@ -451,36 +517,9 @@ def prerendered_help(command: str, folder: os.PathLike | str | None = None) -> s
 # `scratchformers convert`
 # ----------------------------------------------------------------------------------------------------------------
 
-# scratchformers.convert.supported_conversions(), written out so that `convert --help` needs neither torch nor the
-# models; tests/test_fast_help.py checks it against the live table.
-CONVERSIONS: dict[str, str] = {
-    "GPT2LMHeadModel": "ScratchGPTForCausalLM",
-    "GPT2Model": "ScratchGPTModel",
-    "LlamaForCausalLM": "ScratchGPTForCausalLM",
-    "LlamaModel": "ScratchGPTModel",
-    "LlamaForSequenceClassification": "ScratchGPTForSequenceClassification",
-    "Qwen2ForCausalLM": "ScratchGPTForCausalLM",
-    "Qwen2Model": "ScratchGPTModel",
-    "Qwen2ForSequenceClassification": "ScratchGPTForSequenceClassification",
-    "MistralForCausalLM": "ScratchGPTForCausalLM",
-    "MistralModel": "ScratchGPTModel",
-    "MistralForSequenceClassification": "ScratchGPTForSequenceClassification",
-    "GPT2ForSequenceClassification": "ScratchGPTForSequenceClassification",
-    "BertModel": "ScratchBertModel",
-    "BertForMaskedLM": "ScratchBertForMaskedLM",
-    "BertForSequenceClassification": "ScratchBertForSequenceClassification",
-    "BertForTokenClassification": "ScratchBertForTokenClassification",
-    "BertForQuestionAnswering": "ScratchBertForQuestionAnswering",
-    "BartForConditionalGeneration": "ScratchTransformerForConditionalGeneration",
-    "BartModel": "ScratchTransformerModel",
-    "MarianMTModel": "ScratchTransformerForConditionalGeneration",
-    "MarianModel": "ScratchTransformerModel",
-}
-
-
 def convert_parser(prog: str | None = "scratchformers convert") -> argparse.ArgumentParser:
     """The flags of ``scratchformers convert`` (``scratchformers.convert.main`` parses with this parser)."""
-    pairs = "\n".join(f"  {theirs} <-> {ours}" for theirs, ours in CONVERSIONS.items())
+    pairs = "\n".join(f"  {theirs} <-> {ours}" for theirs, ours in conversions().items())
     parser = argparse.ArgumentParser(
         prog=prog,
         description="Convert a checkpoint between transformers' native classes and scratchformers' (the "
