@@ -10,6 +10,10 @@ docs/robustness.md.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import json
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -21,7 +25,9 @@ from transformers import (
     AutoModelForMaskedLM,
     AutoModelForSeq2SeqLM,
     AutoModelForSequenceClassification,
+    PreTrainedConfig,
 )
+from transformers.cache_utils import Cache
 
 from scratchformers import (
     ScratchBertConfig,
@@ -34,7 +40,9 @@ from scratchformers import (
     ScratchTransformerConfig,
     ScratchTransformerForConditionalGeneration,
 )
+from scratchformers.attention import MultiHeadAttention
 from scratchformers.compat import CACHE_NAME
+from scratchformers.configuration_common import FAMILY_OPTIONS, ScratchConfig
 
 RNN_TINY = dict(
     vocab_size=64, hidden_size=16, num_hidden_layers=2, cell="lstm", attention="bahdanau", dropout=0.0,
@@ -649,3 +657,241 @@ def test_beam_search_returns_distinct_sequences_with_their_log_probabilities(fam
         first, second = out.sequences[2 * row], out.sequences[2 * row + 1]
         assert first.tolist() != second.tolist()
         assert out.sequences_scores[2 * row] >= out.sequences_scores[2 * row + 1]
+
+
+# --- what transformers' common tests read from a config, and the old cache argument name ----------------------------
+# transformers 5.25's `tests/test_modeling_common.py` probes configs: `hasattr(config, "sliding_window")` → the model
+# is tested with a window of 2; `hasattr(config, "rope_parameters")` → tested as a RoPE model (a scaled RoPE must change
+# the outputs); `num_key_value_heads` → the key/value head count. A config must say only what its model does.
+
+
+def attention_modules(model: torch.nn.Module) -> list[MultiHeadAttention]:
+    return [m for m in model.modules() if isinstance(m, MultiHeadAttention)]
+
+
+def key_value_heads_in_weights(attention: MultiHeadAttention) -> int:
+    """How many key heads the module's projection really produces (its output rows / head size)."""
+    if attention.is_cross_attention:
+        return attention.kv_proj.weight.shape[0] // 2 // attention.head_dim
+    q_rows = attention.num_heads * attention.head_dim
+    return (attention.qkv_proj.weight.shape[0] - q_rows) // 2 // attention.head_dim
+
+
+@pytest.mark.parametrize("kv_heads", [None, 2, 1], ids=["unset", "gqa", "mqa"])
+@pytest.mark.parametrize("family", family_params([f for f in FAMILIES if f.heads]))
+def test_num_key_value_heads_is_the_key_value_head_count_of_every_attention(family, kv_heads):
+    model = make(family, num_key_value_heads=kv_heads)
+    expected = kv_heads or family.heads
+    assert model.config.num_key_value_heads == expected
+    modules = attention_modules(model)
+    assert modules and all(key_value_heads_in_weights(m) == expected for m in modules)
+    if kv_heads is None:  # unset stays unset: the same settings with another head count keep one K/V head per head
+        rebuilt = type(model.config).from_dict({**model.config.to_dict(), "num_attention_heads": 2})
+        assert rebuilt.num_key_value_heads == 2
+
+
+def test_the_recurrent_config_has_no_attention_head_options():
+    config = make(next(f for f in FAMILIES if f.name == "rnn")).config
+    for name in ("num_key_value_heads", "rope_parameters", "sliding_window", "layer_types"):
+        assert not hasattr(config, name), name
+
+
+@pytest.mark.parametrize("positions", ["learned", "sinusoidal"])
+@pytest.mark.parametrize("family", family_params([f for f in FAMILIES if f.heads]))
+def test_only_a_rotary_config_carries_rope_parameters(family, positions, tmp_path):
+    """What transformers' `_config_supports_rope_scaling` reads; `rope_scaling` (its old name) follows. A config
+    switched to rotary positions gets the default RoPE, and one switched away loses it."""
+    model = make(family, position_embedding_type=positions)
+    config = model.config
+    assert not hasattr(config, "rope_parameters") and not hasattr(config, "rope_scaling")
+    model.save_pretrained(tmp_path)
+    assert "rope_parameters" not in json.loads((tmp_path / "config.json").read_text())
+    with pytest.raises(ValueError, match=f"rope_parameters.*position_embedding_type='{positions}'"):
+        config.rope_parameters = {"rope_type": "linear", "factor": 2.0, "rope_theta": 10000.0}
+    config.rope_parameters = None  # off: accepted, nothing stored
+    assert not hasattr(config, "rope_parameters")
+    config.position_embedding_type = "rotary"
+    assert config.rope_parameters == {"rope_type": "default", "rope_theta": 10000.0}
+    config.position_embedding_type = positions
+    assert not hasattr(config, "rope_parameters")
+
+
+@pytest.mark.parametrize("family", family_params([f for f in FAMILIES if f.heads]))
+def test_a_scaled_rope_changes_what_a_rotary_model_computes(family):
+    """transformers' `test_model_rope_scaling_from_config`, short inputs: linear scaling with factor 10 must change the
+    body's hidden states (it is read, not just carried)."""
+    inputs = batch(family)
+    inputs.pop("attention_mask")
+    outputs = []
+    for rope in ({"rope_type": "default", "rope_theta": 10000.0}, {"rope_type": "linear", "factor": 10.0,
+                                                                     "rope_theta": 10000.0}):
+        torch.manual_seed(0)
+        model = make(family, position_embedding_type="rotary", rope_parameters=rope)
+        assert model.config.rope_parameters["rope_type"] == rope["rope_type"]
+        outputs.append(logits_of(family, model, inputs))
+    assert not torch.allclose(outputs[0], outputs[1], atol=1e-5)
+
+
+@pytest.mark.parametrize("family", family_params(FAMILIES))
+def test_a_config_carries_sliding_window_only_if_its_model_applies_it(family, tmp_path):
+    """transformers' common tests set `config.sliding_window = 2` wherever `hasattr(config, "sliding_window")`. Only
+    scratch_gpt carries it, and there a window of 2 changes a late token's logits and survives save/load. Elsewhere
+    the assignment, like the constructor argument, raises a ValueError naming the option and the family (it used to
+    be accepted, and an encoder-decoder then applied the window in its decoder)."""
+    model = make(family)
+    config = model.config
+    inputs = batch(family, t=6)
+    if family.name != "gpt":
+        assert not hasattr(config, "sliding_window") and not hasattr(config, "layer_types")
+        for name, value in (("sliding_window", 2), ("layer_types", ["full_attention"] * family.layers)):
+            with pytest.raises(ValueError, match=f"`{name}`=.* is not an option of {config.model_type} "
+                                                 r"\(taken only by scratch_gpt"):
+                setattr(config, name, value)
+            with pytest.raises(ValueError, match=f"`{name}`=.* is not an option of {config.model_type}"):
+                family.build(**{name: value})
+            setattr(config, name, None)  # off: accepted, and still not carried
+            assert not hasattr(config, name)
+        return
+    assert hasattr(config, "sliding_window") and config.sliding_window is None
+    full = logits_of(family, model, inputs)
+    config = copy.deepcopy(config)
+    config.sliding_window = 2  # as the common tests do: assigned, then a model built from the config
+    windowed = type(model)(config).eval()
+    windowed.load_state_dict(model.state_dict())
+    got = logits_of(family, windowed, inputs)
+    torch.testing.assert_close(got[:, :2], full[:, :2], rtol=0, atol=1e-5)  # within the window: nothing changes
+    assert not torch.allclose(got[:, -1], full[:, -1], atol=1e-4)  # the last token no longer sees the first ones
+    windowed.save_pretrained(tmp_path)
+    loaded = family.auto.from_pretrained(tmp_path).eval()
+    assert loaded.config.sliding_window == 2
+    torch.testing.assert_close(logits_of(family, loaded, inputs), got, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="sliding_window` must be a positive integer"):
+        config.sliding_window = 0
+
+
+CONFIG_CLASSES = {"scratch_gpt": ScratchGPTConfig, "scratch_bert": ScratchBertConfig,
+                  "scratch_transformer": ScratchTransformerConfig, "scratch_rnn": ScratchRNNConfig}
+
+
+def own_fields(config_class: type) -> set[str]:
+    return {f.name for f in dataclasses.fields(config_class)} - {f.name for f in dataclasses.fields(PreTrainedConfig)}
+
+
+def test_family_options_name_every_option_only_some_families_take():
+    """`FAMILY_OPTIONS` is complete: every field of a family's config that another Transformer family's config lacks
+    (and every recurrent-only field) is in it, with the families whose config has it; and so are the attention
+    options the common tests probe, which the recurrent family lacks (`rope_parameters` is no field: a
+    Transformer-family config carries it with rotary positions)."""
+    fields = {model_type: own_fields(cls) for model_type, cls in CONFIG_CLASSES.items()}
+    transformer_families = [t for t in CONFIG_CLASSES if t != "scratch_rnn"]
+    in_some = set().union(*(fields[t] for t in transformer_families))
+    in_all = set.intersection(*(fields[t] for t in transformer_families))
+    aliases = set(ScratchConfig.attribute_map)  # e.g. the recurrent `dropout` field is an alias in the others
+    expected = (in_some - in_all) | (fields["scratch_rnn"] - in_some - aliases)
+    probed = {"rope_parameters", "num_key_value_heads"}
+    assert set(FAMILY_OPTIONS) == expected | probed
+    for name, (families, _) in FAMILY_OPTIONS.items():
+        taking = set(transformer_families) if name in probed else {t for t in CONFIG_CLASSES if name in fields[t]}
+        assert set(families) == taking, name
+
+
+@pytest.mark.parametrize("name", sorted(FAMILY_OPTIONS))
+def test_an_option_of_other_families_is_refused_when_built_and_when_assigned(name):
+    families, _ = FAMILY_OPTIONS[name]
+    value = {"layer_types": ["full_attention"] * 2, "rope_parameters": {"rope_type": "default", "rope_theta": 1e4},
+             "cell": "gru", "attention": "luong", "luong_score": "dot"}.get(name, 2)
+    for model_type, config_class in CONFIG_CLASSES.items():
+        if model_type in families:
+            continue
+        base = RNN_TINY if model_type == "scratch_rnn" else TINY
+        pattern = f"`{name}`=.* is not an option of {model_type} \\(taken only by {', '.join(families)}"
+        with pytest.raises(ValueError, match=pattern):
+            config_class(**base, **{name: value})
+        config = config_class(**base, **{name: None})  # off: accepted, not carried
+        assert not hasattr(config, name), (model_type, name)
+        with pytest.raises(ValueError, match=pattern):
+            setattr(config, name, value)
+        assert not hasattr(config, name), (model_type, name)
+
+
+@pytest.mark.parametrize("config_class, name, bad, message", [
+    (ScratchGPTConfig, "sliding_window", 0, "positive integer"),
+    (ScratchGPTConfig, "layer_types", ["local", "full_attention"], "allowed values"),
+    (ScratchBertConfig, "add_pooling_layer", "yes", "True or False"),
+    (ScratchBertConfig, "classifier_dropout", 1.5, r"number in \[0, 1\)"),
+    (ScratchTransformerConfig, "encoder_layers", 0, "positive integer"),
+    (ScratchTransformerConfig, "final_logits_bias", "yes", "True or False"),
+])
+def test_a_family_option_is_checked_when_assigned_as_when_built(config_class, name, bad, message):
+    config = config_class(**TINY)
+    for build in (lambda: config_class(**TINY, **{name: bad}), lambda: setattr(config, name, bad)):
+        with pytest.raises(ValueError, match=f"{name}.*{message}|{message}.*{name}"):
+            build()
+
+
+@pytest.mark.parametrize("family", family_params([f for f in FAMILIES if f.heads]))
+def test_checkpoints_saved_with_the_old_always_present_keys_still_load(family, tmp_path):
+    """Earlier versions saved `rope_parameters` (the defaults), `num_key_value_heads`, `sliding_window` and
+    `layer_types` (null) in every Transformer family's config.json; those files load, carrying only what applies."""
+    model = make(family)
+    model.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    saved.update(rope_parameters={"rope_theta": 10000.0, "rope_type": "default"}, num_key_value_heads=None,
+                 sliding_window=None, layer_types=None)
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    loaded = family.auto.from_pretrained(tmp_path).eval()
+    assert not hasattr(loaded.config, "rope_parameters")
+    assert hasattr(loaded.config, "sliding_window") == (family.name == "gpt")
+    assert loaded.config.num_key_value_heads == family.heads
+    inputs = batch(family)
+    torch.testing.assert_close(logits_of(family, loaded, inputs), logits_of(family, model, inputs), rtol=0, atol=0)
+    saved["rope_parameters"] = {"rope_type": "linear", "factor": 4.0, "rope_theta": 10000.0}  # would change nothing
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    with pytest.raises(ValueError, match="rope_parameters.*needs rotary positions"):
+        family.auto.from_pretrained(tmp_path)
+
+
+def cache_step_inputs(family: Family, model) -> tuple[dict, Cache]:
+    """A prefill's cache and the inputs of the next step (one more target token)."""
+    inputs = batch(family, t=4)
+    ids_name = "decoder_input_ids" if family.kind == "seq2seq" else "input_ids"
+    prefix = dict(inputs, **{ids_name: inputs[ids_name][:, :3]})
+    if family.kind != "seq2seq":
+        prefix["attention_mask"] = inputs["attention_mask"][:, :3]
+    with torch.no_grad():
+        cache = model(**prefix, use_cache=True)[CACHE_NAME]
+    step = dict(inputs, **{ids_name: inputs[ids_name][:, 3:]}, use_cache=True)
+    return step, cache
+
+
+@pytest.mark.parametrize("family", family_params(GENERATIVE))
+def test_the_old_cache_argument_name_works_with_a_deprecation_warning_where_transformers_deprecates_it(family):
+    """transformers' `test_bc_cache_name_forward`: `past_key_values=` gives what `cache=` gives, warning
+    "`past_key_values` is deprecated" where transformers' own models take `cache` (5.24 on, as BART); before that it
+    is the name generate() itself passes, and no warning is due."""
+    model = make(family)
+    step, cache = cache_step_inputs(family, model)
+    with warnings.catch_warnings(record=True) as caught, torch.no_grad():
+        warnings.simplefilter("always")
+        by_old_name = model(**step, past_key_values=copy.deepcopy(cache))
+    deprecations = [w for w in caught if "`past_key_values` is deprecated" in str(w.message)]
+    if CACHE_NAME == "cache":
+        assert deprecations and deprecations[0].category is FutureWarning
+        assert "Use `cache` instead" in str(deprecations[0].message)
+    else:
+        assert not deprecations
+    with torch.no_grad():
+        by_new_name = model(**step, cache=copy.deepcopy(cache))
+        alone = step if family.kind == "seq2seq" else dict(step, attention_mask=step["attention_mask"][:, -1:])
+        without = model(**alone)  # no cache: the step alone, which must differ (the cache was really used)
+    torch.testing.assert_close(by_old_name.logits, by_new_name.logits, rtol=0, atol=0)
+    assert by_old_name[CACHE_NAME].get_seq_length() == by_new_name[CACHE_NAME].get_seq_length() == 4
+    assert not torch.allclose(without.logits, by_new_name.logits, atol=1e-5)
+
+
+@pytest.mark.parametrize("family", family_params([f for f in FAMILIES if f.kind == "encoder"]))
+def test_a_forward_without_a_cache_refuses_the_old_cache_argument(family):
+    """A model that keeps no cache took `past_key_values=` and ignored it; it is now a misspelt argument."""
+    model = make(family)
+    with pytest.raises(TypeError, match=r"unexpected keyword argument\(s\) \['past_key_values'\]"):
+        model(**batch(family), past_key_values=None)

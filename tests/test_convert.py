@@ -479,3 +479,14 @@ def unnamed(model: torch.nn.Module, names) -> set[str]:
     state = model.state_dict(keep_vars=True)
     named = {state[name].data_ptr() for name in names if name in state}
     return {key for key, tensor in state.items() if tensor.data_ptr() not in named}
+
+
+@pytest.mark.parametrize("target", [transformers.LlamaForCausalLM, transformers.Qwen2ForCausalLM,
+                                    transformers.MistralForCausalLM])
+def test_a_gpt_without_rotary_positions_to_a_rope_architecture_names_what_does_not_fit(target):
+    """A learned-position config carries no `rope_parameters`: the RoPE translation must not trip over that before
+    the fixed options report the mismatch."""
+    model = ScratchGPTForCausalLM(ScratchGPTConfig(vocab_size=64, hidden_size=32, num_hidden_layers=2,
+                                                   num_attention_heads=4, intermediate_size=64))
+    with pytest.raises(ValueError, match="`position_embedding_type`='learned'"):
+        to_hf(model, hf_class=target)

@@ -327,7 +327,7 @@ def test_bad_sliding_window_options_raise_value_error():
     base = dict(vocab_size=V, hidden_size=32, num_hidden_layers=2, num_attention_heads=4)
     with pytest.raises(ValueError, match="sliding_window"):
         ScratchGPTConfig(**base, sliding_window=0)
-    with pytest.raises(ValueError, match="only the causal self-attention of scratch_gpt"):
+    with pytest.raises(ValueError, match="not an option of scratch_bert .taken only by scratch_gpt"):
         ScratchBertConfig(**base, sliding_window=8)
     with pytest.raises(ValueError, match="one per layer"):
         ScratchGPTConfig(**base, sliding_window=8, layer_types=["sliding_attention"])

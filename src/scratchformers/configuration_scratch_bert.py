@@ -5,7 +5,7 @@ from __future__ import annotations
 from huggingface_hub.dataclasses import strict
 
 from .checks import check_bool, check_probability
-from .configuration_common import ScratchConfig, resolve_aliases
+from .configuration_common import FIELD_CHECKS, ScratchConfig, optional_check
 
 
 @strict
@@ -31,10 +31,9 @@ class ScratchBertConfig(ScratchConfig):
     add_pooling_layer: bool = True
     classifier_dropout: float | int | None = None
 
-    def __post_init__(self, **kwargs):
-        """Validate the BERT-only options, then the shared ones."""
-        resolve_aliases(self, kwargs)
-        check_bool("add_pooling_layer", self.add_pooling_layer)
-        if self.classifier_dropout is not None:
-            check_probability("classifier_dropout", self.classifier_dropout)
-        super().__post_init__(**kwargs)
+    # checked when the config is built and whenever one is assigned, with the shared fields
+    field_checks = {
+        **FIELD_CHECKS,
+        "add_pooling_layer": check_bool,
+        "classifier_dropout": optional_check(check_probability),
+    }

@@ -12,7 +12,7 @@ from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 
 from .checks import check_bool, check_positive, check_positive_number, check_probability, check_token_id
-from .configuration_common import check_assignment, choice_check, resolve_aliases
+from .configuration_common import check_assignment, choice_check, family_takes, resolve_aliases
 from .recurrent import ATTENTION_CHOICES, CELL_CHOICES, LUONG_SCORE_CHOICES
 
 #: Single-field checks, run when the config is built and whenever a field (or its alias) is assigned.
@@ -67,7 +67,12 @@ class ScratchRNNConfig(PreTrainedConfig):
     decoder_start_token_id: int | None = None
 
     def __setattr__(self, key: str, value: Any) -> None:
-        """`config.num_layers = 0` is checked like `config.num_hidden_layers = 0` (single-field checks)."""
+        """`config.num_layers = 0` is checked like `config.num_hidden_layers = 0` (single-field checks); an option of
+        the Transformer families only (`config.sliding_window = 2`, `num_key_value_heads`, …) raises ValueError."""
+        name = type(self).attribute_map.get(key, key)
+        if not family_takes(self, name, value):
+            self.__dict__.pop(name, None)  # None: the option is off, and this config does not carry it
+            return
         check_assignment(self, RNN_FIELD_CHECKS, key, value)
         super().__setattr__(key, value)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from huggingface_hub.dataclasses import strict
 
 from .checks import check_bool, check_positive
-from .configuration_common import ScratchConfig, resolve_aliases
+from .configuration_common import FIELD_CHECKS, ScratchConfig, optional_check, resolve_aliases
 
 
 @strict
@@ -43,6 +43,15 @@ class ScratchTransformerConfig(ScratchConfig):
     pad_token_id: int | None = 0
     final_logits_bias: bool = False  # logits = h Eᵀ + b with b a (1, V) buffer (BART/Marian's `final_logits_bias`)
 
+    # checked when the config is built and whenever one is assigned, with the shared fields (None, before the
+    # constructor fills them in: the per-stack counts default to `num_hidden_layers`)
+    field_checks = {
+        **FIELD_CHECKS,
+        "encoder_layers": optional_check(check_positive),
+        "decoder_layers": optional_check(check_positive),
+        "final_logits_bias": check_bool,
+    }
+
     def __post_init__(self, **kwargs):
         """Fill the per-stack layer counts, keep `num_hidden_layers` = decoder layers, pick the decoder start id."""
         resolve_aliases(self, kwargs)  # `num_layers=` must fill the per-stack counts as `num_hidden_layers=` does
@@ -53,7 +62,6 @@ class ScratchTransformerConfig(ScratchConfig):
             self.decoder_layers = self.num_hidden_layers
         check_positive("encoder_layers", self.encoder_layers)
         check_positive("decoder_layers", self.decoder_layers)
-        check_bool("final_logits_bias", self.final_logits_bias)
         self.num_hidden_layers = self.decoder_layers
         if not self.is_encoder_decoder:
             raise ValueError("`is_encoder_decoder` must be True for scratch_transformer (it has an encoder and a decoder).")

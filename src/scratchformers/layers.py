@@ -196,8 +196,8 @@ class TransformerStack(nn.Module):
         self.rotary = (RotaryPositionEmbedding(head_dim, config.rope_parameters, config.max_position_embeddings)
                        if rotary else None)
         # each layer's self-attention kind: "full_attention", or "sliding_attention" (the last W positions only)
-        # (a window only exists in families whose config allows one: scratch_gpt, one stack of num_hidden_layers)
-        windowed = causal and config.sliding_window is not None
+        # (only a scratch_gpt config carries a window: one causal stack of num_hidden_layers)
+        windowed = causal and getattr(config, "sliding_window", None) is not None
         self.layer_types = config.attention_layer_types() if windowed else ["full_attention"] * num_layers
 
     def _key_span(self, cache: Cache | None, query_length: int, past: int | torch.Tensor,

@@ -17,7 +17,7 @@ from transformers.modeling_outputs import (
 )
 
 from .checks import check_labels
-from .compat import cache_field, output_cache
+from .compat import cache_field, output_cache, takes_old_cache_name
 from .configuration_scratch_gpt import ScratchGPTConfig
 from .hf_tables import add_to_name_tables
 from .layers import TransformerStack
@@ -47,6 +47,7 @@ class ScratchGPTModel(ScratchGPTPreTrainedModel):
     def set_input_embeddings(self, value: nn.Embedding) -> None:
         self.decoder.embeddings.tokens = value
 
+    @takes_old_cache_name
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -63,7 +64,6 @@ class ScratchGPTModel(ScratchGPTPreTrainedModel):
         """`kwargs`: transformers' pass-through arguments. With continuous batching's paged `cache` (its batcher's
         `read_index`, `write_index`, `cu_seq_lens_k`, … and ready-made masks) or an inference server's attention
         (vLLM's `attention_instances`) they go on down to every attention call (`_attention_backend_kwargs`)."""
-        cache = kwargs.pop("past_key_values", cache)  # the transformers 4.x name
         self._check_kwargs(kwargs, cache)
         use_cache = self.config.use_cache and not self.training if use_cache is None else use_cache
         out = self.decoder(
@@ -102,6 +102,7 @@ class ScratchGPTForCausalLM(ScratchGPTPreTrainedModel, GenerationMixin):
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         self.post_init()
 
+    @takes_old_cache_name
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -128,7 +129,6 @@ class ScratchGPTForCausalLM(ScratchGPTPreTrainedModel, GenerationMixin):
         positions it lists (continuous batching's `logits_indices`: each request's last token in the packed row);
         the LM head runs only there. Other `kwargs` go on to the body (`ScratchGPTModel.forward`)."""
         shift_labels = kwargs.pop("shift_labels", None)
-        cache = kwargs.pop("past_key_values", cache)
         self._check_kwargs(kwargs, cache)
         out = self.model(
             input_ids=input_ids,

@@ -19,7 +19,7 @@ from transformers.modeling_outputs import Seq2SeqLMOutput, Seq2SeqModelOutput
 from transformers.utils import ModelOutput
 
 from .checks import check_attention_mask, check_input_ids, check_inputs_embeds
-from .compat import cache_field, output_cache
+from .compat import cache_field, output_cache, takes_old_cache_name
 from .configuration_scratch_rnn import ScratchRNNConfig
 from .hf_tables import ALIGNED_TOKEN_LOSS, add_to_name_tables
 from .losses import logits_and_labelled_loss
@@ -226,6 +226,7 @@ class ScratchRNNModel(ScratchRNNPreTrainedModel):
     def get_encoder(self, modality: str | None = None) -> ScratchRNNEncoder:
         return self.encoder
 
+    @takes_old_cache_name
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -246,7 +247,6 @@ class ScratchRNNModel(ScratchRNNPreTrainedModel):
         in `cache` (or, at the start, from the encoder's final state). `decoder_attention_mask` may mark right padding,
         which the causal recurrence never reads before a real token; padding before real tokens is a ValueError."""
         self._check_kwargs(kwargs)
-        cache = kwargs.pop("past_key_values", cache)
         use_cache = self.config.use_cache and not self.training if use_cache is None else use_cache
         output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
         output_hidden_states = (
@@ -326,6 +326,7 @@ class ScratchRNNForConditionalGeneration(ScratchRNNPreTrainedModel, TeacherForci
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         self.post_init()
 
+    @takes_old_cache_name
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -352,7 +353,7 @@ class ScratchRNNForConditionalGeneration(ScratchRNNPreTrainedModel, TeacherForci
             decoder_input_ids=decoder_input_ids,
             decoder_attention_mask=decoder_attention_mask,
             encoder_outputs=encoder_outputs,
-            cache=kwargs.pop("past_key_values", cache),
+            cache=cache,
             inputs_embeds=inputs_embeds,
             decoder_inputs_embeds=decoder_inputs_embeds,
             use_cache=use_cache,

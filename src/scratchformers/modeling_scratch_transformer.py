@@ -16,7 +16,7 @@ from transformers import initialization as init
 from transformers.cache_utils import Cache
 from transformers.modeling_outputs import BaseModelOutput, Seq2SeqLMOutput, Seq2SeqModelOutput
 
-from .compat import cache_field, output_cache
+from .compat import cache_field, output_cache, takes_old_cache_name
 from .configuration_scratch_transformer import ScratchTransformerConfig
 from .embeddings import Embeddings, TokenEmbedding
 from .hf_tables import ALIGNED_TOKEN_LOSS, add_to_name_tables
@@ -127,6 +127,7 @@ class ScratchTransformerModel(ScratchTransformerPreTrainedModel):
     def get_encoder(self, modality: str | None = None) -> ScratchTransformerEncoder:
         return self.encoder
 
+    @takes_old_cache_name
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -144,7 +145,6 @@ class ScratchTransformerModel(ScratchTransformerPreTrainedModel):
         **kwargs,
     ) -> Seq2SeqModelOutput | tuple:
         self._check_kwargs(kwargs)
-        cache = kwargs.pop("past_key_values", cache)  # the transformers 4.x name
         use_cache = self.config.use_cache and not self.training if use_cache is None else use_cache
         output_attentions = bool(output_attentions if output_attentions is not None else self.config.output_attentions)
         output_hidden_states = bool(
@@ -214,6 +214,7 @@ class ScratchTransformerForConditionalGeneration(ScratchTransformerPreTrainedMod
         logits = self.lm_head(hidden_states)
         return logits if self.final_logits_bias is None else logits + self.final_logits_bias.to(logits.dtype)[0]
 
+    @takes_old_cache_name
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -242,7 +243,7 @@ class ScratchTransformerForConditionalGeneration(ScratchTransformerPreTrainedMod
             decoder_input_ids=decoder_input_ids,
             decoder_attention_mask=decoder_attention_mask,
             encoder_outputs=encoder_outputs,
-            cache=kwargs.pop("past_key_values", cache),
+            cache=cache,
             inputs_embeds=inputs_embeds,
             decoder_inputs_embeds=decoder_inputs_embeds,
             use_cache=use_cache,

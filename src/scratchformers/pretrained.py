@@ -59,21 +59,23 @@ def _generation_mode_arguments() -> frozenset[str]:
 #   backends' kwargs (flash-attention `cu_seq_lens_*`/`max_length_*`, `is_causal`, …), `output_*` flags;
 # - generate()'s generation-mode arguments (`tokenizer`, `assistant_tokenizer`, `assistant_model`, `streamer`, …),
 #   which reach forward() through the decoding methods' `**model_kwargs` (see `_generation_mode_arguments`);
-# - `cache_position`, and `past_key_values`: generate()'s name for `cache` up to transformers 5.23 (and in 4.x);
+# - `cache_position`;
 # - `skip_logits`: the LM heads' switch for a loss without logits (`losses.wants_chunked_loss`); the Trainer sends it
 #   (True) for loss-only evaluation with `use_liger_kernel`.
 # A forward takes what it needs from these and ignores the rest; any other name is a misspelling (TypeError).
+# (`past_key_values`, generate()'s name for `cache` up to transformers 5.23, is renamed to `cache` before the body of
+# each forward that takes a cache: `compat.takes_old_cache_name`; a forward without a cache refuses it.)
 PASS_THROUGH_KWARGS = frozenset(
     TransformersKwargs.__optional_keys__
     | TransformersKwargs.__required_keys__
     | _generation_mode_arguments()
-    | {"cache_position", "past_key_values", "skip_logits"}
+    | {"cache_position", "skip_logits"}
 )
 
 # Of those, the ones the model itself uses up (the loss, generate()'s decoding arguments, the cache): they never go on
 # down to an attention function.
 MODEL_LEVEL_KWARGS = _generation_mode_arguments() | {"num_items_in_batch", "shift_labels", "cache_position",
-                                                     "past_key_values", "skip_logits"}
+                                                     "skip_logits"}
 
 
 class ScratchPreTrainedBase(PreTrainedModel):

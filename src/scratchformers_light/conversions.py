@@ -374,7 +374,9 @@ def modern_from_hf(hf, problems: list) -> dict:
 
 
 def rope_to_hf(config) -> dict:
-    return dict(config.rope_parameters or {"rope_type": "default", "rope_theta": 10000.0})
+    """Our RoPE settings as transformers' (a config without rotary positions carries none: the defaults, while the
+    fixed `position_embedding_type="rotary"` reports the mismatch)."""
+    return dict(getattr(config, "rope_parameters", None) or {"rope_type": "default", "rope_theta": 10000.0})
 
 
 def qwen2_window_to_hf(config) -> dict:
