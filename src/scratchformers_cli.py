@@ -1,5 +1,5 @@
 """The `scratchformers` console command: demo, train, generate, chat, evaluate, attention, translate, push, convert,
-serve.
+serve, export.
 
     scratchformers demo                                    # tokenizer + small GPT, end to end, offline
     scratchformers train clm --train_file my.txt --output_dir outputs/mine --max_steps 500
@@ -10,6 +10,7 @@ serve.
     scratchformers push outputs/mine --repo-id your-name/my-gpt
     scratchformers translate --model outputs/transformer-en-de "Open file" "Cancel"
     scratchformers serve outputs/my-chat --port 8000          # OpenAI-compatible server (transformers serve)
+    scratchformers export outputs/mine outputs/mine-gguf --format gguf   # llama.cpp; or onnx, executorch
 
 Flags accept both spellings (--max-steps and --max_steps). A mistake in the flags or files ends with one
 `error:` line and exit status 2, Ctrl-C with one line and status 130; `scratchformers --debug COMMAND ...` shows the
@@ -119,6 +120,25 @@ def build_parser() -> argparse.ArgumentParser:
     _option(tr, "max-new-tokens", type=int, default=None, help="default: the checkpoint's, else 128")
     _option(tr, "batch-size", type=int, default=16)
     _option(tr, "trust-remote-code", action="store_true")
+
+    export = commands.add_parser(
+        "export", help="write a causal LM for llama.cpp (GGUF), onnxruntime (ONNX) or ExecuTorch (.pte)",
+        description="Export a decoder-only causal LM of ours (GPT-2, Llama, Qwen2, Mistral style) into OUTPUT (a "
+        "folder): --format gguf writes <name>-<outtype>.gguf with the tokenizer and chat template in its metadata; "
+        "--format onnx writes model.onnx (inputs input_ids, attention_mask, position_ids, past_key_values.N.key/value; "
+        "outputs logits, present.N.key/value) with config and tokenizer; --format executorch writes model.pte (one "
+        "token per call, static cache). Needs pip install \"scratchformers[export]\" (executorch: "
+        "\"scratchformers[executorch]\").",
+    )
+    export.add_argument("checkpoint", help="a folder saved by save_pretrained (a LoRA adapter folder is merged first)")
+    export.add_argument("output", help="folder to write into (created; must be new or empty unless --overwrite)")
+    _option(export, "format", required=True, choices=("gguf", "onnx", "executorch"),
+            help="gguf (llama.cpp, Ollama), onnx (onnxruntime), executorch (ExecuTorch's runtime, XNNPACK)")
+    _option(export, "outtype", default=None, choices=("f32", "f16", "bf16", "q8_0"),
+            help="GGUF weight type (default f16; 1-D tensors and norms stay f32); ONNX, ExecuTorch: f32 only")
+    _option(export, "max-cache-len", type=int, default=None,
+            help="ExecuTorch: positions of the static KV cache, prompt + answer (default 1024, at most the model's)")
+    _option(export, "overwrite", action="store_true", help="replace the contents of an existing OUTPUT")
 
     commands.add_parser("push", help="push a checkpoint folder to the Hugging Face Hub", add_help=False)
     commands.add_parser("convert", help="convert weights from other implementations", add_help=False)

@@ -65,7 +65,7 @@ def test_train_task_help_lists_its_flags_without_importing_models(task):
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["generate", "--help"], ["push", "--help"], ["convert", "--help"],
-                                  ["train", "--help"], ["evaluate", "--help"]])
+                                  ["train", "--help"], ["evaluate", "--help"], ["export", "--help"]])
 def test_command_help_imports_neither_torch_nor_transformers(argv):
     text, result = help_of(argv)
     assert result == {"code": 0, "heavy": [], "frameworks": []}

@@ -1,7 +1,7 @@
 """The commands behind the `scratchformers` console command (demo, train, generate, chat, evaluate, attention,
-translate, push, convert, serve). Parsing, `--help` and the one-line `error:` handling live in the light top-level module
-`scratchformers_cli` (the entry point, `scratchformers_cli.main`), so that `--help` answers without importing torch
-or any model; once a command really runs, it calls `run(args)` here, which does the work.
+translate, push, convert, serve, export). Parsing, `--help` and the one-line `error:` handling live in the light
+top-level module `scratchformers_cli` (the entry point, `scratchformers_cli.main`), so that `--help` answers without
+importing torch or any model; once a command really runs, it calls `run(args)` here, which does the work.
 """
 
 from __future__ import annotations
@@ -389,6 +389,10 @@ def _run(args: argparse.Namespace) -> int:
         return _attention(args)
     if args.command == "translate":
         return _translate_command(args)
+    if args.command == "export":
+        from .export import run_export
+
+        return run_export(args)
     raise ValueError(f"unknown command {args.command!r}")
 
 

@@ -14,7 +14,8 @@ and a hatch for the few real computations. This module is the one engine that re
    GPT-2's Conv1D weights, stored (in, out), are transposed; tied weights are copied once, through their source.
 
 `supported_conversions()` lists the pairs (GPT-2, BERT, BART, Marian, Llama, Qwen2, Mistral; docs/convert.md).
-Command line: `scratchformers convert <checkpoint dir or Hub id> <out dir>` (direction auto-detected).
+Command line: `scratchformers convert <checkpoint dir or Hub id> <out dir>` (direction auto-detected); a GGUF file
+(`model.gguf`, or a folder with `--gguf-file NAME`) goes through transformers' GGUF loader (`export_gguf.read_gguf`).
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ from scratchformers_light.names import CARD_TASKS
 
 from .folders import keeps_earlier_run, replace_later
 
-__all__ = ["from_hf", "to_hf", "config_from_hf", "config_to_hf", "weight_map", "supported_conversions", "main"]
+__all__ = ["from_hf", "to_hf", "config_from_hf", "config_to_hf", "weight_map", "hf_state_dict", "supported_conversions",
+           "main"]
 
 
 class _Problems:
@@ -217,6 +219,29 @@ def weight_map(model: PreTrainedModel, hf_class: type[PreTrainedModel] | None = 
         return pair.spec.weight_map(pair.head, model.config)
     pair = _pair_for(model, "hf")
     return pair.spec.weight_map(pair.head, config_from_hf(model))
+
+
+def hf_state_dict(
+    model: PreTrainedModel, hf_class: type[PreTrainedModel] | None = None
+) -> tuple[type[PreTrainedModel], transformers.PreTrainedConfig, dict[str, torch.Tensor]]:
+    """Our `model`'s tensors under the names and layouts of the transformers class `to_hf` would convert it to,
+    without building that model: `(hf_class, hf_config, {HF name: tensor})`, read from the same spec rows as
+    `to_hf` (fused q/k/v split again along dim 0, GPT-2's Conv1D weights transposed to (in, out)). The tensors are
+    views of ours (no copy); tied ones (the output layer ≡ the token embedding) appear once, under their source's
+    HF name, as a transformers checkpoint saves them. What exporters (GGUF) read; ValueError/TypeError as `to_hf`."""
+    pair, hf_config = _target_for(model, hf_class)
+    with torch.device("meta"):  # only the shapes: where each fused tensor of ours splits
+        hf_model = pair.hf_class._from_config(hf_config, **{n: getattr(model.config, n) for n in pair.head.hf_kwargs})
+    shapes = {name: tuple(t.shape) for name, t in hf_model.state_dict().items()}
+    our_state, tied = model.state_dict(), _tied_keys(model)
+    tensors = {}
+    for row in pair.spec.weight_map(pair.head, model.config).rows:
+        if row.kind != "copy" or row.ours in tied:
+            continue
+        sizes = [shapes[t][-1] if row.transpose else shapes[t][0] for t in row.theirs]
+        for name, part in zip(row.theirs, our_state[row.ours].split(sizes, dim=0)):
+            tensors[name] = part.t() if row.transpose else part
+    return pair.hf_class, hf_config, tensors
 
 
 def _tied_keys(model: nn.Module) -> set[str]:
@@ -430,10 +455,50 @@ def _write_card(source: Path, out_dir: Path, model: PreTrainedModel, converted: 
     return True
 
 
+def _gguf_source(checkpoint: str, gguf_file: str | None) -> Path | None:
+    """The GGUF file to convert: `checkpoint` itself when it is a .gguf file, or `checkpoint`/`gguf_file`; None for
+    a checkpoint folder or Hub id (ValueError when --gguf-file names no file)."""
+    path = Path(checkpoint)
+    if gguf_file is not None:
+        if not path.is_dir():
+            raise ValueError(f"--gguf-file {gguf_file!r} needs a folder as checkpoint; {checkpoint!r} is none (give "
+                             "the .gguf path itself instead)")
+        if not (path / gguf_file).is_file():
+            found = sorted(p.name for p in path.glob("*.gguf"))
+            raise ValueError(f"{path / gguf_file}: no such file" + (f" (GGUF files there: {found})" if found else ""))
+        return path / gguf_file
+    if path.suffix.lower() == ".gguf":
+        if not path.is_file():
+            raise ValueError(f"{checkpoint}: no such GGUF file")
+        return path
+    return None
+
+
+def _convert_gguf(gguf_file: Path, out_dir: Path, replace: bool) -> int:
+    """A GGUF file → our checkpoint: transformers' GGUF loader (de-quantized, float32), then `from_hf`; the tokenizer
+    and chat template rebuilt from the metadata, and a model card."""
+    from .export_gguf import check_gguf_file, read_gguf
+
+    check_gguf_file(gguf_file)  # architecture and tensor types, before any weights are read
+    if replace:
+        replace_later(out_dir)
+    hf_model, tokenizer, summary = read_gguf(gguf_file)
+    converted = from_hf(hf_model)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    converted.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    carded = _write_card(gguf_file, out_dir, hf_model, converted, _card_task(type(converted)))
+    types = ", ".join(f"{n} × {t}" for t, n in summary["tensor_types"].items())
+    print(f"{gguf_file.name} ({summary['architecture']}; {types}) → {type(hf_model).__name__} → "
+          f"{type(converted).__name__}: wrote {out_dir} with its tokenizer"
+          + (" and chat template" if tokenizer.chat_template else "") + (" and a model card" if carded else ""))
+    return 0
+
+
 @keeps_earlier_run
 def main(argv: Sequence[str] | None = None) -> int:
-    """`scratchformers convert <checkpoint dir or Hub id> <out dir>`: HF-native → ours, or ours → HF-native
-    (auto-detected).
+    """`scratchformers convert <checkpoint dir, Hub id or .gguf file> <out dir>`: HF-native → ours, or ours →
+    HF-native (auto-detected); a GGUF file (or `--gguf-file NAME` in a folder) → ours (`_convert_gguf`).
 
     The converted folder gets the source's tokenizer files, chat template included (so `scratchformers chat OUT`
     works on it) and a model card (upload-complete for `scratchformers push`, in either direction). A
@@ -449,6 +514,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if replace and not args.overwrite:
         raise ValueError(f"out_dir {str(args.out_dir)!r} already holds files; pass --overwrite to replace them "
                          "or choose another folder")
+    gguf_file = _gguf_source(args.checkpoint, args.gguf_file)
+    if gguf_file is not None:
+        return _convert_gguf(gguf_file, args.out_dir, replace)
     source = _resolve_checkpoint(args.checkpoint)  # (a failed download leaves an existing out_dir as it was)
     if replace:
         replace_later(args.out_dir)  # deleted when the conversion succeeds, put back when it fails

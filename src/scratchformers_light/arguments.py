@@ -523,12 +523,17 @@ def convert_parser(prog: str | None = "scratchformers convert") -> argparse.Argu
     parser = argparse.ArgumentParser(
         prog=prog,
         description="Convert a checkpoint between transformers' native classes and scratchformers' (the "
-        "direction is chosen from the checkpoint's architecture); its tokenizer and chat template come along.\n\nSupported (transformers <-> scratchformers):\n"
-        + pairs,
+        "direction is chosen from the checkpoint's architecture); its tokenizer and chat template come along. A GGUF "
+        "file (llama.cpp's format: MODEL.gguf, or a folder with --gguf-file NAME) becomes our checkpoint through "
+        "transformers' GGUF loader (de-quantized; needs pip install \"scratchformers[export]\").\n\nSupported "
+        "(transformers <-> scratchformers):\n" + pairs,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("checkpoint", help="folder written by save_pretrained (config.json + weights), or a Hub "
-                        "model id such as HuggingFaceTB/SmolLM2-135M-Instruct (downloaded first)")
+    parser.add_argument("checkpoint", help="folder written by save_pretrained (config.json + weights), a Hub model id "
+                        "such as HuggingFaceTB/SmolLM2-135M-Instruct (downloaded first), or a .gguf file")
     parser.add_argument("out_dir", type=Path, help="folder to write the converted checkpoint (and tokenizer files)")
     parser.add_argument("--overwrite", action="store_true", help="replace the contents of an existing out_dir")
+    parser.add_argument("--gguf-file", "--gguf_file", dest="gguf_file", default=None, metavar="NAME",
+                        help="the GGUF file inside the checkpoint folder to convert (a .gguf path as checkpoint needs "
+                        "no flag)")
     return parser
