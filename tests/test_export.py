@@ -454,6 +454,12 @@ def test_real_smollm2_gguf_converts_answers_and_exports_back(tmp_path, capsys):
     assert "Paris" in tok.decode(answer[0, chat.shape[1]:])
     del theirs
 
+    decoder = json.loads(tok.backend_tokenizer.to_str()).get("decoder") or {}
+    if decoder.get("type") != "ByteLevel":  # older transformers (5.13) rebuild SmolLM2's tokenizer with another decoder
+        with pytest.raises(ValueError, match="byte-level BPE"):
+            write_gguf(ours, tok, tmp_path / "again" / "smollm2-f16.gguf", "f16")
+        pytest.skip(f"this transformers rebuilds the GGUF tokenizer with a {decoder.get('type')} decoder, which GGUF "
+                    "export refuses (asserted); the export half runs where the rebuild is byte-level (5.25)")
     path = write_gguf(ours, tok, tmp_path / "again" / "smollm2-f16.gguf", "f16")
     assert gguf_summary(path)["pre"] == gguf_summary(SMOLLM2)["pre"] == "smollm"
     again = transformers_from_gguf(path)
