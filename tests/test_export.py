@@ -405,6 +405,13 @@ def test_missing_packages_and_unfit_options_are_one_error_line(tokenizer, tmp_pa
     assert not (tmp_path / "o").exists()
 
 
+def test_gguf_export_needs_the_tokenizer(tmp_path, capsys):
+    tiny("llama").save_pretrained(tmp_path / "bare")
+    (tmp_path / "bare" / "model.safetensors").write_bytes(b"not weights")  # refused before the weights load
+    code, _, err = cli(capsys, "export", str(tmp_path / "bare"), str(tmp_path / "o"), "--format", "gguf")
+    assert code == 2 and "no tokenizer files" in err and not (tmp_path / "o").exists()
+
+
 @pytest.mark.parametrize("style", ["llama", "gpt2"])
 def test_executorch_program_gives_our_greedy_tokens(style, tokenizer, tmp_path, capsys):
     """`--format executorch`: torch.export with a static cache (transformers' recipe), XNNPACK, ExecuTorch's runtime

@@ -115,6 +115,8 @@ def run_export(args: argparse.Namespace) -> int:
     if problems:
         raise ValueError(f"Cannot export {args.checkpoint} to {fmt}:\n  - " + "\n  - ".join(problems))
     tokenizer = _tokenizer(args.checkpoint, base, AutoTokenizer)
+    if tokenizer is None and fmt == "gguf":
+        raise ValueError(f"{args.checkpoint} has no tokenizer files; a GGUF file carries its tokenizer")
     if replace:
         replace_later(output)  # put back if the export fails
     model = load_causal_lm(args.checkpoint)
@@ -123,8 +125,6 @@ def run_export(args: argparse.Namespace) -> int:
     if fmt == "gguf":
         from .export_gguf import gguf_summary, write_gguf
 
-        if tokenizer is None:
-            raise ValueError(f"{args.checkpoint} has no tokenizer files; a GGUF file carries its tokenizer")
         path = write_gguf(model, tokenizer, output / f"{name}-{outtype}.gguf", outtype, name=name)
         summary = gguf_summary(path)
         types = ", ".join(f"{n} × {t}" for t, n in summary["tensor_types"].items())
@@ -143,7 +143,7 @@ def run_export(args: argparse.Namespace) -> int:
         length = min(args.max_cache_len or 1024, model.config.max_position_embeddings)
         path = write_pte(model, output / "model.pte", length)
         same, steps = _check_pte(model, path, tokenizer)
-        print(f"wrote {path} ({_megabytes(path)}; static cache of {length} positions) with config and "
+        print(f"wrote {path} ({_megabytes(path)}, static cache of {length} positions) with config and "
               + ("tokenizer" if tokenizer is not None else "no tokenizer")
               + f"; ExecuTorch's runtime gives {'the same' if same else 'OTHER'} greedy tokens as the model over "
               f"{steps} steps")
@@ -152,8 +152,8 @@ def run_export(args: argparse.Namespace) -> int:
 
     path = write_onnx(model, output / "model.onnx")
     difference, largest, length = _check_onnx(model, path, tokenizer)
-    print(f"wrote {path} ({_megabytes(path)} with config and "
-          + ("tokenizer" if tokenizer is not None else "no tokenizer") + f"); onnxruntime agrees with the model: max "
+    print(f"wrote {path} ({_megabytes(path)}) with config and "
+          + ("tokenizer" if tokenizer is not None else "no tokenizer") + f"; onnxruntime agrees with the model: max "
           f"|Δ logits| = {difference:.1e} (largest |logit| {largest:.1f}) on a {length}-token prompt")
     return 0
 
