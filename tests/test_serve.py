@@ -268,6 +268,34 @@ def test_ctrl_c_stops_the_server_in_one_line_and_takes_its_model_process_along(c
         server.stop()
 
 
+
+@pytest.mark.parametrize("ending", [KeyboardInterrupt, None])
+def test_the_collector_transformers_froze_is_unfrozen_when_the_server_stops(ending, checkpoint, monkeypatch):
+    """transformers' server calls `gc.freeze()` once built; left frozen at exit, nothing alive then is freed, and with
+    a CUDA build of torch nanobind (triton) printed hundreds of "leaked" lines after Ctrl-C (CI on torch 2.15). The
+    server is replaced by one that freezes and then stops as Ctrl-C stops it (or returns), so any torch shows it."""
+    import gc
+
+    from transformers.cli import serve as transformers_serve
+
+    from scratchformers import serve
+
+    def frozen_then_stopped(**settings):
+        gc.freeze()
+        if ending is not None:
+            raise ending
+
+    args, flags = serve.check([str(checkpoint)]), serve.server_parameters()  # the real server's flags
+    monkeypatch.setattr(serve, "server_parameters", lambda: flags)
+    monkeypatch.setattr(transformers_serve, "Serve", frozen_then_stopped)
+    try:
+        with pytest.raises(KeyboardInterrupt) if ending else contextlib.nullcontext():
+            serve.serve(args)
+        assert gc.get_freeze_count() == 0
+    finally:
+        gc.unfreeze()
+
+
 # ------------------------------------------------------------------------------------------- continuous batching
 
 

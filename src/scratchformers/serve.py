@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import enum
+import gc
 import logging
 import sys
 import types
@@ -155,6 +156,10 @@ def serve(args: argparse.Namespace) -> int:
             raise
     finally:
         logging.getLogger("uvicorn.error").removeFilter(quiet)
+        # transformers' server freezes the garbage collector once it is built (`gc.freeze()`, serving/utils.py), so
+        # nothing alive then is freed at exit; with a CUDA build of torch that includes triton's nanobind objects,
+        # and nanobind prints hundreds of "leaked" lines after our one line. Unfrozen, the exit frees them.
+        gc.unfreeze()
     print(f"{PROG}: stopped", file=sys.stderr)
     return 0
 
