@@ -16,14 +16,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -67,62 +62,40 @@ def build_checkpoint(folder: Path, hidden: int, layers: int, heads: int, kv_head
     return folder
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def measure(checkpoint: Path, flags: list[str], concurrency: list[int], max_tokens: int, rounds: int,
             log: Path, threads: int | None = None) -> dict[int, float]:
     """Start the server with ``flags``; for each N in ``concurrency``, the median tokens/s of N concurrent
     requests. Stops the server (Ctrl-C) afterwards."""
-    import openai
+    from scratchformers.served import ServerProcess, ask, free_port, scratchformers_serve_command
 
     port = free_port()
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    if threads is not None:  # torch's threads in the server's processes (the server reads OMP_NUM_THREADS)
-        env["OMP_NUM_THREADS"] = str(threads)
-    with open(log, "wb") as out:
-        process = subprocess.Popen([sys.executable, "-m", "scratchformers_cli", "serve", str(checkpoint), "--host",
-                                    "127.0.0.1", "--port", str(port), *flags], stdout=out, stderr=subprocess.STDOUT,
-                                   start_new_session=True, env=env)
+    # torch's threads in the server's processes (the server reads OMP_NUM_THREADS)
+    env = {"OMP_NUM_THREADS": str(threads)} if threads is not None else {}
+    server = ServerProcess(scratchformers_serve_command(checkpoint, port, flags), port, log, env)
     try:
-        start = time.monotonic()
-        while True:
-            if process.poll() is not None:
-                raise SystemExit(f"the server stopped:\n{log.read_text()}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
-                    break
-            except OSError:
-                time.sleep(0.25)
-        print(f"  started in {time.monotonic() - start:.1f} s", flush=True)
-        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0, timeout=1800)
+        try:
+            print(f"  started in {server.wait_until_ready(timeout=1800):.1f} s", flush=True)
+        except RuntimeError as err:
+            raise SystemExit(str(err)) from None
+        client = server.openai_client(timeout=1800)
 
-        def ask(question: str) -> int:
-            reply = client.chat.completions.create(model=str(checkpoint), max_tokens=max_tokens, temperature=0,
-                                                   messages=[{"role": "user", "content": question}])
-            return reply.usage.completion_tokens
+        def completion_tokens(question: str) -> int:
+            return ask(client, checkpoint, question, max_tokens).usage.completion_tokens
 
-        ask("warm up")
+        completion_tokens("warm up")
         results = {}
         for n in concurrency:
             speeds = []
             for _ in range(rounds):
                 begin = time.perf_counter()
                 with ThreadPoolExecutor(n) as pool:
-                    tokens = sum(pool.map(ask, (QUESTIONS * n)[:n]))
+                    tokens = sum(pool.map(completion_tokens, (QUESTIONS * n)[:n]))
                 speeds.append(tokens / (time.perf_counter() - begin))
             results[n] = statistics.median(speeds)
             print(f"  {n} concurrent: {results[n]:.1f} tokens/s ({', '.join(f'{s:.1f}' for s in speeds)})", flush=True)
         return results
     finally:
-        os.killpg(process.pid, signal.SIGINT)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+        server.stop(grace=60)
 
 
 def main(argv: list[str] | None = None) -> None:

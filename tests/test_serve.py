@@ -11,24 +11,23 @@ that is no causal LM, a bad flag) are one `error:` line, before any heavy import
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import scratchformers_cli
 from scratchformers import ScratchBertConfig, ScratchBertForMaskedLM, ScratchGPTConfig, ScratchGPTForCausalLM
 from scratchformers.data import DATA_DIR
+from scratchformers.served import ServerProcess, ask, free_port, greedy_reference, scratchformers_serve_command
 from scratchformers.tokenization import train_tokenizer
 
 openai = pytest.importorskip("openai", reason='the [serve] extra: pip install "scratchformers[serve]"')
@@ -77,84 +76,21 @@ def checkpoint(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def reference(checkpoint):
     """What the server must answer: `generate()` (greedy) in this process, decoded as the server decodes."""
-    model = AutoModelForCausalLM.from_pretrained(checkpoint).eval()
-    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
-
-    def answer(max_new_tokens: int, messages: list[dict] | None = None, prompt: str | None = None) -> str:
-        if messages is not None:
-            inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_dict=True,
-                                                   return_tensors="pt")
-        else:
-            inputs = tokenizer(prompt, return_tensors="pt")
-        with torch.no_grad():
-            out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
-        return tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
-
-    return answer
+    return greedy_reference(checkpoint)
 
 
-def free_port() -> int:
-    """A loopback port nobody listens on now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class Server:
-    """A `scratchformers serve` subprocess, in a process group of its own (so SIGINT reaches it and its model's
-    process as a terminal's Ctrl-C does), its stdout and stderr in one log file."""
+class Server(ServerProcess):
+    """`scratchformers serve CHECKPOINT FLAGS` on a free loopback port, with one torch thread, as this test process
+    has (conftest): on a busy 2-core machine two threads made generate() ten times slower (docs/deploy.md)."""
 
     def __init__(self, checkpoint: Path, flags: list[str], log: Path):
-        self.port, self.log = free_port(), log
-        # one torch thread, as this test process has (conftest): on a busy 2-core machine two threads made
-        # generate() ten times slower (docs/deploy.md)
-        env = dict(os.environ, PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
-        with open(log, "wb") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "scratchformers_cli", "serve", str(checkpoint), "--host", "127.0.0.1",
-                 "--port", str(self.port), *flags],
-                stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-            )
-        self.client = openai.OpenAI(base_url=f"http://127.0.0.1:{self.port}/v1", api_key="unused", max_retries=0,
-                                    timeout=120)
-
-    def output(self) -> str:
-        return self.log.read_text(encoding="utf-8", errors="replace")
+        port = free_port()
+        super().__init__(scratchformers_serve_command(checkpoint, port, flags), port, log,
+                         env={"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"})
+        self.client = self.openai_client()
 
     def wait_until_ready(self) -> float:
-        """Seconds until GET /health answers 200 (fails with the log if the process ends or time runs out)."""
-        start = time.monotonic()
-        while time.monotonic() - start < STARTUP_TIMEOUT:
-            if self.process.poll() is not None:
-                pytest.fail(f"the server exited ({self.process.returncode}) before answering:\n{self.output()}")
-            with contextlib.suppress(OSError):
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2) as response:
-                    if response.status == 200:
-                        return time.monotonic() - start
-            time.sleep(0.25)
-        pytest.fail(f"the server did not answer within {STARTUP_TIMEOUT} s:\n{self.output()}")
-
-    def group_alive(self) -> bool:
-        try:
-            os.killpg(self.process.pid, 0)
-        except ProcessLookupError:
-            return False
-        return True
-
-    def stop(self) -> None:
-        """Ctrl-C, then SIGKILL to whatever of the group is left after 30 s (cleanup; tests check the first)."""
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGINT)
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            pass
-        deadline = time.monotonic() + 10
-        while self.group_alive() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=30)
+        return super().wait_until_ready(STARTUP_TIMEOUT)
 
 
 @contextlib.contextmanager
@@ -172,11 +108,6 @@ def serving(checkpoint: Path, log: Path, *flags: str) -> Iterator[Server]:
 def server(checkpoint, tmp_path_factory) -> Iterator[Server]:
     with serving(checkpoint, tmp_path_factory.mktemp("serve-log") / "server.log") as running:
         yield running
-
-
-def ask(client, checkpoint: Path, question: str, max_tokens: int, **kwargs):
-    return client.chat.completions.create(model=str(checkpoint), messages=[{"role": "user", "content": question}],
-                                          max_tokens=max_tokens, temperature=0, **kwargs)
 
 
 def streamed_pieces(stream) -> list[str]:
@@ -294,6 +225,30 @@ def test_the_collector_transformers_froze_is_unfrozen_when_the_server_stops(endi
         assert gc.get_freeze_count() == 0
     finally:
         gc.unfreeze()
+
+
+
+# ------------------------------------------------------------------------------- scripts/vllm_compare.py, on a CPU
+
+VLLM_COMPARE = Path(__file__).resolve().parents[1] / "scripts" / "vllm_compare.py"
+
+
+def test_the_vllm_comparison_script_finds_our_own_server_equal_to_generate(checkpoint):
+    """The script a GPU machine runs against `vllm serve`, run as a user runs it against `scratchformers serve` (the
+    same OpenAI API): every answer equal to generate(), exit status 0."""
+    run = subprocess.run([sys.executable, str(VLLM_COMPARE), str(checkpoint), "--server", "scratchformers",
+                          "--max-tokens", "6"], capture_output=True, text=True, timeout=900,
+                         env=dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1"))
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "6/6 answers equal to generate()" in run.stdout
+
+
+def test_the_vllm_comparison_script_refuses_a_missing_vllm_in_one_line(checkpoint, tmp_path):
+    if importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vLLM is installed here")
+    for argv, says in (([str(checkpoint)], "vllm is not installed"), ([str(tmp_path)], "has no config.json")):
+        run = subprocess.run([sys.executable, str(VLLM_COMPARE), *argv], capture_output=True, text=True, timeout=120)
+        assert run.returncode == 2 and says in run.stderr.splitlines()[-1] and run.stdout == "", run.stderr
 
 
 # ------------------------------------------------------------------------------------------- continuous batching
