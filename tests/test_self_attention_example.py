@@ -49,7 +49,7 @@ def test_numbers_equal_the_formula_from_the_raw_weights(trained):
     ids = torch.tensor(tokenizer(example.SENTENCE)["input_ids"])
     T, C, H = len(ids), model.config.hidden_size, model.config.num_attention_heads
     D = C // H
-    x = w[p + "embeddings.tokens.weight"][ids] + w[p + "embeddings.positions.weight"][:T]
+    x = w[p + "embeddings.embed_tokens.weight"][ids] + w[p + "embeddings.positions.weight"][:T]
     X = F.layer_norm(x, (C,), w[p + "layers.0.self_attn_residual.norm.weight"],
                      w[p + "layers.0.self_attn_residual.norm.bias"], model.config.layer_norm_eps)  # pre-LN
     qkv = X @ w[p + "layers.0.self_attn.qkv_proj.weight"].T + w[p + "layers.0.self_attn.qkv_proj.bias"]  # (T, 3C)
