@@ -21,6 +21,7 @@ from twin_helpers import perturb
 
 from scratchformers import ScratchGPTForCausalLM
 from scratchformers.convert import from_hf
+from scratchformers.safe_loading import check_checkpoint_folder
 
 peft = pytest.importorskip("peft")
 
@@ -29,9 +30,9 @@ peft = pytest.importorskip("peft")
 STATE_TOLERANCE = 1e-4
 # merge_and_unload adds the adapter into the weights (another rounding); save + reload itself is exact.
 MERGE_TOLERANCE = 1e-5
-# LoRA on the attention output projection: the same shape in both (o_proj = our out_proj), created in the same order,
-# so one seed gives both models the same adapter initialisation.
-ATTENTION_OUTPUT = {"llama": "o_proj", "ours": "out_proj"}
+# LoRA on a projection of the same shape in both twins (Llama's o_proj = our out_proj, BART's fc2 = our fc_out),
+# created in the same order, so one seed gives both models the same adapter initialisation.
+LORA_TARGET = {"llama": "o_proj", "ours": "out_proj", "bart": "fc2", "ours-seq2seq": "fc_out"}
 
 
 def twins() -> tuple[torch.nn.Module, torch.nn.Module]:
@@ -67,37 +68,40 @@ class FineTuned:
 
 
 def fine_tune(model: torch.nn.Module, kind: str, tmp_path, steps: int = 5, target: list[str] | None = None,
-              **options) -> FineTuned:
-    """LoRA(r=4) on the attention output projections (+ `target`) with the peft `options`, `steps` SGD steps on one
-    batch, then merge_and_unload, save_pretrained and from_pretrained."""
+              batch: dict | None = None, **options) -> FineTuned:
+    """LoRA(r=4) on `LORA_TARGET[kind]` (+ `target`) with the peft `options`, `steps` SGD steps on one `batch`
+    (default: 2 random rows of 10 tokens, labels = inputs), then merge_and_unload, save_pretrained and
+    from_pretrained."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         torch.manual_seed(1)
-        config = peft.LoraConfig(r=4, lora_alpha=8, target_modules=[ATTENTION_OUTPUT[kind], *(target or [])],
+        config = peft.LoraConfig(r=4, lora_alpha=8, target_modules=[LORA_TARGET[kind], *(target or [])],
                                  **options)
         adapted = peft.get_peft_model(copy.deepcopy(model), config)
     trainable = [p for p in adapted.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(trainable, lr=0.5)
-    torch.manual_seed(2)
-    x = torch.randint(3, 64, (2, 10))
+    if batch is None:
+        torch.manual_seed(2)
+        x = torch.randint(3, 64, (2, 10))
+        batch = dict(input_ids=x, labels=x)
     adapted.train()
     for _ in range(steps):
-        adapted(input_ids=x, labels=x).loss.backward()
+        adapted(**batch).loss.backward()
         optimizer.step()
         optimizer.zero_grad()
     adapted.eval()
     with torch.no_grad():
-        logits = adapted(input_ids=x).logits
+        logits = adapted(**batch).logits
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # peft's "no longer tied after merging" is reported through `tied` below
         merged = adapted.merge_and_unload()
     E, W = merged.get_input_embeddings().weight, merged.get_output_embeddings().weight
     with torch.no_grad():
-        merged_logits = merged(input_ids=x).logits
+        merged_logits = merged(**batch).logits
     merged.save_pretrained(tmp_path / kind)
     reloaded = type(merged).from_pretrained(tmp_path / kind).eval()
     with torch.no_grad():
-        reloaded_logits = reloaded(input_ids=x).logits
+        reloaded_logits = reloaded(**batch).logits
     return FineTuned(
         trainable=sum(p.numel() for p in trainable),
         warnings=sorted({str(w.message) for w in caught if "tie" in str(w.message) or "tying" in str(w.message)}),
@@ -167,21 +171,22 @@ def test_lora_on_the_embedding_with_ensure_weight_tying_ties_the_output_adapter(
 def test_trainable_token_indices_of_both_tied_layers_train_the_same_rows(tmp_path, ensure_weight_tying):
     """peft's spelling for a tied model: the same indices for `embed_tokens` and `lm_head`."""
     hf, ours = twins()
-    indices = {"embed_tokens": [3, 5, 7], "lm_head": [3, 5, 7]}
-    runs = [fine_tune(model, kind, tmp_path, trainable_token_indices=indices, ensure_weight_tying=ensure_weight_tying)
+    runs = [fine_tune(model, kind, tmp_path, trainable_token_indices={"embed_tokens": [3, 5, 7], "lm_head": [3, 5, 7]},
+                      ensure_weight_tying=ensure_weight_tying)
             for model, kind in ((hf, "llama"), (ours, "ours"))]
     assert_same_as_llama(*runs, tied=True)
 
 
 def test_a_checkpoint_saved_with_the_old_embedding_name_loads(tmp_path):
-    """Before the rename the table was saved as `model.decoder.embeddings.tokens.weight`: from_pretrained and
-    torch's load_state_dict (the Trainer resuming a run) both take it."""
+    """Before the rename the table was saved as `model.decoder.embeddings.tokens.weight`: the command line's
+    checkpoint check, from_pretrained and torch's load_state_dict (the Trainer resuming a run) all take it."""
     _, ours = twins()
     ours.save_pretrained(tmp_path)
     weights = load_file(tmp_path / "model.safetensors")
     old = {k.replace(".embeddings.embed_tokens.", ".embeddings.tokens."): v for k, v in weights.items()}
     assert "model.decoder.embeddings.tokens.weight" in old
     save_file(old, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    check_checkpoint_folder(tmp_path)
     loaded = ScratchGPTForCausalLM.from_pretrained(tmp_path)
     assert torch.equal(loaded.get_input_embeddings().weight, ours.get_input_embeddings().weight)
     assert loaded.lm_head.weight is loaded.get_input_embeddings().weight
@@ -189,3 +194,40 @@ def test_a_checkpoint_saved_with_the_old_embedding_name_loads(tmp_path):
     result = fresh.load_state_dict(old, strict=False)
     assert result.unexpected_keys == [] and set(result.missing_keys) <= {"lm_head.weight"}
     assert torch.equal(fresh.get_input_embeddings().weight, ours.get_input_embeddings().weight)
+
+
+
+def test_bert_mlm_keeps_its_tie_with_modules_to_save_and_ensure_weight_tying(tmp_path):
+    """BERT's MLM decoder is tied to the token table: named as a user reads it off the model, the table trains and
+    the tie holds through merge, save and reload. The reference is the adapted model itself: HF's BERT calls its
+    table `word_embeddings`, which peft does not recognise (it warns and unties)."""
+    torch.manual_seed(0)
+    config = transformers.BertConfig(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                     intermediate_size=64, max_position_embeddings=32, hidden_dropout_prob=0.0,
+                                     attention_probs_dropout_prob=0.0)
+    model = from_hf(perturb(transformers.BertForMaskedLM(config), scale=0.05))
+    run = fine_tune(model, "ours", tmp_path, modules_to_save=[embedding_name(model)], ensure_weight_tying=True)
+    assert run.warnings == []
+    assert run.trainable == 4 * 4 * 32 + model.get_input_embeddings().weight.numel()  # LoRA (2 layers) + the table
+    assert (run.tied, run.tie_word_embeddings, run.reloaded_tied) == (True, True, True)
+    assert (run.merged_logits - run.logits).abs().max() < MERGE_TOLERANCE
+    assert torch.equal(run.reloaded_logits, run.merged_logits)
+
+
+def test_encoder_decoder_trainable_token_indices_train_the_shared_rows_as_bart_does(tmp_path):
+    """One table feeds the encoder, the decoder and the output layer: peft's list form (the rows of the input
+    embedding) trains one delta that all three read. (`modules_to_save` with `ensure_weight_tying` is not for
+    encoder-decoders: peft 0.21.2 ties the decoder's embedding as if it were an output layer and the forward fails,
+    on HF's BART as on ours; and `{"embed_tokens": ids}` matches both stacks' tables, which then train apart.)"""
+    torch.manual_seed(0)
+    config = transformers.BartConfig(vocab_size=64, d_model=32, encoder_layers=1, decoder_layers=1,
+                                     encoder_ffn_dim=64, decoder_ffn_dim=64, encoder_attention_heads=4,
+                                     decoder_attention_heads=4, max_position_embeddings=32, dropout=0.0,
+                                     attention_dropout=0.0, pad_token_id=1, bos_token_id=0, eos_token_id=2,
+                                     decoder_start_token_id=2, forced_eos_token_id=None)
+    hf = perturb(transformers.BartForConditionalGeneration(config), scale=0.05)
+    ours = from_hf(hf).eval()
+    batch = dict(input_ids=torch.randint(3, 64, (2, 10)), labels=torch.randint(3, 64, (2, 7)))
+    runs = [fine_tune(model, kind, tmp_path, batch=batch, trainable_token_indices=[3, 5, 7])
+            for model, kind in ((hf, "bart"), (ours, "ours-seq2seq"))]
+    assert_same_as_llama(*runs, tied=True)

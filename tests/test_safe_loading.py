@@ -196,7 +196,7 @@ def test_header_with_a_wrong_byte_count_is_caught(tmp_path):
     [
         (dict(model_type="gpt2"), r"`model_type`='gpt2' is not a scratchformers family"),
         (dict(model_type=None), r"`model_type`=None is not a scratchformers family"),
-        (dict(vocab_size=40), r"'model\.decoder\.embeddings\.tokens\.weight' has shape \(32, 16\) but the config "
+        (dict(vocab_size=40), r"'model\.decoder\.embeddings\.embed_tokens\.weight' has shape \(32, 16\) but the config "
                               r"implies \(40, 16\) \(`vocab_size`=40 \(config\.json\) but the file has 32\)"),
         (dict(intermediate_size=64), r"fc_in\.weight' has shape \(32, 16\) but the config implies \(64, 16\)"),
         (dict(num_hidden_layers=3), r"tensor 'model\.decoder\.layers\.2\..*' \(shape .*\) is missing"),

@@ -6,6 +6,7 @@ import inspect
 import json
 import math
 import os
+import re
 from pathlib import Path
 
 import torch
@@ -83,6 +84,14 @@ MODEL_LEVEL_KWARGS = _generation_mode_arguments() | {"num_items_in_batch", "shif
 #: `…embeddings.tokens`, is `…embeddings.embed_tokens`: the name HF's decoders give it and the one peft recognises
 #: the embedding by (its `EMBEDDING_LAYER_NAMES`: `modules_to_save=["embed_tokens"]` with `ensure_weight_tying`).
 RENAMED_WEIGHTS = {r"\.embeddings\.tokens\.": ".embeddings.embed_tokens."}
+
+
+def current_weight_name(name: str) -> str:
+    """A checkpoint's tensor name under today's names (`RENAMED_WEIGHTS`), e.g. "model.decoder.embeddings.tokens.weight"
+    → "model.decoder.embeddings.embed_tokens.weight"."""
+    for old, new in RENAMED_WEIGHTS.items():
+        name = re.sub(old, new, name)
+    return name
 
 
 def untied_targets(model: PreTrainedModel) -> set[str]:
