@@ -10,6 +10,7 @@ through `get_input_embeddings()` / `_tied_weights_keys`; our token table is `…
 from __future__ import annotations
 
 import copy
+import json
 import warnings
 from dataclasses import dataclass
 
@@ -231,3 +232,28 @@ def test_encoder_decoder_trainable_token_indices_train_the_shared_rows_as_bart_d
     runs = [fine_tune(model, kind, tmp_path, batch=batch, trainable_token_indices=[3, 5, 7])
             for model, kind in ((hf, "bart"), (ours, "ours-seq2seq"))]
     assert_same_as_llama(*runs, tied=True)
+
+
+def test_an_adapter_saved_with_the_old_embedding_name_loads(tmp_path):
+    """`train sft --lora_r` saves the added chat tokens' rows as peft's trainable tokens of the input embedding; an
+    adapter saved before the rename names `…embeddings.tokens` and loads onto today's model with the same logits."""
+    _, ours = twins()
+    torch.manual_seed(1)
+    adapted = peft.get_peft_model(copy.deepcopy(ours), peft.LoraConfig(
+        r=4, target_modules=["out_proj"], init_lora_weights=False, trainable_token_indices={"embed_tokens": [3, 5]}))
+    with torch.no_grad():
+        for name, p in adapted.named_parameters():
+            if "trainable_tokens_delta" in name:
+                p.add_(1.0)
+    adapted.save_pretrained(tmp_path)
+    weights = load_file(tmp_path / "adapter_model.safetensors")
+    assert any(".embeddings.embed_tokens." in k for k in weights)
+    save_file({k.replace(".embeddings.embed_tokens.", ".embeddings.tokens."): v for k, v in weights.items()},
+              tmp_path / "adapter_model.safetensors", metadata={"format": "pt"})
+    config = json.loads((tmp_path / "adapter_config.json").read_text())
+    config["trainable_token_indices"] = {"tokens": [3, 5]}
+    (tmp_path / "adapter_config.json").write_text(json.dumps(config))
+    loaded = peft.PeftModel.from_pretrained(copy.deepcopy(ours), tmp_path)
+    x = torch.randint(3, 64, (2, 10))
+    with torch.no_grad():
+        assert torch.equal(loaded(input_ids=x).logits, adapted.eval()(input_ids=x).logits)

@@ -108,6 +108,9 @@ class ScratchPreTrainedBase(PreTrainedModel):
     """Base of every family (recurrent too): HF-style outputs, checkpoints that name the family's Auto classes."""
 
     base_model_prefix = "model"
+    # peft's `PeftModel.from_pretrained` reads this as its `key_mapping`: adapters saved before a rename (e.g. the
+    # trainable tokens of `train sft --lora_r` on `…embeddings.tokens`) load. transformers 5 no longer reads it.
+    _checkpoint_conversion_mapping = RENAMED_WEIGHTS
 
     def __init_subclass__(cls, **kwargs):
         """Freeze each `forward`'s signature once: transformers' generate() calls `inspect.signature(model.forward)`
