@@ -240,7 +240,7 @@ class Embeddings(nn.Module):
 
     With rotary positions (`position_embedding_type="rotary"`) nothing is added here: attention rotates q and k.
     `config.position_offset` (0 by default; BART: 2) shifts every lookup, and a learned table gets that many extra rows.
-    The token table E is `embed_tokens`, as in HF's decoders: peft recognises the embedding by that name.
+    The token table E is `embed_tokens`, as in HF's Llama and BART: peft recognises the embedding by that name.
     """
 
     def __init__(self, config):
