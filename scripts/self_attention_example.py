@@ -125,7 +125,7 @@ def walkthrough(model, tokenizer, sentence: str, head: int = 0, token: int = -1)
     T = ids.shape[1]
     token = token % T
     positions = torch.arange(T)[None]  # (1, T)
-    E = stack.embeddings.tokens(ids)[0]  # (T, C): the embedding-table rows (times the scale, 1 for GPT)
+    E = stack.embeddings.embed_tokens(ids)[0]  # (T, C): the embedding-table rows (times the scale, 1 for GPT)
     P = stack.embeddings.positions(positions)[0]  # (T, C)
     embedded = stack.embeddings(ids, positions)[0]  # E + P (dropout off in eval)
     X = layer.self_attn_residual.normalize(embedded[None])[0]  # (T, C)

@@ -219,7 +219,7 @@ def test_save_and_reload_through_auto_gives_identical_logits_and_tied_weights(ti
     assert type(loaded) is ScratchGPTForCausalLM
     x = ids(2, 6)
     torch.testing.assert_close(loaded(x).logits, model(x).logits)
-    assert loaded.lm_head.weight.data_ptr() == loaded.model.decoder.embeddings.tokens.weight.data_ptr()
+    assert loaded.lm_head.weight.data_ptr() == loaded.model.decoder.embeddings.embed_tokens.weight.data_ptr()
     assert type(AutoModel.from_pretrained(tmp_path)) is ScratchGPTModel
 
 

@@ -63,7 +63,7 @@ def token_matrices(model) -> dict[str, torch.nn.Parameter]:
     """Every (V, C) matrix of the model: input embedding(s) and output layer."""
     mats = {"input": model.get_input_embeddings().weight, "output": model.get_output_embeddings().weight}
     if isinstance(model, ScratchTransformerForConditionalGeneration):
-        mats["decoder"] = model.model.decoder.embeddings.tokens.weight
+        mats["decoder"] = model.model.decoder.embeddings.embed_tokens.weight
     return mats
 
 

@@ -114,7 +114,7 @@ def test_allow_pickle_loads_plain_tensors_with_weights_only(tmp_path):
     (folder / "model.safetensors").unlink()
     torch.save(state, folder / "pytorch_model.bin")
     model = load_checked(folder, allow_pickle=True)
-    name = "model.decoder.embeddings.tokens.weight"
+    name = "model.decoder.embeddings.embed_tokens.weight"
     torch.testing.assert_close(model.state_dict()[name], state[name], rtol=0, atol=0)
 
 
@@ -196,7 +196,7 @@ def test_header_with_a_wrong_byte_count_is_caught(tmp_path):
     [
         (dict(model_type="gpt2"), r"`model_type`='gpt2' is not a scratchformers family"),
         (dict(model_type=None), r"`model_type`=None is not a scratchformers family"),
-        (dict(vocab_size=40), r"'model\.decoder\.embeddings\.tokens\.weight' has shape \(32, 16\) but the config "
+        (dict(vocab_size=40), r"'model\.decoder\.embeddings\.embed_tokens\.weight' has shape \(32, 16\) but the config "
                               r"implies \(40, 16\) \(`vocab_size`=40 \(config\.json\) but the file has 32\)"),
         (dict(intermediate_size=64), r"fc_in\.weight' has shape \(32, 16\) but the config implies \(64, 16\)"),
         (dict(num_hidden_layers=3), r"tensor 'model\.decoder\.layers\.2\..*' \(shape .*\) is missing"),
@@ -232,7 +232,7 @@ def test_an_lm_checkpoint_loads_under_a_new_classification_head(tmp_path):
     folder = saved(tmp_path)
     classifier = load_checked(folder, ScratchGPTForSequenceClassification, num_labels=4)
     lm = load_checked(folder)
-    name = "model.decoder.embeddings.tokens.weight"
+    name = "model.decoder.embeddings.embed_tokens.weight"
     torch.testing.assert_close(classifier.state_dict()[name], lm.state_dict()[name], rtol=0, atol=0)
     assert classifier.score.weight.shape == (4, TINY["hidden_size"])
 

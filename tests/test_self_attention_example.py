@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
+from scratchformers.pretrained import current_weight_name
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 example = pytest.importorskip("self_attention_example")
@@ -49,7 +51,8 @@ def test_numbers_equal_the_formula_from_the_raw_weights(trained):
     ids = torch.tensor(tokenizer(example.SENTENCE)["input_ids"])
     T, C, H = len(ids), model.config.hidden_size, model.config.num_attention_heads
     D = C // H
-    x = w[p + "embeddings.tokens.weight"][ids] + w[p + "embeddings.positions.weight"][:T]
+    w = {current_weight_name(name): tensor for name, tensor in w.items()}  # (saved before `tokens` → `embed_tokens`)
+    x = w[p + "embeddings.embed_tokens.weight"][ids] + w[p + "embeddings.positions.weight"][:T]
     X = F.layer_norm(x, (C,), w[p + "layers.0.self_attn_residual.norm.weight"],
                      w[p + "layers.0.self_attn_residual.norm.bias"], model.config.layer_norm_eps)  # pre-LN
     qkv = X @ w[p + "layers.0.self_attn.qkv_proj.weight"].T + w[p + "layers.0.self_attn.qkv_proj.bias"]  # (T, 3C)

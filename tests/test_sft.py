@@ -278,7 +278,7 @@ def test_lora_trains_only_the_adapters_and_merging_keeps_the_logits(chat_tokeniz
     _train_steps(peft_model, batch)
     base = peft_model.get_base_model()
     for name, value in before.items():  # the base weights did not move (peft keeps them under base_layer)
-        if "embeddings.tokens" in name or "lm_head" in name:
+        if "embeddings.embed_tokens" in name or "lm_head" in name:
             continue
         key = name.replace(".weight", ".base_layer.weight") if any(
             f"{t}.weight" in name for t in LORA_TARGET_MODULES) else name

@@ -258,12 +258,12 @@ def test_tiny_model_memorises_a_few_pairs_to_exact_match(tiny):
 
 def test_source_target_and_output_share_one_matrix_and_the_sharing_survives_save_load(tiny, tmp_path):
     model = seq2seq(tiny)
-    E = model.model.encoder.embeddings.tokens.weight
-    assert model.model.decoder.embeddings.tokens.weight is E and model.lm_head.weight is E
+    E = model.model.encoder.embeddings.embed_tokens.weight
+    assert model.model.decoder.embeddings.embed_tokens.weight is E and model.lm_head.weight is E
     model.save_pretrained(tmp_path / "ckpt")
     reloaded = AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "ckpt").eval()
-    E2 = reloaded.model.encoder.embeddings.tokens.weight
-    assert reloaded.model.decoder.embeddings.tokens.weight is E2 and reloaded.lm_head.weight is E2
+    E2 = reloaded.model.encoder.embeddings.embed_tokens.weight
+    assert reloaded.model.decoder.embeddings.embed_tokens.weight is E2 and reloaded.lm_head.weight is E2
     x, mask = padded_source()
     torch.testing.assert_close(model.generate(x, attention_mask=mask, max_new_tokens=5, num_beams=2),
                                reloaded.generate(x, attention_mask=mask, max_new_tokens=5, num_beams=2))
@@ -276,8 +276,8 @@ def test_source_target_and_output_share_one_matrix_and_the_sharing_survives_save
 
 def test_untied_embeddings_stay_separate_through_save_load(tiny, tmp_path):
     model = seq2seq(tiny, tie_word_embeddings=False)
-    E = model.model.encoder.embeddings.tokens.weight
-    assert model.model.decoder.embeddings.tokens.weight is not E and model.lm_head.weight is not E
+    E = model.model.encoder.embeddings.embed_tokens.weight
+    assert model.model.decoder.embeddings.embed_tokens.weight is not E and model.lm_head.weight is not E
     model.save_pretrained(tmp_path / "ckpt")
     reloaded = AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "ckpt")
     for (name, a), b in zip(model.state_dict().items(), reloaded.state_dict().values()):
@@ -295,7 +295,7 @@ def test_trust_remote_code_load_works_without_the_package(tiny, tmp_path, run_wi
         from transformers import AutoModelForSeq2SeqLM
         m = AutoModelForSeq2SeqLM.from_pretrained({str(tmp_path / "ckpt")!r}, trust_remote_code=True).eval()
         assert "scratchformers" not in type(m).__module__, type(m).__module__
-        assert m.lm_head.weight is m.model.decoder.embeddings.tokens.weight
+        assert m.lm_head.weight is m.model.decoder.embeddings.embed_tokens.weight
         x, mask = torch.tensor({x.tolist()}), torch.tensor({mask.tolist()})
         print(m.generate(x, attention_mask=mask, max_new_tokens=5, num_beams=2).tolist())
         """

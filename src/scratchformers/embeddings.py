@@ -240,13 +240,14 @@ class Embeddings(nn.Module):
 
     With rotary positions (`position_embedding_type="rotary"`) nothing is added here: attention rotates q and k.
     `config.position_offset` (0 by default; BART: 2) shifts every lookup, and a learned table gets that many extra rows.
+    The token table E is `embed_tokens`, as in HF's Llama and BART: peft recognises the embedding by that name.
     """
 
     def __init__(self, config):
         super().__init__()
         C = config.hidden_size
         pad = config.pad_token_id if config.pad_token_id is not None and config.pad_token_id < config.vocab_size else None
-        self.tokens = TokenEmbedding(config.vocab_size, C, padding_idx=pad, scale=config.scale_embedding)
+        self.embed_tokens = TokenEmbedding(config.vocab_size, C, padding_idx=pad, scale=config.scale_embedding)
         self.position_offset = config.position_offset
         if config.position_embedding_type == "learned":
             self.positions = nn.Embedding(config.max_position_embeddings + self.position_offset, C)
@@ -258,6 +259,13 @@ class Embeddings(nn.Module):
         self.norm = nn.LayerNorm(C, eps=config.layer_norm_eps) if config.embedding_layer_norm else None
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        """torch's `load_state_dict` (the Trainer resuming a run, FSDP) of a state dict saved when E was `tokens`:
+        taken as `embed_tokens` (`from_pretrained` renames through `pretrained.RENAMED_WEIGHTS`)."""
+        for name in [key for key in state_dict if key.startswith(prefix + "tokens.")]:
+            state_dict.setdefault(prefix + "embed_tokens." + name.removeprefix(prefix + "tokens."), state_dict.pop(name))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def forward(
         self,
         input_ids: torch.Tensor | None,
@@ -265,7 +273,7 @@ class Embeddings(nn.Module):
         token_type_ids: torch.Tensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        x = self.tokens(input_ids) if inputs_embeds is None else inputs_embeds  # (B, T, C)
+        x = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds  # (B, T, C)
         if self.position_offset:
             position_ids = position_ids + self.position_offset
         if self.positions is not None:

@@ -74,10 +74,10 @@ class ScratchBertModel(ScratchBertPreTrainedModel):
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Embedding:
-        return self.encoder.embeddings.tokens
+        return self.encoder.embeddings.embed_tokens
 
     def set_input_embeddings(self, value: nn.Embedding) -> None:
-        self.encoder.embeddings.tokens = value
+        self.encoder.embeddings.embed_tokens = value
 
     def forward(
         self,
@@ -131,7 +131,7 @@ class ScratchBertForMaskedLM(ScratchBertPreTrainedModel):
     """BERT with the MLM head. loss = cross-entropy over the masked positions only (labels are −100 elsewhere, as
     `DataCollatorForLanguageModeling(mlm=True)` makes them)."""
 
-    _tied_weights_keys = {"lm_head.decoder.weight": "model.encoder.embeddings.tokens.weight"}
+    _tied_weights_keys = {"lm_head.decoder.weight": "model.encoder.embeddings.embed_tokens.weight"}
 
     def __init__(self, config: ScratchBertConfig):
         super().__init__(config)

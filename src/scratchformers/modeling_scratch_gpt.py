@@ -42,10 +42,10 @@ class ScratchGPTModel(ScratchGPTPreTrainedModel):
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Embedding:
-        return self.decoder.embeddings.tokens
+        return self.decoder.embeddings.embed_tokens
 
     def set_input_embeddings(self, value: nn.Embedding) -> None:
-        self.decoder.embeddings.tokens = value
+        self.decoder.embeddings.embed_tokens = value
 
     @takes_old_cache_name
     def forward(
@@ -91,7 +91,7 @@ class ScratchGPTModel(ScratchGPTPreTrainedModel):
 class ScratchGPTForCausalLM(ScratchGPTPreTrainedModel, GenerationMixin):
     """GPT with a language-modelling head: logits = h Eᵀ (tied), loss = next-token cross-entropy. Generates text."""
 
-    _tied_weights_keys = {"lm_head.weight": "model.decoder.embeddings.tokens.weight"}
+    _tied_weights_keys = {"lm_head.weight": "model.decoder.embeddings.embed_tokens.weight"}
     # transformers' continuous batching (`generate_batch`, `transformers serve --continuous-batching`): the paged KV
     # cache is read and written through the `paged|eager` / `sdpa` / flash attention functions (attention.py)
     _supports_continuous_batching = True

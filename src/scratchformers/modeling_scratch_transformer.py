@@ -49,10 +49,10 @@ class ScratchTransformerPreTrainedModel(ScratchPreTrainedModel):
         `BartForConditionalGeneration._resize_final_logits_bias` does), and — with `mean_resizing=False` — added
         token rows drawn from this family's N(0, d_model^−0.5) rather than the generic N(0, 0.02)."""
         body = self.base_model
-        old_num_tokens = body.encoder.embeddings.tokens.weight.shape[0]
+        old_num_tokens = body.encoder.embeddings.embed_tokens.weight.shape[0]
         embeddings = super()._resize_token_embeddings(new_num_tokens, pad_to_multiple_of, mean_resizing)
         new_num_tokens = embeddings.weight.shape[0]
-        decoder_tokens = body.decoder.embeddings.tokens
+        decoder_tokens = body.decoder.embeddings.embed_tokens
         if decoder_tokens.weight is not embeddings.weight:  # untied: the decoder keeps its own matrix
             self._get_resized_embeddings(decoder_tokens, new_num_tokens, mean_resizing=mean_resizing)  # in place
         if new_num_tokens > old_num_tokens and not mean_resizing:
@@ -106,7 +106,7 @@ class ScratchTransformerModel(ScratchTransformerPreTrainedModel):
     With `tie_word_embeddings=False` the encoder, decoder and output layer each keep their own matrix.
     """
 
-    _tied_weights_keys = {"decoder.embeddings.tokens.weight": "encoder.embeddings.tokens.weight"}
+    _tied_weights_keys = {"decoder.embeddings.embed_tokens.weight": "encoder.embeddings.embed_tokens.weight"}
 
     def __init__(self, config: ScratchTransformerConfig):
         super().__init__(config)
@@ -114,15 +114,15 @@ class ScratchTransformerModel(ScratchTransformerPreTrainedModel):
         self.decoder = TransformerStack(
             config, config.decoder_layers, causal=True, cross_attention=True, embeddings=Embeddings(config)
         )
-        self.post_init()  # ties decoder.embeddings.tokens.weight to the encoder's when config.tie_word_embeddings
+        self.post_init()  # ties decoder.embeddings.embed_tokens.weight to the encoder's when config.tie_word_embeddings
 
     def get_input_embeddings(self) -> nn.Embedding:
-        return self.encoder.embeddings.tokens
+        return self.encoder.embeddings.embed_tokens
 
     def set_input_embeddings(self, value: nn.Embedding) -> None:
-        self.encoder.embeddings.tokens = value
+        self.encoder.embeddings.embed_tokens = value
         if self.config.tie_word_embeddings:
-            self.decoder.embeddings.tokens = value
+            self.decoder.embeddings.embed_tokens = value
 
     def get_encoder(self, modality: str | None = None) -> ScratchTransformerEncoder:
         return self.encoder
@@ -197,7 +197,7 @@ class ScratchTransformerForConditionalGeneration(ScratchTransformerPreTrainedMod
     inputs. Translates with `generate()` (greedy, sampling, beam search) using a self- and cross-attention cache.
     """
 
-    _tied_weights_keys = {"lm_head.weight": "model.encoder.embeddings.tokens.weight"}
+    _tied_weights_keys = {"lm_head.weight": "model.encoder.embeddings.embed_tokens.weight"}
 
     def __init__(self, config: ScratchTransformerConfig):
         super().__init__(config)

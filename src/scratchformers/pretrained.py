@@ -6,6 +6,7 @@ import inspect
 import json
 import math
 import os
+import re
 from pathlib import Path
 
 import torch
@@ -78,10 +79,38 @@ MODEL_LEVEL_KWARGS = _generation_mode_arguments() | {"num_items_in_batch", "shif
                                                      "skip_logits"}
 
 
+#: Weights whose checkpoint name changed: {old name pattern: new name} (regular expressions, as transformers'
+#: `from_pretrained(key_mapping=...)` takes them). The token embedding of the Transformer families,
+#: `…embeddings.tokens`, is `…embeddings.embed_tokens`: the name HF's decoders give it and the one peft recognises
+#: the embedding by (its `EMBEDDING_LAYER_NAMES`: `modules_to_save=["embed_tokens"]` with `ensure_weight_tying`).
+RENAMED_WEIGHTS = {r"\.embeddings\.tokens\.": ".embeddings.embed_tokens."}
+
+
+def current_weight_name(name: str) -> str:
+    """A checkpoint's tensor name under today's names (`RENAMED_WEIGHTS`), e.g. "model.decoder.embeddings.tokens.weight"
+    → "model.decoder.embeddings.embed_tokens.weight"."""
+    for old, new in RENAMED_WEIGHTS.items():
+        name = re.sub(old, new, name)
+    return name
+
+
+def untied_targets(model: PreTrainedModel) -> set[str]:
+    """The targets of `model.all_tied_weights_keys` ({target: source} parameter names) that are no longer the same
+    tensor as their source: e.g. the output layer after peft's `merge_and_unload` replaced the input embedding with
+    a trained copy. A name the model does not have (any more) counts as still tied."""
+    tied = getattr(model, "all_tied_weights_keys", None) or {}
+    params = dict(model.named_parameters(remove_duplicate=False))
+    return {target for target, source in tied.items()
+            if target in params and source in params and params[target] is not params[source]}
+
+
 class ScratchPreTrainedBase(PreTrainedModel):
     """Base of every family (recurrent too): HF-style outputs, checkpoints that name the family's Auto classes."""
 
     base_model_prefix = "model"
+    # peft's `PeftModel.from_pretrained` reads this as its `key_mapping`: adapters saved before a rename (e.g. the
+    # trainable tokens of `train sft --lora_r` on `…embeddings.tokens`) load. transformers 5 no longer reads it.
+    _checkpoint_conversion_mapping = RENAMED_WEIGHTS
 
     def __init_subclass__(cls, **kwargs):
         """Freeze each `forward`'s signature once: transformers' generate() calls `inspect.signature(model.forward)`
@@ -202,8 +231,11 @@ class ScratchPreTrainedBase(PreTrainedModel):
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
         """transformers' `from_pretrained`, except that a truncated or corrupt safetensors weights file (which the
         safetensors parser reports as e.g. "incomplete metadata, file not fully covered", naming no file) raises an
-        OSError naming the file(s) and what to do. This method lives in the model code, so it also applies when the
-        checkpoint is loaded as remote code (`trust_remote_code=True`)."""
+        OSError naming the file(s) and what to do, and that checkpoints saved under an older name of a weight
+        (`RENAMED_WEIGHTS`) load through transformers' `key_mapping` (a `key_mapping` of the caller's is added to
+        it). This method lives in the model code, so it also applies when the checkpoint is loaded as remote code
+        (`trust_remote_code=True`)."""
+        kwargs["key_mapping"] = {**RENAMED_WEIGHTS, **(kwargs.get("key_mapping") or {})}
         try:
             return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
         except SafetensorError as error:
@@ -228,10 +260,13 @@ class ScratchPreTrainedBase(PreTrainedModel):
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         """Save as transformers does, with `auto_map` naming every Auto class of the family (not only this one's),
-        so a Hub user can load the checkpoint with any of them through `trust_remote_code=True`."""
+        so a Hub user can load the checkpoint with any of them through `trust_remote_code=True`. A tied target that
+        is no longer the same tensor as its source (peft's `merge_and_unload` after training the embedding alone:
+        it then sets `tie_word_embeddings=False`) is saved, not left out as `post_init` decided."""
         family = getattr(type(self.config), "family_auto_map", None)
         if family:
             self.config.auto_map = {**family, **(getattr(self.config, "auto_map", None) or {})}
+        self._keys_to_ignore_on_save = set(self._keys_to_ignore_on_save or ()) - untied_targets(self)
         return super().save_pretrained(save_directory, *args, **kwargs)
 
     def _prepare_model_inputs(self, inputs: torch.Tensor | None = None, bos_token_id=None, model_kwargs=None):

@@ -274,7 +274,11 @@ def check_checkpoint_folder(
 
 
 def _compare_shapes(folder: Path, config, model_class, found: dict, overrides: dict) -> None:
-    """Compare the checkpoint's tensor shapes with those of `model_class(config)` built on the meta device."""
+    """Compare the checkpoint's tensor shapes with those of `model_class(config)` built on the meta device (a tensor
+    saved under an older name, `pretrained.RENAMED_WEIGHTS`, under the name it loads as)."""
+    from .pretrained import current_weight_name
+
+    found = {current_weight_name(name): value for name, value in found.items()}
     with torch.device("meta"):
         model = model_class(config)
     state = model.state_dict(keep_vars=True)

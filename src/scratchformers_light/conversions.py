@@ -185,7 +185,7 @@ GPT2 = Spec(
     from_hf=lambda hf, problems: {"intermediate_size": hf.config.n_inner or 4 * hf.config.n_embd},
     to_hf=lambda config, problems: {"embd_pdrop": config.hidden_dropout_prob},  # our one rate: embeddings, residuals
     weights=(
-        Group("decoder.", "", (tensor("embeddings.tokens.weight", "wte.weight"),
+        Group("decoder.", "", (tensor("embeddings.embed_tokens.weight", "wte.weight"),
                                tensor("embeddings.positions.weight", "wpe.weight"), *linear("final_norm", "ln_f"))),
         Group("decoder.layers.{i}.", "h.{i}.", count="num_hidden_layers", rows=(  # Conv1D stores (in, out): transposed
             *linear("self_attn_residual.norm", "ln_1"),
@@ -225,7 +225,7 @@ BERT = Spec(
     from_hf=lambda hf, problems: {"add_pooling_layer": getattr(getattr(hf, "bert", hf), "pooler", None) is not None},
     weights=(
         Group("encoder.embeddings.", "embeddings.", (
-            tensor("tokens.weight", "word_embeddings.weight"), tensor("positions.weight", "position_embeddings.weight"),
+            tensor("embed_tokens.weight", "word_embeddings.weight"), tensor("positions.weight", "position_embeddings.weight"),
             tensor("token_types.weight", "token_type_embeddings.weight"), *linear("norm", "LayerNorm"))),
         Group("encoder.layers.{i}.", "encoder.layer.{i}.", count="num_hidden_layers", rows=(
             *linear("self_attn.qkv_proj", ("attention.self.query", "attention.self.key", "attention.self.value")),
@@ -276,9 +276,9 @@ CROSS_ATTENTION = (
 # `embed_tokens`, and HF's `shared` is read by no forward.
 SEQ2SEQ_WEIGHTS = (
     Group("", "", (
-        tensor("encoder.embeddings.tokens.weight", "shared.weight", when="tie_word_embeddings"),
-        tensor("encoder.embeddings.tokens.weight", "encoder.embed_tokens.weight", when="not tie_word_embeddings"),
-        tensor("decoder.embeddings.tokens.weight", "decoder.embed_tokens.weight"),
+        tensor("encoder.embeddings.embed_tokens.weight", "shared.weight", when="tie_word_embeddings"),
+        tensor("encoder.embeddings.embed_tokens.weight", "encoder.embed_tokens.weight", when="not tie_word_embeddings"),
+        tensor("decoder.embeddings.embed_tokens.weight", "decoder.embed_tokens.weight"),
         ignore("shared.weight", when="not tie_word_embeddings"))),
     Group("encoder.layers.{i}.", "encoder.layers.{i}.", SELF_ATTENTION_LAYER, count="encoder_layers"),
     Group("decoder.layers.{i}.", "decoder.layers.{i}.", SELF_ATTENTION_LAYER + CROSS_ATTENTION, count="decoder_layers"),
@@ -393,7 +393,7 @@ MODERN_DECODER = {"norm_placement": "pre", "norm_type": "rmsnorm", "ffn_type": "
                   "position_embedding_type": "rotary", "position_offset": 0, "scale_embedding": False,
                   "embedding_layer_norm": False, "type_vocab_size": 0}
 MODERN_WEIGHTS = (
-    Group("decoder.", "", (tensor("embeddings.tokens.weight", "embed_tokens.weight"),
+    Group("decoder.", "", (tensor("embeddings.embed_tokens.weight", "embed_tokens.weight"),
                            tensor("final_norm.weight", "norm.weight"))),
     Group("decoder.layers.{i}.", "layers.{i}.", count="num_hidden_layers", rows=(
         tensor("self_attn_residual.norm.weight", "input_layernorm.weight"),  # RMSNorm gain g
