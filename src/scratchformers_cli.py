@@ -155,6 +155,7 @@ Run one of the training scripts (Hugging Face examples style) on your files:
     scratchformers train clm --train_file my.txt --output_dir outputs/my-gpt --max_steps 500
     scratchformers train classification --train_file my.csv --output_dir outputs/my-clf
     scratchformers train sft --train_file chats.jsonl --model_name_or_path outputs/my-gpt --output_dir outputs/my-chat
+    scratchformers train dpo --train_file prefs.jsonl --model_name_or_path outputs/my-chat --output_dir outputs/my-dpo
 
 Without --validation_file, a seeded part of --train_file is held out for validation. An existing, non-empty
 --output_dir is refused unless you pass --overwrite_output_dir (replace it) or --resume_from_checkpoint (continue

@@ -206,3 +206,14 @@ def test_without_transformers_no_committed_text_matches(help_folder, monkeypatch
     (help_folder / "train-clm.txt").write_text("usage: the committed text\n")
     monkeypatch.setattr(arguments, "_transformers_folder", lambda: None)
     assert arguments.prerendered_help("train clm") is None
+
+
+def test_dpo_help_is_answered_live_when_trl_is_absent_and_the_other_tasks_stay_fast(monkeypatch):
+    """`train dpo`'s flags come from trl's DPOConfig: its committed help also needs trl's argument sources to match
+    (``TRL_HELP_SOURCES``); an install without trl still gets every other task's committed help."""
+    if not committed_help_matches_this_install() or arguments.prerendered_help("train dpo") is None:
+        pytest.skip("the committed help was rendered under another install")
+    real = arguments._package_folder
+    monkeypatch.setattr(arguments, "_package_folder", lambda name: None if name == "trl" else real(name))
+    assert arguments.prerendered_help("train dpo") is None
+    assert arguments.prerendered_help("train sft") is not None

@@ -83,3 +83,22 @@ def test_tiny_difference_is_not_significant():
 def test_bad_arguments_are_value_errors(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_mean_interval_is_the_bootstrap_percentile_range_of_resampled_means():
+    """Reference: the resampled means computed with the same seeded generator, and the 2.5/97.5 percentiles (sacrebleu
+    takes the (n//40)-th order statistics, which numpy's 'lower'/'higher' percentile methods pick for n = 1000)."""
+    import numpy as np
+
+    from scratchformers.metrics.significance import mean_with_confidence
+
+    values = [1.0] * 70 + [0.0] * 30
+    result = mean_with_confidence(values, n_samples=1000)
+    assert result["score"] == pytest.approx(0.7)
+    means = np.asarray(values)[np.random.default_rng(12345).choice(100, size=(1000, 100))].mean(axis=1)
+    low, high = np.sort(means)[25], np.sort(means)[974]
+    assert result["ci"] == pytest.approx((high - low) / 2) and result["mean"] == pytest.approx(means.mean())
+    assert result["low"] < 0.7 < result["high"]
+    assert 0.07 < result["ci"] < 0.11  # ≈ 1.96·√(0.7·0.3/100) = 0.09, the normal approximation
+    with pytest.raises(ValueError, match="no values"):
+        mean_with_confidence([])

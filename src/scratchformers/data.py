@@ -278,3 +278,84 @@ def build_instruction_set(output_dir: str | os.PathLike, data_dir: str | os.Path
         paths[split] = out / f"{split}.jsonl"
         paths[split].write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
     return paths
+
+
+#: How ``preference_pairs`` corrupts a translation into the rejected answer, taken in turn: another sentence's German
+#: (fluent but unfaithful) or the right German with its words shuffled (faithful words, broken order).
+PREFERENCE_CORRUPTIONS = ("other_sentence", "shuffled_words")
+
+
+def _shuffled_words(text: str, rng: random.Random) -> str | None:
+    """``text``'s words in a seeded random order different from the original, or None when no other order exists."""
+    words = text.split()
+    if len(set(words)) < 2:
+        return None
+    while True:
+        order = words[:]
+        rng.shuffle(order)
+        if order != words:
+            return " ".join(order)
+
+
+def preference_pairs(data_dir: str | os.PathLike | None = None, seed: int = 0,
+                     max_per_split: Mapping[str, int] | None = None, conversational: bool = True
+                     ) -> dict[str, list[dict[str, Any]]]:
+    """A small preference set (DPO; TRL's preference format) from the shipped en-de pairs, per split.
+
+    Each row asks ``TRANSLATE_PROMPT`` ("Translate to German: <en>"); ``chosen`` is the pair's German and
+    ``rejected`` a corrupted German (``PREFERENCE_CORRUPTIONS``, alternating): the German of another pair of the same
+    split (a seeded derangement, never the row's own; skipped if identical text) or the right German with its words
+    shuffled (a one-word answer gets another sentence's German instead). Each split comes only from the same shipped
+    split (they are disjoint, so the validation and test pairs are held out of train). At most
+    ``max_per_split[split]`` rows per split (the first after a seeded shuffle; None: all); deterministic for a
+    ``seed``. ``conversational=True`` gives TRL's conversational format (``prompt`` = ``[{"role": "user", ...}]``,
+    ``chosen``/``rejected`` = ``[{"role": "assistant", ...}]``), else plain strings. Returns ``{split: rows}``, each
+    row also carrying ``corruption`` (one of ``PREFERENCE_CORRUPTIONS``). ValueError for an unknown split name.
+    """
+    root = resolve_data_dir(data_dir)
+    limits = dict(max_per_split or {})
+    unknown = set(limits) - set(INSTRUCTION_SPLITS)
+    if unknown:
+        raise ValueError(f"max_per_split has unknown splits {sorted(unknown)}; allowed: {', '.join(INSTRUCTION_SPLITS)}")
+    rng = random.Random(seed)
+    out = {}
+    for split in INSTRUCTION_SPLITS:
+        pairs = [json.loads(line)["translation"] for line in
+                 (root / "translation" / "en-de" / f"{split}.jsonl").read_text(encoding="utf-8").splitlines() if line]
+        rng.shuffle(pairs)
+        pairs = pairs[: limits.get(split)]
+        rows = []
+        for i, pair in enumerate(pairs):
+            kind = PREFERENCE_CORRUPTIONS[i % len(PREFERENCE_CORRUPTIONS)]
+            rejected = _shuffled_words(pair["de"], rng) if kind == "shuffled_words" else None
+            if rejected is None:  # another pair's German: the next ones after a seeded shuffle, never the same text
+                kind = "other_sentence"
+                step = 1
+                while pairs[(i + step) % len(pairs)]["de"] == pair["de"] and step < len(pairs):
+                    step += 1
+                rejected = pairs[(i + step) % len(pairs)]["de"]
+                if rejected == pair["de"]:
+                    continue  # (a split whose Germans are all the same: no pair to build)
+            prompt = TRANSLATE_PROMPT.format(text=pair["en"])
+            if conversational:
+                rows.append({"prompt": [{"role": "user", "content": prompt}],
+                             "chosen": [{"role": "assistant", "content": pair["de"]}],
+                             "rejected": [{"role": "assistant", "content": rejected}], "corruption": kind})
+            else:
+                rows.append({"prompt": prompt, "chosen": pair["de"], "rejected": rejected, "corruption": kind})
+        out[split] = rows
+    return out
+
+
+def build_preference_set(output_dir: str | os.PathLike, data_dir: str | os.PathLike | None = None, seed: int = 0,
+                         max_per_split: Mapping[str, int] | None = None, conversational: bool = True
+                         ) -> dict[str, Path]:
+    """Write ``preference_pairs(...)`` to ``output_dir/{train,validation,test}.jsonl`` (one row a line, UTF-8) for
+    ``scratchformers train dpo``. Returns ``{split: path}``."""
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for split, rows in preference_pairs(data_dir, seed, max_per_split, conversational).items():
+        paths[split] = out / f"{split}.jsonl"
+        paths[split].write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
+    return paths

@@ -71,10 +71,10 @@ def check_chat(messages: Any, where: str) -> list[dict[str, str]]:
     return [{"role": m["role"], "content": m["content"]} for m in messages]
 
 
-def read_chats(path: str | os.PathLike) -> list[list[dict[str, str]]]:
-    """The chats of a JSON-lines file, one ``{"messages": [...]}`` per line, each checked by ``check_chat`` (blank
-    lines skipped). Raises ValueError naming the file and line of the first bad row."""
-    chats = []
+def read_json_lines(path: str | os.PathLike, expected: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Each JSON object of a JSON-lines file with where it is (``"FILE line N"``), blank lines skipped. ``expected``
+    describes a row for the errors (e.g. ``'{"messages": [...]}'``). Raises ValueError naming the file and line of a
+    line that is not a JSON object, FileNotFoundError for a missing file."""
     with open(path, encoding="utf-8") as fh:
         for number, line in enumerate(fh, 1):
             if not line.strip():
@@ -83,10 +83,21 @@ def read_chats(path: str | os.PathLike) -> list[list[dict[str, str]]]:
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as err:
-                raise ValueError(f"{where} is not JSON ({err.msg}); each line must be {{\"messages\": [...]}}") from None
-            if not isinstance(row, dict) or "messages" not in row:
-                raise ValueError(f"{where} has no 'messages' field; each line must be {{\"messages\": [...]}}")
-            chats.append(check_chat(row["messages"], where))
+                raise ValueError(f"{where} is not JSON ({err.msg}); each line must be {expected}") from None
+            if not isinstance(row, dict):
+                raise ValueError(f"{where} is not a JSON object; each line must be {expected}")
+            yield where, row
+
+
+def read_chats(path: str | os.PathLike) -> list[list[dict[str, str]]]:
+    """The chats of a JSON-lines file, one ``{"messages": [...]}`` per line, each checked by ``check_chat`` (blank
+    lines skipped). Raises ValueError naming the file and line of the first bad row."""
+    chats = []
+    expected = '{"messages": [...]}'
+    for where, row in read_json_lines(path, expected):
+        if "messages" not in row:
+            raise ValueError(f"{where} has no 'messages' field; each line must be {expected}")
+        chats.append(check_chat(row["messages"], where))
     if not chats:
         raise ValueError(f"{path} holds no chats")
     return chats
@@ -285,12 +296,12 @@ def exact_match(model: Any, tokenizer: Any, chats: Sequence[Sequence[Mapping[str
     return sum(a == g for a, g in zip(answers, gold)) / len(gold) if gold else math.nan
 
 
-def lora_model(model: Any, r: int, alpha: float, dropout: float, target_modules: Sequence[str],
-               trainable_token_ids: Sequence[int] = ()) -> Any:
-    """``model`` wrapped by peft with LoRA adapters (ΔW = (α/r)·B·A, Hu et al. 2021) on the linear layers named
-    ``target_modules``; only the adapters (and the embedding rows of ``trainable_token_ids``, e.g. the chat tokens
-    just added, through peft's trainable tokens) are trained. ValueError when no module has one of those names."""
-    from peft import LoraConfig, get_peft_model
+def lora_config(model: Any, r: int, alpha: float, dropout: float, target_modules: Sequence[str],
+                trainable_token_ids: Sequence[int] = ()) -> Any:
+    """peft's ``LoraConfig`` for LoRA adapters (ΔW = (α/r)·B·A, Hu et al. 2021) on ``model``'s linear layers named
+    ``target_modules`` (names it lacks are skipped), plus the embedding rows of ``trainable_token_ids`` (e.g. the chat
+    tokens just added) through peft's trainable tokens. ValueError when no module has one of those names."""
+    from peft import LoraConfig
 
     names = {name.rsplit(".", 1)[-1] for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)}
     found = [t for t in target_modules if t in names]
@@ -298,11 +309,20 @@ def lora_model(model: Any, r: int, alpha: float, dropout: float, target_modules:
         raise ValueError(f"--lora_target_modules {','.join(target_modules)} names no linear layer of this model; "
                          f"its linear layers: {', '.join(sorted(names))}")
     embedding = next(name for name, module in model.named_modules() if module is model.get_input_embeddings())
-    config = LoraConfig(
+    return LoraConfig(
         r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=found, task_type="CAUSAL_LM",
         trainable_token_indices={embedding.rsplit(".", 1)[-1]: list(trainable_token_ids)} if trainable_token_ids
         else None,
     )
+
+
+def lora_model(model: Any, r: int, alpha: float, dropout: float, target_modules: Sequence[str],
+               trainable_token_ids: Sequence[int] = ()) -> Any:
+    """``model`` wrapped by peft with the adapters of ``lora_config(...)``; only they (and the embedding rows of
+    ``trainable_token_ids``) are trained. ValueError when no module has one of ``target_modules``' names."""
+    from peft import get_peft_model
+
+    config = lora_config(model, r, alpha, dropout, target_modules, trainable_token_ids)
     with peft_without_deprecation_noise():
         return get_peft_model(model, config)
 

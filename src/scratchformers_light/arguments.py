@@ -273,18 +273,26 @@ class SftModelArguments:
 
 
 @dataclass
-class SftDataArguments:
-    """Which chats to train and evaluate on (JSON lines of {"messages": [{"role", "content"}, ...]})."""
+class ChatDataArguments:
+    """Which rows to train and evaluate on (JSON lines), as `train sft` and `train dpo` read them."""
 
     train_file: str | None = field(
-        default=None, metadata={"help": "JSON lines, one {\"messages\": [...]} chat per line. Required."}
+        default=None, metadata={"help": "JSON lines, one row per line (see the description above). Required."}
     )
     validation_file: str | None = field(
-        default=None, metadata={"help": "Chats to evaluate on (default: a held-out part of --train_file)."}
+        default=None, metadata={"help": "Rows to evaluate on (default: a held-out part of --train_file)."}
     )
     validation_split_percentage: int = field(
-        default=5, metadata={"help": "Without --validation_file: %% of the training chats held out (seeded by --seed)."}
+        default=5, metadata={"help": "Without --validation_file: %% of the training rows held out (seeded by --seed)."}
     )
+    max_train_samples: int | None = field(default=None, metadata={"help": "Keep only this many training rows."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Keep only this many evaluation rows."})
+
+
+@dataclass
+class SftDataArguments(ChatDataArguments):
+    """Which chats to train and evaluate on (JSON lines of {"messages": [{"role", "content"}, ...]})."""
+
     max_seq_length: int = field(
         default=512, metadata={"help": "Tokens per chat (longer ones are cut; capped at the model's positions)."}
     )
@@ -299,9 +307,12 @@ class SftDataArguments:
                   "before and after training."},
     )
     max_new_tokens: int = field(default=32, metadata={"help": "Tokens generated per answer for exact match."})
-    max_train_samples: int | None = field(default=None, metadata={"help": "Keep only this many training chats."})
-    max_eval_samples: int | None = field(default=None, metadata={"help": "Keep only this many evaluation chats."})
     preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenisation."})
+
+
+@dataclass
+class DpoDataArguments(ChatDataArguments):
+    """Which preference rows to train and evaluate on (JSON lines of {"prompt", "chosen", "rejected"})."""
 
 
 # The paper's optimiser settings (§5.3–5.4) and a budget that fits a 2-core CPU in 10 minutes or more; every one of
@@ -341,7 +352,8 @@ class RunArguments:
     )
 
 #: The training tasks (`scratchformers train TASK`): task → (its script module in scratchformers.examples, the
-#: script's dataclasses before TrainingArguments, the TrainingArguments class name, defaults).
+#: script's dataclasses before TrainingArguments, the TrainingArguments class (a name in transformers, or
+#: "package.Name" elsewhere), defaults).
 TASKS: dict[str, tuple[str, tuple, str, dict]] = {
     "clm": ("run_clm", (ClmModelArguments, ClmDataArguments, RunArguments), "TrainingArguments", {}),
     "mlm": ("run_mlm", (MlmModelArguments, MlmDataTrainingArguments, RunArguments), "TrainingArguments", {}),
@@ -358,6 +370,8 @@ TASKS: dict[str, tuple[str, tuple, str, dict]] = {
         {},
     ),
     "sft": ("run_sft", (SftModelArguments, SftDataArguments, RunArguments), "TrainingArguments", {}),
+    # TRL's DPOConfig: TrainingArguments plus DPO's flags (--beta, --loss_type, --max_length, ...), TRL's defaults
+    "dpo": ("run_dpo", (SftModelArguments, DpoDataArguments, RunArguments), "trl.DPOConfig", {}),
 }
 
 
@@ -366,10 +380,23 @@ def task_parser(task: str, prog: str | None = None) -> Any:
     script. ValueError for an unknown task."""
     if task not in TASKS:
         raise ValueError(f"unknown training task {task!r}; allowed: {', '.join(TASKS)}")
-    import transformers
-
     script, types, training_class, defaults = TASKS[task]
-    return build_parser((*types, getattr(transformers, training_class)), script_description(script), defaults, prog)
+    return build_parser((*types, training_arguments_class(task)), script_description(script), defaults, prog)
+
+
+def training_arguments_class(task: str) -> type:
+    """The TrainingArguments class of ``task`` (``TASKS``), imported. ValueError naming the package to install
+    when it lives in one that is not installed (``train dpo`` needs trl)."""
+    import importlib
+
+    package, _, name = TASKS[task][2].rpartition(".")
+    package = package or "transformers"
+    try:
+        module = importlib.import_module(package)
+    except ImportError:
+        raise ValueError(f"scratchformers train {task} needs {package}: pip install \"scratchformers[{task}]\" "
+                         f"(or pip install {package})") from None
+    return getattr(module, name)
 
 
 def push_parser(prog: str | None = None) -> argparse.ArgumentParser:
@@ -399,24 +426,32 @@ HELP_COLUMNS = 80  # the terminal width the committed help is rendered for
 # Seq2SeqTrainingArguments dataclasses (flags, types, help texts) and the enums their choices come from.
 HELP_SOURCES = ("hf_argparser.py", "training_args.py", "training_args_seq2seq.py", "trainer_utils.py",
                 "debug_utils.py")
+# trl's modules behind the flags of a task whose TrainingArguments class is trl's (`train dpo`: DPOConfig and the
+# base config it extends); compared only for those tasks, so an install without trl still answers the others fast.
+TRL_HELP_SOURCES = ("trainer/dpo_config.py", "trainer/base_config.py")
 
 
 def _transformers_folder() -> Path | None:
     """The installed transformers package folder, found without importing it (None when it is not installed)."""
+    return _package_folder("transformers")
+
+
+def _package_folder(package: str) -> Path | None:
+    """An installed package's folder, found without importing it (None when it is not installed)."""
     import importlib.util
 
     try:
-        spec = importlib.util.find_spec("transformers")
+        spec = importlib.util.find_spec(package)
     except (ImportError, ValueError):
         return None
     locations = list(getattr(spec, "submodule_search_locations", None) or []) if spec is not None else []
     return Path(locations[0]) if locations else None
 
 
-def help_sources_digest(folder: os.PathLike | str | None = None) -> str:
-    """A SHA-256 of the text of transformers' ``HELP_SOURCES`` (in ``folder``, default: the installed package, read
-    without importing it): equal digests give the same ``train TASK --help``. "" when transformers is not installed
-    or a file is missing (then no pre-rendered text matches)."""
+def help_sources_digest(folder: os.PathLike | str | None = None, sources: tuple[str, ...] = HELP_SOURCES) -> str:
+    """A SHA-256 of the text of transformers' ``HELP_SOURCES`` (or other ``sources`` in ``folder``; default: the
+    installed transformers, read without importing it): equal digests give the same ``train TASK --help``. "" when
+    the package is not installed or a file is missing (then no pre-rendered text matches)."""
     import hashlib
 
     folder = Path(folder) if folder is not None else _transformers_folder()
@@ -424,17 +459,22 @@ def help_sources_digest(folder: os.PathLike | str | None = None) -> str:
         return ""
     digest = hashlib.sha256()
     try:
-        for name in HELP_SOURCES:
+        for name in sources:
             digest.update(name.encode() + b"\0" + (folder / name).read_bytes() + b"\0")
     except OSError:
         return ""
     return digest.hexdigest()
 
 
-def help_key() -> dict[str, str]:
+def help_key(task: str | None = None) -> dict[str, str]:
     """What a pre-rendered help text must have been rendered under to be shown on this install: this Python's
-    major.minor (argparse formats help differently across releases) and ``help_sources_digest()``."""
-    return {"python": f"{sys.version_info[0]}.{sys.version_info[1]}", "transformers_help_sources": help_sources_digest()}
+    major.minor (argparse formats help differently across releases) and ``help_sources_digest()``; for a ``task``
+    whose TrainingArguments class is trl's (``TASKS``), also the digest of trl's ``TRL_HELP_SOURCES``."""
+    key = {"python": f"{sys.version_info[0]}.{sys.version_info[1]}", "transformers_help_sources": help_sources_digest()}
+    if task in TASKS and TASKS[task][2].startswith("trl."):
+        folder = _package_folder("trl")
+        key["trl_help_sources"] = help_sources_digest(folder, TRL_HELP_SOURCES) if folder is not None else ""
+    return key
 
 
 def installed_versions() -> dict[str, str]:
@@ -493,7 +533,7 @@ def render_help_files(tasks: Iterable[str], folder: os.PathLike | str | None = N
         path.write_text(text, encoding="utf-8", newline="\n")
     versions = folder / HELP_VERSIONS.name
     record = {"generated_by": "scripts/render_cli_help.py: do not edit; re-render after changing flags or transformers",
-              **help_key(), "rendered_with_transformers": installed_versions()["transformers"], "columns": columns}
+              **{k: v for task in TASKS for k, v in help_key(task).items()}, "rendered_with_transformers": installed_versions()["transformers"], "columns": columns}
     versions.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     return [*texts, versions]
 
@@ -505,8 +545,8 @@ def prerendered_help(command: str, folder: os.PathLike | str | None = None) -> s
     folder = Path(HELP_DIR if folder is None else folder)
     try:
         record = json.loads((folder / HELP_VERSIONS.name).read_text(encoding="utf-8"))
-        key = help_key()
-        if not key["transformers_help_sources"] or any(record.get(k) != v for k, v in key.items()):
+        key = help_key(command.split(" ", 1)[1] if command.startswith("train ") else None)
+        if not all(key.values()) or any(record.get(k) != v for k, v in key.items()):
             return None
         return help_file(command, folder).read_text(encoding="utf-8")
     except (OSError, ValueError):

@@ -22,8 +22,9 @@ Every TrainingArguments flag works (--num_train_epochs, --learning_rate, --eval_
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from datasets import Dataset, DatasetDict
 from transformers import (
@@ -35,6 +36,7 @@ from transformers import (
     TrainingArguments,
 )
 
+from scratchformers_light.arguments import ChatDataArguments
 from scratchformers_light.arguments import SftDataArguments as DataArguments
 from scratchformers_light.arguments import SftModelArguments as ModelArguments
 
@@ -65,14 +67,20 @@ def require_inputs(model_args: ModelArguments, data_args: DataArguments) -> None
     """The flags SFT cannot run without, and LoRA's ranges. ValueError naming the flag."""
     if data_args.train_file is None:
         raise ValueError('--train_file is required: JSON lines with one {"messages": [...]} chat per line')
+    if data_args.max_seq_length < 2:
+        raise ValueError(f"--max_seq_length must be >= 2, got {data_args.max_seq_length}")
+    check_lora_flags(model_args)
+
+
+def check_lora_flags(model_args: ModelArguments) -> None:
+    """LoRA's flags (``train sft`` and ``train dpo``): ranges, --merge_lora only with an adapter, peft installed
+    when one is asked for. ValueError naming the flag."""
     if model_args.lora_r < 0:
         raise ValueError(f"--lora_r must be 0 (full fine-tuning) or a positive rank, got {model_args.lora_r}")
     if not 0 <= model_args.lora_dropout < 1:
         raise ValueError(f"--lora_dropout must be in [0, 1), got {model_args.lora_dropout}")
     if model_args.merge_lora and model_args.lora_r == 0:
         raise ValueError("--merge_lora needs --lora_r > 0 (there is no adapter to merge in full fine-tuning)")
-    if data_args.max_seq_length < 2:
-        raise ValueError(f"--max_seq_length must be >= 2, got {data_args.max_seq_length}")
     if model_args.lora_r > 0:
         import importlib.util
 
@@ -86,17 +94,51 @@ def missing_checkpoint(model_args: ModelArguments) -> None:
                      "train clm` or `scratchformers convert`)")
 
 
-def load_chats(data_args: DataArguments, seed: int) -> DatasetDict:
-    """``train``/``validation`` chats (column ``messages``): validation from --validation_file or held out of
-    --train_file (``common.hold_out``, seeded, so ``training_data.json`` can name it again)."""
-    splits = DatasetDict(train=Dataset.from_dict({"messages": read_chats(data_args.train_file)}))
+def load_splits(data_args: ChatDataArguments, seed: int, read_rows: Callable[[str], list[dict]]) -> DatasetDict:
+    """``train``/``validation`` rows (``read_rows(path)`` reads and checks a file's rows): validation from
+    --validation_file or held out of --train_file (``common.hold_out``, seeded, so ``training_data.json`` can name it
+    again). Shared by ``train sft`` and ``train dpo``."""
+    splits = DatasetDict(train=Dataset.from_list(read_rows(data_args.train_file)))
     if data_args.validation_file:
-        splits["validation"] = Dataset.from_dict({"messages": read_chats(data_args.validation_file)})
+        splits["validation"] = Dataset.from_list(read_rows(data_args.validation_file))
     else:
         splits["train"], splits["validation"] = hold_out(
             splits["train"], data_args.validation_split_percentage, seed, data_args.train_file
         )
     return splits
+
+
+def load_chats(data_args: DataArguments, seed: int) -> DatasetDict:
+    """``train``/``validation`` chats (column ``messages``), ``load_splits`` of ``read_chats``."""
+    return load_splits(data_args, seed, lambda path: [{"messages": chat} for chat in read_chats(path)])
+
+
+def load_chat_model(model_args: ModelArguments, chat_template: bool = True) -> tuple[Any, Any, str, list[int]]:
+    """(tokenizer, model, base, new_token_ids) for fine-tuning ``--model_name_or_path``: a fast tokenizer (ValueError
+    otherwise: offsets are needed), the causal LM, ``base`` its absolute folder (what the adapter config and card
+    name). With ``chat_template`` a tokenizer without one gets ChatML (``ensure_chat_template``: tokens added, the
+    embeddings resized, their ids returned as ``new_token_ids`` for LoRA to train); without, only a pad token."""
+    tokenizer = AutoTokenizer.from_pretrained(model_args.model_name_or_path, trust_remote_code=True)
+    if not tokenizer.is_fast:
+        raise ValueError(f"{model_args.model_name_or_path}'s tokenizer is not a fast tokenizer: the assistant tokens "
+                         "are found with its offsets, which only fast (Rust) tokenizers give")
+    base = str(Path(model_args.model_name_or_path).resolve()) if Path(model_args.model_name_or_path).is_dir() \
+        else model_args.model_name_or_path
+    model = AutoModelForCausalLM.from_pretrained(base, trust_remote_code=True)
+    if not chat_template:
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        return tokenizer, model, base, []
+    if ensure_chat_template(tokenizer, model):
+        print(f"the tokenizer has no chat template: using ChatML ({', '.join(CHATML_TOKENS)} added as special tokens, "
+              f"embeddings resized to {len(tokenizer)}; see scratchformers.sft.CHATML_TEMPLATE)")
+        return tokenizer, model, base, tokenizer.convert_tokens_to_ids(list(CHATML_TOKENS))
+    return tokenizer, model, base, []
+
+
+def lora_targets(model_args: ModelArguments) -> list[str]:
+    """--lora_target_modules as a list of names."""
+    return [t.strip() for t in model_args.lora_target_modules.split(",") if t.strip()]
 
 
 @keeps_earlier_run
@@ -108,19 +150,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     require_inputs(model_args, data_args)
     chats = load_chats(data_args, training_args.seed)
 
-    tokenizer = AutoTokenizer.from_pretrained(model_args.model_name_or_path, trust_remote_code=True)
-    if not tokenizer.is_fast:
-        raise ValueError(f"{model_args.model_name_or_path}'s tokenizer is not a fast tokenizer: the assistant tokens "
-                         "are found with its offsets, which only fast (Rust) tokenizers give")
-    base = str(Path(model_args.model_name_or_path).resolve()) if Path(model_args.model_name_or_path).is_dir() \
-        else model_args.model_name_or_path
-    model = AutoModelForCausalLM.from_pretrained(base, trust_remote_code=True)
-    if ensure_chat_template(tokenizer, model):
-        print(f"the tokenizer has no chat template: using ChatML ({', '.join(CHATML_TOKENS)} added as special tokens, "
-              f"embeddings resized to {len(tokenizer)}; see scratchformers.sft.CHATML_TEMPLATE)")
-        new_tokens = tokenizer.convert_tokens_to_ids(list(CHATML_TOKENS))
-    else:
-        new_tokens = []
+    tokenizer, model, base, new_tokens = load_chat_model(model_args)
     positions = getattr(model.config, "max_position_embeddings", None) or data_args.max_seq_length
     max_length = min(data_args.max_seq_length, positions)
     tokenized = tokenize_chats(chats, tokenizer, max_length, num_proc=data_args.preprocessing_num_workers)
@@ -150,9 +180,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
         print("before training: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
 
     if model_args.lora_r > 0:
-        targets = [t.strip() for t in model_args.lora_target_modules.split(",") if t.strip()]
-        model = lora_model(model, model_args.lora_r, model_args.lora_alpha, model_args.lora_dropout, targets,
-                           trainable_token_ids=new_tokens)
+        model = lora_model(model, model_args.lora_r, model_args.lora_alpha, model_args.lora_dropout,
+                           lora_targets(model_args), trainable_token_ids=new_tokens)
         trainable, total = model.get_nb_trainable_parameters()
         print(f"LoRA r={model_args.lora_r}: training {trainable:,} of {total:,} parameters")
 
@@ -177,7 +206,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
         trainer.log_metrics("eval", evaluated)
         print("after training: " + ", ".join(f"{k} {v:.4f}" for k, v in evaluated.items()))
 
-    save_sft(trainer, tokenizer, model_args, data_args, training_args, metrics, summary, base)
+    save_chat_model(trainer, tokenizer, model_args, data_args, training_args, metrics, summary, base)
     record_training_data(
         training_args.output_dir, task="sft", train_file=data_args.train_file,
         validation_file=data_args.validation_file,
@@ -187,10 +216,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     return metrics
 
 
-def save_sft(trainer: Trainer, tokenizer, model_args: ModelArguments, data_args: DataArguments,
-             training_args: TrainingArguments, metrics: dict, summary: str, base: str) -> None:
-    """Save the fine-tuned model: a full checkpoint (full fine-tuning or --merge_lora, through
-    ``common.save_checkpoint``) or the LoRA adapter with the tokenizer and a card saying how to load it."""
+def save_chat_model(trainer: Trainer, tokenizer, model_args: ModelArguments, data_args: ChatDataArguments,
+                    training_args: TrainingArguments, metrics: dict, summary: str, base: str) -> None:
+    """Save the fine-tuned model (``train sft``, ``train dpo``): a full checkpoint (full fine-tuning or --merge_lora,
+    through ``common.save_checkpoint``) or the LoRA adapter with the tokenizer and a card saying how to load it."""
     out = Path(training_args.output_dir)
     names = [Path(data_args.train_file).stem]
     if model_args.lora_r > 0 and model_args.merge_lora:

@@ -12,6 +12,10 @@ the same interval through `Metric.corpus_score(n_bootstrap=...)`); see sacrebleu
   systems are scored on the same resamples; p is the share of resampled |differences| (centred on their mean) that
   exceed the observed |difference|, with sacrebleu's +1 correction, p = (c + 1) / (n + 1).
 
+``mean_with_confidence`` gives any per-item score (a 0/1 "was this pair ranked right", a per-item difference of two
+systems) the same kind of interval: items resampled with replacement, sacrebleu's ``estimate_ci`` on the resampled
+means.
+
 The resampling seed is sacrebleu's (`SACREBLEU_SEED`, default 12345), so results are reproducible.
 One correction: for two systems with the *same* score sacrebleu's formula gives p = 1/(n+1) (no resampled
 difference is larger than zero — a "significant" tie); a difference of zero is recorded as p = 1.0 instead.
@@ -19,10 +23,12 @@ difference is larger than zero — a "significant" tie); a difference of zero is
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
+import numpy as np
 from sacrebleu.metrics import BLEU, CHRF
-from sacrebleu.significance import PairedTest
+from sacrebleu.significance import PairedTest, estimate_ci
 
 SIGNIFICANCE_LEVEL = 0.05
 DEFAULT_SAMPLES = 1000
@@ -88,3 +94,26 @@ def paired_bootstrap_test(
         out[key] = {"baseline": float(base.score), "system": float(sys.score), "delta": delta,
                     "p_value": p_value, "significant": p_value < SIGNIFICANCE_LEVEL}
     return out
+
+
+def mean_with_confidence(values: Sequence[float], n_samples: int = DEFAULT_SAMPLES) -> dict[str, float]:
+    """The mean of per-item ``values`` (e.g. 1.0/0.0 for right/wrong: an accuracy) with a 95 % bootstrap interval.
+
+    The items are resampled with replacement ``n_samples`` times (numpy's generator seeded as sacrebleu seeds its
+    own, ``$SACREBLEU_SEED``, default 12345) and sacrebleu's ``estimate_ci`` (Koehn 2004) gives the mean μ of the
+    resampled means and the half-width ci of their 2.5–97.5 percentile range. Returns ``{"score", "mean", "ci",
+    "low", "high"}`` like ``scores_with_confidence`` (``score`` = the plain mean; low/high = μ ∓ ci, clipped to the
+    range of ``values``, which no resampled mean leaves: an accuracy near 1 gets no bound above 1).
+    Raises ValueError for no values or fewer than 2 resamples.
+    """
+    if len(values) == 0:
+        raise ValueError("cannot compute a mean of no values")
+    if n_samples < 2:
+        raise ValueError(f"n_samples must be >= 2 bootstrap resamples, got {n_samples}")
+    seed = os.environ.get("SACREBLEU_SEED", "12345")
+    rng = np.random.default_rng(None if seed.lower() == "none" else int(seed))
+    array = np.asarray(values, dtype=np.float64)
+    means = array[rng.choice(len(array), size=(n_samples, len(array)), replace=True)].mean(axis=1)
+    mean, ci = estimate_ci(means)
+    return {"score": float(array.mean()), "mean": float(mean), "ci": float(ci),
+            "low": float(max(array.min(), mean - ci)), "high": float(min(array.max(), mean + ci))}
