@@ -230,6 +230,22 @@ LANGUAGE_PROMPT = "Which language is this sentence in? {text}"
 INSTRUCTION_SPLITS = ("train", "validation", "test")
 
 
+def split_limits(limits: Mapping[str, int] | None, name: str) -> dict[str, int]:
+    """``limits`` (rows per split, by split name) as a dict; ValueError naming ``name`` (the argument) when a key is
+    not one of ``INSTRUCTION_SPLITS``."""
+    limits = dict(limits or {})
+    unknown = set(limits) - set(INSTRUCTION_SPLITS)
+    if unknown:
+        raise ValueError(f"{name} has unknown splits {sorted(unknown)}; allowed: {', '.join(INSTRUCTION_SPLITS)}")
+    return limits
+
+
+def en_de_pairs(root: Path, split: str) -> list[dict[str, str]]:
+    """The ``{"en", "de"}`` pairs of the shipped en-de ``split`` under the data folder ``root``, in file order."""
+    return [json.loads(line)["translation"] for line in
+            (root / "translation" / "en-de" / f"{split}.jsonl").read_text(encoding="utf-8").splitlines() if line]
+
+
 def instruction_chats(data_dir: str | os.PathLike | None = None, seed: int = 0,
                       max_per_task: Mapping[str, int] | None = None) -> dict[str, list[dict[str, Any]]]:
     """A small real instruction set from the shipped corpora, as ``{"messages": [user, assistant]}`` rows per split.
@@ -241,15 +257,11 @@ def instruction_chats(data_dir: str | os.PathLike | None = None, seed: int = 0,
     two tasks shuffled together with ``seed``. Deterministic for a given ``seed``. Returns ``{split: rows}``.
     """
     root = resolve_data_dir(data_dir)
-    limits = dict(max_per_task or {})
-    unknown = set(limits) - set(INSTRUCTION_SPLITS)
-    if unknown:
-        raise ValueError(f"max_per_task has unknown splits {sorted(unknown)}; allowed: {', '.join(INSTRUCTION_SPLITS)}")
+    limits = split_limits(max_per_task, "max_per_task")
     rng = random.Random(seed)
     out = {}
     for split in INSTRUCTION_SPLITS:
-        pairs = [json.loads(line)["translation"] for line in
-                 (root / "translation" / "en-de" / f"{split}.jsonl").read_text(encoding="utf-8").splitlines() if line]
+        pairs = en_de_pairs(root, split)
         with (root / "classification" / f"{split}.csv").open(encoding="utf-8", newline="") as fh:
             labelled = list(csv.DictReader(fh))
         missing = sorted({row["label"] for row in labelled} - set(LANGUAGE_NAMES))
@@ -271,10 +283,16 @@ def build_instruction_set(output_dir: str | os.PathLike, data_dir: str | os.Path
                           max_per_task: Mapping[str, int] | None = None) -> dict[str, Path]:
     """Write ``instruction_chats(...)`` to ``output_dir/{train,validation,test}.jsonl`` (messages format, one chat a
     line, UTF-8) for ``scratchformers train sft``. Returns ``{split: path}``."""
+    return write_json_lines(output_dir, instruction_chats(data_dir, seed, max_per_task))
+
+
+def write_json_lines(output_dir: str | os.PathLike, splits: Mapping[str, list[dict[str, Any]]]) -> dict[str, Path]:
+    """Write each split's rows to ``output_dir/<split>.jsonl`` (one JSON object a line, UTF-8, non-ASCII kept),
+    creating the folder. Returns ``{split: path}``."""
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {}
-    for split, rows in instruction_chats(data_dir, seed, max_per_task).items():
+    for split, rows in splits.items():
         paths[split] = out / f"{split}.jsonl"
         paths[split].write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
     return paths
@@ -313,15 +331,11 @@ def preference_pairs(data_dir: str | os.PathLike | None = None, seed: int = 0,
     row also carrying ``corruption`` (one of ``PREFERENCE_CORRUPTIONS``). ValueError for an unknown split name.
     """
     root = resolve_data_dir(data_dir)
-    limits = dict(max_per_split or {})
-    unknown = set(limits) - set(INSTRUCTION_SPLITS)
-    if unknown:
-        raise ValueError(f"max_per_split has unknown splits {sorted(unknown)}; allowed: {', '.join(INSTRUCTION_SPLITS)}")
+    limits = split_limits(max_per_split, "max_per_split")
     rng = random.Random(seed)
     out = {}
     for split in INSTRUCTION_SPLITS:
-        pairs = [json.loads(line)["translation"] for line in
-                 (root / "translation" / "en-de" / f"{split}.jsonl").read_text(encoding="utf-8").splitlines() if line]
+        pairs = en_de_pairs(root, split)
         rng.shuffle(pairs)
         pairs = pairs[: limits.get(split)]
         rows = []
@@ -352,10 +366,4 @@ def build_preference_set(output_dir: str | os.PathLike, data_dir: str | os.PathL
                          ) -> dict[str, Path]:
     """Write ``preference_pairs(...)`` to ``output_dir/{train,validation,test}.jsonl`` (one row a line, UTF-8) for
     ``scratchformers train dpo``. Returns ``{split: path}``."""
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {}
-    for split, rows in preference_pairs(data_dir, seed, max_per_split, conversational).items():
-        paths[split] = out / f"{split}.jsonl"
-        paths[split].write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
-    return paths
+    return write_json_lines(output_dir, preference_pairs(data_dir, seed, max_per_split, conversational))
