@@ -187,6 +187,7 @@ def test_train_dpo_full_fine_tuning_on_plain_rows_saves_a_checkpoint(tmp_path, c
     ("row", "message"),
     [
         ({"prompt": "a", "chosen": "b"}, "lacks 'rejected'"),
+        ({"messages": [{"role": "user", "content": "a"}]}, "`train sft`'s format"),
         ({"prompt": "a", "chosen": "b", "rejected": [{"role": "assistant", "content": "c"}]}, "all strings or all"),
         ({"prompt": [{"role": "user", "content": "a"}], "chosen": [{"role": "bot", "content": "b"}],
           "rejected": [{"role": "assistant", "content": "c"}]}, "role 'bot'"),

@@ -37,7 +37,9 @@ def check_preference(row: Mapping[str, Any], where: str) -> dict[str, Any]:
     ``sft.check_chat``). ``where`` names the row in errors. Raises ValueError naming the missing or bad column."""
     missing = [c for c in PREFERENCE_COLUMNS if c not in row]
     if missing:
-        raise ValueError(f"{where} lacks {', '.join(repr(c) for c in missing)}; each line must be {PREFERENCE_ROW}")
+        hint = " (a {\"messages\": [...]} chat is `train sft`'s format)" if "messages" in row else ""
+        raise ValueError(f"{where} lacks {', '.join(repr(c) for c in missing)}; each line must be {PREFERENCE_ROW}"
+                         f"{hint}")
     values = [row[c] for c in PREFERENCE_COLUMNS]
     if all(isinstance(v, str) for v in values):
         return {c: row[c] for c in PREFERENCE_COLUMNS}
