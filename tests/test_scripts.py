@@ -53,7 +53,7 @@ def test_script_file_runs_as_a_program():
     assert "usage:" in done.stdout
 
 
-@pytest.mark.parametrize("script", ["run_classification.py", "run_sft.py", "push_to_hub.py"])
+@pytest.mark.parametrize("script", ["run_classification.py", "run_sft.py", "run_dpo.py", "push_to_hub.py"])
 def test_script_wrappers_call_the_package_main(script, monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", [script, "--help"])
     with pytest.raises(SystemExit) as exit_:

@@ -540,8 +540,9 @@ def render_help_files(tasks: Iterable[str], folder: os.PathLike | str | None = N
 
 def prerendered_help(command: str, folder: os.PathLike | str | None = None) -> str | None:
     """The committed help text of ``command`` (e.g. ``"train clm"``), or None when there is none for it or it was
-    rendered under another ``help_key()`` — another Python major.minor, or transformers sources that give other
-    flags (then the live parser must answer). The transformers version number itself is not compared."""
+    rendered under another ``help_key(task)`` — another Python major.minor, or transformers sources (for ``train
+    dpo`` also trl sources) that give other flags (then the live parser must answer). Version numbers are not
+    compared."""
     folder = Path(HELP_DIR if folder is None else folder)
     try:
         record = json.loads((folder / HELP_VERSIONS.name).read_text(encoding="utf-8"))
