@@ -168,6 +168,8 @@ def test_train_dpo_with_lora_on_chat_rows_saves_an_adapter_that_loads(tmp_path, 
     assert torch.isfinite(model(tokens).logits).all()
     capsys.readouterr()
     assert main(["push", str(out), "--check"]) == 0
+    assert main(["evaluate", str(out)]) == 2  # (no scorer of preference rows: one error line pointing to the metrics)
+    assert "all_results.json" in capsys.readouterr().err
 
 
 def test_train_dpo_full_fine_tuning_on_plain_rows_saves_a_checkpoint(tmp_path, checkpoint):

@@ -165,6 +165,9 @@ def training_validation_data(checkpoint: str | os.PathLike) -> tuple[Any, str, d
             f"{checkpoint} does not record the data it was trained on (no {TRAINING_DATA}); pass --file with the "
             "data to score"
         )
+    if record.get("task") == "dpo":  # (preference rows, not text or chats: nothing here scores them yet)
+        raise ValueError(f"{checkpoint} was preference-tuned (train dpo): its validation preference accuracies are in "
+                         "all_results.json; pass --file with chats (.jsonl) or text to score it on those")
     if record.get("validation_file"):
         return record["validation_file"], record["validation_file"], record
     train_file, percentage, seed = record["train_file"], record["validation_split_percentage"], record["seed"]
