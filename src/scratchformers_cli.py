@@ -210,6 +210,15 @@ def _print_light_help(argv: list[str]) -> bool:
     return False
 
 
+def _user_error(err: Exception, debug: bool) -> int:
+    """A user's mistake as one ``error:`` line on stderr and exit status 2 (re-raised with ``--debug``)."""
+    if debug:
+        raise err
+    message = " ".join(str(err).split()) or type(err).__name__
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `scratchformers` command; returns the exit status (2 for a user mistake)."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -217,7 +226,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = [a for a in argv if a != "--debug"]
     parser = build_parser()
     command = argv[0] if argv else None
-    if command and _light_help(argv):
+    try:
+        helped = bool(command) and _light_help(argv)
+    except USER_ERRORS as err:  # e.g. `train dpo --help` without trl, whose flags it is
+        return _user_error(err, debug)
+    if helped:
         raise SystemExit(0)  # as argparse's own --help does
     if command == "train":
         if len(argv) == 1 or argv[1] in ("-h", "--help"):
@@ -237,11 +250,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run(args)
     except USER_ERRORS as err:
-        if debug:
-            raise
-        message = " ".join(str(err).split()) or type(err).__name__
-        print(f"error: {message}", file=sys.stderr)
-        return 2
+        return _user_error(err, debug)
     except KeyboardInterrupt:  # Ctrl-C: one line, and the shell's status for SIGINT (128 + 2), not a traceback
         if debug:
             raise

@@ -219,3 +219,13 @@ def test_a_missing_file_and_missing_flags_are_one_error_line(tmp_path, checkpoin
     assert main(["train", "dpo", "--train_file", str(train), "--model_name_or_path", str(checkpoint), "--merge_lora",
                  "--output_dir", str(tmp_path / "o"), *FAST]) == 2
     assert "--merge_lora needs --lora_r" in capsys.readouterr().err
+
+
+def test_train_dpo_without_trl_is_one_error_line_naming_the_extra(monkeypatch, capsys):
+    """Without trl (simulated: a None entry in sys.modules makes its import fail and hides its sources) `train dpo
+    --help` names the extra to install instead of a traceback."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "trl", None)
+    assert main(["train", "dpo", "--help"]) == 2
+    assert 'pip install "scratchformers[dpo]"' in capsys.readouterr().err.strip().splitlines()[-1]
