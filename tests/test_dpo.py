@@ -75,8 +75,8 @@ def assert_same_logs(theirs: list[dict], ours: list[dict]) -> None:
     """Equal up to float32 rounding: our fused q/k/v and gate/up projections and theirs separate sum the same
     products in another order (~1e-7 relative per op), so the summed log-probs (~-180 over ~50 tokens) differ by
     ~1e-5 absolute and rewards, β·differences of them, by ~1e-6; three optimizer steps keep that size. The tolerance
-    is ten times what was seen. rewards/accuracies is a share of pairs: equal exactly (no margin here is within 1e-4
-    of zero)."""
+    is ten times what was seen. rewards/accuracies is a share of pairs: equal exactly here (a pair would flip only if
+    its reward margin lay within that ~1e-6 rounding difference of zero)."""
     assert len(theirs) == len(ours) == 3
     for step, (a, b) in enumerate(zip(theirs, ours)):
         for key in COMPARED:
