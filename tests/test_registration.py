@@ -58,3 +58,13 @@ def test_forward_signatures_are_frozen_and_true_for_every_class():
             assert frozen == inspect.signature(forward), name
         finally:
             forward.__signature__ = frozen
+
+
+def test_a_recurrent_checkpoint_carries_only_the_recurrent_code(tmp_path):
+    """A remote-code checkpoint carries its modeling module and every module that imports relatively (transformers'
+    `get_relative_import_files`): the recurrent family needs none of the Transformer blocks, so at most 10 modules."""
+    model = AutoModel.from_config(ScratchRNNConfig(**TINY[ScratchRNNConfig]))
+    model.save_pretrained(tmp_path)
+    carried = {path.name for path in tmp_path.glob("*.py")}
+    assert len(carried) <= 10, sorted(carried)
+    assert not carried & {"layers.py", "attention.py", "embeddings.py", "cache.py"}, sorted(carried)

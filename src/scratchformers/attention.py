@@ -14,6 +14,7 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 from .compat import is_paged_cache, write_paged_cache
 from .embeddings import apply_rotary_position_embedding
+from .masks import is_external_attention
 
 
 def repeat_kv(x: torch.Tensor, groups: int) -> torch.Tensor:
@@ -56,20 +57,6 @@ def scaled_dot_product_attention(
     weights = F.dropout(weights, p=dropout, training=module.training)
     output = torch.matmul(weights.view(B, H_kv, groups * T, S), value)  # (B, H_kv, g·T, S) x (B, H_kv, S, D)
     return output.view(B, H, T, D).transpose(1, 2), weights  # (B, H, T, D) -> (B, T, H, D)
-
-
-def is_external_attention(attn_implementation: str | None) -> bool:
-    """Was this attention implementation registered by someone else — vLLM's "vllm", SGLang's "sglang", a user's own
-    `AttentionInterface.register(name, fn)` — rather than being one whose inputs our stack prepares (eager, sdpa, the
-    flash kernels and anything named "flash…", flex, a Hub kernel "org/name", continuous batching's "paged|…")?
-
-    Such a backend brings its own KV cache and masking: it gets every keyword argument `forward()` was given, passed
-    down to it unchanged (vLLM: `attention_instances`; SGLang: `forward_batch`), as the vLLM/SGLang "transformers
-    backend" contract asks (vLLM docs, "Writing custom models": kwargs passed down to the attention, which is called
-    through `ALL_ATTENTION_FUNCTIONS`)."""
-    if attn_implementation is None or attn_implementation in ("eager", "sdpa", "flex_attention"):
-        return False
-    return not (attn_implementation.startswith(("flash", "paged|")) or "/" in attn_implementation)
 
 
 def attention_function(attn_implementation: str | None, output_attentions: bool = False):

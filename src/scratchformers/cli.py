@@ -54,7 +54,7 @@ def _config(checkpoint: str) -> dict:
 
 
 # What a checkpoint's model does, by transformers' own tables of the classes each Auto class loads (our registered
-# classes are added to them when scratchformers is imported: hf_tables.add_to_name_tables).
+# classes are added to them when scratchformers is imported: pretrained.add_to_name_tables).
 _KIND_TABLES = (("causal-lm", "MODEL_FOR_CAUSAL_LM_MAPPING_NAMES", "AutoModelForCausalLM"),
                 ("masked-lm", "MODEL_FOR_MASKED_LM_MAPPING_NAMES", "AutoModelForMaskedLM"),
                 ("sequence-classification", "MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES",

@@ -15,7 +15,7 @@ from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPastAndCrossAttentions
 
-from .attention import MultiHeadAttention, is_external_attention
+from .attention import MultiHeadAttention
 from .cache import GrowingCache
 from .checks import (
     check_attention_mask,
@@ -27,7 +27,7 @@ from .checks import (
 )
 from .compat import cache_field, is_paged_cache
 from .embeddings import Embeddings, RotaryPositionEmbedding
-from .masks import additive_mask, attention_inputs, positions_from_attention_mask
+from .masks import additive_mask, attention_inputs, is_external_attention, positions_from_attention_mask
 
 
 def gelu_new(x: torch.Tensor) -> torch.Tensor:

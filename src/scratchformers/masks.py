@@ -203,3 +203,17 @@ def attention_inputs(
     mask = attention_mask_for(attention_mask, query_length, key_length, causal, dtype, device, past, sequence_ids,
                               window if window_bites else None, key_offset)
     return mask, {}
+
+
+def is_external_attention(attn_implementation: str | None) -> bool:
+    """Was this attention implementation registered by someone else — vLLM's "vllm", SGLang's "sglang", a user's own
+    `AttentionInterface.register(name, fn)` — rather than being one whose inputs our stack prepares (eager, sdpa, the
+    flash kernels and anything named "flash…", flex, a Hub kernel "org/name", continuous batching's "paged|…")?
+
+    Such a backend brings its own KV cache and masking: it gets every keyword argument `forward()` was given, passed
+    down to it unchanged (vLLM: `attention_instances`; SGLang: `forward_batch`), as the vLLM/SGLang "transformers
+    backend" contract asks (vLLM docs, "Writing custom models": kwargs passed down to the attention, which is called
+    through `ALL_ATTENTION_FUNCTIONS`)."""
+    if attn_implementation is None or attn_implementation in ("eager", "sdpa", "flex_attention"):
+        return False
+    return not (attn_implementation.startswith(("flash", "paged|")) or "/" in attn_implementation)
