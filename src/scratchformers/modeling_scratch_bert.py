@@ -91,24 +91,7 @@ class ScratchBertLMHead(nn.Module):
         return self.decoder(self.norm(self.act(self.dense(hidden_states))))  # (B, T, C) -> (B, T, V)
 
 
-class ScratchBertWithHead(ScratchBertPreTrainedModel):
-    """The base of every BERT head: the body (with the pooler only for a head that reads it) and, for the fine-tuning
-    heads, dropout and a linear layer C → `num_outputs`. A head's forward runs the body on its own arguments
-    (`_run_body`) and carries the body's hidden states and attentions into its output."""
-
-    add_pooling_layer = False
-
-    def __init__(self, config: ScratchBertConfig, num_outputs: int | None = None):
-        super().__init__(config)
-        self.num_labels = config.num_labels
-        self.model = ScratchBertModel(config, add_pooling_layer=self.add_pooling_layer)
-        if num_outputs is not None:
-            p = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
-            self.dropout = nn.Dropout(p)
-            self.classifier = nn.Linear(config.hidden_size, num_outputs)
-
-
-class ScratchBertForMaskedLM(ScratchBertWithHead):
+class ScratchBertForMaskedLM(ScratchBertPreTrainedModel):
     """BERT with the MLM head. loss = cross-entropy over the masked positions only (labels are −100 elsewhere, as
     `DataCollatorForLanguageModeling(mlm=True)` makes them)."""
 
@@ -116,6 +99,7 @@ class ScratchBertForMaskedLM(ScratchBertWithHead):
 
     def __init__(self, config: ScratchBertConfig):
         super().__init__(config)
+        self.model = ScratchBertModel(config, add_pooling_layer=False)
         self.lm_head = ScratchBertLMHead(config)
         self.post_init()
 
@@ -138,6 +122,24 @@ class ScratchBertForMaskedLM(ScratchBertWithHead):
         return self._output(carry_output(MaskedLMOutput, out, loss=loss, logits=logits), return_dict)
 
 
+class ScratchBertWithHead(ScratchBertPreTrainedModel):
+    """The base of BERT's fine-tuning heads: the body (with the pooler only for a head that reads it), dropout and a
+    linear layer C → `num_outputs` (None: `config.num_labels`). A head's forward runs the body on its own arguments
+    (`_run_body`) and carries the body's hidden states and attentions into its output."""
+
+    add_pooling_layer = False
+    num_outputs: int | None = None
+
+    def __init__(self, config: ScratchBertConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.model = ScratchBertModel(config, add_pooling_layer=self.add_pooling_layer)
+        p = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+        self.dropout = nn.Dropout(p)
+        self.classifier = nn.Linear(config.hidden_size, self.num_outputs or config.num_labels)
+        self.post_init()
+
+
 class ScratchBertForSequenceClassification(ScratchBertWithHead):
     """Classification / regression from the pooled [CLS] vector: logits = W·dropout(pooler(h_[CLS])) + b (§4.1).
 
@@ -147,10 +149,6 @@ class ScratchBertForSequenceClassification(ScratchBertWithHead):
 
     add_pooling_layer = True
     accepts_loss_kwargs = False  # the loss is a per-example mean: the Trainer divides by accumulation steps
-
-    def __init__(self, config: ScratchBertConfig):
-        super().__init__(config, config.num_labels)
-        self.post_init()
 
     def forward(self, input_ids: torch.LongTensor | None = None, attention_mask: torch.Tensor | None = None,
                 token_type_ids: torch.LongTensor | None = None, position_ids: torch.LongTensor | None = None,
@@ -165,10 +163,6 @@ class ScratchBertForSequenceClassification(ScratchBertWithHead):
 
 class ScratchBertForTokenClassification(ScratchBertWithHead):
     """Tagging (NER, POS): one label per token, logits = W·dropout(h_t) + b; loss = cross-entropy, −100 ignored."""
-
-    def __init__(self, config: ScratchBertConfig):
-        super().__init__(config, config.num_labels)
-        self.post_init()
 
     def forward(self, input_ids: torch.LongTensor | None = None, attention_mask: torch.Tensor | None = None,
                 token_type_ids: torch.LongTensor | None = None, position_ids: torch.LongTensor | None = None,
@@ -188,11 +182,8 @@ class ScratchBertForQuestionAnswering(ScratchBertWithHead):
     """Extractive QA: "a start vector S and an end vector E"; P(start = i) = softmax_i(S·h_i), likewise the end
     (§4.2). Returns start/end logits (B, T); `scratchformers.qa.answer_spans` turns them into answer text."""
 
+    num_outputs = 2  # [S·h_t, E·h_t]
     accepts_loss_kwargs = False  # the loss is a per-example mean: the Trainer divides by accumulation steps
-
-    def __init__(self, config: ScratchBertConfig):
-        super().__init__(config, 2)
-        self.post_init()
 
     def forward(self, input_ids: torch.LongTensor | None = None, attention_mask: torch.Tensor | None = None,
                 token_type_ids: torch.LongTensor | None = None, position_ids: torch.LongTensor | None = None,

@@ -48,19 +48,11 @@ class ScratchGPTModel(ScratchGPTPreTrainedModel):
         self.decoder.embeddings.tokens = value
 
     @takes_old_cache_name
-    def forward(
-        self,
-        input_ids: torch.LongTensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        position_ids: torch.LongTensor | None = None,
-        cache: Cache | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        use_cache: bool | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-        **kwargs,
-    ) -> BaseModelOutputWithPast | tuple:
+    def forward(self, input_ids: torch.LongTensor | None = None, attention_mask: torch.Tensor | None = None,
+                position_ids: torch.LongTensor | None = None, cache: Cache | None = None,
+                inputs_embeds: torch.Tensor | None = None, use_cache: bool | None = None,
+                output_attentions: bool | None = None, output_hidden_states: bool | None = None,
+                return_dict: bool | None = None, **kwargs) -> BaseModelOutputWithPast | tuple:
         """`kwargs`: transformers' pass-through arguments. With continuous batching's paged `cache` (its batcher's
         `read_index`, `write_index`, `cu_seq_lens_k`, … and ready-made masks) or an inference server's attention
         (vLLM's `attention_instances`) they go on down to every attention call (`_attention_backend_kwargs`)."""
@@ -83,21 +75,12 @@ class ScratchGPTForCausalLM(ScratchGPTPreTrainedModel, GenerationMixin):
         self.post_init()
 
     @takes_old_cache_name
-    def forward(
-        self,
-        input_ids: torch.LongTensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        position_ids: torch.LongTensor | None = None,
-        cache: Cache | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        labels: torch.LongTensor | None = None,
-        use_cache: bool | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-        logits_to_keep: int | torch.Tensor = 0,
-        **kwargs,
-    ) -> CausalLMOutputWithPast | tuple:
+    def forward(self, input_ids: torch.LongTensor | None = None, attention_mask: torch.Tensor | None = None,
+                position_ids: torch.LongTensor | None = None, cache: Cache | None = None,
+                inputs_embeds: torch.Tensor | None = None, labels: torch.LongTensor | None = None,
+                use_cache: bool | None = None, output_attentions: bool | None = None,
+                output_hidden_states: bool | None = None, return_dict: bool | None = None,
+                logits_to_keep: int | torch.Tensor = 0, **kwargs) -> CausalLMOutputWithPast | tuple:
         """`labels` (B, T) are the tokens themselves: position t is scored against labels[t+1]. `shift_labels=` (B, T)
         are targets already shifted (position t against shift_labels[t], −100 ignored), as the Trainer passes them
         under context parallelism (each rank holds a slice of the sequence, so the shift cannot happen here) and
@@ -160,18 +143,11 @@ class ScratchGPTForSequenceClassification(ScratchGPTPreTrainedModel):
         self.score = nn.Linear(config.hidden_size, config.num_labels, bias=False)
         self.post_init()
 
-    def forward(
-        self,
-        input_ids: torch.LongTensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        position_ids: torch.LongTensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-        **kwargs,
-    ) -> SequenceClassifierOutputWithPast | tuple:
+    def forward(self, input_ids: torch.LongTensor | None = None, attention_mask: torch.Tensor | None = None,
+                position_ids: torch.LongTensor | None = None, inputs_embeds: torch.Tensor | None = None,
+                labels: torch.Tensor | None = None, output_attentions: bool | None = None,
+                output_hidden_states: bool | None = None, return_dict: bool | None = None,
+                **kwargs) -> SequenceClassifierOutputWithPast | tuple:
         out = self._run_body(locals(), use_cache=False)
         logits = self.score(out.last_hidden_state)  # (B, T, num_labels)
         last = last_token_index(input_ids if input_ids is not None else inputs_embeds[..., 0], attention_mask,

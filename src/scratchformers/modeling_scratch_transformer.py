@@ -72,16 +72,10 @@ class ScratchTransformerEncoder(TransformerStack):
     def __init__(self, config: ScratchTransformerConfig, embeddings: Embeddings):
         super().__init__(config, config.encoder_layers, causal=False, embeddings=embeddings)
 
-    def forward(
-        self,
-        input_ids: torch.LongTensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-        **kwargs,
-    ) -> BaseModelOutput | tuple:
+    def forward(self, input_ids: torch.LongTensor | None = None, attention_mask: torch.Tensor | None = None,
+                inputs_embeds: torch.Tensor | None = None, output_attentions: bool | None = None,
+                output_hidden_states: bool | None = None, return_dict: bool | None = None,
+                **kwargs) -> BaseModelOutput | tuple:
         out = super().forward(
             input_ids=input_ids,
             attention_mask=attention_mask,

@@ -72,22 +72,13 @@ class ScratchSeq2SeqModel(ScratchPreTrainedBase):
         raise NotImplementedError
 
     @takes_old_cache_name
-    def forward(
-        self,
-        input_ids: torch.LongTensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        decoder_input_ids: torch.LongTensor | None = None,
-        decoder_attention_mask: torch.Tensor | None = None,
-        encoder_outputs: BaseModelOutput | tuple | None = None,
-        cache: Cache | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        decoder_inputs_embeds: torch.Tensor | None = None,
-        use_cache: bool | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-        **kwargs,
-    ) -> Seq2SeqModelOutput | tuple:
+    def forward(self, input_ids: torch.LongTensor | None = None, attention_mask: torch.Tensor | None = None,
+                decoder_input_ids: torch.LongTensor | None = None, decoder_attention_mask: torch.Tensor | None = None,
+                encoder_outputs: BaseModelOutput | tuple | None = None, cache: Cache | None = None,
+                inputs_embeds: torch.Tensor | None = None, decoder_inputs_embeds: torch.Tensor | None = None,
+                use_cache: bool | None = None, output_attentions: bool | None = None,
+                output_hidden_states: bool | None = None, return_dict: bool | None = None,
+                **kwargs) -> Seq2SeqModelOutput | tuple:
         """Source (B, S) → z (B, S, C); target prefix (B, T) → decoder states (B, T, C), with the cache `generate()`
         carries. A tuple `encoder_outputs` (from `return_dict=False`) is read as the encoder's output class."""
         self._check_kwargs(kwargs)
@@ -127,23 +118,13 @@ class ScratchSeq2SeqLM(ScratchPreTrainedBase, TeacherForcingMixin, GenerationMix
         return self.lm_head(hidden_states)
 
     @takes_old_cache_name
-    def forward(
-        self,
-        input_ids: torch.LongTensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        decoder_input_ids: torch.LongTensor | None = None,
-        decoder_attention_mask: torch.Tensor | None = None,
-        encoder_outputs: BaseModelOutput | tuple | None = None,
-        cache: Cache | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        decoder_inputs_embeds: torch.Tensor | None = None,
-        labels: torch.LongTensor | None = None,
-        use_cache: bool | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-        **kwargs,
-    ) -> Seq2SeqLMOutput | tuple:
+    def forward(self, input_ids: torch.LongTensor | None = None, attention_mask: torch.Tensor | None = None,
+                decoder_input_ids: torch.LongTensor | None = None, decoder_attention_mask: torch.Tensor | None = None,
+                encoder_outputs: BaseModelOutput | tuple | None = None, cache: Cache | None = None,
+                inputs_embeds: torch.Tensor | None = None, decoder_inputs_embeds: torch.Tensor | None = None,
+                labels: torch.LongTensor | None = None, use_cache: bool | None = None,
+                output_attentions: bool | None = None, output_hidden_states: bool | None = None,
+                return_dict: bool | None = None, **kwargs) -> Seq2SeqLMOutput | tuple:
         if labels is not None:
             use_cache = False  # BART: "The `use_cache` argument is changed to `False` since `labels` is provided."
             if decoder_input_ids is None and decoder_inputs_embeds is None:
