@@ -14,7 +14,7 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 from .compat import is_paged_cache, write_paged_cache
 from .embeddings import apply_rotary_position_embedding
-from .masks import is_external_attention
+from .masks import attention_backend
 
 
 def repeat_kv(x: torch.Tensor, groups: int) -> torch.Tensor:
@@ -60,16 +60,14 @@ def scaled_dot_product_attention(
 
 
 def attention_function(attn_implementation: str | None, output_attentions: bool = False):
-    """The attention backend for `config._attn_implementation`: ours for "eager" (and whenever weights are wanted from
-    sdpa or flash, which return none); every other one from transformers' attention interface, side by side with ours
-    — sdpa, flash, continuous batching's paged functions ("paged|eager": transformers' `eager_paged_attention_forward`,
-    which reads the paged cache's keys and values), or an inference server's own ("vllm", "sglang")."""
-    if attn_implementation in (None, "eager"):
+    """The attention function `masks.attention_backend` chose: ours for "eager"; every other one from transformers'
+    attention interface, side by side with ours — sdpa, flash, continuous batching's paged functions ("paged|eager":
+    transformers' `eager_paged_attention_forward`, which reads the paged cache's keys and values), or an inference
+    server's own ("vllm", "sglang")."""
+    backend = attention_backend(attn_implementation, output_attentions)
+    if backend == "eager":
         return scaled_dot_product_attention
-    paged = attn_implementation.startswith("paged|")
-    if output_attentions and not paged and not is_external_attention(attn_implementation):
-        return scaled_dot_product_attention
-    return ALL_ATTENTION_FUNCTIONS.get_interface(attn_implementation, scaled_dot_product_attention)
+    return ALL_ATTENTION_FUNCTIONS.get_interface(backend, scaled_dot_product_attention)
 
 
 def split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
