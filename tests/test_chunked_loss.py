@@ -16,17 +16,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import TINY
+from families import FAMILIES
 from transformers import DataCollatorWithFlattening, Trainer, TrainingArguments
 
 from scratchformers import (
-    ScratchBertConfig,
-    ScratchBertForMaskedLM,
     ScratchGPTConfig,
     ScratchGPTForCausalLM,
-    ScratchRNNConfig,
-    ScratchRNNForConditionalGeneration,
-    ScratchTransformerConfig,
-    ScratchTransformerForConditionalGeneration,
     losses,
 )
 from scratchformers.losses import chunked_cross_entropy, next_token_labels, token_cross_entropy, wants_chunked_loss
@@ -34,12 +29,6 @@ from scratchformers.losses import chunked_cross_entropy, next_token_labels, toke
 CLOSE = dict(atol=1e-6, rtol=1e-5)
 CHUNK_ROWS = 7  # rows per chunk in these tests: several chunks, the last one short
 V = TINY["vocab_size"]
-FAMILIES = {
-    "gpt": (ScratchGPTConfig, ScratchGPTForCausalLM),
-    "bert": (ScratchBertConfig, ScratchBertForMaskedLM),
-    "transformer": (ScratchTransformerConfig, ScratchTransformerForConditionalGeneration),
-    "rnn": (ScratchRNNConfig, ScratchRNNForConditionalGeneration),
-}
 
 
 @pytest.fixture
@@ -50,15 +39,9 @@ def small_chunks(monkeypatch):
 
 def model_for(family: str, tied: bool = True, **overrides):
     """A tiny model of `family` in train mode (dropout off), weights moved off their init, a non-zero output bias."""
-    config_class, model_class = FAMILIES[family]
-    if family == "rnn":
-        keep = ("vocab_size", "pad_token_id", "bos_token_id", "eos_token_id")
-        config = config_class(**{k: TINY[k] for k in keep}, hidden_size=16, num_hidden_layers=1, dropout=0.0,
-                              attention="bahdanau", tie_word_embeddings=tied)
-    else:
-        extra = {"final_logits_bias": True} if family == "transformer" else {}
-        config = config_class(**{**TINY, **extra, **overrides}, tie_word_embeddings=tied)
-    model = model_class(config).train()
+    extra = {"final_logits_bias": True} if family == "transformer" else {}
+    config = FAMILIES[family].config(**extra, **overrides, tie_word_embeddings=tied)
+    model = FAMILIES[family].lm(config).train()
     with torch.no_grad():
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.05)

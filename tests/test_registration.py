@@ -3,23 +3,15 @@
 import json
 
 import pytest
+from families import FAMILIES
 from transformers import AutoConfig, AutoModel
 
 import scratchformers
 from scratchformers import (
-    ScratchBertConfig,
-    ScratchGPTConfig,
     ScratchRNNConfig,
-    ScratchTransformerConfig,
 )
 
-TINY = {
-    ScratchGPTConfig: dict(vocab_size=32, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32),
-    ScratchBertConfig: dict(vocab_size=32, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32),
-    ScratchTransformerConfig: dict(vocab_size=32, hidden_size=16, encoder_layers=1, decoder_layers=1,
-                                   num_attention_heads=2, intermediate_size=32),
-    ScratchRNNConfig: dict(vocab_size=32, hidden_size=16, num_hidden_layers=1),
-}
+TINY = {family.config_class: family.tiny for family in FAMILIES.values()}
 
 
 @pytest.mark.parametrize("config_class", list(TINY), ids=lambda c: c.model_type)
