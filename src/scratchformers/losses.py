@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from .checks import IGNORE_INDEX, check_labels
+from .checks import IGNORE_INDEX, check_labels, check_token_labels
 
 CHUNK_ELEMENTS = 1 << 20  # rows × vocabulary scored at once by the CPU cross-entropy
 # Chunked loss (`chunked_cross_entropy`). A training forward with labels skips the full logits when they would hold at
@@ -242,3 +242,11 @@ def span_loss(start_logits: torch.Tensor, end_logits: torch.Tensor, start_positi
     e = end_positions.reshape(-1).clamp(0, T)
     return (F.cross_entropy(start_logits.float(), s, ignore_index=T)
             + F.cross_entropy(end_logits.float(), e, ignore_index=T)) / 2
+
+
+def token_classification_loss(logits: torch.Tensor, labels: torch.Tensor,
+                              num_items_in_batch: torch.Tensor | int | None = None) -> torch.Tensor:
+    """Tagging loss: cross-entropy of each token's class logits (B, T, K) against its label (B, T), −100 ignored;
+    the labels are checked first (shape, ids in [0, K) or −100: ValueError naming them)."""
+    check_token_labels(labels, logits.shape[:2], logits.shape[-1])
+    return token_cross_entropy(logits, labels, num_items_in_batch)

@@ -4,9 +4,8 @@
 pre-training objective […]: the masked language model randomly masks some of the tokens from the input, and the
 objective is to predict the original vocabulary id of the masked word based only on its context." (§1)
 
-A BERT is one stack of *non-causal* self-attention layers (shared `layers.TransformerStack`, post-LN) over token +
-position + segment embeddings. This file holds only what is new in BERT: the pooler, the MLM head and the
-fine-tuning heads (sequence classification, token classification, extractive question answering).
+A BERT is one stack of *non-causal* self-attention layers (`layers.TransformerStack`, post-LN) over token + position
++ segment embeddings. New here: the pooler, the MLM head and the fine-tuning heads (classification, tagging, QA).
 """
 
 from __future__ import annotations
@@ -21,10 +20,9 @@ from transformers.modeling_outputs import (
     TokenClassifierOutput,
 )
 
-from .checks import check_token_labels
 from .configuration_scratch_bert import ScratchBertConfig
 from .layers import ACTIVATIONS, TransformerStack
-from .losses import logits_and_labelled_loss, sequence_classification_loss, span_loss, token_cross_entropy
+from .losses import logits_and_labelled_loss, sequence_classification_loss, span_loss, token_classification_loss
 from .pretrained import add_to_name_tables, carry_output
 from .pretrained_stack import ScratchPreTrainedModel
 
@@ -42,15 +40,16 @@ class ScratchBertPooler(nn.Module):
     def __init__(self, config: ScratchBertConfig):
         super().__init__()
         self.dense = nn.Linear(config.hidden_size, config.hidden_size)
-        self.activation = nn.Tanh()
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        return self.activation(self.dense(hidden_states[:, 0]))  # (B, T, C) -> (B, C)
+        return torch.tanh(self.dense(hidden_states[:, 0]))  # (B, T, C) -> (B, C)
 
 
 class ScratchBertModel(ScratchBertPreTrainedModel):
     """The BERT body: token + position + segment embeddings (LayerNorm), N bidirectional post-LN layers, optional
     pooler. Returns every position's hidden state (and the pooled [CLS] vector when the pooler is on)."""
+
+    token_stack = "encoder"
 
     def __init__(self, config: ScratchBertConfig, add_pooling_layer: bool | None = None):
         super().__init__(config)
@@ -58,12 +57,6 @@ class ScratchBertModel(ScratchBertPreTrainedModel):
         add_pooling_layer = config.add_pooling_layer if add_pooling_layer is None else add_pooling_layer
         self.pooler = ScratchBertPooler(config) if add_pooling_layer else None
         self.post_init()
-
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.encoder.embeddings.tokens
-
-    def set_input_embeddings(self, value: nn.Embedding) -> None:
-        self.encoder.embeddings.tokens = value
 
     def forward(self, input_ids: torch.LongTensor | None = None, attention_mask: torch.Tensor | None = None,
                 token_type_ids: torch.LongTensor | None = None, position_ids: torch.LongTensor | None = None,
@@ -142,10 +135,8 @@ class ScratchBertWithHead(ScratchBertPreTrainedModel):
 
 class ScratchBertForSequenceClassification(ScratchBertWithHead):
     """Classification / regression from the pooled [CLS] vector: logits = W·dropout(pooler(h_[CLS])) + b (§4.1).
-
-    `config.problem_type`: "single_label_classification" (cross-entropy), "multi_label_classification"
-    (BCE-with-logits on multi-hot float labels) or "regression" (MSE); inferred from the labels when unset (HF).
-    """
+    `config.problem_type`: "single_label_classification" (cross-entropy), "multi_label_classification" (BCE-with-logits
+    on multi-hot float labels) or "regression" (MSE); inferred from the labels when unset (HF)."""
 
     add_pooling_layer = True
     accepts_loss_kwargs = False  # the loss is a per-example mean: the Trainer divides by accumulation steps
@@ -171,10 +162,7 @@ class ScratchBertForTokenClassification(ScratchBertWithHead):
                 return_dict: bool | None = None, **kwargs) -> TokenClassifierOutput | tuple:
         out = self._run_body(locals())
         logits = self.classifier(self.dropout(out.last_hidden_state))  # (B, T, num_labels)
-        loss = None
-        if labels is not None:
-            check_token_labels(labels, logits.shape[:2], self.num_labels)
-            loss = token_cross_entropy(logits, labels, kwargs.get("num_items_in_batch"))
+        loss = token_classification_loss(logits, labels, kwargs.get("num_items_in_batch")) if labels is not None else None
         return self._output(carry_output(TokenClassifierOutput, out, loss=loss, logits=logits), return_dict)
 
 
@@ -196,9 +184,8 @@ class ScratchBertForQuestionAnswering(ScratchBertWithHead):
         start_logits, end_logits = (x.squeeze(-1).contiguous() for x in logits.split(1, dim=-1))  # (B, T) each
         given = start_positions is not None or end_positions is not None
         loss = span_loss(start_logits, end_logits, start_positions, end_positions) if given else None
-        output = carry_output(QuestionAnsweringModelOutput, out, loss=loss, start_logits=start_logits,
-                              end_logits=end_logits)
-        return self._output(output, return_dict)
+        fields = dict(loss=loss, start_logits=start_logits, end_logits=end_logits)
+        return self._output(carry_output(QuestionAnsweringModelOutput, out, **fields), return_dict)
 
 
 #: Our classes by the Auto class that loads each: the package registers them (`scratchformers.__init__`), and

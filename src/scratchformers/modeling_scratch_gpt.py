@@ -34,18 +34,14 @@ class ScratchGPTPreTrainedModel(ScratchPreTrainedModel):
 class ScratchGPTModel(ScratchGPTPreTrainedModel):
     """The GPT body: embeddings, N causal self-attention layers, final LayerNorm (pre-LN). Returns hidden states."""
 
+    token_stack = "decoder"
+
     def __init__(self, config: ScratchGPTConfig):
         super().__init__(config)
         # keywords only: an inference server may wrap the decoder class (`get_decoder()`'s) in a compile decorator
         # whose __init__ takes keyword arguments only (vLLM's `support_torch_compile`)
         self.decoder = TransformerStack(config=config, num_layers=config.num_hidden_layers, causal=True)
         self.post_init()
-
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.decoder.embeddings.tokens
-
-    def set_input_embeddings(self, value: nn.Embedding) -> None:
-        self.decoder.embeddings.tokens = value
 
     @takes_old_cache_name
     def forward(self, input_ids: torch.LongTensor | None = None, attention_mask: torch.Tensor | None = None,

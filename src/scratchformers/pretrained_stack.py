@@ -34,6 +34,20 @@ class ScratchPreTrainedModel(ScratchPreTrainedBase):
     # under torch.compile (tests/test_compile_fullgraph.py). transformers' own compile and static-cache tests read this.
     _can_compile_fullgraph = True
 
+    #: A body's stack (`layers.TransformerStack` attribute) whose token embedding is the input embedding: "decoder"
+    #: (GPT), "encoder" (BERT); None for a head, which reaches its body's (`base_model`), as transformers does.
+    token_stack: str | None = None
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        if self.token_stack is None:
+            return super().get_input_embeddings()
+        return getattr(self, self.token_stack).embeddings.tokens
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        if self.token_stack is None:
+            return super().set_input_embeddings(value)
+        getattr(self, self.token_stack).embeddings.tokens = value
+
     def _run_stack(self, stack: nn.Module, arguments: dict):
         """A body's forward on a shared stack (`layers.TransformerStack`), from the body's own arguments (`locals()`):
         its `**kwargs` checked, the output flags (and `use_cache`, for a body that takes it) from the config where not
