@@ -25,6 +25,7 @@ from scratchformers import (
     losses,
 )
 from scratchformers.losses import chunked_cross_entropy, next_token_labels, token_cross_entropy, wants_chunked_loss
+from scratchformers.measure import allocated_peak_mib
 
 CLOSE = dict(atol=1e-6, rtol=1e-5)
 CHUNK_ROWS = 7  # rows per chunk in these tests: several chunks, the last one short
@@ -305,21 +306,6 @@ def test_logits_are_returned_when_asked_for(small_chunks, monkeypatch):
 # ------------------------------------------------------------------------------------------------------ memory
 
 
-def _peak_bytes(step) -> int:
-    """Peak of the bytes torch's CPU allocator holds during `step()`, above what it held before: the running sum of
-    the profiler's allocation (+) and free (−) records in the order they happened. Sizes, not timings: deterministic."""
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        step()
-    records = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
-    held = peak = 0
-    for e in sorted(records, key=lambda e: e.start_ns()):
-        held += e.nbytes()
-        peak = max(peak, held)
-    return peak
-
-
 def test_peak_memory_of_forward_and_backward_is_smaller(monkeypatch):
     """A tiny model with a wide vocabulary (32,768 × 512 positions = 2²⁴ logits, 64 MiB in float32, where the default
     turns chunking on): the peak allocation of forward + backward with the default chunked loss is well under the
@@ -339,9 +325,9 @@ def test_peak_memory_of_forward_and_backward_is_smaller(monkeypatch):
 
     assert wants_chunked_loss(None, True, ids, vocab)  # the default at this size
     model.zero_grad(set_to_none=True)
-    plain = _peak_bytes(step(skip_logits=False))
+    plain = allocated_peak_mib(step(skip_logits=False)) * 2**20
     model.zero_grad(set_to_none=True)
-    chunked = _peak_bytes(step())
+    chunked = allocated_peak_mib(step()) * 2**20
     assert plain >= 2 * logits_bytes  # logits and log-probabilities (and then their gradient) of the whole batch
     assert chunked <= 0.5 * plain, (chunked / 2**20, plain / 2**20)
     assert chunked < 1.5 * logits_bytes  # a chunk's buffers (16 MiB each), never the whole logits and more
