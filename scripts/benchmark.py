@@ -35,6 +35,13 @@ import torch
 import transformers
 
 from scratchformers.convert import from_hf, supported_conversions
+from scratchformers.measure import (  # noqa: F401  (the memory children read allocated_peak_mib from here)
+    allocated_peak_mib,
+    cache_bytes,
+    interleaved,
+    matmul_flops,
+    training_flops_per_token,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTES_BEGIN, NOTES_END = "<!-- notes:begin -->", "<!-- notes:end -->"
@@ -132,44 +139,6 @@ FAMILIES = [
 # ------------------------------------------------------------------------------------------------------ measuring
 
 
-def elapsed_seconds(fn: Callable[[], None]) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
-def interleaved(fns: dict[str, Callable[[], None]], repeats: int, warmup: int = 1) -> dict[str, float]:
-    """Median seconds of each callable, run in turn (a, b, a, b, …) so load from other processes hits both alike."""
-    for _ in range(warmup):
-        for fn in fns.values():
-            fn()
-    times = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            times[name].append(elapsed_seconds(fn))
-    return {name: statistics.median(ts) for name, ts in times.items()}
-
-
-def matmul_flops(n: int, repeats: int) -> float:
-    """FLOP/s of an n×n fp32 matmul (2n³ FLOPs): the ceiling MFU is measured against."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    t = interleaved({"mm": lambda: torch.mm(a, b)}, repeats, warmup=2)["mm"]
-    return 2 * n**3 / t
-
-
-def training_flops_per_token(model: torch.nn.Module, config, length: int) -> float:
-    """6·N (N = parameters in matmuls: every Linear/Conv1D, the output layer included, embeddings excluded) plus
-    attention's 12·L·T·C (QKᵀ and AV forward, ×3 for backward) — the usual estimate (Kaplan et al. 2020)."""
-    n = 0
-    for module in model.modules():
-        if isinstance(module, torch.nn.Linear) or type(module).__name__ == "Conv1D":
-            n += module.weight.numel()
-    attention_layers = config.num_hidden_layers
-    if getattr(config, "is_encoder_decoder", False):  # encoder self + decoder self + cross attention (S = T)
-        attention_layers = config.encoder_layers + 2 * config.decoder_layers
-    return 6 * n + 12 * attention_layers * length * config.hidden_size
-
-
 def make_pair(family: Family, size: dict, attn: str):
     torch.manual_seed(0)
     hf = family.hf_class._from_config(family.make_config(size), attn_implementation=attn)
@@ -263,18 +232,6 @@ def bench_scaling(family, size, attn, length: int, repeats: int) -> dict:
 
     t = interleaved({"hf": fwd(hf), "ours": fwd(ours)}, repeats)
     return {k: t[k] * 1e3 for k in t}  # ms per forward
-
-
-def cache_bytes(cache) -> int:
-    """Bytes the key/value tensors of a cache occupy: every distinct storage behind each layer's keys and values (our
-    `GrowingLayer` hands out views of its buffers; those buffers count, spare room included)."""
-    storages = {}
-    for layer in cache.layers:
-        tensors = [layer.keys, layer.values, getattr(layer, "key_buffer", None), getattr(layer, "value_buffer", None)]
-        for t in tensors:
-            if isinstance(t, torch.Tensor):
-                storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
-    return sum(storages.values())
 
 
 def bench_kv_cache(size: dict, context: int) -> list[dict]:
@@ -379,22 +336,6 @@ for _ in range(2):
 growth = b.rss_mib("VmHWM") - baseline
 print(json.dumps({{"peak_growth_mib": growth, "allocated_peak_mib": b.allocated_peak_mib(step)}}))
 """
-
-
-def allocated_peak_mib(step: Callable[[], None]) -> float:
-    """Peak of the bytes torch's CPU allocator holds during `step()` above what it held before, in MiB: the running
-    sum of the profiler's allocation (+) and free (−) records in their order. Live tensors only — unlike the resident
-    set, which also keeps what glibc has not handed back to the system — and sizes, not timings: deterministic."""
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        step()
-    records = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
-    held = peak = 0
-    for e in sorted(records, key=lambda e: e.start_ns()):
-        held += e.nbytes()
-        peak = max(peak, held)
-    return peak / 2**20
 
 
 def bench_chunked_loss_memory(family_index: int, size: dict, batch: int, length: int) -> dict:

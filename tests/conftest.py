@@ -19,19 +19,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_MODULES_CACHE", tempfile.mkdtemp(prefix="sf-hf-modules-"))
 torch.set_num_threads(1)
 
-TINY = dict(
-    vocab_size=64,
-    hidden_size=32,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    intermediate_size=64,
-    max_position_embeddings=64,
-    hidden_dropout_prob=0.0,
-    attention_probs_dropout_prob=0.0,
-    pad_token_id=0,
-    bos_token_id=1,
-    eos_token_id=2,
-)
+# the one family table and tiny configs (tests/families.py), imported after the environment above is set
+from families import TINY  # noqa: E402, F401  (also for `from conftest import TINY`)
 
 
 @pytest.fixture(autouse=True)

@@ -12,6 +12,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 benchmark = pytest.importorskip("benchmark")
 
+from scratchformers import measure  # noqa: E402
+
 
 def rows(report: str, section: str) -> list[list[str]]:
     """Data rows of the Markdown table under the heading that starts with `section`."""
@@ -63,7 +65,7 @@ def test_cache_bytes_counts_each_storage_once_with_spare_room():
     cache.update(k, k.clone(), 0)
     cache.update(k[:, :, :1], k[:, :, :1].clone(), 0)  # grows the buffers to 2 · 3 slots; views share them
     layer = cache.layers[0]
-    assert benchmark.cache_bytes(cache) == 2 * layer.key_buffer.numel() * 4 == 2 * 2 * 6 * 4 * 4
+    assert measure.cache_bytes(cache) == 2 * layer.key_buffer.numel() * 4 == 2 * 2 * 6 * 4 * 4
 
 
 def test_training_flops_count_every_matmul_weight_once():
@@ -73,12 +75,12 @@ def test_training_flops_count_every_matmul_weight_once():
     model = transformers.GPT2LMHeadModel(config)
     C, L, V, T = 32, 2, 100, 16
     matmul_params = L * (C * 3 * C + C * C + C * 4 * C + 4 * C * C) + V * C  # attention, MLP, output layer
-    assert benchmark.training_flops_per_token(model, config, T) == 6 * matmul_params + 12 * L * T * C
+    assert measure.training_flops_per_token(model, config, T) == 6 * matmul_params + 12 * L * T * C
 
 
 def test_interleaved_reports_the_median_of_each_callable():
     calls = []
-    out = benchmark.interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, repeats=3, warmup=1)
+    out = measure.interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, repeats=3, warmup=1)
     assert calls == ["a", "b"] * 4  # warm-up, then strictly alternating
     assert set(out) == {"a", "b"} and all(t >= 0 for t in out.values())
 
@@ -107,4 +109,4 @@ def test_allocated_peak_counts_live_tensors():
         del a, b
         torch.empty(1 << 20)  # 4 MiB again, alone
 
-    assert benchmark.allocated_peak_mib(step) == pytest.approx(6.0, abs=0.01)
+    assert measure.allocated_peak_mib(step) == pytest.approx(6.0, abs=0.01)

@@ -16,30 +16,20 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import TINY
+from families import FAMILIES
 from transformers import DataCollatorWithFlattening, Trainer, TrainingArguments
 
 from scratchformers import (
-    ScratchBertConfig,
-    ScratchBertForMaskedLM,
     ScratchGPTConfig,
     ScratchGPTForCausalLM,
-    ScratchRNNConfig,
-    ScratchRNNForConditionalGeneration,
-    ScratchTransformerConfig,
-    ScratchTransformerForConditionalGeneration,
     losses,
 )
 from scratchformers.losses import chunked_cross_entropy, next_token_labels, token_cross_entropy, wants_chunked_loss
+from scratchformers.measure import allocated_peak_mib
 
 CLOSE = dict(atol=1e-6, rtol=1e-5)
 CHUNK_ROWS = 7  # rows per chunk in these tests: several chunks, the last one short
 V = TINY["vocab_size"]
-FAMILIES = {
-    "gpt": (ScratchGPTConfig, ScratchGPTForCausalLM),
-    "bert": (ScratchBertConfig, ScratchBertForMaskedLM),
-    "transformer": (ScratchTransformerConfig, ScratchTransformerForConditionalGeneration),
-    "rnn": (ScratchRNNConfig, ScratchRNNForConditionalGeneration),
-}
 
 
 @pytest.fixture
@@ -50,15 +40,9 @@ def small_chunks(monkeypatch):
 
 def model_for(family: str, tied: bool = True, **overrides):
     """A tiny model of `family` in train mode (dropout off), weights moved off their init, a non-zero output bias."""
-    config_class, model_class = FAMILIES[family]
-    if family == "rnn":
-        keep = ("vocab_size", "pad_token_id", "bos_token_id", "eos_token_id")
-        config = config_class(**{k: TINY[k] for k in keep}, hidden_size=16, num_hidden_layers=1, dropout=0.0,
-                              attention="bahdanau", tie_word_embeddings=tied)
-    else:
-        extra = {"final_logits_bias": True} if family == "transformer" else {}
-        config = config_class(**{**TINY, **extra, **overrides}, tie_word_embeddings=tied)
-    model = model_class(config).train()
+    extra = {"final_logits_bias": True} if family == "transformer" else {}
+    config = FAMILIES[family].config(**extra, **overrides, tie_word_embeddings=tied)
+    model = FAMILIES[family].lm(config).train()
     with torch.no_grad():
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.05)
@@ -322,21 +306,6 @@ def test_logits_are_returned_when_asked_for(small_chunks, monkeypatch):
 # ------------------------------------------------------------------------------------------------------ memory
 
 
-def _peak_bytes(step) -> int:
-    """Peak of the bytes torch's CPU allocator holds during `step()`, above what it held before: the running sum of
-    the profiler's allocation (+) and free (−) records in the order they happened. Sizes, not timings: deterministic."""
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        step()
-    records = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
-    held = peak = 0
-    for e in sorted(records, key=lambda e: e.start_ns()):
-        held += e.nbytes()
-        peak = max(peak, held)
-    return peak
-
-
 def test_peak_memory_of_forward_and_backward_is_smaller(monkeypatch):
     """A tiny model with a wide vocabulary (32,768 × 512 positions = 2²⁴ logits, 64 MiB in float32, where the default
     turns chunking on): the peak allocation of forward + backward with the default chunked loss is well under the
@@ -356,9 +325,9 @@ def test_peak_memory_of_forward_and_backward_is_smaller(monkeypatch):
 
     assert wants_chunked_loss(None, True, ids, vocab)  # the default at this size
     model.zero_grad(set_to_none=True)
-    plain = _peak_bytes(step(skip_logits=False))
+    plain = allocated_peak_mib(step(skip_logits=False)) * 2**20
     model.zero_grad(set_to_none=True)
-    chunked = _peak_bytes(step())
+    chunked = allocated_peak_mib(step()) * 2**20
     assert plain >= 2 * logits_bytes  # logits and log-probabilities (and then their gradient) of the whole batch
     assert chunked <= 0.5 * plain, (chunked / 2**20, plain / 2**20)
     assert chunked < 1.5 * logits_bytes  # a chunk's buffers (16 MiB each), never the whole logits and more

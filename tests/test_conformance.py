@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import pytest
 import torch
-from conftest import TINY
+from families import RNN_TINY, TINY
 from transformers import (
     AutoModelForCausalLM,
     AutoModelForMaskedLM,
@@ -44,10 +44,6 @@ from scratchformers.attention import MultiHeadAttention
 from scratchformers.compat import CACHE_NAME
 from scratchformers.configuration_common import FAMILY_OPTIONS, ScratchConfig
 
-RNN_TINY = dict(
-    vocab_size=64, hidden_size=16, num_hidden_layers=2, cell="lstm", attention="bahdanau", dropout=0.0,
-    pad_token_id=0, bos_token_id=1, eos_token_id=2,
-)
 NEW_TOKENS = 5
 
 #: (family, feature) → the words the refusal's message must contain. Not a skip list: each entry is asserted.

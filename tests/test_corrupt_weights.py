@@ -5,26 +5,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from families import FAMILIES
 from safetensors import SafetensorError
-from transformers import AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM, AutoModelForSeq2SeqLM
+from transformers import AutoModel, AutoModelForSeq2SeqLM
 
-from scratchformers import (
-    ScratchBertConfig,
-    ScratchBertForMaskedLM,
-    ScratchGPTConfig,
-    ScratchGPTForCausalLM,
-    ScratchRNNConfig,
-    ScratchRNNForConditionalGeneration,
-    ScratchTransformerConfig,
-    ScratchTransformerForConditionalGeneration,
-)
-
-FAMILIES = {
-    "gpt": (ScratchGPTConfig, ScratchGPTForCausalLM, AutoModelForCausalLM),
-    "bert": (ScratchBertConfig, ScratchBertForMaskedLM, AutoModelForMaskedLM),
-    "transformer": (ScratchTransformerConfig, ScratchTransformerForConditionalGeneration, AutoModelForSeq2SeqLM),
-    "rnn": (ScratchRNNConfig, ScratchRNNForConditionalGeneration, AutoModelForSeq2SeqLM),
-}
 CORRUPTIONS = {
     "truncated": lambda data: data[: len(data) * 2 // 3],  # the parser: "incomplete metadata, file not fully covered"
     "cut-in-header": lambda data: data[:20],
@@ -33,9 +17,7 @@ CORRUPTIONS = {
 
 
 def save(family: str, folder, tiny: dict):
-    config_class, model_class, _ = FAMILIES[family]
-    kwargs = dict(vocab_size=64, hidden_size=32, pad_token_id=0) if family == "rnn" else tiny
-    model = model_class(config_class(**kwargs))
+    model = FAMILIES[family].lm(FAMILIES[family].config())
     model.save_pretrained(folder)
     return model
 
@@ -46,8 +28,7 @@ def test_corrupt_weights_file_is_named_through_from_pretrained(tmp_path, tiny, f
     save(family, tmp_path, tiny)
     weights = tmp_path / "model.safetensors"
     weights.write_bytes(CORRUPTIONS[corruption](weights.read_bytes()))
-    _, model_class, auto_class = FAMILIES[family]
-    for loader in (model_class, auto_class, AutoModel):
+    for loader in (FAMILIES[family].lm, FAMILIES[family].auto_lm, AutoModel):
         with pytest.raises(OSError, match="truncated or corrupt") as raised:
             loader.from_pretrained(tmp_path)
         assert str(weights) in str(raised.value)

@@ -23,38 +23,21 @@ from _subprocess_training import (
     train_args,
     weights,
 )
+from families import FAMILIES as ALL_FAMILIES
 
 from scratchformers import (
-    ScratchBertConfig,
-    ScratchBertForMaskedLM,
-    ScratchBertForSequenceClassification,
-    ScratchGPTConfig,
-    ScratchGPTForCausalLM,
-    ScratchGPTForSequenceClassification,
     ScratchRNNConfig,
-    ScratchRNNForConditionalGeneration,
-    ScratchTransformerConfig,
-    ScratchTransformerForConditionalGeneration,
 )
 
 CONFIGS = ROOT / "configs" / "accelerate"
 
 # One line per family: (config class, model classes whose `_no_split_modules` FSDP wraps). Tiny sizes.
-FAMILIES = [
-    (ScratchGPTConfig, [ScratchGPTForCausalLM, ScratchGPTForSequenceClassification]),
-    (ScratchBertConfig, [ScratchBertForMaskedLM, ScratchBertForSequenceClassification]),
-    (ScratchTransformerConfig, [ScratchTransformerForConditionalGeneration]),
-    (ScratchRNNConfig, [ScratchRNNForConditionalGeneration]),
-]
-TINY = dict(vocab_size=32, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
-            max_position_embeddings=16)
+FAMILIES = [(family.config_class, [family.lm, *family.heads]) for family in ALL_FAMILIES.values()]
 
 
 def tiny_config(config_class):
-    """A tiny config of any family (the RNN family has no attention heads or feed-forward)."""
-    if config_class is ScratchRNNConfig:
-        return config_class(vocab_size=32, hidden_size=16, num_hidden_layers=2, attention="bahdanau")
-    return config_class(**TINY)
+    """A tiny config of any family (tests/families.py)."""
+    return next(family for family in ALL_FAMILIES.values() if family.config_class is config_class).config()
 
 
 def accelerate_executable() -> list[str]:

@@ -31,7 +31,7 @@ def learning_rate_used(monkeypatch):
         seen["learning_rate"] = kwargs["args"].learning_rate
         raise Stop
 
-    monkeypatch.setattr(run_clm, "Trainer", trainer)
+    monkeypatch.setattr(run_clm, "AtomicCheckpointTrainer", trainer)
 
     def run(tmp_path, *flags: str) -> float:
         notes = tmp_path / "notes.txt"

@@ -373,14 +373,18 @@ def test_any_kernel_registered_in_the_attention_interface_is_used(tiny):
     assert calls == [True] * tiny["num_hidden_layers"]  # no padding: the kernel applies causality itself
 
 
-def test_flash_attention_gets_the_two_dimensional_padding_mask(tiny):
-    stack = lm(tiny).model.decoder
-    stack.config._attn_implementation = "flash_attention_2"
-    x = torch.zeros(2, 4, 32)
+def test_flash_attention_gets_the_two_dimensional_padding_mask():
+    from scratchformers.masks import attention_inputs
+
     mask = torch.tensor([[0, 1, 1, 1], [1, 1, 1, 1]])
-    assert torch.equal(stack._mask(mask, 4, 4, True, x, weights=False)[0], mask)
-    assert stack._mask(torch.ones(2, 4), 4, 4, True, x, weights=False) == (None, {})
-    assert stack._mask(mask, 4, 4, True, x, weights=True)[0].shape == (2, 1, 4, 4)  # eager for weights
+
+    def inputs(mask, weights):
+        return attention_inputs(mask, 2, 4, 4, True, "flash_attention_2", torch.float32, torch.device("cpu"),
+                                output_attentions=weights)
+
+    assert torch.equal(inputs(mask, weights=False)[0], mask)
+    assert inputs(torch.ones(2, 4), weights=False) == (None, {})
+    assert inputs(mask, weights=True)[0].shape == (2, 1, 4, 4)  # eager for weights
 
 
 @pytest.mark.parametrize("implementation", ["eager", "sdpa"])

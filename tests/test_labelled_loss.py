@@ -5,35 +5,14 @@ logits, and the logits stay differentiable everywhere."""
 import pytest
 import torch
 import torch.nn.functional as F
+from families import FAMILIES
 
-from scratchformers import (
-    ScratchBertConfig,
-    ScratchBertForMaskedLM,
-    ScratchGPTConfig,
-    ScratchGPTForCausalLM,
-    ScratchRNNConfig,
-    ScratchRNNForConditionalGeneration,
-    ScratchTransformerConfig,
-    ScratchTransformerForConditionalGeneration,
-)
 from scratchformers.losses import SPLIT_BELOW, next_token_labels
-
-FAMILIES = {
-    "bert": (ScratchBertConfig, ScratchBertForMaskedLM),
-    "gpt": (ScratchGPTConfig, ScratchGPTForCausalLM),
-    "transformer": (ScratchTransformerConfig, ScratchTransformerForConditionalGeneration),
-    "rnn": (ScratchRNNConfig, ScratchRNNForConditionalGeneration),
-}
-RNN = dict(hidden_size=16, num_hidden_layers=1, dropout=0.0, attention="bahdanau")
 
 
 def _model(family: str, tiny: dict):
-    config_class, model_class = FAMILIES[family]
-    if family == "rnn":
-        keep = ("vocab_size", "pad_token_id", "bos_token_id", "eos_token_id")
-        return model_class(config_class(**{k: tiny[k] for k in keep}, **RNN))
     extra = {"final_logits_bias": True} if family == "transformer" else {}
-    model = model_class(config_class(**tiny, **extra))
+    model = FAMILIES[family].lm(FAMILIES[family].config(**extra))
     if family == "transformer":  # a non-zero output bias, so the split head must add it on both row sets
         model.final_logits_bias.normal_()
     return model

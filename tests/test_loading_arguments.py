@@ -5,40 +5,21 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM, AutoModelForSeq2SeqLM
+from families import FAMILIES
+from transformers import AutoConfig
 
 from scratchformers import (
-    ScratchBertConfig,
-    ScratchBertForMaskedLM,
-    ScratchGPTConfig,
-    ScratchGPTForCausalLM,
-    ScratchRNNConfig,
-    ScratchRNNForConditionalGeneration,
-    ScratchTransformerConfig,
-    ScratchTransformerForConditionalGeneration,
     safe_loading,
 )
 from scratchformers.safe_loading import load_checked
 
-TINY = dict(vocab_size=32, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
-            max_position_embeddings=16, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-RNN_TINY = dict(vocab_size=32, hidden_size=16, num_hidden_layers=1, attention="bahdanau", dropout=0.0)
-FAMILIES = {  # family: (config, model class, the Auto class that loads it)
-    "gpt": (lambda: ScratchGPTConfig(**TINY), ScratchGPTForCausalLM, AutoModelForCausalLM),
-    "bert": (lambda: ScratchBertConfig(**TINY), ScratchBertForMaskedLM, AutoModelForMaskedLM),
-    "transformer": (lambda: ScratchTransformerConfig(**TINY), ScratchTransformerForConditionalGeneration,
-                    AutoModelForSeq2SeqLM),
-    "rnn": (lambda: ScratchRNNConfig(**RNN_TINY), ScratchRNNForConditionalGeneration, AutoModelForSeq2SeqLM),
-}
-
 
 def saved(tmp_path, family: str, dtype: torch.dtype = torch.bfloat16):
     """A checkpoint saved in `dtype` (bf16 by default); returns (folder, the Auto class for it)."""
-    make_config, model_class, auto_class = FAMILIES[family]
     torch.manual_seed(0)
-    model = model_class(make_config()).to(dtype)
+    model = FAMILIES[family].lm(FAMILIES[family].config()).to(dtype)
     model.save_pretrained(tmp_path)
-    return tmp_path, auto_class
+    return tmp_path, FAMILIES[family].auto_lm
 
 
 def assert_same_model(ours, theirs) -> None:

@@ -3,23 +3,15 @@
 import json
 
 import pytest
+from families import FAMILIES
 from transformers import AutoConfig, AutoModel
 
 import scratchformers
 from scratchformers import (
-    ScratchBertConfig,
-    ScratchGPTConfig,
     ScratchRNNConfig,
-    ScratchTransformerConfig,
 )
 
-TINY = {
-    ScratchGPTConfig: dict(vocab_size=32, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32),
-    ScratchBertConfig: dict(vocab_size=32, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32),
-    ScratchTransformerConfig: dict(vocab_size=32, hidden_size=16, encoder_layers=1, decoder_layers=1,
-                                   num_attention_heads=2, intermediate_size=32),
-    ScratchRNNConfig: dict(vocab_size=32, hidden_size=16, num_hidden_layers=1),
-}
+TINY = {family.config_class: family.tiny for family in FAMILIES.values()}
 
 
 @pytest.mark.parametrize("config_class", list(TINY), ids=lambda c: c.model_type)
@@ -58,3 +50,13 @@ def test_forward_signatures_are_frozen_and_true_for_every_class():
             assert frozen == inspect.signature(forward), name
         finally:
             forward.__signature__ = frozen
+
+
+def test_a_recurrent_checkpoint_carries_only_the_recurrent_code(tmp_path):
+    """A remote-code checkpoint carries its modeling module and every module that imports relatively (transformers'
+    `get_relative_import_files`): the recurrent family needs none of the Transformer blocks, so at most 10 modules."""
+    model = AutoModel.from_config(ScratchRNNConfig(**TINY[ScratchRNNConfig]))
+    model.save_pretrained(tmp_path)
+    carried = {path.name for path in tmp_path.glob("*.py")}
+    assert len(carried) <= 10, sorted(carried)
+    assert not carried & {"layers.py", "attention.py", "embeddings.py", "cache.py"}, sorted(carried)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import pytest
 import torch
 from conftest import TINY
+from families import FAMILIES as ALL_FAMILIES
 
 from scratchformers import (
     ScratchBertConfig,
@@ -74,7 +75,7 @@ def output_bias(model) -> torch.Tensor | None:
     return getattr(model, "final_logits_bias", None)
 
 
-FAMILIES = ["gpt", "bert", "transformer", "rnn"]
+FAMILIES = list(ALL_FAMILIES)  # gpt, bert, transformer, rnn
 FAMILY_TIES = [(f, t) for f in FAMILIES for t in (True, False)]
 
 

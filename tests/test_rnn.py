@@ -10,7 +10,7 @@ import torch
 from transformers import AutoConfig, AutoModel, AutoModelForSeq2SeqLM, Seq2SeqTrainer, Seq2SeqTrainingArguments
 
 from scratchformers import ScratchRNNConfig, ScratchRNNForConditionalGeneration, ScratchRNNModel
-from scratchformers.modeling_scratch_rnn import RecurrentState
+from scratchformers.recurrent import RecurrentState
 
 VOCAB = 24
 KINDS = [  # (cell, attention, luong_score)
@@ -327,3 +327,38 @@ def test_decoder_padding_must_be_on_the_right():
     left = torch.tensor([[1, 1, 1, 1], [0, 0, 1, 1]])
     with pytest.raises(ValueError, match="padding before real tokens.*Pad decoder inputs on the right"):
         model(input_ids=src, decoder_input_ids=tgt, decoder_attention_mask=left)
+
+
+@pytest.mark.parametrize("family", ["rnn", "transformer"])
+def test_labels_turn_the_cache_off_in_both_encoder_decoders_as_in_bart(family):
+    """A forward with `labels` is a training forward: no cache comes back even when `use_cache=True` is asked for
+    (BART: "The `use_cache` argument is changed to `False` since `labels` is provided"); the logits are unchanged."""
+    from transformers import BartConfig, BartForConditionalGeneration
+
+    from scratchformers import ScratchTransformerConfig, ScratchTransformerForConditionalGeneration
+    from scratchformers.compat import output_cache
+
+    if family == "rnn":
+        model = make()
+    else:
+        model = ScratchTransformerForConditionalGeneration(ScratchTransformerConfig(
+            vocab_size=VOCAB, hidden_size=16, encoder_layers=1, decoder_layers=1, num_attention_heads=2,
+            intermediate_size=32, pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=1,
+            hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)).eval()
+    src, mask, labels = batch()
+    with torch.no_grad():
+        trained = model(input_ids=src, attention_mask=mask, labels=labels, use_cache=True)
+        decoded = model(input_ids=src, attention_mask=mask, decoder_input_ids=trained_inputs(model, labels),
+                        use_cache=True)
+    assert output_cache(trained) is None and output_cache(decoded) is not None
+    torch.testing.assert_close(trained.logits, decoded.logits, rtol=0, atol=0)  # the same computation
+    bart = BartForConditionalGeneration(BartConfig(vocab_size=VOCAB, d_model=16, encoder_layers=1, decoder_layers=1,
+                                                   encoder_attention_heads=2, decoder_attention_heads=2,
+                                                   encoder_ffn_dim=32, decoder_ffn_dim=32)).eval()
+    with torch.no_grad():  # the reference behaviour
+        assert output_cache(bart(input_ids=src, attention_mask=mask, labels=labels, use_cache=True)) is None
+
+
+def trained_inputs(model, labels):
+    """The decoder inputs a forward with `labels` reads: the labels shifted right behind the start token."""
+    return model.prepare_decoder_input_ids_from_labels(labels)

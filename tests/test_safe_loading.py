@@ -11,40 +11,21 @@ from pathlib import Path
 
 import pytest
 import torch
+from families import FAMILIES as ALL_FAMILIES
+from families import RNN_TINY, TINY
 from safetensors.torch import load_file, save_file
 
 from scratchformers import (
-    ScratchBertConfig,
-    ScratchBertForMaskedLM,
-    ScratchBertForQuestionAnswering,
-    ScratchBertForSequenceClassification,
-    ScratchBertForTokenClassification,
-    ScratchBertModel,
     ScratchGPTConfig,
     ScratchGPTForCausalLM,
     ScratchGPTForSequenceClassification,
     ScratchGPTModel,
     ScratchRNNConfig,
-    ScratchRNNForConditionalGeneration,
-    ScratchRNNModel,
-    ScratchTransformerConfig,
-    ScratchTransformerForConditionalGeneration,
-    ScratchTransformerModel,
 )
 from scratchformers.safe_loading import check_checkpoint_folder, load_checked, read_safetensors_header
 
-TINY = dict(vocab_size=32, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
-            max_position_embeddings=16, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-
-# One line per family: (config class, model classes that save and load, the class that reads a body checkpoint).
-FAMILIES = [
-    (ScratchGPTConfig, [ScratchGPTForCausalLM, ScratchGPTModel, ScratchGPTForSequenceClassification]),
-    (ScratchBertConfig, [ScratchBertForMaskedLM, ScratchBertModel, ScratchBertForSequenceClassification,
-                         ScratchBertForTokenClassification, ScratchBertForQuestionAnswering]),
-    (ScratchTransformerConfig, [ScratchTransformerForConditionalGeneration, ScratchTransformerModel]),
-    (ScratchRNNConfig, [ScratchRNNForConditionalGeneration, ScratchRNNModel]),
-]
-RNN_TINY = dict(vocab_size=32, hidden_size=16, num_hidden_layers=2, attention="bahdanau", dropout=0.0)
+# One line per family: (config class, every model class of it, each of which saves and loads).
+FAMILIES = [(family.config_class, family.classes) for family in ALL_FAMILIES.values()]
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 
 
@@ -196,9 +177,9 @@ def test_header_with_a_wrong_byte_count_is_caught(tmp_path):
     [
         (dict(model_type="gpt2"), r"`model_type`='gpt2' is not a scratchformers family"),
         (dict(model_type=None), r"`model_type`=None is not a scratchformers family"),
-        (dict(vocab_size=40), r"'model\.decoder\.embeddings\.embed_tokens\.weight' has shape \(32, 16\) but the config "
-                              r"implies \(40, 16\) \(`vocab_size`=40 \(config\.json\) but the file has 32\)"),
-        (dict(intermediate_size=64), r"fc_in\.weight' has shape \(32, 16\) but the config implies \(64, 16\)"),
+        (dict(vocab_size=40), r"'model\.decoder\.embeddings\.embed_tokens\.weight' has shape \(64, 32\) but the config "
+                              r"implies \(40, 32\) \(`vocab_size`=40 \(config\.json\) but the file has 64\)"),
+        (dict(intermediate_size=48), r"fc_in\.weight' has shape \(64, 32\) but the config implies \(48, 32\)"),
         (dict(num_hidden_layers=3), r"tensor 'model\.decoder\.layers\.2\..*' \(shape .*\) is missing"),
         (dict(num_hidden_layers=1), r"unexpected tensors not in ScratchGPTForCausalLM: \['model\.decoder\.layers\.1"),
         (dict(activation="swish"), r"invalid config: `activation`='swish' is not supported"),
@@ -222,7 +203,7 @@ def test_config_that_is_not_json_names_the_file(tmp_path):
 
 def test_num_labels_mismatch_on_load_names_num_labels(tmp_path):
     folder = saved(tmp_path, ScratchGPTForSequenceClassification, num_labels=3)
-    with pytest.raises(ValueError, match=r"'score\.weight' has shape \(3, 16\) .*\(`num_labels`=5 \(given\) but the "
+    with pytest.raises(ValueError, match=r"'score\.weight' has shape \(3, 32\) .*\(`num_labels`=5 \(given\) but the "
                                          r"file has 3"):
         load_checked(folder, num_labels=5)
     assert load_checked(folder, num_labels=3).config.num_labels == 3
@@ -242,7 +223,7 @@ def test_a_classifier_checkpoint_missing_its_head_is_refused(tmp_path):
     state = load_file(str(folder / "model.safetensors"))
     del state["score.weight"]
     save_file(state, str(folder / "model.safetensors"))
-    with pytest.raises(ValueError, match=r"tensor 'score\.weight' \(shape \(3, 16\)\) is missing"):
+    with pytest.raises(ValueError, match=r"tensor 'score\.weight' \(shape \(3, 32\)\) is missing"):
         load_checked(folder)
 
 

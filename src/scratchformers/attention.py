@@ -14,6 +14,7 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 from .compat import is_paged_cache, write_paged_cache
 from .embeddings import apply_rotary_position_embedding
+from .masks import attention_backend
 
 
 def repeat_kv(x: torch.Tensor, groups: int) -> torch.Tensor:
@@ -58,31 +59,15 @@ def scaled_dot_product_attention(
     return output.view(B, H, T, D).transpose(1, 2), weights  # (B, H, T, D) -> (B, T, H, D)
 
 
-def is_external_attention(attn_implementation: str | None) -> bool:
-    """Was this attention implementation registered by someone else — vLLM's "vllm", SGLang's "sglang", a user's own
-    `AttentionInterface.register(name, fn)` — rather than being one whose inputs our stack prepares (eager, sdpa, the
-    flash kernels and anything named "flash…", flex, a Hub kernel "org/name", continuous batching's "paged|…")?
-
-    Such a backend brings its own KV cache and masking: it gets every keyword argument `forward()` was given, passed
-    down to it unchanged (vLLM: `attention_instances`; SGLang: `forward_batch`), as the vLLM/SGLang "transformers
-    backend" contract asks (vLLM docs, "Writing custom models": kwargs passed down to the attention, which is called
-    through `ALL_ATTENTION_FUNCTIONS`)."""
-    if attn_implementation is None or attn_implementation in ("eager", "sdpa", "flex_attention"):
-        return False
-    return not (attn_implementation.startswith(("flash", "paged|")) or "/" in attn_implementation)
-
-
 def attention_function(attn_implementation: str | None, output_attentions: bool = False):
-    """The attention backend for `config._attn_implementation`: ours for "eager" (and whenever weights are wanted from
-    sdpa or flash, which return none); every other one from transformers' attention interface, side by side with ours
-    — sdpa, flash, continuous batching's paged functions ("paged|eager": transformers' `eager_paged_attention_forward`,
-    which reads the paged cache's keys and values), or an inference server's own ("vllm", "sglang")."""
-    if attn_implementation in (None, "eager"):
+    """The attention function `masks.attention_backend` chose: ours for "eager"; every other one from transformers'
+    attention interface, side by side with ours — sdpa, flash, continuous batching's paged functions ("paged|eager":
+    transformers' `eager_paged_attention_forward`, which reads the paged cache's keys and values), or an inference
+    server's own ("vllm", "sglang")."""
+    backend = attention_backend(attn_implementation, output_attentions)
+    if backend == "eager":
         return scaled_dot_product_attention
-    paged = attn_implementation.startswith("paged|")
-    if output_attentions and not paged and not is_external_attention(attn_implementation):
-        return scaled_dot_product_attention
-    return ALL_ATTENTION_FUNCTIONS.get_interface(attn_implementation, scaled_dot_product_attention)
+    return ALL_ATTENTION_FUNCTIONS.get_interface(backend, scaled_dot_product_attention)
 
 
 def split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:

@@ -12,6 +12,10 @@ from typing import Any
 
 import torch
 
+#: The label that marks a position without a target (padding, prompt tokens, unmasked MLM tokens): every loss skips
+#: it, as PyTorch's `cross_entropy(ignore_index=-100)` and transformers' collators do. The one definition.
+IGNORE_INDEX = -100
+
 
 def check_choice(name: str, value: Any, allowed: Iterable[Any]) -> None:
     """Raise ValueError unless `value` is one of `allowed`."""
@@ -154,10 +158,25 @@ def check_labels(labels: Any, shape: tuple[int, ...], num_classes: int, name: st
         raise ValueError(f"`{name}` must have shape {tuple(shape)}, got {tuple(labels.shape)}.")
     if _is_compiling() or labels.numel() == 0:
         return
-    real = labels[labels != -100]
+    real = labels[labels != IGNORE_INDEX]
     if real.numel() and (int(real.min()) < 0 or int(real.max()) >= num_classes):
         bad = int(real.min()) if int(real.min()) < 0 else int(real.max())
-        raise ValueError(f"`{name}` contains {bad}, outside [0, {num_classes - 1}] (use -100 to ignore a position).")
+        raise ValueError(f"`{name}` contains {bad}, outside [0, {num_classes - 1}] (use {IGNORE_INDEX} to ignore a position).")
+
+
+def check_token_labels(labels: torch.Tensor, shape: tuple[int, ...], num_classes: int, name: str = "labels") -> None:
+    """Raise ValueError unless per-token `labels` have `shape` and hold −100 (ignored) or a class in [0, num_classes)."""
+    if not isinstance(labels, torch.Tensor) or labels.dtype.is_floating_point or labels.dtype == torch.bool:
+        raise TypeError(f"`{name}` must be an integer torch.Tensor of class ids (−100 = ignored).")
+    if tuple(labels.shape) != tuple(shape):
+        raise ValueError(f"`{name}` must have shape {tuple(shape)} (one label per token), got {tuple(labels.shape)}.")
+    if torch.compiler.is_compiling():  # the value check below is data-dependent: it would break the graph
+        return
+    bad = labels[(labels != IGNORE_INDEX) & ((labels < 0) | (labels >= num_classes))]
+    if bad.numel():
+        raise ValueError(
+            f"`{name}` contains {int(bad[0])}; allowed are {IGNORE_INDEX} (ignored) and ids in [0, {num_classes - 1}]."
+        )
 
 
 def check_prepared_mask(mask: torch.Tensor, batch_size: int, query_length: int, key_length: int) -> None:
@@ -166,4 +185,15 @@ def check_prepared_mask(mask: torch.Tensor, batch_size: int, query_length: int, 
         raise ValueError(
             f"a 4-D `attention_mask` must have shape (batch or 1, 1, {query_length}, {key_length}), "
             f"got {tuple(mask.shape)}; pass a 2-D (batch, sequence) 0/1 mask instead."
+        )
+
+
+def check_right_padded(attention_mask: torch.Tensor, name: str = "decoder_attention_mask") -> None:
+    """Raise ValueError when a 0/1 mask (B, T) has padding before a real token: a recurrence reads its inputs in order
+    and cannot skip them, so only right padding (zeros after the real tokens) is allowed."""
+    real = attention_mask.bool()
+    if bool((real[:, 1:] & ~real[:, :-1]).any()):  # a real token after padding: the recurrence would read it
+        raise ValueError(
+            f"`{name}` has padding before real tokens; the recurrent decoder reads its inputs in order and cannot "
+            "skip them. Pad decoder inputs on the right (zeros after the real tokens)."
         )

@@ -54,7 +54,7 @@ def _config(checkpoint: str) -> dict:
 
 
 # What a checkpoint's model does, by transformers' own tables of the classes each Auto class loads (our registered
-# classes are added to them when scratchformers is imported: hf_tables.add_to_name_tables).
+# classes are added to them when scratchformers is imported: pretrained.add_to_name_tables).
 _KIND_TABLES = (("causal-lm", "MODEL_FOR_CAUSAL_LM_MAPPING_NAMES", "AutoModelForCausalLM"),
                 ("masked-lm", "MODEL_FOR_MASKED_LM_MAPPING_NAMES", "AutoModelForMaskedLM"),
                 ("sequence-classification", "MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES",
@@ -379,16 +379,10 @@ def _run(args: argparse.Namespace) -> int:
         run_demo(output_dir=args.output_dir, max_steps=args.max_steps, family=args.family, config=args.config,
                  seed=args.seed, overwrite=args.overwrite)
         return 0
-    if args.command == "generate":
-        return _generate(args)
-    if args.command == "chat":
-        return _chat(args)
-    if args.command == "evaluate":
-        return _evaluate(args)
-    if args.command == "attention":
-        return _attention(args)
-    if args.command == "translate":
-        return _translate_command(args)
+    commands = {"generate": _generate, "chat": _chat, "evaluate": _evaluate, "attention": _attention,
+                "translate": _translate_command}
+    if args.command in commands:
+        return commands[args.command](args)
     if args.command == "export":
         from .export import run_export
 

@@ -11,23 +11,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers.cache_utils import Cache, EncoderDecoderCache
-from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPastAndCrossAttentions
 
-from .attention import MultiHeadAttention, is_external_attention
+from .attention import MultiHeadAttention
 from .cache import GrowingCache
 from .checks import (
     check_attention_mask,
     check_input_ids,
     check_inputs_embeds,
     check_position_ids,
-    check_prepared_mask,
     check_sequence_length,
 )
 from .compat import cache_field, is_paged_cache
 from .embeddings import Embeddings, RotaryPositionEmbedding
-from .masks import additive_mask, attention_inputs, positions_from_attention_mask
+from .masks import attention_inputs, is_prepared_mask, paged_attention_inputs, positions_from_attention_mask
 
 
 def gelu_new(x: torch.Tensor) -> torch.Tensor:
@@ -121,11 +119,6 @@ def past_length(cache: Cache | None) -> int | torch.Tensor:
     return past if isinstance(past, torch.Tensor) and torch.compiler.is_compiling() else int(past)
 
 
-def is_prepared_mask(attention_mask) -> bool:
-    """True for a ready-made (B|1, 1, T, S) attention mask rather than a 2-D 0/1 padding mask."""
-    return isinstance(attention_mask, torch.Tensor) and attention_mask.dim() == 4
-
-
 class TransformerLayer(GradientCheckpointingLayer):
     """One layer: (masked) self-attention, [cross-attention over the encoder output], feed-forward — each wrapped in
     a residual connection with LayerNorm (§3.1). Encoder/BERT: not causal; GPT/decoder: causal; decoder: + cross."""
@@ -213,24 +206,6 @@ class TransformerStack(nn.Module):
         key_length, key_offset = self_cache.get_mask_sizes(query_length, layer_idx)
         return int(key_length), int(key_offset)
 
-    def _mask(
-        self, attention_mask, query_length: int, key_length: int, causal: bool, x: torch.Tensor, weights: bool,
-        past: int | torch.Tensor | None = None, position_ids: torch.Tensor | None = None,
-        sliding_window: int | None = None, key_offset: int = 0,
-    ) -> tuple[torch.Tensor | None, dict]:
-        """What this backend needs (mask, attention kwargs); `masks.attention_inputs` decides. An inference server's
-        attention that registered no mask function (`ALL_MASK_ATTENTION_FUNCTIONS`) masks by itself and gets none,
-        as transformers' own `masking_utils` decides for it."""
-        implementation = self.config._attn_implementation
-        if is_external_attention(implementation) and implementation not in ALL_MASK_ATTENTION_FUNCTIONS:
-            return None, {}
-        if implementation is not None and implementation.startswith("paged|"):
-            # a paged function outside continuous batching (no batcher's mask): it applies no causal pattern of its
-            # own (transformers' `paged|eager`; 5.13's `paged|sdpa` always passes is_causal=False), so it gets ours
-            implementation = "eager"
-        return attention_inputs(attention_mask, x.shape[0], query_length, key_length, causal, implementation,
-                                x.dtype, x.device, past, position_ids, weights, sliding_window, key_offset)
-
     def _validate(self, input_ids, inputs_embeds, attention_mask, token_type_ids, past: int | torch.Tensor,
                   position_ids=None):
         p = self.input_prefix
@@ -257,21 +232,6 @@ class TransformerStack(nn.Module):
             check_input_ids(token_type_ids, self.config.type_vocab_size, name="token_type_ids")
             if tuple(token_type_ids.shape) != (B, T):
                 raise ValueError(f"`token_type_ids` must have shape {(B, T)}, got {tuple(token_type_ids.shape)}.")
-
-    def _paged_masks(self, attention_mask) -> dict[str, tuple[torch.Tensor | None, dict]]:
-        """Continuous batching: the masks the batcher built, per attention kind (mask, attention kwargs).
-
-        The batcher (transformers' `ContinuousBatchingIOs`) packs every request's new tokens into one row and builds
-        the additive (1, 1, T, S) mask that keeps each query causal inside its own request (and inside the window for
-        "sliding_attention" layers) for eager/sdpa: one tensor, or a dict by kind when layers differ; None for flash
-        kernels, which take the sequence lengths instead (the paged kwargs) and, on sliding layers, the window."""
-        flash = (self.config._attn_implementation or "").removeprefix("paged|").startswith("flash")
-        masks = {}
-        for kind in dict.fromkeys(self.layer_types):
-            mask = attention_mask.get(kind) if isinstance(attention_mask, dict) else attention_mask
-            window = {"sliding_window": self.config.sliding_window} if flash and kind == "sliding_attention" else {}
-            masks[kind] = mask, window
-        return masks
 
     def new_cache(self) -> Cache:
         """An empty KV cache (appending in place): self-attention only, or self + cross for a decoder."""
@@ -324,17 +284,17 @@ class TransformerStack(nn.Module):
         # One mask per attention kind ("full_attention", "sliding_attention"), shared by the layers of that kind.
         # keys: past + T, all of a static cache's slots (the unfilled ones are masked as the future), or the recent
         # ones a sliding-window cache kept
-        masks = self._paged_masks(attention_mask) if paged else {}
-        for kind in [] if paged else dict.fromkeys(self.layer_types):
-            key_length, key_offset = self._key_span(cache, T, past, self.layer_types.index(kind))
-            if prepared:
-                check_prepared_mask(attention_mask, B, T, key_length)
-                mask = attention_mask if attention_mask.is_floating_point() else additive_mask(attention_mask, x.dtype)
-                masks[kind] = mask, {}
-            else:  # (B|1, 1, T, S)
+        implementation = self.config._attn_implementation
+        if paged:
+            masks = paged_attention_inputs(attention_mask, self.layer_types, implementation, self.config.sliding_window)
+        else:
+            masks = {}
+            for kind in dict.fromkeys(self.layer_types):
+                key_length, key_offset = self._key_span(cache, T, past, self.layer_types.index(kind))
                 window = self.config.sliding_window if kind == "sliding_attention" else None
-                masks[kind] = self._mask(attention_mask, T, key_length, self.causal, x, output_attentions, past,
-                                         given_positions, window, key_offset)
+                masks[kind] = attention_inputs(  # (B|1, 1, T, S), or None, or a flash kernel's 2-D mask
+                    attention_mask, B, T, key_length, self.causal, implementation, x.dtype, x.device, past,
+                    given_positions, output_attentions, window, key_offset)
         if memory is not None:
             if memory.shape[0] != B:  # else: a RuntimeError from inside the cross-attention matmul
                 raise ValueError(
@@ -343,7 +303,8 @@ class TransformerStack(nn.Module):
                 )
             if memory_mask is not None:
                 check_attention_mask(memory_mask, memory.shape[0], memory.shape[1])
-            memory_mask, _ = self._mask(memory_mask, T, memory.shape[1], False, x, output_attentions)  # (B, 1, 1, S)
+            memory_mask, _ = attention_inputs(memory_mask, B, T, memory.shape[1], False, implementation, x.dtype,
+                                              x.device, output_attentions=output_attentions)  # (B, 1, 1, S)
 
         hidden_states, self_attentions, cross_attentions = [], [], []
         for layer, kind in zip(self.layers, self.layer_types):

@@ -9,9 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from .checks import check_labels
+from .checks import IGNORE_INDEX, check_labels, check_token_labels
 
-IGNORE_INDEX = -100
 CHUNK_ELEMENTS = 1 << 20  # rows × vocabulary scored at once by the CPU cross-entropy
 # Chunked loss (`chunked_cross_entropy`). A training forward with labels skips the full logits when they would hold at
 # least CHUNKED_LOSS_ABOVE elements (B·T·V; 2²⁴ = 64 MiB in float32, e.g. 2 × 256 tokens at a 49,152 vocabulary), and
@@ -225,3 +224,29 @@ def sequence_classification_loss(logits: torch.Tensor, labels: torch.Tensor, con
         f"`problem_type`={config.problem_type!r} is not supported; allowed values are "
         "('regression', 'single_label_classification', 'multi_label_classification')."
     )
+
+
+def span_loss(start_logits: torch.Tensor, end_logits: torch.Tensor, start_positions: torch.Tensor,
+              end_positions: torch.Tensor) -> torch.Tensor:
+    """Extractive QA loss: ½ (CE(start_logits, s) + CE(end_logits, e)) (§4.2). Positions outside [0, T) are ignored
+    (clamped to T, as HF does for answers truncated away)."""
+    if start_positions is None or end_positions is None:
+        raise ValueError("Pass both `start_positions` and `end_positions` (or neither).")
+    B, T = start_logits.shape
+    for name, positions in (("start_positions", start_positions), ("end_positions", end_positions)):
+        if not isinstance(positions, torch.Tensor):
+            raise TypeError(f"`{name}` must be a torch.Tensor of token indices, got {type(positions).__name__}.")
+        if positions.dtype.is_floating_point or positions.reshape(-1).shape[0] != B:
+            raise ValueError(f"`{name}` must hold one integer token index per example ({B}), got {tuple(positions.shape)}.")
+    s = start_positions.reshape(-1).clamp(0, T)  # (B,)
+    e = end_positions.reshape(-1).clamp(0, T)
+    return (F.cross_entropy(start_logits.float(), s, ignore_index=T)
+            + F.cross_entropy(end_logits.float(), e, ignore_index=T)) / 2
+
+
+def token_classification_loss(logits: torch.Tensor, labels: torch.Tensor,
+                              num_items_in_batch: torch.Tensor | int | None = None) -> torch.Tensor:
+    """Tagging loss: cross-entropy of each token's class logits (B, T, K) against its label (B, T), −100 ignored;
+    the labels are checked first (shape, ids in [0, K) or −100: ValueError naming them)."""
+    check_token_labels(labels, logits.shape[:2], logits.shape[-1])
+    return token_cross_entropy(logits, labels, num_items_in_batch)

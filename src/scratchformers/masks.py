@@ -9,13 +9,18 @@ to QKᵀ/√d_k. Shapes: B batch, T queries, S keys.
 
 What a query may see has four sources, combined here and nowhere else: causality, a sliding window (only the last W
 positions), padding (a 0/1 attention mask) and packing (several sequences in one row, marked by position ids that restart, as `DataCollatorWithFlattening`
-builds them). `attention_inputs` decides, once per forward, what the configured backend needs.
+builds them). `attention_inputs` decides, once per forward and attention kind, what the configured backend needs —
+the one call a stack makes per kind (`paged_attention_inputs` under continuous batching, where the batcher built the
+masks); `attention_backend` decides which attention function runs (ours, written out, when weights are wanted).
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS
+
+from .checks import check_prepared_mask
 
 
 def causal_mask(
@@ -148,6 +153,37 @@ def positions_from_attention_mask(attention_mask: torch.Tensor, past_length: int
     return positions[:, past_length:]
 
 
+def is_external_attention(attn_implementation: str | None) -> bool:
+    """Was this attention implementation registered by someone else — vLLM's "vllm", SGLang's "sglang", a user's own
+    `AttentionInterface.register(name, fn)` — rather than being one whose inputs our stack prepares (eager, sdpa, the
+    flash kernels and anything named "flash…", flex, a Hub kernel "org/name", continuous batching's "paged|…")?
+
+    Such a backend brings its own KV cache and masking: it gets every keyword argument `forward()` was given, passed
+    down to it unchanged (vLLM: `attention_instances`; SGLang: `forward_batch`), as the vLLM/SGLang "transformers
+    backend" contract asks (vLLM docs, "Writing custom models": kwargs passed down to the attention, which is called
+    through `ALL_ATTENTION_FUNCTIONS`)."""
+    if attn_implementation is None or attn_implementation in ("eager", "sdpa", "flex_attention"):
+        return False
+    return not (attn_implementation.startswith(("flash", "paged|")) or "/" in attn_implementation)
+
+
+def attention_backend(implementation: str | None, output_attentions: bool = False) -> str:
+    """Which attention function runs for `config._attn_implementation`: "eager" (ours, written out) for None and
+    "eager", and whenever weights are wanted from a kernel that returns none (sdpa, flash, flex); otherwise the
+    configured one — continuous batching's "paged|…" functions and an inference server's own keep theirs. The one
+    place this is decided: `attention_inputs` builds the mask for it, `attention.attention_function` calls it."""
+    if implementation in (None, "eager"):
+        return "eager"
+    if output_attentions and not implementation.startswith("paged|") and not is_external_attention(implementation):
+        return "eager"
+    return implementation
+
+
+def is_prepared_mask(attention_mask) -> bool:
+    """True for a ready-made (B|1, 1, T, S) attention mask rather than a 2-D 0/1 padding mask."""
+    return isinstance(attention_mask, torch.Tensor) and attention_mask.dim() == 4
+
+
 def attention_inputs(
     attention_mask: torch.Tensor | None,
     batch_size: int,
@@ -171,6 +207,11 @@ def attention_inputs(
     - eager / sdpa: an additive (B|1, 1, T, S) mask = causal ∧ window ∧ padding ∧ packing (`attention_mask_for`), or
       None when the kernel's own causal flag says it all (no padding, no packing, queries start at key 0 or are one
       new token, and no key falls out of the window).
+    - an inference server's attention that registered no mask function (`ALL_MASK_ATTENTION_FUNCTIONS`) masks by
+      itself and gets none, as transformers' own `masking_utils` decides for it; a paged function outside continuous
+      batching (no batcher's mask) applies no causal pattern of its own, so it gets eager's;
+    - a ready-made 4-D mask (generate() with a static cache: transformers' `create_causal_mask`) is checked and used
+      as it is, additive (a boolean one made so).
     `attention_mask` is the 2-D (B, past + T) padding mask or None; `past` defaults to S − T; `position_ids` (1|B, T)
     mark packed sequences (`packed_sequence_ids`). `sliding_window` = W (causal only): a query sees the last W
     positions, itself included. `key_offset`: the absolute position of the first of the S keys (> 0 when a sliding
@@ -178,6 +219,13 @@ def attention_inputs(
     decoding step builds no (T, S) mask at all. Used for self-attention and (not causal, no position ids)
     cross-attention alike.
     """
+    if is_prepared_mask(attention_mask):
+        check_prepared_mask(attention_mask, batch_size, query_length, key_length)
+        return (attention_mask if attention_mask.is_floating_point() else additive_mask(attention_mask, dtype)), {}
+    if is_external_attention(implementation) and implementation not in ALL_MASK_ATTENTION_FUNCTIONS:
+        return None, {}
+    backend = attention_backend("eager" if (implementation or "").startswith("paged|") else implementation,
+                                output_attentions)
     past = key_length - query_length if past is None else past
     window = sliding_window if causal else None
     # the window bites only if some query has a key more than W − 1 positions back: S > W
@@ -185,7 +233,7 @@ def attention_inputs(
     sequence_ids = packed_sequence_ids(position_ids, attention_mask, past, batch_size)
     # under torch.compile a padding mask is always applied: `all()` would be a data-dependent branch
     no_padding = attention_mask is None or (not torch.compiler.is_compiling() and bool(attention_mask.all()))
-    if not output_attentions and implementation is not None and implementation.startswith("flash"):
+    if backend.startswith("flash"):
         lengths = flash_sequence_lengths(sequence_ids) if sequence_ids is not None else {}
         if window is not None:
             lengths["sliding_window"] = window
@@ -198,8 +246,25 @@ def attention_inputs(
     no_unfilled_slots = isinstance(past, int) and key_offset + key_length == past + query_length
     trivially_causal = causal and no_padding and sequence_ids is None and no_unfilled_slots and not window_bites and (
         past == key_offset or query_length == 1)
-    if trivially_causal and (query_length == 1 or (not output_attentions and implementation not in (None, "eager"))):
+    if trivially_causal and (query_length == 1 or (not output_attentions and backend != "eager")):
         return None, {}  # a single new token may see every key: no mask at all, for every backend
     mask = attention_mask_for(attention_mask, query_length, key_length, causal, dtype, device, past, sequence_ids,
                               window if window_bites else None, key_offset)
     return mask, {}
+
+
+def paged_attention_inputs(attention_mask, layer_types: list[str], implementation: str | None,
+                           sliding_window: int | None) -> dict[str, tuple[torch.Tensor | None, dict]]:
+    """Continuous batching: the masks the batcher built, per attention kind (mask, attention kwargs).
+
+    The batcher (transformers' `ContinuousBatchingIOs`) packs every request's new tokens into one row and builds
+    the additive (1, 1, T, S) mask that keeps each query causal inside its own request (and inside the window for
+    "sliding_attention" layers) for eager/sdpa: one tensor, or a dict by kind when layers differ; None for flash
+    kernels, which take the sequence lengths instead (the paged kwargs) and, on sliding layers, the window."""
+    flash = (implementation or "").removeprefix("paged|").startswith("flash")
+    masks = {}
+    for kind in dict.fromkeys(layer_types):
+        mask = attention_mask.get(kind) if isinstance(attention_mask, dict) else attention_mask
+        window = {"sliding_window": sliding_window} if flash and kind == "sliding_attention" else {}
+        masks[kind] = mask, window
+    return masks

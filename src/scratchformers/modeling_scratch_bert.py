@@ -4,9 +4,8 @@
 pre-training objective […]: the masked language model randomly masks some of the tokens from the input, and the
 objective is to predict the original vocabulary id of the masked word based only on its context." (§1)
 
-A BERT is one stack of *non-causal* self-attention layers (shared `layers.TransformerStack`, post-LN) over token +
-position + segment embeddings. This file holds only what is new in BERT: the pooler, the MLM head and the
-fine-tuning heads (sequence classification, token classification, extractive question answering).
+A BERT is one stack of *non-causal* self-attention layers (`layers.TransformerStack`, post-LN) over token + position
++ segment embeddings. New here: the pooler, the MLM head and the fine-tuning heads (classification, tagging, QA).
 """
 
 from __future__ import annotations
@@ -22,25 +21,10 @@ from transformers.modeling_outputs import (
 )
 
 from .configuration_scratch_bert import ScratchBertConfig
-from .hf_tables import add_to_name_tables
 from .layers import ACTIVATIONS, TransformerStack
-from .losses import IGNORE_INDEX, logits_and_labelled_loss, sequence_classification_loss, token_cross_entropy
-from .pretrained import ScratchPreTrainedModel
-
-
-def check_token_labels(labels: torch.Tensor, shape: tuple[int, ...], num_classes: int, name: str = "labels") -> None:
-    """Raise ValueError unless per-token `labels` have `shape` and hold −100 (ignored) or a class in [0, num_classes)."""
-    if not isinstance(labels, torch.Tensor) or labels.dtype.is_floating_point or labels.dtype == torch.bool:
-        raise TypeError(f"`{name}` must be an integer torch.Tensor of class ids (−100 = ignored).")
-    if tuple(labels.shape) != tuple(shape):
-        raise ValueError(f"`{name}` must have shape {tuple(shape)} (one label per token), got {tuple(labels.shape)}.")
-    if torch.compiler.is_compiling():  # the value check below is data-dependent: it would break the graph
-        return
-    bad = labels[(labels != IGNORE_INDEX) & ((labels < 0) | (labels >= num_classes))]
-    if bad.numel():
-        raise ValueError(
-            f"`{name}` contains {int(bad[0])}; allowed are {IGNORE_INDEX} (ignored) and ids in [0, {num_classes - 1}]."
-        )
+from .losses import logits_and_labelled_loss, sequence_classification_loss, span_loss, token_classification_loss
+from .pretrained import add_to_name_tables, carry_output
+from .pretrained_stack import ScratchPreTrainedModel
 
 
 class ScratchBertPreTrainedModel(ScratchPreTrainedModel):
@@ -56,15 +40,16 @@ class ScratchBertPooler(nn.Module):
     def __init__(self, config: ScratchBertConfig):
         super().__init__()
         self.dense = nn.Linear(config.hidden_size, config.hidden_size)
-        self.activation = nn.Tanh()
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        return self.activation(self.dense(hidden_states[:, 0]))  # (B, T, C) -> (B, C)
+        return torch.tanh(self.dense(hidden_states[:, 0]))  # (B, T, C) -> (B, C)
 
 
 class ScratchBertModel(ScratchBertPreTrainedModel):
     """The BERT body: token + position + segment embeddings (LayerNorm), N bidirectional post-LN layers, optional
     pooler. Returns every position's hidden state (and the pooled [CLS] vector when the pooler is on)."""
+
+    token_stack = "encoder"
 
     def __init__(self, config: ScratchBertConfig, add_pooling_layer: bool | None = None):
         super().__init__(config)
@@ -73,43 +58,15 @@ class ScratchBertModel(ScratchBertPreTrainedModel):
         self.pooler = ScratchBertPooler(config) if add_pooling_layer else None
         self.post_init()
 
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.encoder.embeddings.embed_tokens
-
-    def set_input_embeddings(self, value: nn.Embedding) -> None:
-        self.encoder.embeddings.embed_tokens = value
-
-    def forward(
-        self,
-        input_ids: torch.LongTensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.LongTensor | None = None,
-        position_ids: torch.LongTensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-        **kwargs,
-    ) -> BaseModelOutputWithPoolingAndCrossAttentions | tuple:
-        self._check_kwargs(kwargs)
-        out = self.encoder(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            token_type_ids=token_type_ids,
-            inputs_embeds=inputs_embeds,
-            output_attentions=bool(output_attentions if output_attentions is not None else self.config.output_attentions),
-            output_hidden_states=bool(
-                output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
-            ),
-        )
-        result = BaseModelOutputWithPoolingAndCrossAttentions(
-            last_hidden_state=out.last_hidden_state,
-            pooler_output=self.pooler(out.last_hidden_state) if self.pooler is not None else None,
-            hidden_states=out.hidden_states,
-            attentions=out.attentions,
-        )
-        return self._output(result, return_dict)
+    def forward(self, input_ids: torch.LongTensor | None = None, attention_mask: torch.Tensor | None = None,
+                token_type_ids: torch.LongTensor | None = None, position_ids: torch.LongTensor | None = None,
+                inputs_embeds: torch.Tensor | None = None, output_attentions: bool | None = None,
+                output_hidden_states: bool | None = None, return_dict: bool | None = None,
+                **kwargs) -> BaseModelOutputWithPoolingAndCrossAttentions | tuple:
+        out = self._run_stack(self.encoder, locals())
+        pooled = self.pooler(out.last_hidden_state) if self.pooler is not None else None
+        return self._output(carry_output(BaseModelOutputWithPoolingAndCrossAttentions, out, pooler_output=pooled),
+                            return_dict)
 
 
 class ScratchBertLMHead(nn.Module):
@@ -145,193 +102,90 @@ class ScratchBertForMaskedLM(ScratchBertPreTrainedModel):
     def set_output_embeddings(self, value: nn.Linear) -> None:
         self.lm_head.decoder = value
 
-    def forward(
-        self,
-        input_ids: torch.LongTensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.LongTensor | None = None,
-        position_ids: torch.LongTensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        labels: torch.LongTensor | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-        **kwargs,
-    ) -> MaskedLMOutput | tuple:
-        self._check_kwargs(kwargs)
-        out = self.model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            token_type_ids=token_type_ids,
-            position_ids=position_ids,
-            inputs_embeds=inputs_embeds,
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
-            return_dict=True,
-        )
+    def forward(self, input_ids: torch.LongTensor | None = None, attention_mask: torch.Tensor | None = None,
+                token_type_ids: torch.LongTensor | None = None, position_ids: torch.LongTensor | None = None,
+                inputs_embeds: torch.Tensor | None = None, labels: torch.LongTensor | None = None,
+                output_attentions: bool | None = None, output_hidden_states: bool | None = None,
+                return_dict: bool | None = None, **kwargs) -> MaskedLMOutput | tuple:
+        out = self._run_body(locals())
         logits, loss = logits_and_labelled_loss(  # (B, T, V); backward through the vocabulary only at masked tokens
             self.lm_head, out.last_hidden_state, labels, self.config.vocab_size, kwargs.get("num_items_in_batch"),
             skip_logits=kwargs.get("skip_logits"), training=self.training,  # no logits: a chunked loss (losses.py)
         )
-        result = MaskedLMOutput(loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions)
-        return self._output(result, return_dict)
+        return self._output(carry_output(MaskedLMOutput, out, loss=loss, logits=logits), return_dict)
 
 
-class _ScratchBertWithHead(ScratchBertPreTrainedModel):
-    """Shared plumbing of the fine-tuning heads: the body, dropout, and a linear layer C → `num_outputs`."""
+class ScratchBertWithHead(ScratchBertPreTrainedModel):
+    """The base of BERT's fine-tuning heads: the body (with the pooler only for a head that reads it), dropout and a
+    linear layer C → `num_outputs` (None: `config.num_labels`). A head's forward runs the body on its own arguments
+    (`_run_body`) and carries the body's hidden states and attentions into its output."""
 
     add_pooling_layer = False
+    num_outputs: int | None = None
 
-    def __init__(self, config: ScratchBertConfig, num_outputs: int):
+    def __init__(self, config: ScratchBertConfig):
         super().__init__(config)
         self.num_labels = config.num_labels
         self.model = ScratchBertModel(config, add_pooling_layer=self.add_pooling_layer)
         p = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
         self.dropout = nn.Dropout(p)
-        self.classifier = nn.Linear(config.hidden_size, num_outputs)
-
-    def _body(self, input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, output_attentions,
-              output_hidden_states) -> BaseModelOutputWithPoolingAndCrossAttentions:
-        return self.model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            token_type_ids=token_type_ids,
-            position_ids=position_ids,
-            inputs_embeds=inputs_embeds,
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
-            return_dict=True,
-        )
+        self.classifier = nn.Linear(config.hidden_size, self.num_outputs or config.num_labels)
+        self.post_init()
 
 
-class ScratchBertForSequenceClassification(_ScratchBertWithHead):
+class ScratchBertForSequenceClassification(ScratchBertWithHead):
     """Classification / regression from the pooled [CLS] vector: logits = W·dropout(pooler(h_[CLS])) + b (§4.1).
-
-    `config.problem_type`: "single_label_classification" (cross-entropy), "multi_label_classification"
-    (BCE-with-logits on multi-hot float labels) or "regression" (MSE); inferred from the labels when unset (HF).
-    """
+    `config.problem_type`: "single_label_classification" (cross-entropy), "multi_label_classification" (BCE-with-logits
+    on multi-hot float labels) or "regression" (MSE); inferred from the labels when unset (HF)."""
 
     add_pooling_layer = True
     accepts_loss_kwargs = False  # the loss is a per-example mean: the Trainer divides by accumulation steps
 
-    def __init__(self, config: ScratchBertConfig):
-        super().__init__(config, config.num_labels)
-        self.post_init()
-
-    def forward(
-        self,
-        input_ids: torch.LongTensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.LongTensor | None = None,
-        position_ids: torch.LongTensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-        **kwargs,
-    ) -> SequenceClassifierOutput | tuple:
-        self._check_kwargs(kwargs)
-        out = self._body(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, output_attentions,
-                         output_hidden_states)
+    def forward(self, input_ids: torch.LongTensor | None = None, attention_mask: torch.Tensor | None = None,
+                token_type_ids: torch.LongTensor | None = None, position_ids: torch.LongTensor | None = None,
+                inputs_embeds: torch.Tensor | None = None, labels: torch.Tensor | None = None,
+                output_attentions: bool | None = None, output_hidden_states: bool | None = None,
+                return_dict: bool | None = None, **kwargs) -> SequenceClassifierOutput | tuple:
+        out = self._run_body(locals())
         logits = self.classifier(self.dropout(out.pooler_output))  # (B, num_labels)
         loss = sequence_classification_loss(logits, labels, self.config) if labels is not None else None
-        result = SequenceClassifierOutput(
-            loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions
-        )
-        return self._output(result, return_dict)
+        return self._output(carry_output(SequenceClassifierOutput, out, loss=loss, logits=logits), return_dict)
 
 
-class ScratchBertForTokenClassification(_ScratchBertWithHead):
+class ScratchBertForTokenClassification(ScratchBertWithHead):
     """Tagging (NER, POS): one label per token, logits = W·dropout(h_t) + b; loss = cross-entropy, −100 ignored."""
 
-    def __init__(self, config: ScratchBertConfig):
-        super().__init__(config, config.num_labels)
-        self.post_init()
-
-    def forward(
-        self,
-        input_ids: torch.LongTensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.LongTensor | None = None,
-        position_ids: torch.LongTensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        labels: torch.LongTensor | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-        **kwargs,
-    ) -> TokenClassifierOutput | tuple:
-        self._check_kwargs(kwargs)
-        out = self._body(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, output_attentions,
-                         output_hidden_states)
+    def forward(self, input_ids: torch.LongTensor | None = None, attention_mask: torch.Tensor | None = None,
+                token_type_ids: torch.LongTensor | None = None, position_ids: torch.LongTensor | None = None,
+                inputs_embeds: torch.Tensor | None = None, labels: torch.LongTensor | None = None,
+                output_attentions: bool | None = None, output_hidden_states: bool | None = None,
+                return_dict: bool | None = None, **kwargs) -> TokenClassifierOutput | tuple:
+        out = self._run_body(locals())
         logits = self.classifier(self.dropout(out.last_hidden_state))  # (B, T, num_labels)
-        loss = None
-        if labels is not None:
-            check_token_labels(labels, logits.shape[:2], self.num_labels)
-            loss = token_cross_entropy(logits, labels, kwargs.get("num_items_in_batch"))
-        result = TokenClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions)
-        return self._output(result, return_dict)
+        loss = token_classification_loss(logits, labels, kwargs.get("num_items_in_batch")) if labels is not None else None
+        return self._output(carry_output(TokenClassifierOutput, out, loss=loss, logits=logits), return_dict)
 
 
-def span_loss(start_logits: torch.Tensor, end_logits: torch.Tensor, start_positions: torch.Tensor,
-              end_positions: torch.Tensor) -> torch.Tensor:
-    """Extractive QA loss: ½ (CE(start_logits, s) + CE(end_logits, e)) (§4.2). Positions outside [0, T) are ignored
-    (clamped to T, as HF does for answers truncated away)."""
-    B, T = start_logits.shape
-    for name, positions in (("start_positions", start_positions), ("end_positions", end_positions)):
-        if not isinstance(positions, torch.Tensor):
-            raise TypeError(f"`{name}` must be a torch.Tensor of token indices, got {type(positions).__name__}.")
-        if positions.dtype.is_floating_point or positions.reshape(-1).shape[0] != B:
-            raise ValueError(f"`{name}` must hold one integer token index per example ({B}), got {tuple(positions.shape)}.")
-    s = start_positions.reshape(-1).clamp(0, T)  # (B,)
-    e = end_positions.reshape(-1).clamp(0, T)
-    ce = nn.CrossEntropyLoss(ignore_index=T)
-    return (ce(start_logits.float(), s) + ce(end_logits.float(), e)) / 2
-
-
-class ScratchBertForQuestionAnswering(_ScratchBertWithHead):
+class ScratchBertForQuestionAnswering(ScratchBertWithHead):
     """Extractive QA: "a start vector S and an end vector E"; P(start = i) = softmax_i(S·h_i), likewise the end
     (§4.2). Returns start/end logits (B, T); `scratchformers.qa.answer_spans` turns them into answer text."""
 
+    num_outputs = 2  # [S·h_t, E·h_t]
     accepts_loss_kwargs = False  # the loss is a per-example mean: the Trainer divides by accumulation steps
 
-    def __init__(self, config: ScratchBertConfig):
-        super().__init__(config, 2)
-        self.post_init()
-
-    def forward(
-        self,
-        input_ids: torch.LongTensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.LongTensor | None = None,
-        position_ids: torch.LongTensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        start_positions: torch.LongTensor | None = None,
-        end_positions: torch.LongTensor | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-        **kwargs,
-    ) -> QuestionAnsweringModelOutput | tuple:
-        self._check_kwargs(kwargs)
-        out = self._body(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, output_attentions,
-                         output_hidden_states)
+    def forward(self, input_ids: torch.LongTensor | None = None, attention_mask: torch.Tensor | None = None,
+                token_type_ids: torch.LongTensor | None = None, position_ids: torch.LongTensor | None = None,
+                inputs_embeds: torch.Tensor | None = None, start_positions: torch.LongTensor | None = None,
+                end_positions: torch.LongTensor | None = None, output_attentions: bool | None = None,
+                output_hidden_states: bool | None = None, return_dict: bool | None = None,
+                **kwargs) -> QuestionAnsweringModelOutput | tuple:
+        out = self._run_body(locals())
         logits = self.classifier(out.last_hidden_state)  # (B, T, 2): [S·h_t, E·h_t]
         start_logits, end_logits = (x.squeeze(-1).contiguous() for x in logits.split(1, dim=-1))  # (B, T) each
-        loss = None
-        if (start_positions is None) != (end_positions is None):
-            raise ValueError("Pass both `start_positions` and `end_positions` (or neither).")
-        if start_positions is not None:
-            loss = span_loss(start_logits, end_logits, start_positions, end_positions)
-        result = QuestionAnsweringModelOutput(
-            loss=loss,
-            start_logits=start_logits,
-            end_logits=end_logits,
-            hidden_states=out.hidden_states,
-            attentions=out.attentions,
-        )
-        return self._output(result, return_dict)
+        given = start_positions is not None or end_positions is not None
+        loss = span_loss(start_logits, end_logits, start_positions, end_positions) if given else None
+        fields = dict(loss=loss, start_logits=start_logits, end_logits=end_logits)
+        return self._output(carry_output(QuestionAnsweringModelOutput, out, **fields), return_dict)
 
 
 #: Our classes by the Auto class that loads each: the package registers them (`scratchformers.__init__`), and

@@ -17,12 +17,12 @@ from transformers.modeling_outputs import (
 )
 
 from .checks import check_labels
-from .compat import cache_field, output_cache, takes_old_cache_name
+from .compat import takes_old_cache_name
 from .configuration_scratch_gpt import ScratchGPTConfig
-from .hf_tables import add_to_name_tables
 from .layers import TransformerStack
 from .losses import logits_and_labelled_loss, next_token_labels, sequence_classification_loss
-from .pretrained import ScratchPreTrainedModel
+from .pretrained import add_to_name_tables, carry_output
+from .pretrained_stack import ScratchPreTrainedModel
 
 
 class ScratchGPTPreTrainedModel(ScratchPreTrainedModel):
@@ -34,6 +34,8 @@ class ScratchGPTPreTrainedModel(ScratchPreTrainedModel):
 class ScratchGPTModel(ScratchGPTPreTrainedModel):
     """The GPT body: embeddings, N causal self-attention layers, final LayerNorm (pre-LN). Returns hidden states."""
 
+    token_stack = "decoder"
+
     def __init__(self, config: ScratchGPTConfig):
         super().__init__(config)
         # keywords only: an inference server may wrap the decoder class (`get_decoder()`'s) in a compile decorator
@@ -41,51 +43,17 @@ class ScratchGPTModel(ScratchGPTPreTrainedModel):
         self.decoder = TransformerStack(config=config, num_layers=config.num_hidden_layers, causal=True)
         self.post_init()
 
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.decoder.embeddings.embed_tokens
-
-    def set_input_embeddings(self, value: nn.Embedding) -> None:
-        self.decoder.embeddings.embed_tokens = value
-
     @takes_old_cache_name
-    def forward(
-        self,
-        input_ids: torch.LongTensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        position_ids: torch.LongTensor | None = None,
-        cache: Cache | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        use_cache: bool | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-        **kwargs,
-    ) -> BaseModelOutputWithPast | tuple:
+    def forward(self, input_ids: torch.LongTensor | None = None, attention_mask: torch.Tensor | None = None,
+                position_ids: torch.LongTensor | None = None, cache: Cache | None = None,
+                inputs_embeds: torch.Tensor | None = None, use_cache: bool | None = None,
+                output_attentions: bool | None = None, output_hidden_states: bool | None = None,
+                return_dict: bool | None = None, **kwargs) -> BaseModelOutputWithPast | tuple:
         """`kwargs`: transformers' pass-through arguments. With continuous batching's paged `cache` (its batcher's
         `read_index`, `write_index`, `cu_seq_lens_k`, … and ready-made masks) or an inference server's attention
         (vLLM's `attention_instances`) they go on down to every attention call (`_attention_backend_kwargs`)."""
-        self._check_kwargs(kwargs, cache)
-        use_cache = self.config.use_cache and not self.training if use_cache is None else use_cache
-        out = self.decoder(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            inputs_embeds=inputs_embeds,
-            cache=cache,
-            use_cache=use_cache,
-            output_attentions=bool(output_attentions if output_attentions is not None else self.config.output_attentions),
-            output_hidden_states=bool(
-                output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
-            ),
-            **self._attention_backend_kwargs(kwargs, cache),
-        )
-        out = BaseModelOutputWithPast(
-            last_hidden_state=out.last_hidden_state,
-            **cache_field(output_cache(out)),
-            hidden_states=out.hidden_states,
-            attentions=out.attentions,
-        )
-        return self._output(out, return_dict)
+        out = self._run_stack(self.decoder, locals())
+        return self._output(carry_output(BaseModelOutputWithPast, out), return_dict)
 
 
 class ScratchGPTForCausalLM(ScratchGPTPreTrainedModel, GenerationMixin):
@@ -103,21 +71,12 @@ class ScratchGPTForCausalLM(ScratchGPTPreTrainedModel, GenerationMixin):
         self.post_init()
 
     @takes_old_cache_name
-    def forward(
-        self,
-        input_ids: torch.LongTensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        position_ids: torch.LongTensor | None = None,
-        cache: Cache | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        labels: torch.LongTensor | None = None,
-        use_cache: bool | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-        logits_to_keep: int | torch.Tensor = 0,
-        **kwargs,
-    ) -> CausalLMOutputWithPast | tuple:
+    def forward(self, input_ids: torch.LongTensor | None = None, attention_mask: torch.Tensor | None = None,
+                position_ids: torch.LongTensor | None = None, cache: Cache | None = None,
+                inputs_embeds: torch.Tensor | None = None, labels: torch.LongTensor | None = None,
+                use_cache: bool | None = None, output_attentions: bool | None = None,
+                output_hidden_states: bool | None = None, return_dict: bool | None = None,
+                logits_to_keep: int | torch.Tensor = 0, **kwargs) -> CausalLMOutputWithPast | tuple:
         """`labels` (B, T) are the tokens themselves: position t is scored against labels[t+1]. `shift_labels=` (B, T)
         are targets already shifted (position t against shift_labels[t], −100 ignored), as the Trainer passes them
         under context parallelism (each rank holds a slice of the sequence, so the shift cannot happen here) and
@@ -129,19 +88,7 @@ class ScratchGPTForCausalLM(ScratchGPTPreTrainedModel, GenerationMixin):
         positions it lists (continuous batching's `logits_indices`: each request's last token in the packed row);
         the LM head runs only there. Other `kwargs` go on to the body (`ScratchGPTModel.forward`)."""
         shift_labels = kwargs.pop("shift_labels", None)
-        self._check_kwargs(kwargs, cache)
-        out = self.model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            cache=cache,
-            inputs_embeds=inputs_embeds,
-            use_cache=use_cache,
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
-            return_dict=True,
-            **kwargs,
-        )
+        out = self._run_body(locals(), **kwargs)
         hidden = keep_positions(out.last_hidden_state, logits_to_keep)  # (B, T', C)
         targets = None
         if shift_labels is not None:  # already position t's target
@@ -154,11 +101,7 @@ class ScratchGPTForCausalLM(ScratchGPTPreTrainedModel, GenerationMixin):
             self.lm_head, hidden, targets, self.config.vocab_size, kwargs.get("num_items_in_batch"),
             skip_logits=kwargs.get("skip_logits"), training=self.training,  # no logits: a chunked loss (losses.py)
         )
-        result = CausalLMOutputWithPast(
-            loss=loss, logits=logits, **cache_field(output_cache(out)), hidden_states=out.hidden_states,
-            attentions=out.attentions,
-        )
-        return self._output(result, return_dict)
+        return self._output(carry_output(CausalLMOutputWithPast, out, loss=loss, logits=logits), return_dict)
 
 
 def keep_positions(hidden: torch.Tensor, logits_to_keep: int | torch.Tensor) -> torch.Tensor:
@@ -196,38 +139,18 @@ class ScratchGPTForSequenceClassification(ScratchGPTPreTrainedModel):
         self.score = nn.Linear(config.hidden_size, config.num_labels, bias=False)
         self.post_init()
 
-    def forward(
-        self,
-        input_ids: torch.LongTensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        position_ids: torch.LongTensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-        **kwargs,
-    ) -> SequenceClassifierOutputWithPast | tuple:
-        self._check_kwargs(kwargs)
-        out = self.model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            inputs_embeds=inputs_embeds,
-            use_cache=False,
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
-            return_dict=True,
-        )
+    def forward(self, input_ids: torch.LongTensor | None = None, attention_mask: torch.Tensor | None = None,
+                position_ids: torch.LongTensor | None = None, inputs_embeds: torch.Tensor | None = None,
+                labels: torch.Tensor | None = None, output_attentions: bool | None = None,
+                output_hidden_states: bool | None = None, return_dict: bool | None = None,
+                **kwargs) -> SequenceClassifierOutputWithPast | tuple:
+        out = self._run_body(locals(), use_cache=False)
         logits = self.score(out.last_hidden_state)  # (B, T, num_labels)
         last = last_token_index(input_ids if input_ids is not None else inputs_embeds[..., 0], attention_mask,
                                 self.config.pad_token_id if input_ids is not None else None)
         pooled = logits[torch.arange(logits.shape[0], device=logits.device), last]  # (B, num_labels)
         loss = sequence_classification_loss(pooled, labels, self.config) if labels is not None else None
-        result = SequenceClassifierOutputWithPast(
-            loss=loss, logits=pooled, hidden_states=out.hidden_states, attentions=out.attentions
-        )
-        return self._output(result, return_dict)
+        return self._output(carry_output(SequenceClassifierOutputWithPast, out, loss=loss, logits=pooled), return_dict)
 
 
 #: Our classes by the Auto class that loads each: the package registers them (`scratchformers.__init__`), and

@@ -11,19 +11,16 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from transformers import GenerationMixin
 from transformers import initialization as init
-from transformers.cache_utils import Cache
-from transformers.modeling_outputs import BaseModelOutput, Seq2SeqLMOutput, Seq2SeqModelOutput
+from transformers.modeling_outputs import BaseModelOutput
 
-from .compat import cache_field, output_cache, takes_old_cache_name
+from .compat import cache_field, output_cache
 from .configuration_scratch_transformer import ScratchTransformerConfig
 from .embeddings import Embeddings, TokenEmbedding
-from .hf_tables import ALIGNED_TOKEN_LOSS, add_to_name_tables
 from .layers import TransformerStack
-from .losses import logits_and_labelled_loss
-from .pretrained import ScratchPreTrainedModel
-from .seq2seq import TeacherForcingMixin
+from .pretrained import add_to_name_tables
+from .pretrained_stack import ScratchPreTrainedModel
+from .seq2seq import ScratchSeq2SeqLM, ScratchSeq2SeqModel
 
 
 class ScratchTransformerPreTrainedModel(ScratchPreTrainedModel):
@@ -75,16 +72,10 @@ class ScratchTransformerEncoder(TransformerStack):
     def __init__(self, config: ScratchTransformerConfig, embeddings: Embeddings):
         super().__init__(config, config.encoder_layers, causal=False, embeddings=embeddings)
 
-    def forward(
-        self,
-        input_ids: torch.LongTensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-        **kwargs,
-    ) -> BaseModelOutput | tuple:
+    def forward(self, input_ids: torch.LongTensor | None = None, attention_mask: torch.Tensor | None = None,
+                inputs_embeds: torch.Tensor | None = None, output_attentions: bool | None = None,
+                output_hidden_states: bool | None = None, return_dict: bool | None = None,
+                **kwargs) -> BaseModelOutput | tuple:
         out = super().forward(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -98,7 +89,7 @@ class ScratchTransformerEncoder(TransformerStack):
         return out if return_dict is None or return_dict else out.to_tuple()
 
 
-class ScratchTransformerModel(ScratchTransformerPreTrainedModel):
+class ScratchTransformerModel(ScratchTransformerPreTrainedModel, ScratchSeq2SeqModel):
     """The body: encoder(source) → memory z; decoder(target prefix, z) → hidden states. Source and target share one
     token matrix: "we share the same weight matrix between the two embedding layers and the pre-softmax linear
     transformation" (§3.4). Sinusoidal positions hold no parameters, so the token matrix is all there is to share.
@@ -124,84 +115,37 @@ class ScratchTransformerModel(ScratchTransformerPreTrainedModel):
         if self.config.tie_word_embeddings:
             self.decoder.embeddings.embed_tokens = value
 
-    def get_encoder(self, modality: str | None = None) -> ScratchTransformerEncoder:
-        return self.encoder
-
-    @takes_old_cache_name
-    def forward(
-        self,
-        input_ids: torch.LongTensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        decoder_input_ids: torch.LongTensor | None = None,
-        decoder_attention_mask: torch.Tensor | None = None,
-        encoder_outputs: BaseModelOutput | tuple | None = None,
-        cache: Cache | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        decoder_inputs_embeds: torch.Tensor | None = None,
-        use_cache: bool | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-        **kwargs,
-    ) -> Seq2SeqModelOutput | tuple:
-        self._check_kwargs(kwargs)
-        use_cache = self.config.use_cache and not self.training if use_cache is None else use_cache
-        output_attentions = bool(output_attentions if output_attentions is not None else self.config.output_attentions)
-        output_hidden_states = bool(
-            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
-        )
-        if encoder_outputs is None:
-            encoder_outputs = self.encoder(
-                input_ids=input_ids,
-                attention_mask=attention_mask,
-                inputs_embeds=inputs_embeds,
-                output_attentions=output_attentions,
-                output_hidden_states=output_hidden_states,
-                return_dict=True,
-            )
-        elif not isinstance(encoder_outputs, BaseModelOutput):  # a tuple from return_dict=False
-            encoder_outputs = BaseModelOutput(*encoder_outputs)
+    def decode(self, encoded, attention_mask, decoder_input_ids, decoder_attention_mask, decoder_inputs_embeds,
+               cache, use_cache, output_attentions, output_hidden_states) -> dict:
+        """The decoder stack over the target prefix, cross-attending to z = `encoded.last_hidden_state` (B, S, C)."""
         if decoder_input_ids is None and decoder_inputs_embeds is None:
             raise ValueError(
                 "Pass `decoder_input_ids` (or `labels`, which are shifted into them, to the ForConditionalGeneration "
                 "model) so the decoder has a target prefix to read."
             )
-        decoder_out = self.decoder(
-            input_ids=decoder_input_ids,
-            attention_mask=decoder_attention_mask,
-            inputs_embeds=decoder_inputs_embeds,
-            memory=encoder_outputs.last_hidden_state,  # z: (B, S, C)
+        out = self.decoder(
+            input_ids=decoder_input_ids, attention_mask=decoder_attention_mask, inputs_embeds=decoder_inputs_embeds,
+            memory=encoded.last_hidden_state,  # z: (B, S, C)
             memory_mask=attention_mask,  # cross-attention sees only real source tokens
-            cache=cache,
-            use_cache=use_cache,
-            output_attentions=output_attentions,
+            cache=cache, use_cache=use_cache, output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
         )
-        out = Seq2SeqModelOutput(
-            last_hidden_state=decoder_out.last_hidden_state,
-            **cache_field(output_cache(decoder_out)),
-            decoder_hidden_states=decoder_out.hidden_states,
-            decoder_attentions=decoder_out.attentions,
-            cross_attentions=decoder_out.cross_attentions,
-            encoder_last_hidden_state=encoder_outputs.last_hidden_state,
-            encoder_hidden_states=encoder_outputs.hidden_states,
-            encoder_attentions=encoder_outputs.attentions,
-        )
-        return self._output(out, return_dict)
+        return dict(last_hidden_state=out.last_hidden_state, **cache_field(output_cache(out)),
+                    decoder_hidden_states=out.hidden_states, decoder_attentions=out.attentions,
+                    cross_attentions=out.cross_attentions)
 
 
-class ScratchTransformerForConditionalGeneration(ScratchTransformerPreTrainedModel, TeacherForcingMixin, GenerationMixin):
+class ScratchTransformerForConditionalGeneration(ScratchTransformerPreTrainedModel, ScratchSeq2SeqLM):
     """The Transformer with its output layer: p(yₜ | y<t, x) = softmax(h_t Eᵀ) with E the shared embedding (tied).
 
-    `labels` (B, T) give the loss (−100 ignored) and, shifted right behind `decoder_start_token_id`, the decoder
-    inputs. Translates with `generate()` (greedy, sampling, beam search) using a self- and cross-attention cache.
+    Translates with `generate()` (greedy, sampling, beam search) using a self- and cross-attention cache; the forward
+    (labels, teacher forcing, loss) is the shared `seq2seq.ScratchSeq2SeqLM`'s.
     """
 
     _tied_weights_keys = {"lm_head.weight": "model.encoder.embeddings.embed_tokens.weight"}
 
     def __init__(self, config: ScratchTransformerConfig):
         super().__init__(config)
-        self.loss_type = ALIGNED_TOKEN_LOSS  # labels line up with the logits: no shift when counting targets
         self.model = ScratchTransformerModel(config)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         # BART/Marian's output bias: a (1, V) buffer (saved, not trained), present only with config.final_logits_bias
@@ -213,60 +157,6 @@ class ScratchTransformerForConditionalGeneration(ScratchTransformerPreTrainedMod
         """Decoder states (…, C) → vocabulary logits (…, V): h Eᵀ (+ BART's final_logits_bias)."""
         logits = self.lm_head(hidden_states)
         return logits if self.final_logits_bias is None else logits + self.final_logits_bias.to(logits.dtype)[0]
-
-    @takes_old_cache_name
-    def forward(
-        self,
-        input_ids: torch.LongTensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        decoder_input_ids: torch.LongTensor | None = None,
-        decoder_attention_mask: torch.Tensor | None = None,
-        encoder_outputs: BaseModelOutput | tuple | None = None,
-        cache: Cache | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        decoder_inputs_embeds: torch.Tensor | None = None,
-        labels: torch.LongTensor | None = None,
-        use_cache: bool | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-        **kwargs,
-    ) -> Seq2SeqLMOutput | tuple:
-        self._check_kwargs(kwargs)
-        if labels is not None:
-            use_cache = False
-            if decoder_input_ids is None and decoder_inputs_embeds is None:
-                decoder_input_ids = self.prepare_decoder_input_ids_from_labels(labels)
-        out = self.model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            decoder_input_ids=decoder_input_ids,
-            decoder_attention_mask=decoder_attention_mask,
-            encoder_outputs=encoder_outputs,
-            cache=cache,
-            inputs_embeds=inputs_embeds,
-            decoder_inputs_embeds=decoder_inputs_embeds,
-            use_cache=use_cache,
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
-            return_dict=True,
-        )
-        logits, loss = logits_and_labelled_loss(  # (B, T, V); backward through the output layer only at labels
-            self.output_logits, out.last_hidden_state, labels, self.config.vocab_size, kwargs.get("num_items_in_batch"),
-            skip_logits=kwargs.get("skip_logits"), training=self.training,  # no logits: a chunked loss (losses.py)
-        )
-        result = Seq2SeqLMOutput(
-            loss=loss,
-            logits=logits,
-            **cache_field(output_cache(out)),
-            decoder_hidden_states=out.decoder_hidden_states,
-            decoder_attentions=out.decoder_attentions,
-            cross_attentions=out.cross_attentions,
-            encoder_last_hidden_state=out.encoder_last_hidden_state,
-            encoder_hidden_states=out.encoder_hidden_states,
-            encoder_attentions=out.encoder_attentions,
-        )
-        return self._output(result, return_dict)
 
 
 #: Our classes by the Auto class that loads each: the package registers them (`scratchformers.__init__`), and

@@ -1,34 +1,48 @@
-"""What every family's `XPreTrainedModel` shares: outputs, checkpoints, prompt checks, weight initialisation."""
+"""What every family's `XPreTrainedModel` shares: outputs, checkpoints, prompt checks, weight initialisation, and
+transformers' own tables of model classes told about ours (`add_to_name_tables`).
+
+Transformers' name tables: parts of transformers choose what to do from static tables of its own classes instead
+of asking the model:
+
+- the Trainer, with `label_smoothing_factor`, shifts labels one step (next-token targets) only when
+  `model._get_name()` is in `MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values()` (`trainer.py`, `compute_loss`). A causal LM
+  missing from that table is trained to predict the token it is given, silently;
+- `Trainer.create_model_card` (and `push_to_hub`) picks the card's task from the `MODEL_FOR_*_MAPPING_NAMES` tables;
+- `transformers serve` picks "LLM" from `MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values()`.
+
+`AutoModelForX.register(config, cls)` does not reach these tables: it fills the lazy `MODEL_FOR_X_MAPPING`'s
+`_extra_content`, which only `pipelines.Pipeline.check_model_type` also consults. So each modeling module calls
+`add_to_name_tables` at import with the classes it registers (its `AUTO_CLASSES`, the one list of them). It runs
+again in a process that loads a checkpoint with `trust_remote_code=True` and cannot import scratchformers: this
+module travels with every family's code. docs/compatibility.md lists every place.
+"""
 
 from __future__ import annotations
 
 import inspect
 import json
-import math
 import os
 import re
 from pathlib import Path
 
 import torch
+import transformers
 from safetensors import SafetensorError, safe_open
 from torch import nn
 from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.generation.utils import GENERATION_MODES_MAPPING, GenerationMixin
-from transformers.masking_utils import create_causal_mask
+from transformers.utils import ModelOutput
 from transformers.utils.generic import TransformersKwargs
 
-from .attention import is_external_attention
-from .cache import use_growing_layers
 from .checks import check_input_ids
 from .compat import (
     PAGED_ATTENTION_KWARGS,
     PagedAttentionCache,
     is_paged_cache,
-    output_cache,
     paged_sliding_window_is_exact,
 )
-from .layers import RMSNorm
+from .masks import is_external_attention
 
 
 def _generation_mode_arguments() -> frozenset[str]:
@@ -119,6 +133,32 @@ class ScratchPreTrainedBase(PreTrainedModel):
         forward = cls.__dict__.get("forward")
         if forward is not None and "__signature__" not in vars(forward):
             forward.__signature__ = inspect.signature(forward)
+        if forward is not None:  # the names `_run_body` hands down to this class as a body
+            cls._forward_names = frozenset(
+                name for name, parameter in inspect.signature(forward).parameters.items()
+                if name != "self" and parameter.kind not in (parameter.VAR_KEYWORD, parameter.VAR_POSITIONAL)
+            )
+
+    # The forward prologue and epilogue every class shares: defaults from the config, the body's call, the output.
+    def _use_cache(self, use_cache: bool | None) -> bool:
+        """`use_cache` as given, else the config's — off while training (the Trainer sets it False too)."""
+        return self.config.use_cache and not self.training if use_cache is None else use_cache
+
+    def _output_flags(self, output_attentions: bool | None, output_hidden_states: bool | None) -> tuple[bool, bool]:
+        """(`output_attentions`, `output_hidden_states`) as given, else the config's, as transformers' models read them."""
+        config = self.config
+        return (bool(config.output_attentions if output_attentions is None else output_attentions),
+                bool(config.output_hidden_states if output_hidden_states is None else output_hidden_states))
+
+    def _run_body(self, arguments: dict, **overrides):
+        """A head's body (`self.model`) run on the head's own forward arguments (`locals()`) that the body's forward
+        names, with `overrides`, returning a `ModelOutput`; the head's `**kwargs` are checked first (`_check_kwargs`).
+        Heads keep their explicit signatures (the Trainer and generate() read them); this is the one place their
+        arguments are handed down."""
+        self._check_kwargs(arguments.get("kwargs", {}), arguments.get("cache"))
+        names = type(self.model)._forward_names
+        given = {name: value for name, value in arguments.items() if name in names}
+        return self.model(**{**given, **overrides, "return_dict": True})
 
     def _output(self, output, return_dict: bool | None):
         """The `ModelOutput`, or its tuple when `return_dict=False` (or `config.return_dict` is False), as HF does."""
@@ -291,110 +331,35 @@ class ScratchPreTrainedBase(PreTrainedModel):
             module.weight.data[module.padding_idx].zero_()
 
 
-class ScratchPreTrainedModel(ScratchPreTrainedBase):
-    """Base of the Transformer families: N(0, 0.02) init, residual projections scaled by 1/√(2·layers) (GPT-2),
-    LayerNorm = identity; sdpa/flash kernels through the attention interface."""
+def add_to_name_tables(model_type: str, classes: dict[str, type]) -> None:
+    """Add `model_type → class name` to the name table each Auto class is built on (`AutoModelForCausalLM` →
+    `MODEL_FOR_CAUSAL_LM_MAPPING_NAMES`, the `_model_mapping` of its lazy mapping).
 
-    supports_gradient_checkpointing = True
-    _no_split_modules = ["TransformerLayer"]
-    _supports_sdpa = True
-    _supports_flash_attn = True  # dispatched through the attention interface with a 2-D padding mask (GPU only)
-    _supports_attention_backend = True
-    # A forward (and a cached decoding step with a static cache) traces to one graph: no data-dependent branch runs
-    # under torch.compile (tests/test_compile_fullgraph.py). transformers' own compile and static-cache tests read this.
-    _can_compile_fullgraph = True
+    `classes` maps an Auto class's name to the class the family registers with it. Idempotent; an existing entry is
+    never replaced (transformers' own model of the same type, or the first copy of ours when the package and a
+    remote-code checkpoint are both imported); an Auto class the installed release does not have is skipped (all
+    seven we use exist throughout 5.x).
+    """
+    for auto_name, cls in classes.items():
+        auto_class = getattr(transformers, auto_name, None)
+        if auto_class is not None:
+            auto_class._model_mapping._model_mapping.setdefault(model_type, cls.__name__)
 
-    def create_masks_for_generate(self, config, attention_mask=None, **kwargs):
-        """`generate()` hook, called with a static cache: the ready-made 4-D causal mask transformers builds (its
-        `create_causal_mask`, what our stack also accepts). With a sliding window our stack builds the mask itself
-        (`masks.attention_inputs`, from the cache's `get_mask_sizes`), so the 2-D padding mask is returned as it
-        is. (transformers' own `create_masks_for_generate` reads `config.layer_types`, which we leave None when
-        every layer is of one kind.)"""
-        if getattr(config, "sliding_window", None) is not None:
-            return attention_mask
-        for unused in ("token_type_ids", "mm_token_type_ids", "is_first_iteration"):  # for other models' overrides
-            kwargs.pop(unused, None)
-        return create_causal_mask(config=config, attention_mask=attention_mask, **kwargs)
 
-    def _prepare_cache_for_generation(self, generation_config, model_kwargs: dict, *args, **kwargs):
-        """`generate()` hook: the dynamic cache it makes for us appends in place (`GrowingLayer`) instead of
-        re-copying the whole past with torch.cat at every step. A cache the user passes is used as it is.
-        A decoder-only model first checks its position room here, where the prompt's attention mask is known."""
-        prompt = getattr(self, "_generation_prompt", None)
-        if prompt is not None:  # decoder-only: (input_ids length, prompt length) from `_prepare_generated_length`
-            self._generation_prompt = None
-            input_length, positions = prompt
-            mask = model_kwargs.get("attention_mask")
-            if isinstance(mask, torch.Tensor) and mask.dim() == 2:
-                positions = int(mask.sum(-1).max())  # positions skip left padding: the longest real row counts
-            self._check_position_room(generation_config, input_length, positions)
-        users_cache = output_cache(model_kwargs)
-        super()._prepare_cache_for_generation(generation_config, model_kwargs, *args, **kwargs)
-        if users_cache is None and output_cache(model_kwargs) is not None:
-            use_growing_layers(output_cache(model_kwargs))
+#: The `loss_type` of our encoder-decoder heads. transformers derives a model's `loss_type` from its class name
+#: (`…ForConditionalGeneration` → `ForCausalLMLoss`), and the Trainer of some releases (5.13 does; 5.6 does not count
+#: this way) then counts `num_items_in_batch` over `labels[..., 1:]` — right for a decoder-only LM, which predicts token
+#: t+1 at position t, wrong for a decoder fed the right-shifted labels, whose every label is a target: the loss is
+#: over-scaled by n/(n−B). 5.23 and 5.24 exclude `is_encoder_decoder` models. Our decoder's loss is the per-token
+#: cross-entropy of aligned labels, which is what `ForMaskedLMLoss` computes, so the name says so in every 5.x release.
+ALIGNED_TOKEN_LOSS = "ForMaskedLM"
 
-    def _prepare_generated_length(self, generation_config, has_default_max_length, has_default_min_length,
-                                  model_input_name, input_ids_length, inputs_tensor):
-        """`generate()` hook (same signature throughout transformers 5.x): once transformers has settled
-        `max_length`, an encoder-decoder checks its decoder's position room (a decoder-only model does so in
-        `_prepare_cache_for_generation`, where the prompt's attention mask is known)."""
-        generation_config = super()._prepare_generated_length(
-            generation_config=generation_config, has_default_max_length=has_default_max_length,
-            has_default_min_length=has_default_min_length, model_input_name=model_input_name,
-            input_ids_length=input_ids_length, inputs_tensor=inputs_tensor,
-        )
-        if self.config.is_encoder_decoder:
-            self._check_position_room(generation_config, input_ids_length, input_ids_length)
-        else:  # decoder-only from inputs_embeds: the embeddings are the prompt
-            embeds = model_input_name == "inputs_embeds"
-            self._generation_prompt = (input_ids_length, inputs_tensor.shape[1] if embeds else input_ids_length)
-        return generation_config
 
-    def _check_position_room(self, generation_config, input_length: int, prompt_positions: int) -> None:
-        """Refuse, before any decoding, a request that would run past a learned position table (ValueError naming
-        `max_new_tokens`/`max_length`, the prompt and `max_position_embeddings`).
-
-        Generating N tokens after a prompt whose longest row holds P real tokens feeds positions 0 … P + N − 2 (the
-        last token is not fed back): P + N − 1 must fit in `max_position_embeddings`. N = max_length − input_length,
-        where input_length is the length of generate()'s input_ids (with left padding; 0 for an embeddings prompt).
-        Sinusoidal and rotary positions are computed for any position: no limit."""
-        if self.config.position_embedding_type != "learned" or generation_config.max_length is None:
-            return
-        limit = self.config.max_position_embeddings
-        new_tokens = generation_config.max_length - input_length
-        what = "decoder prompt" if self.config.is_encoder_decoder else "prompt"
-        if prompt_positions > limit:
-            raise ValueError(
-                f"The {what} has {prompt_positions} positions, more than this model's learned position table "
-                f"(`max_position_embeddings`={limit}); truncate it to at most {limit} tokens."
-            )
-        if new_tokens > 0 and prompt_positions + new_tokens - 1 > limit:
-            asked = (f"`max_new_tokens`={generation_config.max_new_tokens}"
-                     if generation_config.max_new_tokens is not None else f"`max_length`={generation_config.max_length}")
-            room = limit - prompt_positions + 1
-            raise ValueError(
-                f"{asked} asks for {new_tokens} new tokens after a {what} of {prompt_positions} tokens: decoding would "
-                f"feed {prompt_positions + new_tokens - 1} positions, but this model's learned position table has "
-                f"`max_position_embeddings`={limit}. Ask for at most {room} new tokens "
-                f"(`max_new_tokens`={room}, i.e. `max_length`={input_length + room})."
-            )
-
-    def _init_weights(self, module: nn.Module) -> None:
-        std = self.config.initializer_range
-        if isinstance(module, nn.Linear):
-            if getattr(module, "is_residual_projection", False):
-                # "scale the weights of residual layers at initialization by a factor of 1/√N" (GPT-2): 2 per layer
-                std = std / math.sqrt(2 * self.config.num_hidden_layers)
-            init.normal_(module.weight, mean=0.0, std=std)
-            if module.bias is not None:
-                init.zeros_(module.bias)
-        elif isinstance(module, nn.Embedding):
-            self._init_embedding(module, std)
-        elif isinstance(module, nn.LayerNorm):
-            init.ones_(module.weight)
-            init.zeros_(module.bias)
-        elif isinstance(module, RMSNorm):  # gain g = 1: starts as pure x / RMS(x)
-            init.ones_(module.weight)
+def carry_output(output_class: type[ModelOutput], output: ModelOutput, **fields) -> ModelOutput:
+    """An `output_class` with `fields` and every field of `output` (a body's) that it also has: the cache under the
+    installed release's name, hidden states, attentions, the encoder's fields of a seq2seq body."""
+    names = output_class.__dataclass_fields__  # (what `dataclasses.fields` reads; this also traces under torch.compile)
+    return output_class(**{name: value for name, value in output.items() if name in names}, **fields)
 
 
 def unreadable_safetensors_files(name_or_path, kwargs: dict) -> list[tuple[str, str]]:

@@ -13,11 +13,14 @@ Recurrent states are kept batch-first, (B, L, C), so `generate()` can expand and
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
+from transformers.cache_utils import Cache
+from transformers.utils import ModelOutput
 
 from .checks import check_choice
 from .masks import additive_mask, padding_mask
@@ -342,3 +345,93 @@ class RNNDecoder(nn.Module):
             layers = [torch.cat(steps, dim=1) for steps in zip(*between)]  # each (B, T, C)
             return out, hidden, cell, alignment, (x, *layers, out)
         return out, hidden, cell, alignment
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# What generate() carries between steps: the encoder's result and the decoder's recurrent state
+
+
+@dataclass
+class RNNEncoderOutput(ModelOutput):
+    """Encoder result: every hⱼ (B, S, C) and the final state, batch-first (B, L, C) so `generate()` can expand it.
+
+    `final_cell` is the LSTM's memory cell (None for a GRU).
+    """
+
+    last_hidden_state: torch.Tensor | None = None
+    final_hidden: torch.Tensor | None = None
+    final_cell: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+
+
+class RecurrentState(Cache):
+    """The decoder's recurrent state sᵢ (and the LSTM cell) as `generate()`'s cache: all a step needs of the past.
+
+    hidden / cell are batch-first (B, L, C); `seen_tokens` counts decoder tokens consumed. Beam search reorders it in
+    place; it cannot be cropped (a recurrent state cannot forget tokens) nor compiled.
+    """
+
+    def __init__(self, hidden: torch.Tensor, cell: torch.Tensor | None = None, seen_tokens: int = 0):
+        super().__init__(layers=[])
+        self.hidden = hidden
+        self.cell = cell
+        self.seen_tokens = seen_tokens
+
+    def __repr__(self) -> str:
+        return f"RecurrentState(hidden={tuple(self.hidden.shape)}, cell={self.cell is not None}, seen={self.seen_tokens})"
+
+    def update_state(self, hidden: torch.Tensor, cell: torch.Tensor | None, num_new_tokens: int) -> None:
+        """Replace the state by the one after `num_new_tokens` more decoder steps."""
+        self.hidden, self.cell = hidden, cell
+        self.seen_tokens += num_new_tokens
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        """Number of decoder tokens already folded into the state."""
+        return self.seen_tokens
+
+    def get_mask_sizes(self, *args, **kwargs):
+        raise NotImplementedError("RecurrentState holds no keys/values; there is no attention mask over the past.")
+
+    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
+        """Beam search: keep, in place, the states of the beams in `beam_idx` (B·beams,)."""
+        self.batch_select_indices(beam_idx)
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        """Keep the rows `indices` of the state (in place)."""
+        self.hidden = self.hidden.index_select(0, indices.to(self.hidden.device))
+        if self.cell is not None:
+            self.cell = self.cell.index_select(0, indices.to(self.cell.device))
+
+    def batch_repeat_interleave(self, repeats: int) -> None:
+        """Repeat each row `repeats` times (in place), as generate() does for its inputs."""
+        self.hidden = self.hidden.repeat_interleave(repeats, dim=0)
+        if self.cell is not None:
+            self.cell = self.cell.repeat_interleave(repeats, dim=0)
+
+    def crop(self, tokens_to_remove: int) -> None:
+        raise NotImplementedError("A recurrent state cannot be cropped: it does not keep per-token entries.")
+
+    def reset(self) -> None:
+        self.hidden = torch.zeros_like(self.hidden)
+        self.cell = torch.zeros_like(self.cell) if self.cell is not None else None
+        self.seen_tokens = 0
+
+    @property
+    def is_compileable(self) -> bool:
+        return False
+
+    @property
+    def is_croppable(self) -> bool:
+        return False
+
+    @property
+    def is_linear(self) -> list[bool]:
+        """[False]: the state counts the tokens it consumed, so a `generate()` continued from it with the whole
+        sequence (and its mask) feeds only the unseen tokens, as for a key/value cache. transformers skips that slicing
+        for caches whose layers are all "linear" (Mamba-like), and a cache without layers counts as all linear."""
+        return [False]
+
+    @property
+    def batch_size(self) -> int:
+        return self.hidden.shape[0]

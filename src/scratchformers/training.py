@@ -22,7 +22,7 @@ import re
 import shutil
 from typing import Any
 
-from transformers import Trainer
+from transformers import Seq2SeqTrainer, Trainer
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
 STAGING_DIR = ".incomplete-checkpoints"
@@ -82,11 +82,11 @@ def _fsync_dir(folder: str) -> None:
         os.close(fd)
 
 
-class AtomicCheckpointTrainer(Trainer):
-    """A `Trainer` whose checkpoints are written to a staging folder and renamed into place when complete.
-
-    Drop-in: `AtomicCheckpointTrainer(model=..., args=..., train_dataset=...)`. `train(resume_from_checkpoint=True)`
-    resumes from the last *complete* checkpoint (`get_last_complete_checkpoint`).
+class AtomicCheckpoints:
+    """For a `Trainer` class: checkpoints written to a staging folder and renamed into place when complete; the
+    training arguments saved as JSON; `train(resume_from_checkpoint=True)` resumes from the last *complete*
+    checkpoint (`get_last_complete_checkpoint`). Mixed into `AtomicCheckpointTrainer` and
+    `AtomicCheckpointSeq2SeqTrainer`, which every `scratchformers train` task uses.
     """
 
     def _save_checkpoint(self, model: Any, trial: Any) -> None:
@@ -144,3 +144,12 @@ class AtomicCheckpointTrainer(Trainer):
             if resume_from_checkpoint is None:
                 raise ValueError(f"No complete checkpoint found in output_dir ({self.args.output_dir}).")
         return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+
+
+class AtomicCheckpointTrainer(AtomicCheckpoints, Trainer):
+    """A `Trainer` whose checkpoints appear all at once or not at all (`AtomicCheckpoints`). Drop-in:
+    `AtomicCheckpointTrainer(model=..., args=..., train_dataset=...)`."""
+
+
+class AtomicCheckpointSeq2SeqTrainer(AtomicCheckpoints, Seq2SeqTrainer):
+    """A `Seq2SeqTrainer` whose checkpoints appear all at once or not at all (`AtomicCheckpoints`)."""

@@ -26,10 +26,10 @@ from transformers import (
     AutoTokenizer,
     DataCollatorWithPadding,
     EvalPrediction,
-    Trainer,
     TrainingArguments,
 )
 
+from scratchformers.training import AtomicCheckpointTrainer
 from scratchformers_light.arguments import ClassificationDataArguments as DataArguments
 from scratchformers_light.arguments import ClassificationModelArguments as ModelArguments
 
@@ -173,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     if data_args.max_eval_samples is not None:
         eval_set = eval_set.select(range(min(data_args.max_eval_samples, len(eval_set))))
 
-    trainer = Trainer(
+    trainer = AtomicCheckpointTrainer(  # checkpoints appear whole or not at all (training.py)
         model=model,
         args=training_args,
         train_dataset=train_set if training_args.do_train else None,

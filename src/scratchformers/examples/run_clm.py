@@ -28,11 +28,11 @@ from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
     DataCollatorWithFlattening,
-    Trainer,
     TrainingArguments,
     default_data_collator,
 )
 
+from scratchformers.training import AtomicCheckpointTrainer
 from scratchformers_light.arguments import ClmDataArguments as DataArguments
 from scratchformers_light.arguments import ClmModelArguments as ModelArguments
 
@@ -160,7 +160,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
                             training_args.seed)
     print(f"data: {summary} {len(train_set)} training and {len(eval_set)} validation {unit}")
 
-    trainer = Trainer(
+    trainer = AtomicCheckpointTrainer(  # checkpoints appear whole or not at all (training.py)
         model=model,
         args=training_args,
         train_dataset=train_set if training_args.do_train else None,

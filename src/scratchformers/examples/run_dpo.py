@@ -34,6 +34,7 @@ from scratchformers_light.arguments import training_arguments_class
 
 from ..dpo import completion_logprobs, prefers_chosen, read_preferences, reward_prefers_chosen
 from ..sft import lora_config
+from ..training import AtomicCheckpoints
 from .common import RunArguments, describe_data, keeps_earlier_run, record_training_data, start_run
 from .run_sft import check_lora_flags, load_chat_model, load_splits, lora_targets, missing_checkpoint, save_chat_model
 
@@ -44,6 +45,9 @@ DPOConfig = training_arguments_class("dpo")  # ValueError (one error line) namin
 def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     """Parse the flags, run DPO and evaluate, save the checkpoint (or adapter); returns the metrics."""
     from trl import DPOTrainer  # (installed: DPOConfig came from it)
+
+    class AtomicCheckpointDPOTrainer(AtomicCheckpoints, DPOTrainer):
+        """TRL's DPOTrainer whose checkpoints appear whole or not at all, as every `scratchformers train` task's."""
 
     model_args, data_args, run_args, training_args = start_run(
         (ModelArguments, DataArguments, RunArguments, DPOConfig), argv, __doc__, missing_checkpoint
@@ -70,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     if model_args.lora_r > 0:
         peft = lora_config(model, model_args.lora_r, model_args.lora_alpha, model_args.lora_dropout,
                            lora_targets(model_args), trainable_token_ids=new_tokens)
-    trainer = DPOTrainer(
+    trainer = AtomicCheckpointDPOTrainer(
         model=model,
         # full fine-tuning: a frozen copy (TRL would reload the base, which lacks the chat tokens just added); LoRA:
         # none, the reference is the model with the adapter disabled

@@ -23,10 +23,10 @@ from transformers import (
     AutoTokenizer,
     DataCollatorForLanguageModeling,
     PreTrainedTokenizerBase,
-    Trainer,
     TrainingArguments,
 )
 
+from scratchformers.training import AtomicCheckpointTrainer
 from scratchformers_light.arguments import MlmDataTrainingArguments as DataTrainingArguments
 from scratchformers_light.arguments import MlmModelArguments as ModelArguments
 
@@ -145,7 +145,7 @@ def main(args: Sequence[str] | None = None) -> dict[str, float]:
     print(f"data: {summary} {len(train_set)} training and {len(eval_set)} validation blocks of {block_size} tokens")
 
     collator = DataCollatorForLanguageModeling(tokenizer, mlm=True, mlm_probability=data_args.mlm_probability)
-    trainer = Trainer(
+    trainer = AtomicCheckpointTrainer(  # checkpoints appear whole or not at all (training.py)
         model=model,
         args=training_args,
         train_dataset=train_set if training_args.do_train else None,

@@ -36,6 +36,7 @@ from transformers import (
     TrainingArguments,
 )
 
+from scratchformers.training import AtomicCheckpointTrainer
 from scratchformers_light.arguments import ChatDataArguments
 from scratchformers_light.arguments import SftDataArguments as DataArguments
 from scratchformers_light.arguments import SftModelArguments as ModelArguments
@@ -185,7 +186,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
         trainable, total = model.get_nb_trainable_parameters()
         print(f"LoRA r={model_args.lora_r}: training {trainable:,} of {total:,} parameters")
 
-    trainer = Trainer(
+    trainer = AtomicCheckpointTrainer(  # checkpoints appear whole or not at all (training.py)
         model=model,
         args=training_args,
         train_dataset=train_set if training_args.do_train else None,

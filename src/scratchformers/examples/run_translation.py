@@ -31,7 +31,6 @@ from transformers import (
     AutoModelForSeq2SeqLM,
     AutoTokenizer,
     DataCollatorForSeq2Seq,
-    Seq2SeqTrainer,
     Seq2SeqTrainingArguments,
     set_seed,
 )
@@ -59,6 +58,7 @@ from scratchformers.examples.common import (
 from scratchformers.metrics import compute_translation_metrics
 from scratchformers.seq2seq import noam_learning_rate
 from scratchformers.tokenization import train_tokenizer
+from scratchformers.training import AtomicCheckpointSeq2SeqTrainer
 from scratchformers_light.arguments import TRANSLATION_TRAINING_DEFAULTS as TRAINING_DEFAULTS
 from scratchformers_light.arguments import TranslationDataArguments as DataArguments
 from scratchformers_light.arguments import TranslationModelArguments as ModelArguments
@@ -219,7 +219,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         data_args.max_target_length,
         prefix=data_args.source_prefix,
     )
-    trainer = Seq2SeqTrainer(
+    trainer = AtomicCheckpointSeq2SeqTrainer(  # checkpoints appear whole or not at all (training.py)
         model=model,
         args=training_args,
         train_dataset=tokenized["train"],

@@ -1,0 +1,78 @@
+"""Measuring models: median timings taken in turn, FLOPs per training token, a KV cache's bytes, the CPU allocator's
+peak of live tensors. Library code the benchmark scripts (scripts/benchmark.py, gpu_benchmark.py) and their tests
+share; not needed by a checkpoint's remote code."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+
+def elapsed_seconds(fn: Callable[[], None]) -> float:
+    """Wall-clock seconds `fn()` takes (`time.perf_counter`)."""
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def interleaved(fns: dict[str, Callable[[], None]], repeats: int, warmup: int = 1) -> dict[str, float]:
+    """Median seconds of each callable, run in turn (a, b, a, b, …) so load from other processes hits both alike."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            times[name].append(elapsed_seconds(fn))
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def matmul_flops(n: int, repeats: int) -> float:
+    """FLOP/s of an n×n fp32 matmul (2n³ FLOPs): the ceiling MFU is measured against."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    t = interleaved({"mm": lambda: torch.mm(a, b)}, repeats, warmup=2)["mm"]
+    return 2 * n**3 / t
+
+
+def training_flops_per_token(model: torch.nn.Module, config, length: int) -> float:
+    """6·N (N = parameters in matmuls: every Linear/Conv1D, the output layer included, embeddings excluded) plus
+    attention's 12·L·T·C (QKᵀ and AV forward, ×3 for backward) — the usual estimate (Kaplan et al. 2020)."""
+    n = 0
+    for module in model.modules():
+        if isinstance(module, torch.nn.Linear) or type(module).__name__ == "Conv1D":
+            n += module.weight.numel()
+    attention_layers = config.num_hidden_layers
+    if getattr(config, "is_encoder_decoder", False):  # encoder self + decoder self + cross attention (S = T)
+        attention_layers = config.encoder_layers + 2 * config.decoder_layers
+    return 6 * n + 12 * attention_layers * length * config.hidden_size
+
+
+def cache_bytes(cache) -> int:
+    """Bytes the key/value tensors of a cache occupy: every distinct storage behind each layer's keys and values (our
+    `GrowingLayer` hands out views of its buffers; those buffers count, spare room included)."""
+    storages = {}
+    for layer in cache.layers:
+        tensors = [layer.keys, layer.values, getattr(layer, "key_buffer", None), getattr(layer, "value_buffer", None)]
+        for t in tensors:
+            if isinstance(t, torch.Tensor):
+                storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+    return sum(storages.values())
+
+
+def allocated_peak_mib(step: Callable[[], None]) -> float:
+    """Peak of the bytes torch's CPU allocator holds during `step()` above what it held before, in MiB: the running
+    sum of the profiler's allocation (+) and free (−) records in their order. Live tensors only — unlike the resident
+    set, which also keeps what glibc has not handed back to the system — and sizes, not timings: deterministic."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        step()
+    records = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
+    held = peak = 0
+    for e in sorted(records, key=lambda e: e.start_ns()):
+        held += e.nbytes()
+        peak = max(peak, held)
+    return peak / 2**20
