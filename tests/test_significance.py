@@ -102,3 +102,17 @@ def test_mean_interval_is_the_bootstrap_percentile_range_of_resampled_means():
     assert 0.07 < result["ci"] < 0.11  # ≈ 1.96·√(0.7·0.3/100) = 0.09, the normal approximation
     with pytest.raises(ValueError, match="no values"):
         mean_with_confidence([])
+
+
+def test_exact_match_is_the_share_of_equal_answers_with_sacrebleus_interval_and_test():
+    gold = ["German", "French", "Dutch", "Italian"] * 30
+    half = [g if i % 2 == 0 else "Spanish" for i, g in enumerate(gold)]  # 60 of 120 equal
+    scores = scores_with_confidence([f" {h}\n" for h in half], gold, n_samples=300, metrics=["exact_match"])
+    em = scores["exact_match"]  # (surrounding whitespace is stripped, as generate_answers does)
+    assert list(scores) == ["exact_match"] and em["score"] == 50.0 and em["low"] < 50.0 < em["high"]
+    # the bootstrap of a proportion: its 95 % half-width ≈ 1.96·√(p(1−p)/n) = 8.9 points for p = ½, n = 120
+    assert em["ci"] == pytest.approx(1.96 * (0.25 / 120) ** 0.5 * 100, abs=2.0)  # (300 resamples: ± 2 points)
+    test = paired_bootstrap_test(half, gold, gold, n_samples=300, metrics=["exact_match"])["exact_match"]
+    assert test["delta"] == 50.0 and test["significant"] is True
+    with pytest.raises(ValueError, match="metrics must be a non-empty list of bleu, chrf, exact_match"):
+        scores_with_confidence(half, gold, metrics=["accuracy"])

@@ -10,7 +10,7 @@ import csv
 import json
 import os
 import random
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -228,6 +228,8 @@ LANGUAGE_NAMES = {"de": "German", "es": "Spanish", "fr": "French", "it": "Italia
 TRANSLATE_PROMPT = "Translate to German: {text}"
 LANGUAGE_PROMPT = "Which language is this sentence in? {text}"
 INSTRUCTION_SPLITS = ("train", "validation", "test")
+#: The tasks of ``instruction_chats``: name → the user prompt it asks.
+INSTRUCTION_TASKS = {"translate": TRANSLATE_PROMPT, "language-id": LANGUAGE_PROMPT}
 
 
 def split_limits(limits: Mapping[str, int] | None, name: str) -> dict[str, int]:
@@ -247,17 +249,22 @@ def en_de_pairs(root: Path, split: str) -> list[dict[str, str]]:
 
 
 def instruction_chats(data_dir: str | os.PathLike | None = None, seed: int = 0,
-                      max_per_task: Mapping[str, int] | None = None) -> dict[str, list[dict[str, Any]]]:
+                      max_per_task: Mapping[str, int] | None = None,
+                      tasks: Sequence[str] = tuple(INSTRUCTION_TASKS)) -> dict[str, list[dict[str, Any]]]:
     """A small real instruction set from the shipped corpora, as ``{"messages": [user, assistant]}`` rows per split.
 
     Two tasks: ``"Translate to German: <en>"`` → the German of an en-de pair, and ``"Which language is this sentence
     in? <text>"`` → the language's English name (``LANGUAGE_NAMES``) of a language-ID row. Each split is built only
     from the same split of both corpora (the shipped splits are disjoint, so nothing leaks between train, validation
     and test), at most ``max_per_task[split]`` rows per task (the first ones after a seeded shuffle; None: all), the
-    two tasks shuffled together with ``seed``. Deterministic for a given ``seed``. Returns ``{split: rows}``.
+    two tasks shuffled together with ``seed``. ``tasks`` keeps some of them (names of ``INSTRUCTION_TASKS``); the
+    kept task gets the same rows (in another order) whichever others are kept. Deterministic for a given ``seed``. Returns
+    ``{split: rows}``. Raises ValueError for an unknown split or task name.
     """
     root = resolve_data_dir(data_dir)
     limits = split_limits(max_per_task, "max_per_task")
+    if isinstance(tasks, str) or not tasks or set(tasks) - set(INSTRUCTION_TASKS):
+        raise ValueError(f"tasks must be a non-empty list of {', '.join(INSTRUCTION_TASKS)}, got {tasks!r}")
     rng = random.Random(seed)
     out = {}
     for split in INSTRUCTION_SPLITS:
@@ -270,9 +277,9 @@ def instruction_chats(data_dir: str | os.PathLike | None = None, seed: int = 0,
         translate = [(TRANSLATE_PROMPT.format(text=p["en"]), p["de"]) for p in pairs]
         identify = [(LANGUAGE_PROMPT.format(text=r["text"]), LANGUAGE_NAMES[r["label"]]) for r in labelled]
         rows = []
-        for task in (translate, identify):
-            rng.shuffle(task)
-            rows += task[: limits.get(split)]
+        for name, task in zip(INSTRUCTION_TASKS, (translate, identify), strict=True):
+            rng.shuffle(task)  # (both shuffled whatever is kept: the same seed gives a kept task the same rows)
+            rows += task[: limits.get(split)] if name in tasks else []
         rng.shuffle(rows)
         out[split] = [{"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]}
                       for q, a in rows]
@@ -280,10 +287,11 @@ def instruction_chats(data_dir: str | os.PathLike | None = None, seed: int = 0,
 
 
 def build_instruction_set(output_dir: str | os.PathLike, data_dir: str | os.PathLike | None = None, seed: int = 0,
-                          max_per_task: Mapping[str, int] | None = None) -> dict[str, Path]:
+                          max_per_task: Mapping[str, int] | None = None,
+                          tasks: Sequence[str] = tuple(INSTRUCTION_TASKS)) -> dict[str, Path]:
     """Write ``instruction_chats(...)`` to ``output_dir/{train,validation,test}.jsonl`` (messages format, one chat a
     line, UTF-8) for ``scratchformers train sft``. Returns ``{split: path}``."""
-    return write_json_lines(output_dir, instruction_chats(data_dir, seed, max_per_task))
+    return write_json_lines(output_dir, instruction_chats(data_dir, seed, max_per_task, tasks))
 
 
 def write_json_lines(output_dir: str | os.PathLike, splits: Mapping[str, list[dict[str, Any]]]) -> dict[str, Path]:

@@ -27,7 +27,7 @@ import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from .conversions import conversions
 
@@ -54,7 +54,15 @@ def build_parser(dataclass_types: tuple, description: str | None = None, default
     if defaults:
         parser.set_defaults(**defaults)
     bare_resume_flag(parser)
+    parser.error = one_line_error  # (argparse calls self.error for every flag mistake)
     return parser
+
+
+def one_line_error(message: str) -> NoReturn:
+    """A flag mistake argparse finds (``--max_steps abc``: "invalid int value") as a ValueError, which the console
+    command prints as one ``error:`` line (exit status 2) instead of argparse's whole usage block of every
+    TrainingArguments flag."""
+    raise ValueError(f"{message} (--help lists the flags)")
 
 
 RESUME_HELP = ("Continue the run in --output_dir: with no value, from its last checkpoint-N folder (as HF's example "

@@ -185,6 +185,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
                            lora_targets(model_args), trainable_token_ids=new_tokens)
         trainable, total = model.get_nb_trainable_parameters()
         print(f"LoRA r={model_args.lora_r}: training {trainable:,} of {total:,} parameters")
+    # what the optimizer updates (tied input/output embeddings counted once), recorded in all_results.json
+    metrics["trainable_parameters"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
 
     trainer = AtomicCheckpointTrainer(  # checkpoints appear whole or not at all (training.py)
         model=model,

@@ -16,6 +16,10 @@ the same interval through `Metric.corpus_score(n_bootstrap=...)`); see sacrebleu
 systems) the same kind of interval: items resampled with replacement, sacrebleu's ``estimate_ci`` on the resampled
 means.
 
+Exact match (the share of hypotheses equal to their reference, 0–100) goes through the same machinery as a sacrebleu
+`Metric` of its own (`ExactMatch`: each sentence's statistics are [equal, 1], summed and divided), so its interval and
+paired test are sacrebleu's too — the bootstrap of a proportion.
+
 The resampling seed is sacrebleu's (`SACREBLEU_SEED`, default 12345), so results are reproducible.
 One correction: for two systems with the *same* score sacrebleu's formula gives p = 1/(n+1) (no resampled
 difference is larger than zero — a "significant" tie); a difference of zero is recorded as p = 1.0 instead.
@@ -28,15 +32,45 @@ from collections.abc import Sequence
 
 import numpy as np
 from sacrebleu.metrics import BLEU, CHRF
+from sacrebleu.metrics.base import Metric, Score, Signature
 from sacrebleu.significance import PairedTest, estimate_ci
+
+
+class ExactMatch(Metric):
+    """Exact match as a sacrebleu metric: 100 · (hypotheses equal to a reference, surrounding whitespace stripped) /
+    (hypotheses). Per-sentence statistics ``[equal, 1]``, so sacrebleu's bootstrap resamples them like BLEU's."""
+
+    def _preprocess_segment(self, sent: str) -> str:
+        return sent.strip()
+
+    def _extract_reference_info(self, refs: Sequence[str]) -> dict:
+        return {"refs": list(refs)}
+
+    def _compute_segment_statistics(self, hypothesis: str, ref_kwargs: dict) -> list[int]:
+        return [int(hypothesis in ref_kwargs["refs"]), 1]
+
+    def _compute_score_from_stats(self, stats: Sequence[float]) -> Score:
+        return Score("ExactMatch", 100.0 * float(stats[0]) / float(stats[1]))
+
+    def _aggregate_and_compute(self, stats: list[list[int]]) -> Score:
+        return self._compute_score_from_stats(np.asarray(stats).sum(0))
+
+    def get_signature(self) -> Signature:
+        return Signature(self.__dict__)
+
 
 SIGNIFICANCE_LEVEL = 0.05
 DEFAULT_SAMPLES = 1000
-METRICS = {"bleu": BLEU, "chrf": CHRF}  # our key → sacrebleu metric class (default settings: BLEU 13a, chrF2)
+# our key → sacrebleu metric class (default settings: BLEU 13a, chrF2)
+METRICS = {"bleu": BLEU, "chrf": CHRF, "exact_match": ExactMatch}
+TRANSLATION_METRICS = ("bleu", "chrf")  # what the functions below score unless told
 
 
-def _check(hypotheses: Sequence[str], references: Sequence[str], n_samples: int) -> None:
-    """The shared argument checks: same length, at least one sentence, at least 2 resamples."""
+def _check(hypotheses: Sequence[str], references: Sequence[str], n_samples: int,
+           metrics: Sequence[str] = TRANSLATION_METRICS) -> None:
+    """The shared argument checks: same length, at least one sentence, at least 2 resamples, known metric names."""
+    if isinstance(metrics, str) or not metrics or set(metrics) - set(METRICS):
+        raise ValueError(f"metrics must be a non-empty list of {', '.join(METRICS)}, got {metrics!r}")
     if len(hypotheses) != len(references):
         raise ValueError(f"got {len(hypotheses)} hypotheses but {len(references)} references")
     if not hypotheses:
@@ -45,9 +79,10 @@ def _check(hypotheses: Sequence[str], references: Sequence[str], n_samples: int)
         raise ValueError(f"n_samples must be >= 2 bootstrap resamples, got {n_samples}")
 
 
-def _paired_test(systems: list[tuple[str, Sequence[str]]], references: Sequence[str], n_samples: int) -> dict:
+def _paired_test(systems: list[tuple[str, Sequence[str]]], references: Sequence[str], n_samples: int,
+                 metrics: Sequence[str] = TRANSLATION_METRICS) -> dict:
     """sacrebleu's PairedTest (paired bootstrap) over `systems`, the first being the baseline: {key: [Result, …]}."""
-    metrics = {key: cls() for key, cls in METRICS.items()}
+    metrics = {key: METRICS[key]() for key in metrics}
     _, scores = PairedTest(list(systems), metrics, [list(references)], test_type="bs", n_samples=n_samples)()
     # sacrebleu names its columns after each metric ("BLEU", "chrF2"), in the order of `metrics`, after "System"
     columns = [results for name, results in scores.items() if name != "System"]
@@ -62,31 +97,35 @@ def _interval(result) -> dict[str, float]:
 
 
 def scores_with_confidence(
-    hypotheses: Sequence[str], references: Sequence[str], n_samples: int = DEFAULT_SAMPLES
+    hypotheses: Sequence[str], references: Sequence[str], n_samples: int = DEFAULT_SAMPLES,
+    metrics: Sequence[str] = TRANSLATION_METRICS,
 ) -> dict[str, dict[str, float]]:
-    """Corpus BLEU and chrF (0–100) with sacrebleu's 95 % bootstrap interval, one reference per sentence.
+    """Corpus BLEU and chrF (0–100; or the ``metrics`` named, keys of ``METRICS``) with sacrebleu's 95 % bootstrap
+    interval, one reference per sentence.
 
     Returns ``{"bleu": {"score", "mean", "ci", "low", "high"}, "chrf": {...}}``: ``score`` is the corpus score,
     ``mean ± ci`` sacrebleu's bootstrap estimate (`sacrebleu --confidence`). Raises ValueError for mismatched
-    lengths, an empty test set or fewer than 2 resamples.
+    lengths, an empty test set, fewer than 2 resamples or an unknown metric.
     """
-    _check(hypotheses, references, n_samples)
-    columns = _paired_test([("system", hypotheses)], references, n_samples)
+    _check(hypotheses, references, n_samples, metrics)
+    columns = _paired_test([("system", hypotheses)], references, n_samples, metrics)
     return {key: _interval(results[0]) for key, results in columns.items()}
 
 
 def paired_bootstrap_test(
-    baseline: Sequence[str], system: Sequence[str], references: Sequence[str], n_samples: int = DEFAULT_SAMPLES
+    baseline: Sequence[str], system: Sequence[str], references: Sequence[str], n_samples: int = DEFAULT_SAMPLES,
+    metrics: Sequence[str] = TRANSLATION_METRICS,
 ) -> dict[str, dict[str, float | bool]]:
     """sacrebleu's paired bootstrap test (`sacrebleu --paired-bs`) of `system` against `baseline`, per metric.
 
     Returns ``{"bleu": {"baseline", "system", "delta", "p_value", "significant"}, "chrf": {...}}``: corpus scores,
-    system − baseline, the p-value (in (0, 1]; 1.0 when the scores are equal) and ``p_value < 0.05``.
-    Raises ValueError for mismatched lengths or an empty test set.
+    system − baseline, the p-value (in (0, 1]; 1.0 when the scores are equal) and ``p_value < 0.05``; for the
+    ``metrics`` named (keys of ``METRICS``). Raises ValueError for mismatched lengths, an empty test set or an
+    unknown metric.
     """
-    _check(system, references, n_samples)
-    _check(baseline, references, n_samples)
-    columns = _paired_test([("baseline", baseline), ("system", system)], references, n_samples)
+    _check(system, references, n_samples, metrics)
+    _check(baseline, references, n_samples, metrics)
+    columns = _paired_test([("baseline", baseline), ("system", system)], references, n_samples, metrics)
     out = {}
     for key, (base, sys) in columns.items():
         delta = float(sys.score - base.score)
