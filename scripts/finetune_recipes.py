@@ -16,7 +16,7 @@ Every stage is skipped when its output exists (the converted model, each trained
 run that stopped goes on where it stopped and the table is re-made in seconds; delete a folder to redo its stage.
 Training runs in a child process, whose wall time and peak resident memory (ru_maxrss) are recorded.
 
-    python scripts/finetune_recipes.py --output_dir outputs/finetune            # everything (about an hour on 2 cores)
+    python scripts/finetune_recipes.py --output_dir outputs/finetune    # everything (≈ 45 min on 2 busy cores)
     python scripts/finetune_recipes.py --output_dir outputs/finetune --recipes full-sft
     python scripts/finetune_recipes.py --model outputs/my-chat --output_dir /tmp/ft  # an existing checkpoint, no GGUF
 """
