@@ -99,3 +99,22 @@ def test_int8_weight_only_logits_stay_close_to_float32(tmp_path):
         reference, logits = model(x).logits, quantized(x).logits
     assert ((logits - reference).norm() / reference.norm()).item() < 0.08
     assert (logits.argmax(-1) == reference.argmax(-1)).float().mean().item() >= 0.85
+
+
+@pytest.mark.parametrize("compile_flag", [False, True])
+def test_serve_compile_puts_a_cpu_compile_config_on_the_served_model(checkpoint, compile_flag):  # noqa: F811
+    """transformers' `serve --compile` asks for a static cache; it compiles the step by itself on CUDA only. Our
+    loader (what the server's model process loads with, after a pickle round trip) adds the CPU compile config."""
+    pytest.importorskip("fastapi")
+    import pickle
+
+    from scratchformers import serve as serving
+
+    with serving.our_loader(compile_off_cuda=compile_flag) as loader_class:
+        loader = pickle.loads(pickle.dumps(loader_class()))
+    model = loader._load_model(str(checkpoint))
+    config = model.generation_config.compile_config
+    if compile_flag:
+        assert config is not None and config.fullgraph and config._compile_all_devices
+    else:
+        assert config is None or not getattr(config, "_compile_all_devices", False)
