@@ -12,6 +12,11 @@ checkpoints `scratchformers convert` writes from the cached GGUF, and back to tr
     scratchformers convert ~/.cache/scratchformers/SmolLM2-135M-Instruct.Q4_1.gguf /tmp/smollm2
     scratchformers convert /tmp/smollm2 /tmp/smollm2-hf
     python scripts/decode_speed.py --ours /tmp/smollm2 --hf /tmp/smollm2-hf --threads 2
+
+`--overhead` measures the per-token overhead instead, without a checkpoint: a model of SmolLM2-135M's shape (30
+layers, 9 query / 3 key-value heads, rotary, RMSNorm, SwiGLU) with tiny widths, so that a decoding step is almost
+all dispatch and Python, ours against LlamaForCausalLM with the same weights: the aten operations one cached step
+calls (torch.profiler; a deterministic count) and its CPU time (process time, median).
 """
 
 from __future__ import annotations
@@ -80,10 +85,69 @@ def bandwidth_gb_s(megabytes: int = 512, repeats: int = 5) -> float:
     return buffer.numel() * 4 / best / 1e9
 
 
+def overhead_pair() -> tuple[torch.nn.Module, torch.nn.Module]:
+    """(ours, HF LlamaForCausalLM) of SmolLM2-135M's layout with tiny widths and the same weights (`from_hf`)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from scratchformers.convert import from_hf
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=256, hidden_size=72, num_hidden_layers=30, num_attention_heads=9,
+                         num_key_value_heads=3, intermediate_size=96, max_position_embeddings=512,
+                         tie_word_embeddings=True)
+    hf = LlamaForCausalLM(config).eval()
+    return from_hf(hf).eval(), hf
+
+
+def cached_step(model, context: int = 40) -> Callable[[], None]:
+    """One cached decoding step as generate() calls it (1 new token, the 2-D mask, `logits_to_keep=1`), after a
+    prefill of `context` tokens; the cache is cropped back after each step so every call sees the same length."""
+    with torch.no_grad():
+        cache = model(input_ids=torch.randint(3, 256, (1, context)), use_cache=True).past_key_values
+    token, mask = torch.ones(1, 1, dtype=torch.long), torch.ones(1, context + 1, dtype=torch.long)
+
+    def step() -> None:
+        with torch.no_grad():
+            model(input_ids=token, attention_mask=mask, past_key_values=cache, use_cache=True, logits_to_keep=1)
+        cache.crop(-1)
+    return step
+
+
+def aten_calls(step: Callable[[], None]) -> tuple[int, int]:
+    """(aten operations called from Python, all aten operations including those they call) in one `step`."""
+    from torch.profiler import ProfilerActivity, profile
+
+    step()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        step()
+    events = [e for e in prof.events() if e.name.startswith("aten::") and e.name != "aten::crop"]
+    top = [e for e in events if e.cpu_parent is None or not e.cpu_parent.name.startswith("aten::")]
+    return len(top), len(events)
+
+
+def overhead(rounds: int, steps: int = 200) -> None:
+    """Print the per-token overhead table (`--overhead`)."""
+    torch.set_num_threads(1)
+    steps_of = dict(zip(("ours", "HF"), (cached_step(m) for m in overhead_pair())))
+    times = {name: [] for name in steps_of}
+    for _ in range(rounds):
+        for name, step in steps_of.items():
+            start = time.process_time()
+            for _ in range(steps):
+                step()
+            times[name].append((time.process_time() - start) / steps * 1000)
+    print("| model | aten ops per step (called from Python / all) | CPU ms per step (median) |\n|---|---|---|")
+    for name, step in steps_of.items():
+        top, every = aten_calls(step)
+        print(f"| {name} | {top} / {every} | {statistics.median(times[name]):.2f} |")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Print a Markdown table: model, setup, decode tokens/s (median), bound, same tokens as the dynamic cache."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ours", required=True, help="our checkpoint folder (scratch_gpt)")
+    parser.add_argument("--ours", default=None, help="our checkpoint folder (scratch_gpt)")
+    parser.add_argument("--overhead", action="store_true", help="per-token overhead of a SmolLM2-shaped tiny model "
+                        "(no checkpoint): aten operations and CPU time per cached step, ours vs HF")
     parser.add_argument("--hf", default=None, help="transformers' checkpoint with the same weights (optional)")
     parser.add_argument("--setups", default=",".join(SETUPS), help=f"comma-separated, of {SETUPS}")
     parser.add_argument("--new-tokens", type=int, default=64)
@@ -91,6 +155,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--prompt", default="Explain why the sky is blue.")
     args = parser.parse_args(argv)
+    if args.overhead:
+        return overhead(args.rounds)
+    if args.ours is None:
+        parser.error("give --ours CHECKPOINT (or --overhead)")
     setups = args.setups.split(",")
     if unknown := [s for s in setups if s not in SETUPS]:
         parser.error(f"unknown setups {unknown}; allowed: {SETUPS}")
