@@ -5,7 +5,7 @@ decoding setup: the default dynamic cache, a static cache, a static cache with t
 Each setup generates the same number of new tokens from one chat prompt; a stopping criterion stamps the time of
 every token, so the rate is (N − 1) / (time of token N − time of token 1): decoding steps only, no prefill and no
 compilation (each setup runs once, untimed, before the timed rounds: compiling happens there). Rounds interleave
-the setups (A, B, C, …, A, B, C, …) and the median per setup is reported, with the weight bytes read per token, the
+the setups (A, B, C, …, C, B, A, …) and the median per setup is reported, with the weight bytes read per token, the
 memory bandwidth measured here and the bound it sets (bandwidth / bytes per token). Example (SmolLM2-135M, the
 checkpoints `scratchformers convert` writes from the cached GGUF, and back to transformers' LlamaForCausalLM):
 
@@ -192,9 +192,9 @@ def main(argv: list[str] | None = None) -> None:
         _, tokens[key] = run()
         first[key] = time.perf_counter() - start
     rates = {key: [] for key in runs}
-    for _ in range(args.rounds):
-        for key, run in runs.items():
-            rates[key].append(run()[0])
+    for round_index in range(args.rounds):  # every other round in reverse order, so a drift in load favours no one
+        for key in list(runs) if round_index % 2 == 0 else list(runs)[::-1]:
+            rates[key].append(runs[key]()[0])
     minutes = (time.perf_counter() - started) / 60
     print(f"torch threads {args.threads}, {args.new_tokens} new tokens, prompt {inputs['input_ids'].shape[1]} tokens, "
           f"median of {args.rounds} interleaved rounds, {minutes:.1f} min; memory read bandwidth {bandwidth:.1f} GB/s")
