@@ -10,7 +10,8 @@ operations dispatched from Python — and what it reads. The two settings here a
   compile (tens of seconds on a small CPU); a longer conversation grows the cache and compiles once more.
 - `quantization_config("int8-weight-only")`: transformers' `TorchAoConfig` with torchao's `Int8WeightOnlyConfig` —
   the Linear weights stored as int8 with one scale per output row, activations kept in float: a quarter of the
-  float32 bytes to read (the tied output layer stays float, as transformers leaves tied weights).
+  float32 bytes to read (the tied output layer stays float, as transformers leaves tied weights). On a loaded
+  2-core CPU it helped in one run and hurt in another (docs/static-cache.md); the greedy tokens stayed the same.
 
 docs/static-cache.md has the measured effect on SmolLM2-135M.
 """
@@ -60,8 +61,10 @@ def quantization_config(method: str) -> Any:
     `AutoModelForCausalLM.from_pretrained(folder, quantization_config=...)`:
 
     - "int8-weight-only": `TorchAoConfig(Int8WeightOnlyConfig())` — w ≈ s_o · q_o,i with q int8 and one scale s_o =
-      max_i |w_o,i| / 127 per output row (torchao's symmetric per-channel quantization); x @ wᵀ runs on the int8
-      weights (torchao's CPU kernel `_weight_int8pack_mm`). Tied weights (our output layer) stay float.
+      max_i |w_o,i| / 127 per output row (torchao's symmetric per-channel quantization). On a CPU torchao 0.18
+      converts the int8 weight back to the activations' dtype at each call and runs the float matmul: fewer bytes
+      read from memory, more work for the cores (docs/static-cache.md has when that pays). Tied weights (our output
+      layer) stay float.
 
     Raises ValueError for another method (naming the allowed ones), ImportError when torchao is missing."""
     if method not in QUANTIZATION_METHODS:
