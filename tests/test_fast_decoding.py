@@ -93,7 +93,7 @@ def test_int8_weight_only_logits_stay_close_to_float32(tmp_path):
 
     layer = quantized.model.decoder.layers[0]
     assert isinstance(layer.self_attn.qkv_proj.weight, Int8Tensor) and isinstance(layer.ffn.fc_in.weight, Int8Tensor)
-    assert quantized.lm_head.weight is quantized.model.decoder.embeddings.tokens.weight  # the tied head: float
+    assert quantized.lm_head.weight is quantized.model.decoder.embeddings.embed_tokens.weight  # the tied head: float
     x = torch.randint(3, 300, (2, 24))
     with torch.no_grad():
         reference, logits = model(x).logits, quantized(x).logits
