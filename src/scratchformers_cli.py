@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from scratchformers_light import arguments, serve
-from scratchformers_light.names import DEMO_FAMILIES
+from scratchformers_light.names import DEMO_FAMILIES, QUANTIZATION_METHODS
 
 TASKS = tuple(arguments.TASKS)  # the training tasks
 PASSTHROUGH = ("push", "convert", "serve")  # their flags belong to their own parsers
@@ -95,6 +95,14 @@ def build_parser() -> argparse.ArgumentParser:
     _option(chat, "top-p", type=float, default=None)
     _option(chat, "seed", type=int, default=0)
     _option(chat, "no-stream", action="store_true", help="print each reply when it is complete, not token by token")
+    _option(chat, "static-cache", action="store_true",
+            help="decode with a fixed-size key/value cache (transformers' cache_implementation=\"static\")")
+    _option(chat, "compile", action="store_true",
+            help="static cache + each decoding step torch.compile'd to one graph (inductor); the first reply waits "
+                 "for the compilation (tens of seconds on a CPU)")
+    _option(chat, "quantize", default=None, choices=QUANTIZATION_METHODS,
+            help="store the Linear weights as int8 (torchao, pip install \"scratchformers[quant]\"); replies may "
+                 "differ slightly from float32")
 
     evaluate = commands.add_parser("evaluate", help="perplexity (causal LM, text file) or accuracy (classifier, CSV)")
     evaluate.add_argument("checkpoint")

@@ -85,7 +85,7 @@ def check_input_ids(input_ids: torch.Tensor, vocab_size: int, name: str = "input
         raise ValueError(f"`{name}` is empty (shape {tuple(input_ids.shape)}); batch and sequence must be >= 1.")
     if _is_compiling():
         return
-    low, high = int(input_ids.min()), int(input_ids.max())
+    low, high = torch.stack(torch.aminmax(input_ids)).tolist()  # one pass, one host sync
     if low < 0 or high >= vocab_size:
         bad = low if low < 0 else high
         raise ValueError(f"`{name}` contains id {bad}, outside the vocabulary [0, {vocab_size - 1}].")

@@ -198,12 +198,15 @@ def _chat(args: argparse.Namespace) -> int:
     if config.get("is_encoder_decoder") or "causal-lm" not in model_kinds(config):
         raise ValueError(f"chat needs a causal language model (a class AutoModelForCausalLM loads, such as "
                          f"…ForCausalLM or GPT2LMHeadModel); {args.checkpoint} holds {architecture or 'no architecture'}")
+    if args.quantize is not None and importlib.util.find_spec("torchao") is None:
+        raise ValueError(f'--quantize {args.quantize} needs torchao: pip install "scratchformers[quant]"')
     import torch
     from transformers import AutoTokenizer, TextStreamer
 
     import scratchformers  # noqa: F401
 
     from .chat import ChatSession, check_chat_template
+    from .fast_decoding import generate_settings, quantization_config
     from .sft import load_causal_lm
     from .translate import generate_command_settings
 
@@ -212,9 +215,11 @@ def _chat(args: argparse.Namespace) -> int:
         raise ValueError(f"the tokenizer in {args.checkpoint} has no chat template: pass --chat-template FILE (a "
                          "Jinja template, e.g. the chat_template.jinja of the model it was fine-tuned from)")
     check_chat_template(tokenizer, template, args.system)  # a broken template: one error line, before the model
-    model = load_causal_lm(args.checkpoint)  # a model folder, or a LoRA adapter on its base
+    quantized = quantization_config(args.quantize) if args.quantize is not None else None
+    model = load_causal_lm(args.checkpoint, quantized)  # a model folder, or a LoRA adapter on its base
     settings = generate_command_settings(model, args.max_new_tokens, args.greedy, args.temperature, args.top_k,
                                          args.top_p)  # the checkpoint's generation_config first, as `generate`
+    settings.update(generate_settings(args.static_cache, args.compile, model.device.type))
     session = ChatSession(model, tokenizer, system=args.system, chat_template=template, **settings)
     torch.manual_seed(args.seed)
 

@@ -202,13 +202,27 @@ class RotaryPositionEmbedding(nn.Module):
         self.rope_parameters = dict(rope_parameters or {})
         self.max_position_embeddings = max_position_embeddings  # the trained length L of "dynamic" scaling
         self.attention_factor = rope_attention_factor(self.rope_parameters)
+        self._inverse_frequencies: dict[torch.device, torch.Tensor] = {}  # θ by device, kept between steps
+
+    def inverse_frequencies(self, position_ids: torch.Tensor) -> torch.Tensor:
+        """θ (D/2,) for this forward (`rope_inverse_frequencies`). They depend only on the config, except for
+        "dynamic" scaling (on the forward's length), so they are computed once per device, not at every decoding
+        step; under torch.compile they are computed in the graph (where they become a constant)."""
+        if self.rope_parameters.get("rope_type") == "dynamic":
+            length = position_ids.max() + 1  # a tensor: no host sync
+            return rope_inverse_frequencies(self.head_dim, self.rope_parameters, position_ids.device, length,
+                                            self.max_position_embeddings)
+        device = position_ids.device
+        if torch.compiler.is_compiling() or device not in self._inverse_frequencies:
+            inv_freq = rope_inverse_frequencies(self.head_dim, self.rope_parameters, device)
+            if torch.compiler.is_compiling():
+                return inv_freq
+            self._inverse_frequencies[device] = inv_freq
+        return self._inverse_frequencies[device]
 
     def forward(self, position_ids: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         """(B|1, T) position ids → cos, sin of shape (B|1, T, D)."""
-        dynamic = self.rope_parameters.get("rope_type") == "dynamic"
-        length = position_ids.max() + 1 if dynamic else None  # a tensor: no host sync
-        inv_freq = rope_inverse_frequencies(self.head_dim, self.rope_parameters, position_ids.device, length,
-                                            self.max_position_embeddings)  # (D/2,)
+        inv_freq = self.inverse_frequencies(position_ids)  # (D/2,)
         with torch.autocast(device_type=position_ids.device.type, enabled=False):
             angles = position_ids.float().unsqueeze(-1) * inv_freq  # (B, T, D/2): m·θᵢ
             angles = torch.cat((angles, angles), dim=-1)  # (B, T, D): one angle per half of each pair
@@ -284,4 +298,4 @@ class Embeddings(nn.Module):
             x = x + self.token_types(token_type_ids)
         if self.norm is not None:
             x = self.norm(x)
-        return self.dropout(x)
+        return self.dropout(x) if self.training and self.dropout.p > 0 else x

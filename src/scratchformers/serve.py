@@ -83,13 +83,29 @@ def _make_loader_class() -> type:
     _, base = loader_base()
 
     class ScratchModelLoader(base):
-        """transformers' model loader, loading scratchformers checkpoints too (`expose_model_classes`)."""
+        """transformers' model loader, loading scratchformers checkpoints too (`expose_model_classes`).
+
+        `compile_off_cuda` (set from `--compile` by `serve` before the server builds its loader; copied onto each
+        instance, which is what reaches the model's process): transformers' `--compile` decodes with a static cache
+        and compiles the decoding step by itself only on CUDA; with this the loaded model's generation config carries
+        `fast_decoding.compile_config`, so the step is compiled on a CPU too."""
+
+        compile_off_cuda = False
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.compile_off_cuda = type(self).compile_off_cuda  # an instance attribute: pickled with the loader
 
         def _load_model(self, model_id: str, *args, **kwargs):
             """transformers' `_load_model`, after `expose_model_classes()` on the `transformers` module it reads."""
             _thread_lock_for_progress_bars()
             expose_model_classes(base._load_model.__globals__.get("transformers"))
-            return super()._load_model(model_id, *args, **kwargs)
+            model = super()._load_model(model_id, *args, **kwargs)
+            if getattr(self, "compile_off_cuda", False) and model.device.type != "cuda":
+                from .fast_decoding import compile_config
+
+                model.generation_config.compile_config = compile_config(model.device.type)
+            return model
 
     ScratchModelLoader.__qualname__ = "ScratchModelLoader"  # where pickle looks for it: this module's attribute
     return ScratchModelLoader
@@ -104,13 +120,15 @@ def __getattr__(name: str) -> Any:
 
 
 @contextlib.contextmanager
-def our_loader() -> Iterator[type]:
+def our_loader(compile_off_cuda: bool = False) -> Iterator[type]:
     """While inside, transformers' server builds a `ScratchModelLoader` where it builds its own loader (it imports the
-    class from `transformers.cli.serving.model_manager` as it starts); put back on the way out."""
+    class from `transformers.cli.serving.model_manager` as it starts); put back on the way out. `compile_off_cuda`:
+    the loader's (`--compile`: compile the decoding step on a CPU too)."""
     from transformers.cli.serving import model_manager
 
     name, original = loader_base()
     loader = sys.modules[__name__].ScratchModelLoader
+    loader.compile_off_cuda = compile_off_cuda
     setattr(model_manager, name, loader)
     try:
         yield loader
@@ -147,7 +165,7 @@ def serve(args: argparse.Namespace) -> int:
     quiet = _OneStopLine()
     logging.getLogger("uvicorn.error").addFilter(quiet)
     try:
-        with our_loader():
+        with our_loader(compile_off_cuda=bool(getattr(args, "compile", False))):
             Serve(force_model=args.checkpoint, **settings)
     except RuntimeError as err:  # e.g. "The model's process stopped while loading the model."
         raise ServeError(f"the server stopped: {' '.join(str(err).split())}") from err

@@ -362,12 +362,18 @@ def adapter_base(folder: str | os.PathLike) -> str | None:
     return str(base)
 
 
-def load_causal_lm(checkpoint: str | os.PathLike) -> Any:
+def load_causal_lm(checkpoint: str | os.PathLike, quantization_config: Any = None) -> Any:
     """The causal LM in ``checkpoint``: a model folder through ``AutoModelForCausalLM`` (our types registered), or a
     LoRA adapter folder loaded on its base (``load_adapter``) and merged (W + (α/r)·B·A) into a plain model, so
-    ``evaluate``, ``generate`` and ``chat`` take either. In eval mode."""
+    ``evaluate``, ``generate`` and ``chat`` take either. In eval mode. ``quantization_config`` (e.g.
+    ``fast_decoding.quantization_config("int8-weight-only")``) goes to ``from_pretrained``; ValueError for an adapter
+    folder (merge it first: ``train sft --merge_lora`` writes a plain checkpoint)."""
     from transformers import AutoModelForCausalLM
 
     if adapter_base(checkpoint) is not None:
+        if quantization_config is not None:
+            raise ValueError(f"{checkpoint} is a LoRA adapter: quantize a plain checkpoint (`scratchformers train sft "
+                             "... --merge_lora` writes one)")
         return load_adapter(checkpoint).merge_and_unload().eval()
-    return AutoModelForCausalLM.from_pretrained(str(checkpoint), trust_remote_code=True).eval()
+    extra = {"quantization_config": quantization_config} if quantization_config is not None else {}
+    return AutoModelForCausalLM.from_pretrained(str(checkpoint), trust_remote_code=True, **extra).eval()

@@ -15,3 +15,7 @@ CARD_TASKS = {
     "translation": ("translation", "Translation", "AutoModelForSeq2SeqLM"),
     "text-classification": ("text-classification", "Text classification", "AutoModelForSequenceClassification"),
 }
+
+#: `scratchformers chat --quantize`, `scratchformers.fast_decoding.quantization_config`: weight quantizations for
+#: decoding (torchao, the `[quant]` extra).
+QUANTIZATION_METHODS = ("int8-weight-only",)
