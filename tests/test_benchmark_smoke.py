@@ -110,3 +110,27 @@ def test_allocated_peak_counts_live_tensors():
         torch.empty(1 << 20)  # 4 MiB again, alone
 
     assert measure.allocated_peak_mib(step) == pytest.approx(6.0, abs=0.01)
+
+
+def test_real_size_benchmark_runs_every_shape_and_computes_its_ratios(tmp_path):
+    """scripts/benchmark_real_sizes.py --quick (tiny stand-ins of the three real shapes) as a user runs it: every
+    shape has its training and decoding rows, and each ratio is the two tok/s columns divided (as printed)."""
+    import subprocess
+
+    out = tmp_path / "REAL.md"
+    script = Path(__file__).resolve().parents[1] / "scripts" / "benchmark_real_sizes.py"
+    run = subprocess.run([sys.executable, str(script), "--quick", "--threads", "1", "--out", str(out)],
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    report = out.read_text()
+    train, decode = ([r for r in rows(report, section) if r[0] != "model"]  # (less the header row)
+                     for section in ("Training step", "Cached greedy decoding"))
+    assert [r[0].split(" ")[0] for r in train] == ["SmolLM2-135M", "Qwen2.5-0.5B", "Llama-3.2-1B"]
+    assert [(r[0].split(" ")[0], r[1]) for r in decode][:3] == [("SmolLM2-135M", "1"), ("SmolLM2-135M", "8"),
+                                                                ("SmolLM2-135M", "1")]
+    for r in train:
+        assert float(r[4].split("×")[0]) == pytest.approx(float(r[3]) / float(r[2]), abs=0.01 + 1 / float(r[2]))
+    for r in decode:
+        assert float(r[5].split("×")[0]) == pytest.approx(float(r[4]) / float(r[3]), rel=0.02, abs=0.01)
+    bad = subprocess.run([sys.executable, str(script), "--shapes", "GPT-5"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "unknown shape(s) GPT-5" in bad.stderr.splitlines()[-1]

@@ -76,3 +76,31 @@ def allocated_peak_mib(step: Callable[[], None]) -> float:
         held += e.nbytes()
         peak = max(peak, held)
     return peak / 2**20
+
+
+def memory_bandwidth(megabytes: int = 512, repeats: int = 5) -> float:
+    """Bytes/s this machine reads from memory: a float32 tensor of ``megabytes`` MB (far larger than any cache) summed
+    once per repeat, median time. The ceiling for decoding at batch 1, which reads every weight once per token."""
+    x = torch.ones(megabytes * 2**20 // 4)
+    t = interleaved({"sum": lambda: x.sum()}, repeats, warmup=1)["sum"]
+    return x.numel() * 4 / t
+
+
+def decode_bytes_per_step(model: torch.nn.Module, batch: int, context: int) -> int:
+    """Bytes one cached decoding step must read: every parameter once (a tied matrix once; the input embedding only
+    reads B rows, so an untied input embedding is not counted) plus each sequence's key/value cache,
+    2·L·T·H_kv·D elements. The memory-bandwidth limit is tokens/s ≤ B · bandwidth / this."""
+    config = model.config
+    embedding = model.get_input_embeddings().weight
+    output = model.get_output_embeddings().weight if model.get_output_embeddings() is not None else None
+    seen, n = set(), 0
+    for p in model.parameters():
+        if p.data_ptr() in seen or (p is embedding and (output is None or output.data_ptr() != p.data_ptr())):
+            continue
+        seen.add(p.data_ptr())
+        n += p.numel() * p.element_size()
+    heads = config.num_attention_heads
+    kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    kv = 2 * config.num_hidden_layers * context * kv_heads * head_dim * embedding.element_size()
+    return n + batch * kv
