@@ -111,8 +111,11 @@ def test_serve_compile_puts_a_cpu_compile_config_on_the_served_model(checkpoint,
     from scratchformers import serve as serving
 
     with serving.our_loader(compile_off_cuda=compile_flag) as loader_class:
-        loader = pickle.loads(pickle.dumps(loader_class()))
-    model = loader._load_model(str(checkpoint))
+        loader = loader_class()
+        if serving.loader_base()[0] == "ModelLoader":  # it crosses to the model's process by pickle (not in 5.13's
+            loader = pickle.loads(pickle.dumps(loader))  # ModelManager, which loads in the server's and holds locks)
+    model_id = str(checkpoint) if serving.loader_base()[0] == "ModelLoader" else f"{checkpoint}@main"  # (5.13's form)
+    model = loader._load_model(model_id)
     config = model.generation_config.compile_config
     if compile_flag:
         assert config is not None and config.fullgraph and config._compile_all_devices

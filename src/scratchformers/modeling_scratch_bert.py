@@ -63,7 +63,10 @@ class ScratchBertModel(ScratchBertPreTrainedModel):
                 inputs_embeds: torch.Tensor | None = None, output_attentions: bool | None = None,
                 output_hidden_states: bool | None = None, return_dict: bool | None = None,
                 **kwargs) -> BaseModelOutputWithPoolingAndCrossAttentions | tuple:
-        out = self._run_stack(self.encoder, locals())
+        out = self._run_stack(self.encoder, dict(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+            position_ids=position_ids, inputs_embeds=inputs_embeds, output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states, return_dict=return_dict, kwargs=kwargs))
         pooled = self.pooler(out.last_hidden_state) if self.pooler is not None else None
         return self._output(carry_output(BaseModelOutputWithPoolingAndCrossAttentions, out, pooler_output=pooled),
                             return_dict)
@@ -107,7 +110,10 @@ class ScratchBertForMaskedLM(ScratchBertPreTrainedModel):
                 inputs_embeds: torch.Tensor | None = None, labels: torch.LongTensor | None = None,
                 output_attentions: bool | None = None, output_hidden_states: bool | None = None,
                 return_dict: bool | None = None, **kwargs) -> MaskedLMOutput | tuple:
-        out = self._run_body(locals())
+        out = self._run_body(dict(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+            position_ids=position_ids, inputs_embeds=inputs_embeds, labels=labels, output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states, return_dict=return_dict, kwargs=kwargs))
         logits, loss = logits_and_labelled_loss(  # (B, T, V); backward through the vocabulary only at masked tokens
             self.lm_head, out.last_hidden_state, labels, self.config.vocab_size, kwargs.get("num_items_in_batch"),
             skip_logits=kwargs.get("skip_logits"), training=self.training,  # no logits: a chunked loss (losses.py)
@@ -146,7 +152,10 @@ class ScratchBertForSequenceClassification(ScratchBertWithHead):
                 inputs_embeds: torch.Tensor | None = None, labels: torch.Tensor | None = None,
                 output_attentions: bool | None = None, output_hidden_states: bool | None = None,
                 return_dict: bool | None = None, **kwargs) -> SequenceClassifierOutput | tuple:
-        out = self._run_body(locals())
+        out = self._run_body(dict(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+            position_ids=position_ids, inputs_embeds=inputs_embeds, labels=labels, output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states, return_dict=return_dict, kwargs=kwargs))
         logits = self.classifier(self.dropout(out.pooler_output))  # (B, num_labels)
         loss = sequence_classification_loss(logits, labels, self.config) if labels is not None else None
         return self._output(carry_output(SequenceClassifierOutput, out, loss=loss, logits=logits), return_dict)
@@ -160,7 +169,10 @@ class ScratchBertForTokenClassification(ScratchBertWithHead):
                 inputs_embeds: torch.Tensor | None = None, labels: torch.LongTensor | None = None,
                 output_attentions: bool | None = None, output_hidden_states: bool | None = None,
                 return_dict: bool | None = None, **kwargs) -> TokenClassifierOutput | tuple:
-        out = self._run_body(locals())
+        out = self._run_body(dict(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+            position_ids=position_ids, inputs_embeds=inputs_embeds, labels=labels, output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states, return_dict=return_dict, kwargs=kwargs))
         logits = self.classifier(self.dropout(out.last_hidden_state))  # (B, T, num_labels)
         loss = token_classification_loss(logits, labels, kwargs.get("num_items_in_batch")) if labels is not None else None
         return self._output(carry_output(TokenClassifierOutput, out, loss=loss, logits=logits), return_dict)
@@ -179,7 +191,11 @@ class ScratchBertForQuestionAnswering(ScratchBertWithHead):
                 end_positions: torch.LongTensor | None = None, output_attentions: bool | None = None,
                 output_hidden_states: bool | None = None, return_dict: bool | None = None,
                 **kwargs) -> QuestionAnsweringModelOutput | tuple:
-        out = self._run_body(locals())
+        out = self._run_body(dict(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+            position_ids=position_ids, inputs_embeds=inputs_embeds, start_positions=start_positions,
+            end_positions=end_positions, output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+            return_dict=return_dict, kwargs=kwargs))
         logits = self.classifier(out.last_hidden_state)  # (B, T, 2): [S·h_t, E·h_t]
         start_logits, end_logits = (x.squeeze(-1).contiguous() for x in logits.split(1, dim=-1))  # (B, T) each
         given = start_positions is not None or end_positions is not None

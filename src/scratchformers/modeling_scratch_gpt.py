@@ -52,7 +52,10 @@ class ScratchGPTModel(ScratchGPTPreTrainedModel):
         """`kwargs`: transformers' pass-through arguments. With continuous batching's paged `cache` (its batcher's
         `read_index`, `write_index`, `cu_seq_lens_k`, … and ready-made masks) or an inference server's attention
         (vLLM's `attention_instances`) they go on down to every attention call (`_attention_backend_kwargs`)."""
-        out = self._run_stack(self.decoder, locals())
+        out = self._run_stack(self.decoder, dict(
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, cache=cache,
+            inputs_embeds=inputs_embeds, use_cache=use_cache, output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states, return_dict=return_dict, kwargs=kwargs))
         return self._output(carry_output(BaseModelOutputWithPast, out), return_dict)
 
 
@@ -88,7 +91,11 @@ class ScratchGPTForCausalLM(ScratchGPTPreTrainedModel, GenerationMixin):
         positions it lists (continuous batching's `logits_indices`: each request's last token in the packed row);
         the LM head runs only there. Other `kwargs` go on to the body (`ScratchGPTModel.forward`)."""
         shift_labels = kwargs.pop("shift_labels", None)
-        out = self._run_body(locals(), **kwargs)
+        out = self._run_body(dict(
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, cache=cache,
+            inputs_embeds=inputs_embeds, labels=labels, use_cache=use_cache, output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states, return_dict=return_dict, logits_to_keep=logits_to_keep,
+            kwargs=kwargs), **kwargs)
         hidden = keep_positions(out.last_hidden_state, logits_to_keep)  # (B, T', C)
         targets = None
         if shift_labels is not None:  # already position t's target
@@ -144,7 +151,10 @@ class ScratchGPTForSequenceClassification(ScratchGPTPreTrainedModel):
                 labels: torch.Tensor | None = None, output_attentions: bool | None = None,
                 output_hidden_states: bool | None = None, return_dict: bool | None = None,
                 **kwargs) -> SequenceClassifierOutputWithPast | tuple:
-        out = self._run_body(locals(), use_cache=False)
+        out = self._run_body(dict(
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, inputs_embeds=inputs_embeds,
+            labels=labels, output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+            return_dict=return_dict, kwargs=kwargs), use_cache=False)
         logits = self.score(out.last_hidden_state)  # (B, T, num_labels)
         last = last_token_index(input_ids if input_ids is not None else inputs_embeds[..., 0], attention_mask,
                                 self.config.pad_token_id if input_ids is not None else None)

@@ -151,7 +151,7 @@ class ScratchPreTrainedBase(PreTrainedModel):
                 bool(config.output_hidden_states if output_hidden_states is None else output_hidden_states))
 
     def _run_body(self, arguments: dict, **overrides):
-        """A head's body (`self.model`) run on the head's own forward arguments (`locals()`) that the body's forward
+        """A head's body (`self.model`) run on the head's own forward arguments (a dict of them: not `locals()`, which torch 2.10's dynamo cannot trace) that the body's forward
         names, with `overrides`, returning a `ModelOutput`; the head's `**kwargs` are checked first (`_check_kwargs`).
         Heads keep their explicit signatures (the Trainer and generate() read them); this is the one place their
         arguments are handed down."""

@@ -49,7 +49,7 @@ class ScratchPreTrainedModel(ScratchPreTrainedBase):
         getattr(self, self.token_stack).embeddings.embed_tokens = value
 
     def _run_stack(self, stack: nn.Module, arguments: dict):
-        """A body's forward on a shared stack (`layers.TransformerStack`), from the body's own arguments (`locals()`):
+        """A body's forward on a shared stack (`layers.TransformerStack`), from the body's own arguments (a dict of them, by name):
         its `**kwargs` checked, the output flags (and `use_cache`, for a body that takes it) from the config where not
         given, the stack run on the arguments it names. A body that takes a cache also hands down the pass-through
         kwargs of continuous batching's paged cache or an inference server's attention (`_attention_backend_kwargs`)."""

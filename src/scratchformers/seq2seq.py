@@ -129,7 +129,12 @@ class ScratchSeq2SeqLM(ScratchPreTrainedBase, TeacherForcingMixin, GenerationMix
             use_cache = False  # BART: "The `use_cache` argument is changed to `False` since `labels` is provided."
             if decoder_input_ids is None and decoder_inputs_embeds is None:
                 decoder_input_ids = self.prepare_decoder_input_ids_from_labels(labels)
-        out = self._run_body(locals())
+        out = self._run_body(dict(
+            input_ids=input_ids, attention_mask=attention_mask, decoder_input_ids=decoder_input_ids,
+            decoder_attention_mask=decoder_attention_mask, encoder_outputs=encoder_outputs, cache=cache,
+            inputs_embeds=inputs_embeds, decoder_inputs_embeds=decoder_inputs_embeds, labels=labels,
+            use_cache=use_cache, output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+            return_dict=return_dict, kwargs=kwargs))
         logits, loss = logits_and_labelled_loss(  # (B, T, V); backward through the output layer only at labels
             self.output_logits, out.last_hidden_state, labels, self.config.vocab_size, kwargs.get("num_items_in_batch"),
             skip_logits=kwargs.get("skip_logits"), training=self.training,  # no logits: a chunked loss (losses.py)
