@@ -151,10 +151,10 @@ class ScratchPreTrainedBase(PreTrainedModel):
                 bool(config.output_hidden_states if output_hidden_states is None else output_hidden_states))
 
     def _run_body(self, arguments: dict, **overrides):
-        """A head's body (`self.model`) run on the head's own forward arguments (a dict of them: not `locals()`, which torch 2.10's dynamo cannot trace) that the body's forward
-        names, with `overrides`, returning a `ModelOutput`; the head's `**kwargs` are checked first (`_check_kwargs`).
-        Heads keep their explicit signatures (the Trainer and generate() read them); this is the one place their
-        arguments are handed down."""
+        """A head's body (`self.model`) run on the head's own forward arguments (a dict of them, by name: not
+        `locals()`, which torch 2.10's dynamo cannot trace) that the body's forward names, with `overrides`, returning
+        a `ModelOutput`; the head's `**kwargs` are checked first (`_check_kwargs`). Heads keep their explicit
+        signatures (the Trainer and generate() read them); this is the one place their arguments are handed down."""
         self._check_kwargs(arguments.get("kwargs", {}), arguments.get("cache"))
         names = type(self.model)._forward_names
         given = {name: value for name, value in arguments.items() if name in names}
