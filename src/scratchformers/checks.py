@@ -133,10 +133,10 @@ def check_position_ids(position_ids: torch.Tensor, batch_size: int, length: int,
     if not isinstance(position_ids, torch.Tensor) or position_ids.dtype not in INDEX_DTYPES:
         got = position_ids.dtype if isinstance(position_ids, torch.Tensor) else type(position_ids).__name__
         raise TypeError(f"`position_ids` must be an integer torch.Tensor (torch.long), got {got}.")
-    rows = position_ids.shape[0] if position_ids.dim() == 2 else -1
-    # (`rows != 1 and rows != batch_size`, not `rows not in (1, batch_size)`: torch 2.10's dynamo mis-evaluates `in`
-    # on a tuple holding a symbolic size and raised this error while compiling a static-cache decoding step)
-    if rows == -1 or (rows != 1 and rows != batch_size) or position_ids.shape[1] != length:
+    # (two `!=`, not `shape[0] not in (1, batch_size)`: torch 2.10's dynamo mis-evaluates `in` on a tuple holding a
+    # symbolic size and raised this error while compiling a static-cache decoding step)
+    if (position_ids.dim() != 2 or (position_ids.shape[0] != 1 and position_ids.shape[0] != batch_size)
+            or position_ids.shape[1] != length):
         raise ValueError(
             f"`position_ids` must have shape (batch, sequence) = {(batch_size, length)} or (1, {length}), "
             f"got {tuple(position_ids.shape)}."
