@@ -119,7 +119,7 @@ def test_loss_and_every_gradient_equal_the_unchunked_path(small_chunks, family, 
     assert_same(chunked, plain)
     assert sum(forward_rows) == scored  # the labelled rows only, each once
     assert max(forward_rows) <= CHUNK_ROWS and len(forward_rows) == -(-scored // CHUNK_ROWS)
-    assert sorted(rows[len(forward_rows):]) == sorted(forward_rows)  # backward recomputed each chunk once
+    assert rows == forward_rows  # backward ran no chunk again: the gradients were taken in the forward
 
 
 @pytest.mark.parametrize("num_items", [37, torch.tensor(37)], ids=["int", "tensor"])
@@ -166,6 +166,29 @@ def test_label_smoothing_and_ignore_index_in_the_loss_function(label_smoothing, 
                                                label_smoothing=label_smoothing)
     assert smoothed[0] is None
     torch.testing.assert_close(smoothed[1], plain, **CLOSE)
+
+
+@pytest.mark.parametrize("path", ["gradients in the forward", "recomputed (distributed, compiled)"])
+def test_an_upstream_gradient_scales_every_gradient(path, monkeypatch):
+    """The gradients are taken in the forward for an upstream gradient of 1 and scaled in backward: (3·L + 2·L')
+    back-propagates 3× and 2× of the plain gradients (gradient accumulation, loss scaling, DPO's sums). The
+    checkpointed path kept for distributed runs gives the same; a frozen head and hidden states need no gradient."""
+    if path.startswith("recomputed"):
+        monkeypatch.setattr(losses, "_distributed", lambda: True)
+    head = torch.nn.Linear(16, 50)
+    h = torch.randn(3, 7, 16, requires_grad=True)
+    y = torch.randint(0, 50, (3, 7))
+    chunked = chunked_cross_entropy(head, h, y, 50, chunk_rows=4)
+    again = chunked_cross_entropy(head, h, y, 50, chunk_rows=4)
+    grads_c = torch.autograd.grad(3 * chunked + 2 * again, [h, head.weight, head.bias])
+    plain = token_cross_entropy(head(h), y)
+    grads_p = torch.autograd.grad(5 * plain, [h, head.weight, head.bias])
+    for c, p in zip(grads_c, grads_p):
+        torch.testing.assert_close(c, p, **CLOSE)
+    head.requires_grad_(False)
+    frozen = chunked_cross_entropy(head, h.detach(), y, 50, chunk_rows=4)
+    assert not frozen.requires_grad
+    torch.testing.assert_close(frozen, plain.detach(), **CLOSE)
 
 
 # --------------------------------------------------------------------------------- LoRA, packing, Trainer, compile

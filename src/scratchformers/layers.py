@@ -25,6 +25,7 @@ from .checks import (
 )
 from .compat import cache_field, is_paged_cache
 from .embeddings import Embeddings, RotaryPositionEmbedding
+from .lean_backward import applies, plain_linear, rms_norm, rms_normalize, swiglu_down
 from .masks import attention_inputs, is_prepared_mask, paged_attention_inputs, positions_from_attention_mask
 
 
@@ -56,6 +57,8 @@ class FeedForward(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.gated:
+            if self.act is F.silu and plain_linear(self.fc_out) and applies(x, self.fc_out.weight):
+                return swiglu_down(self.fc_in(x), self.fc_out)  # the same output, less saved for backward
             gate, up = self.fc_in(x).chunk(2, dim=-1)  # (B, T, d_ff) each
             return self.fc_out(self.act(gate) * up)
         return self.fc_out(self.act(self.fc_in(x)))
@@ -75,8 +78,9 @@ class RMSNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # written out, not torch's fused `F.rms_norm`: the ONNX exporter (opset 17) has no `aten::rms_norm`, and the
         # fused call measured no faster per decoding step here (docs/static-cache.md)
-        x32 = x.float()
-        normed = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        if applies(x, self.weight):
+            return rms_norm(x, self.weight, self.eps)  # the same output, less saved for backward (lean_backward.py)
+        normed, _ = rms_normalize(x, self.eps)
         return self.weight * normed.to(x.dtype)
 
     def extra_repr(self) -> str:

@@ -72,6 +72,80 @@ def _summed_chunk_loss(head: Callable[[torch.Tensor], torch.Tensor], hidden: tor
                            label_smoothing=label_smoothing)
 
 
+def _distributed() -> bool:
+    """Whether this process is one of a distributed run (its parameters may be sharded, gathered or hooked)."""
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+def _graph_leaves(output: torch.Tensor, exclude: torch.Tensor) -> list[torch.Tensor]:
+    """The leaf tensors that back-propagating `output` would give a gradient (its graph's AccumulateGrad nodes), but
+    `exclude`: the head's trainable parameters, whatever holds them (a module, a bound method, a LoRA wrapper)."""
+    leaves: dict[int, torch.Tensor] = {}
+    stack, seen = [output.grad_fn], set()
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        variable = getattr(node, "variable", None)  # AccumulateGrad
+        if variable is not None:
+            if variable is not exclude:
+                leaves[id(variable)] = variable
+            continue
+        stack.extend(child for child, _ in node.next_functions)
+    return list(leaves.values())
+
+
+class _LossWithGradients(torch.autograd.Function):
+    """Σ_chunks Σ_rows CE(head(h), y) with its gradients taken chunk by chunk in the forward (see
+    `chunked_cross_entropy`). forward(head, rows, label_smoothing, first, hidden (N, C), labels (N,), *leaves) → a
+    float32 scalar, where `first` = (h₀, loss₀) is the first chunk already run (it found the `leaves`, the head's
+    trainable tensors); backward(g) → g·∂/∂hidden and g·∂/∂leaf."""
+
+    @staticmethod
+    def forward(ctx, head, rows: int, label_smoothing: float, first: tuple, hidden: torch.Tensor,
+                labels: torch.Tensor, *leaves: torch.Tensor) -> torch.Tensor:
+        wants_hidden = hidden.requires_grad
+        grad_hidden = torch.empty_like(hidden) if wants_hidden else None  # (N, C)
+        grad_leaves = [torch.zeros_like(p, dtype=torch.float32) for p in leaves]  # summed over chunks
+        total = hidden.new_zeros((), dtype=torch.float32)
+        for start in range(0, hidden.shape[0], rows):
+            if start == 0:
+                h, loss = first
+            else:
+                h = hidden[start:start + rows].detach().requires_grad_(wants_hidden)  # (n, C)
+                with torch.enable_grad():
+                    loss = _summed_chunk_loss(head, h, labels[start:start + rows], label_smoothing)
+            grads = list(torch.autograd.grad(loss, [h] * wants_hidden + list(leaves), allow_unused=True))
+            if wants_hidden:
+                grad_hidden[start:start + rows] = grads.pop(0)
+            for total_grad, grad in zip(grad_leaves, grads):
+                if grad is not None:
+                    total_grad += grad
+            total = total + loss.detach()
+        ctx.save_for_backward(*([grad_hidden] if wants_hidden else []), *grad_leaves)
+        return total
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_output: torch.Tensor):
+        saved = [grad * grad_output for grad in ctx.saved_tensors]
+        grad_hidden = saved.pop(0) if ctx.needs_input_grad[4] else None
+        return None, None, None, None, grad_hidden, None, *saved
+
+
+def _loss_with_gradients(head: Callable[[torch.Tensor], torch.Tensor], hidden: torch.Tensor, labels: torch.Tensor,
+                         rows: int, label_smoothing: float) -> torch.Tensor:
+    """`_LossWithGradients` on (N, C) rows: the first chunk runs here to find the head's trainable leaves."""
+    h = hidden[:rows].detach().requires_grad_(hidden.requires_grad)
+    loss = _summed_chunk_loss(head, h, labels[:rows], label_smoothing)
+    if not loss.requires_grad:  # nothing to differentiate: the plain sum
+        return sum((_summed_chunk_loss(head, x, y, label_smoothing)
+                    for x, y in zip(hidden[rows:].split(rows), labels[rows:].split(rows))), start=loss)
+    leaves = _graph_leaves(loss, exclude=h)
+    return _LossWithGradients.apply(head, rows, label_smoothing, (h, loss), hidden, labels, *leaves)
+
+
 def chunked_cross_entropy(
     head: Callable[[torch.Tensor], torch.Tensor],
     hidden_states: torch.Tensor,
@@ -90,18 +164,21 @@ def chunked_cross_entropy(
     the number of labelled positions (at least 1), exactly as token_cross_entropy.
 
     How: only the labelled rows are kept (torchtune's LinearCrossEntropyLoss and Apple's Cut Cross-Entropy also drop
-    ignored positions before the projection), then each chunk's summed loss runs under non-reentrant activation
-    checkpointing (`torch.utils.checkpoint`): its forward keeps nothing but the chunk's input rows (views of the hidden
-    states, already held), and backward recomputes that chunk's logits, back-propagates through the head and frees them
-    before the next chunk. So at most one chunk's logits, log-probabilities and their gradients (a few n × V buffers)
-    exist at any time, instead of the logits, the saved log-softmax and the logits' gradient of the whole batch. The
-    price is one more forward of the head per chunk (≈ 2·n·C·V FLOPs: a third of the head's training cost). Apple's
-    Cut Cross-Entropy (github.com/apple/ml-cross-entropy, `cce.py`: saves the log-sum-exp, recomputes logits blockwise
-    in backward) does the same in fused kernels; Liger-Kernel's fused linear cross-entropy
-    (github.com/linkedin/Liger-Kernel, `ops/fused_linear_cross_entropy.py`) avoids the recompute by computing the
-    input and weight gradients chunk by chunk during the forward, which needs the weight as a tensor — checkpointing
-    needs only the module, so LoRA, BERT's transform and BART's output bias are differentiated by autograd as they are.
-    The random state is restored for the recompute, so a head with dropout (LoRA dropout) sees the same mask twice.
+    ignored positions before the projection), then the head and the loss run chunk by chunk, and each chunk's
+    gradients are taken right away, during the forward (Liger-Kernel's fused linear cross-entropy,
+    github.com/linkedin/Liger-Kernel `ops/fused_linear_cross_entropy.py`, does the same in Triton): the loss is a
+    scalar, so ∂L/∂h and ∂L/∂θ for an upstream gradient g are g times those for g = 1, and backward only scales the
+    stored ∂/∂h (B·T × C, the size of the hidden states) and the head's parameter gradients (summed over chunks in
+    float32). So at most one chunk's logits, log-probabilities and their gradients (a few n × V buffers) exist at any
+    time, and the head costs what it costs unchunked (2·n·C·V FLOPs forward, twice that backward). `head` is called as
+    a module, so LoRA, BERT's transform and BART's output bias are differentiated by autograd as they are
+    (`_LossWithGradients`).
+    Where the head's parameters may not be the tensors its forward really uses — a distributed run (FSDP/DeepSpeed
+    shard and gather them, DDP hooks them) or torch.compile — each chunk instead runs under non-reentrant activation
+    checkpointing (`torch.utils.checkpoint`, as Apple's Cut Cross-Entropy recomputes logits blockwise,
+    github.com/apple/ml-cross-entropy `cce.py`): backward recomputes the chunk's logits (one more forward of the head,
+    a third of its training cost) with the random state restored, so a head with dropout sees the same mask twice.
+    The gradients are taken once, so the loss cannot be differentiated twice (create_graph=True).
 
     Same loss and gradients as the unchunked computation up to float32 summation order: every row's logits,
     log-softmax and gradient are computed by the same operations, only the sums over rows (the loss, and the head's
@@ -119,12 +196,15 @@ def chunked_cross_entropy(
         elif count < labels.numel():
             hidden, labels = hidden[labelled], labels[labelled]  # (N, C), (N,): the labelled rows only
     rows = chunk_rows or loss_chunk_rows(num_classes, hidden.device)
-    total = hidden.new_zeros((), dtype=torch.float32)
-    for h, y in zip(hidden.split(rows), labels.split(rows)):
-        if torch.is_grad_enabled():
-            total = total + checkpoint(_summed_chunk_loss, head, h, y, label_smoothing, use_reentrant=False)
-        else:
-            total = total + _summed_chunk_loss(head, h, y, label_smoothing)
+    if torch.is_grad_enabled() and not (torch.compiler.is_compiling() or _distributed()):
+        total = _loss_with_gradients(head, hidden, labels, rows, label_smoothing)
+    else:
+        total = hidden.new_zeros((), dtype=torch.float32)
+        for h, y in zip(hidden.split(rows), labels.split(rows)):
+            if torch.is_grad_enabled():
+                total = total + checkpoint(_summed_chunk_loss, head, h, y, label_smoothing, use_reentrant=False)
+            else:
+                total = total + _summed_chunk_loss(head, h, y, label_smoothing)
     return total / torch.as_tensor(num_items_in_batch, device=total.device)
 
 
