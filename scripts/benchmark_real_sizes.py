@@ -6,8 +6,9 @@ Qwen2.5-0.5B and Llama-3.2-1B (random weights in their published shapes; Llama-3
 not change the cost). Each pair holds the same weights (ours made with `scratchformers.convert.from_hf`), gets the same
 inputs, and is timed interleaved (HF, ours, HF, ours, …), median of --repeats, sdpa attention, float32.
 
-- Training (forward + backward + AdamW, batch 1, --train-lengths): tokens/s, MFU and the peak of live tensors
-  (`measure.allocated_peak_mib`, one step each; ours uses its chunked loss, HF its full logits). Only for shapes
+- Training (forward + backward + AdamW, --train-lengths: T for batch 1, BxT for batch B): tokens/s, MFU and the
+  peak of live tensors (`measure.allocated_peak_mib`, one step each after the timed ones, so the AdamW moments are
+  included; ours uses its chunked loss and lean backward, HF its full logits and autograd). Only for shapes
   whose two models with AdamW state fit in half the machine's memory (16 bytes per parameter each).
 - Decoding (cached greedy steps after a prefill, like for like: both with the dynamic cache): tokens/s at batch 1
   and 8 after a 16-token prompt, and batch 1 after a 1,024-token prompt.
@@ -92,7 +93,8 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--shapes", default=",".join(SHAPES), help=f"comma-separated, of {', '.join(SHAPES)}")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--train-lengths", default="256,1024,2048")
+    parser.add_argument("--train-lengths", default="512,2048,4x1024",
+                        help="comma-separated sequence lengths, each T (batch 1) or BxT (batch B)")
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--out", type=Path, default=None, help="Markdown file to write (default: print only)")
     args = parser.parse_args(argv)
@@ -100,11 +102,15 @@ def main(argv: list[str] | None = None) -> str:
     unknown = [s for s in shapes if s not in SHAPES]
     if unknown:
         parser.error(f"unknown shape(s) {', '.join(unknown)}; choose from {', '.join(SHAPES)}")
-    lengths = [int(n) for n in args.train_lengths.split(",")]
+    try:
+        lengths = [tuple(int(n) for n in ("1x" + item if "x" not in item else item).split("x"))
+                   for item in args.train_lengths.split(",")]
+    except ValueError:
+        parser.error(f"--train-lengths takes T or BxT items (e.g. 512,4x1024), got {args.train_lengths!r}")
     repeats = 1 if args.quick else args.repeats
     new_tokens = 4 if args.quick else args.new_tokens
     if args.quick:
-        lengths = [32]
+        lengths = [(1, 32)]
     torch.set_num_threads(args.threads)
     load_before, started = os.getloadavg(), time.perf_counter()
     flops = matmul_flops(256 if args.quick else 1024, repeats=3 if args.quick else 10)
@@ -116,15 +122,15 @@ def main(argv: list[str] | None = None) -> str:
         params = sum(p.numel() for p in hf.parameters())
         label = f"{name} ({params / 1e6:.0f} M, {source})"
         if fits_training(hf):
-            for length in lengths:
-                batch = {"input_ids": torch.randint(3, hf.config.vocab_size, (1, length))}
+            for batch_size, length in lengths:
+                batch = {"input_ids": torch.randint(3, hf.config.vocab_size, (batch_size, length))}
                 batch["labels"] = batch["input_ids"].clone()
                 steps = {"hf": train_step_fn(hf, batch), "ours": train_step_fn(ours, batch)}
                 t = interleaved(steps, repeats)
                 peak = {k: allocated_peak_mib(step) for k, step in steps.items()}
                 per_token = training_flops_per_token(hf, hf.config, length)
-                tok = {k: length / t[k] for k in t}
-                train_rows.append([label, length, f"{tok['hf']:.0f}", f"{tok['ours']:.0f}",
+                tok = {k: batch_size * length / t[k] for k in t}
+                train_rows.append([label, f"{batch_size} × {length:,}", f"{tok['hf']:.0f}", f"{tok['ours']:.0f}",
                                    ratio(tok["ours"], tok["hf"]), f"{100 * tok['hf'] * per_token / flops:.1f} %",
                                    f"{100 * tok['ours'] * per_token / flops:.1f} %", f"{peak['hf']:,.0f}",
                                    f"{peak['ours']:,.0f}", ratio(peak["ours"], peak["hf"], higher_is_better=False)])
@@ -161,9 +167,9 @@ script's docstring.
 - Ceilings measured in this run: matmul {flops / 1e9:.1f} GFLOP/s (fp32), memory read {bandwidth / 1e9:.1f} GB/s.
 - Ratios: ours / HF for tokens/s, HF / ours for memory; > 1 means ours is better.
 
-## Training step (forward + backward + AdamW), batch 1, sdpa, float32
+## Training step (forward + backward + AdamW), sdpa, float32
 
-{table(["model", "tokens", "HF tok/s", "ours tok/s", "ratio", "HF MFU", "ours MFU", "HF peak MiB", "ours peak MiB",
+{table(["model", "batch × tokens", "HF tok/s", "ours tok/s", "ratio", "HF MFU", "ours MFU", "HF peak MiB", "ours peak MiB",
         "memory ratio"], train_rows) if train_rows else "(none fitted)"}
 
 ## Cached greedy decoding, {new_tokens} new tokens, dynamic cache, sdpa, float32

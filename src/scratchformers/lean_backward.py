@@ -71,7 +71,8 @@ class RMSNormFunction(torch.autograd.Function):
         grad_x = None
         if ctx.needs_input_grad[0]:
             g = (grad_output * weight).float()  # ĝ
-            grad_x = (rstd * (g - normed * (g * normed).mean(-1, keepdim=True))).to(x.dtype)
+            projection = (g * normed).mean(-1, keepdim=True)  # mean(ĝ ⊙ x̂), (…, 1)
+            grad_x = torch.addcmul(g, normed, projection, value=-1).mul_(rstd).to(x.dtype)
         return grad_x, grad_weight, None
 
 
@@ -99,8 +100,7 @@ class SwiGLUDownFunction(torch.autograd.Function):
     def backward(ctx, grad_output: torch.Tensor):
         gate_up, weight = ctx.saved_tensors
         gate, up = gate_up.chunk(2, dim=-1)
-        sigmoid = torch.sigmoid(gate)
-        silu = gate * sigmoid
+        silu = F.silu(gate)  # recomputed
         grad_out = grad_output.reshape(-1, grad_output.shape[-1])  # (N, C)
         grad_weight = grad_bias = grad_gate_up = None
         if ctx.needs_input_grad[1]:
@@ -109,10 +109,11 @@ class SwiGLUDownFunction(torch.autograd.Function):
             grad_bias = grad_out.sum(0)
         if ctx.needs_input_grad[0]:
             grad_a = grad_output @ weight  # (…, F)
-            grad_gate_up = torch.empty_like(gate_up)
+            grad_gate_up = torch.empty_like(gate_up)  # both halves written in place: no concatenation
             grad_gate, grad_up = grad_gate_up.chunk(2, dim=-1)
             torch.mul(grad_a, silu, out=grad_up)
-            torch.mul(grad_a * up, sigmoid * (1 + gate * (1 - sigmoid)), out=grad_gate)
+            # ∂L/∂a ⊙ up ⊙ SiLU'(gate), SiLU'(z) = σ(z)(1 + z(1 − σ(z))): aten's fused kernel (one pass, as autograd's)
+            torch.ops.aten.silu_backward.grad_input(grad_a * up, gate, grad_input=grad_gate)
         return grad_gate_up, grad_weight, grad_bias
 
 
