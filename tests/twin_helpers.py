@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 import transformers
+from families import FAMILIES
 
-from scratchformers import ScratchRNNConfig, ScratchRNNForConditionalGeneration
 from scratchformers.convert import from_hf
 from scratchformers.data import resolve_data_dir
 from scratchformers.tokenization import train_tokenizer
@@ -57,10 +57,9 @@ def bart_twins(tokenizer) -> tuple[torch.nn.Module, torch.nn.Module]:
 
 
 def rnn_model(tokenizer) -> torch.nn.Module:
-    """A tiny LSTM seq2seq with Bahdanau attention (no HF twin), weights moved off their init."""
+    """The tests' tiny recurrent model (an LSTM seq2seq with Bahdanau attention: no HF twin) sized to `tokenizer`,
+    weights moved off their init."""
     torch.manual_seed(0)
-    config = ScratchRNNConfig(
-        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, cell="lstm", attention="bahdanau", dropout=0.0,
-        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-    )
-    return perturb(ScratchRNNForConditionalGeneration(config))
+    rnn = FAMILIES["rnn"]
+    return perturb(rnn.lm(rnn.config(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
+                                     bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)))
