@@ -9,7 +9,7 @@ and ours converted from it (`from_hf`) give
 
 Tolerance: 1e-4 absolute on fp32 logits of size ~1. Both sides compute the same formulas in a different order (our fused
 q/k/v projection, our attention path), so they differ by float32 rounding (≤ 1e-5 measured); a missing, swapped or
-untransposed tensor moves logits by > 1e-2 because every weight is moved off its init (`perturb`).
+untransposed tensor moves logits by > 1e-2 because every weight is moved off its init (`twin_helpers.perturb`).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import pytest
 import torch
 import transformers
 from families import FAMILIES, TINY
+from twin_helpers import perturb
 
 import scratchformers
 from scratchformers.convert import from_hf
@@ -55,20 +56,6 @@ def hf_config(spec) -> transformers.PretrainedConfig:
         for name in (theirs,) if isinstance(theirs, str) else theirs:
             kwargs[name] = value
     return getattr(transformers, spec.hf_config)(**{**kwargs, **HF_EXTRA[spec.name]})
-
-
-def perturb(model: torch.nn.Module, scale: float = 0.3) -> torch.nn.Module:
-    """Move every trained parameter (norm gains and biases too) and BART/Marian's zero `final_logits_bias` off their
-    init, so that a tensor converted wrongly changes the logits and greedy tokens vary; frozen tables (Marian's
-    sinusoids) stay."""
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.requires_grad:
-                p.add_(torch.randn_like(p) * scale)
-        for name, buffer in model.named_buffers():
-            if name.endswith("final_logits_bias"):
-                buffer.add_(torch.randn_like(buffer) * scale)
-    return model.eval()
 
 
 def twins(spec, head) -> tuple[torch.nn.Module, torch.nn.Module]:

@@ -12,10 +12,16 @@ from scratchformers.tokenization import train_tokenizer
 
 
 def perturb(model: torch.nn.Module, scale: float = 0.3) -> torch.nn.Module:
-    """Move every weight off its init so the tiny model's tokens vary (not one token repeated)."""
+    """Move every trained parameter (norm gains and biases too) and BART/Marian's zero `final_logits_bias` off their
+    init, so that a tensor converted wrongly changes the logits and a tiny model's tokens vary (not one token
+    repeated); frozen tables (Marian's sinusoids) stay. Returns the model in eval mode."""
     with torch.no_grad():
         for p in model.parameters():
-            p.add_(torch.randn_like(p) * scale)
+            if p.requires_grad:
+                p.add_(torch.randn_like(p) * scale)
+        for name, buffer in model.named_buffers():
+            if name.endswith("final_logits_bias"):
+                buffer.add_(torch.randn_like(buffer) * scale)
     return model.eval()
 
 
