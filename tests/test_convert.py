@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import transformers
-from twin_helpers import perturb
+from twin_helpers import greedy, max_diff, perturb
 
 from scratchformers import (
     ScratchBertConfig,
@@ -26,16 +26,6 @@ from scratchformers_light.conversions import SPECS
 
 ATOL = 1e-4
 SCALE = 0.05  # how far `perturb` moves each weight off its init
-
-
-def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
-    return (a - b).abs().max().item()
-
-
-def greedy(model, input_ids, attention_mask=None, n: int = 8) -> torch.Tensor:
-    return model.generate(
-        input_ids, attention_mask=attention_mask, max_new_tokens=n, min_new_tokens=n, do_sample=False, pad_token_id=0
-    )
 
 
 # ---------------------------------------------------------------------------------------------------------------- GPT-2

@@ -18,7 +18,7 @@ import pytest
 import torch
 import transformers
 from families import FAMILIES, TINY
-from twin_helpers import perturb
+from twin_helpers import max_diff, perturb
 
 import scratchformers
 from scratchformers.convert import from_hf
@@ -81,10 +81,6 @@ def padded_batch(side: str) -> tuple[torch.Tensor, torch.Tensor]:
     if side == "right":
         mask = mask.flip(-1)
     return x.masked_fill(mask == 0, TINY["pad_token_id"]), mask
-
-
-def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
-    return (a - b).abs().max().item()
 
 
 def logits(model, x: torch.Tensor, mask: torch.Tensor | None = None, decoder_ids: torch.Tensor | None = None,

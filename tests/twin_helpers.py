@@ -25,6 +25,17 @@ def perturb(model: torch.nn.Module, scale: float = 0.3) -> torch.nn.Module:
     return model.eval()
 
 
+def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    """The largest absolute difference of two tensors of one shape."""
+    return (a - b).abs().max().item()
+
+
+def greedy(model, input_ids, attention_mask=None, n: int = 8, **kwargs) -> torch.Tensor:
+    """Exactly `n` greedy tokens after `input_ids` (B, T) → (B, T + n); pad id 0, `kwargs` to generate()."""
+    return model.generate(input_ids, attention_mask=attention_mask, max_new_tokens=n, min_new_tokens=n,
+                          do_sample=False, pad_token_id=0, **kwargs)
+
+
 def gpt_tokenizer():
     """A byte-level BPE (GPT-2 style) trained on the shipped prose, padding on the left for generation."""
     tokenizer = train_tokenizer(resolve_data_dir() / "prose" / "validation.txt", "bpe", vocab_size=300)
