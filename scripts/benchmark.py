@@ -39,12 +39,14 @@ from scratchformers.measure import (  # noqa: F401  (the memory children read al
     allocated_peak_mib,
     cache_bytes,
     interleaved,
+    kept_notes,
     matmul_flops,
+    table,
     training_flops_per_token,
+    write_report,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTES_BEGIN, NOTES_END = "<!-- notes:begin -->", "<!-- notes:end -->"
 TARGET = 1.15
 
 
@@ -338,12 +340,12 @@ print(json.dumps({{"peak_growth_mib": growth, "allocated_peak_mib": b.allocated_
 """
 
 
-def bench_chunked_loss_memory(family_index: int, size: dict, batch: int, length: int) -> dict:
+def bench_chunked_loss_memory(family_index: int, size: dict, batch: int, length: int, vocab: int = REAL_VOCAB) -> dict:
     """Peak training memory of the HF model, ours with the full (B, T, V) logits (`skip_logits=False`) and ours with
     the chunked loss (`skip_logits=True`, what training at this size does by default), at `size` with a real
-    vocabulary, each in a fresh process: {which: (peak RSS of 2 steps minus RSS before them, as `bench_memory`;
+    vocabulary (`vocab`), each in a fresh process: {which: (peak RSS of 2 steps minus RSS before them, as `bench_memory`;
     the allocator's peak of live tensors during a third step, `allocated_peak_mib`)} in MiB. Linux only."""
-    size = {**size, "vocab": REAL_VOCAB, "max_len": max(size["max_len"], length)}
+    size = {**size, "vocab": vocab, "max_len": max(size["max_len"], length)}
     result = {}
     for which in ("hf", "full", "chunked"):
         code = LOSS_MEMORY_CHILD.format(scripts=str(ROOT / "scripts"), family=family_index, size=size, which=which,
@@ -352,17 +354,17 @@ def bench_chunked_loss_memory(family_index: int, size: dict, batch: int, length:
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
         measured = json.loads(out.stdout.strip().splitlines()[-1])
         result[which] = (measured["peak_growth_mib"], measured["allocated_peak_mib"])
-    result["logits_mib"] = batch * length * REAL_VOCAB * 4 / 2**20  # one float32 (B, T, V) tensor
+    result["logits_mib"] = batch * length * vocab * 4 / 2**20  # one float32 (B, T, V) tensor
     return result
 
 
-def loss_memory_rows(size: dict, quick: bool) -> list[list[str]]:
+def loss_memory_rows(size: dict, quick: bool, vocab: int = REAL_VOCAB) -> list[list[str]]:
     """The rows of the chunked-loss memory table (Llama pair): 1 × 1,024 tokens with --quick, else 4 × 1,024 and
     2 × 2,048 (the same 4,096 positions: 768 MiB of float32 logits each)."""
     index = next(i for i, f in enumerate(FAMILIES) if f.hf_class is transformers.LlamaForCausalLM)
     rows = []
     for batch, length in ([(1, 1024)] if quick else [(4, 1024), (2, 2048)]):
-        m = bench_chunked_loss_memory(index, size, batch, length)
+        m = bench_chunked_loss_memory(index, size, batch, length, vocab)
         (hf, hf_live), (full, full_live), (chunked, chunked_live) = m["hf"], m["full"], m["chunked"]
         rows.append([f"{batch} × {length:,}", f"{m['logits_mib']:.0f}", f"{hf:.0f} / {hf_live:.0f}",
                      f"{full:.0f} / {full_live:.0f}", f"{chunked:.0f} / {chunked_live:.0f}",
@@ -373,10 +375,10 @@ def loss_memory_rows(size: dict, quick: bool) -> list[list[str]]:
     return rows
 
 
-def loss_memory_table(rows: list[list[str]], size: dict) -> str:
+def loss_memory_table(rows: list[list[str]], size: dict, vocab: int = REAL_VOCAB) -> str:
     header = ["batch × tokens", "fp32 logits MiB", "HF MiB", "ours, full logits MiB", "ours, chunked loss MiB",
               "HF / ours chunked (target ≥ 1.67×)", "full / chunked"]
-    return (f"Llama pair at width {size['width']}, {size['layers']} layers, vocabulary {REAL_VOCAB:,}, sdpa, fp32, "
+    return (f"Llama pair at width {size['width']}, {size['layers']} layers, vocabulary {vocab:,}, sdpa, fp32, "
             "AdamW, each in its own process. Each cell: peak RSS during 2 steps minus RSS before them / peak of live "
             "tensors during a 3rd step (torch's allocator, from the profiler's records), MiB. Target: ours ≤ 0.6× "
             f"HF's.\n\n{table(header, rows)}" if rows else "(skipped)")
@@ -409,32 +411,6 @@ def ratio(ours: float, hf: float, higher_is_better: bool = True, target: float =
     return f"{r:.2f}×{mark}"
 
 
-def table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def kept_notes(path: Path) -> str:
-    """The hand-written analysis between the notes markers of an existing report survives a re-run."""
-    if path.is_file():
-        text = path.read_text()
-        if NOTES_BEGIN in text and NOTES_END in text:
-            return text[text.index(NOTES_BEGIN) : text.index(NOTES_END) + len(NOTES_END)]
-    return f"{NOTES_BEGIN}\n(analysis goes here)\n{NOTES_END}"
-
-
-def write_report(report: str, out: Path | None) -> str:
-    """Write the Markdown report to `out` (creating its folder), or print it when `out` is None; return it."""
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(report)
-        print(f"wrote {out}")
-    else:
-        print(report)
-    return report
-
-
 def main(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes and few repeats: a smoke test")
@@ -446,6 +422,8 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--only-loss-memory", action="store_true",
                         help="measure only the peak training memory with/without the chunked loss at a 49,152 "
                              "vocabulary (Linux) and print that table")
+    parser.add_argument("--loss-memory-vocab", type=int, default=REAL_VOCAB,
+                        help=f"the vocabulary of that table (default {REAL_VOCAB:,}, SmolLM2's)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (default 1: on shared cores, 2 threads measure contention, not models)")
     args = parser.parse_args(argv)
@@ -464,7 +442,8 @@ def main(argv: list[str] | None = None) -> str:
         wanted = [w.strip().lower() for w in args.families.split(",")]
         families = [f for f in families if any(f.name.lower().startswith(w) for w in wanted)]
     if args.only_loss_memory:
-        report = "## Peak training memory with the chunked loss\n\n" + loss_memory_table(loss_memory_rows(size, quick), size)
+        report = "## Peak training memory with the chunked loss\n\n" + loss_memory_table(
+            loss_memory_rows(size, quick, args.loss_memory_vocab), size, args.loss_memory_vocab)
         print(report)
         return report
     load_before = os.getloadavg()
@@ -505,7 +484,7 @@ def main(argv: list[str] | None = None) -> str:
     loss_rows = []
     if (not args.no_memory and Path("/proc/self/clear_refs").exists()
             and any(f.hf_class is transformers.LlamaForCausalLM for f in families)):
-        loss_rows = loss_memory_rows(size, quick)
+        loss_rows = loss_memory_rows(size, quick, args.loss_memory_vocab)
     kv_context = 64 if quick else 1024
     kv_rows = []
     if any(f.hf_class is transformers.LlamaForCausalLM for f in families):
@@ -553,7 +532,7 @@ Generated by `{command.strip()}` on {datetime.date.today().isoformat()} in {elap
 
 ## Peak training memory with the chunked loss, at a real vocabulary
 
-{loss_memory_table(loss_rows, size)}
+{loss_memory_table(loss_rows, size, args.loss_memory_vocab)}
 
 ## KV cache size with grouped-query attention (Llama pair, prefill of {kv_context} tokens, fp32 bytes)
 

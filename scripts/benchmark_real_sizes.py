@@ -43,11 +43,12 @@ from scratchformers.measure import (
     interleaved,
     matmul_flops,
     memory_bandwidth,
+    table,
     training_flops_per_token,
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchmark import cpu_name, git_commit, greedy_decode_fn, ratio, table, train_step_fn  # noqa: E402
+from benchmark import cpu_name, git_commit, greedy_decode_fn, ratio, train_step_fn  # noqa: E402
 
 SMOLLM2_GGUF = Path.home() / ".cache" / "scratchformers" / "SmolLM2-135M-Instruct.Q4_1.gguf"
 SHAPES = {  # the published config.json of each model, the fields that set its cost

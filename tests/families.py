@@ -89,3 +89,8 @@ FAMILIES = {
     "rnn": Family("rnn", ScratchRNNConfig, ScratchRNNModel, ScratchRNNForConditionalGeneration, AutoModelForSeq2SeqLM,
                   tiny=dict(RNN_TINY)),
 }
+
+
+def family_of(model_class: type) -> Family:
+    """The family whose classes include `model_class`."""
+    return next(family for family in FAMILIES.values() if model_class in family.classes)

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import re
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-benchmark = pytest.importorskip("benchmark")
+from scratchformers import measure
 
-from scratchformers import measure  # noqa: E402
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
+
+def run_script(script: str, *flags: str) -> subprocess.CompletedProcess:
+    """scripts/`script` with `flags`, as a user runs it."""
+    return subprocess.run([sys.executable, str(SCRIPTS / script), *flags], capture_output=True, text=True,
+                          timeout=600)
 
 
 def rows(report: str, section: str) -> list[list[str]]:
@@ -24,14 +30,11 @@ def rows(report: str, section: str) -> list[list[str]]:
 
 def test_quick_benchmark_writes_consistent_tables(tmp_path):
     out = tmp_path / "RESULTS.md"
-    out.write_text(f"old\n{benchmark.NOTES_BEGIN}\nkept analysis\n{benchmark.NOTES_END}\n")
-    threads = torch.get_num_threads()
-    try:
-        report = benchmark.main(["--quick", "--no-memory", "--families", "GPT,Llama", "--repeats", "1", "--out",
-                                 str(out)])
-    finally:
-        torch.set_num_threads(threads)
-    assert out.read_text() == report
+    out.write_text(f"old\n{measure.NOTES_BEGIN}\nkept analysis\n{measure.NOTES_END}\n")
+    run = run_script("benchmark.py", "--quick", "--no-memory", "--families", "GPT,Llama", "--repeats", "1", "--out",
+                     str(out))
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = out.read_text()
     assert "kept analysis" in report  # the hand-written notes survive a re-run
     train = rows(report, "Training step")
     assert [r[1] for r in train] == ["eager", "sdpa"] * 3  # GPT-2: plain, prompt-masked fine-tuning; then Llama
@@ -86,16 +89,13 @@ def test_interleaved_reports_the_median_of_each_callable():
 
 
 @pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="peak RSS is read from Linux's /proc")
-def test_chunked_loss_memory_table_runs(monkeypatch):
+def test_chunked_loss_memory_table_runs():
     """`--only-loss-memory --quick` measures HF, ours with the full logits and ours with the chunked loss, each in its
     own process (here at a 16,384 vocabulary: 1,024 positions × 16,384 = 2²⁴ logits, where chunking starts by
     default): the live-tensor peaks order as they must."""
-    monkeypatch.setattr(benchmark, "REAL_VOCAB", 16384)
-    threads = torch.get_num_threads()
-    try:
-        report = benchmark.main(["--quick", "--only-loss-memory"])
-    finally:
-        torch.set_num_threads(threads)
+    run = run_script("benchmark.py", "--quick", "--only-loss-memory", "--loss-memory-vocab", "16384")
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = run.stdout
     (row,) = [r for r in rows(report, "Peak training memory with the chunked loss") if r[0] != "batch × tokens"]
     assert row[0] == "1 × 1,024" and float(row[1]) == 1024 * 16384 * 4 / 2**20
     live = [float(cell.split(" / ")[1]) for cell in row[2:5]]  # HF, ours with the logits, ours chunked
@@ -115,12 +115,8 @@ def test_allocated_peak_counts_live_tensors():
 def test_real_size_benchmark_runs_every_shape_and_computes_its_ratios(tmp_path):
     """scripts/benchmark_real_sizes.py --quick (tiny stand-ins of the three real shapes) as a user runs it: every
     shape has its training and decoding rows, and each ratio is the two tok/s columns divided (as printed)."""
-    import subprocess
-
     out = tmp_path / "REAL.md"
-    script = Path(__file__).resolve().parents[1] / "scripts" / "benchmark_real_sizes.py"
-    run = subprocess.run([sys.executable, str(script), "--quick", "--threads", "1", "--out", str(out)],
-                         capture_output=True, text=True, timeout=600)
+    run = run_script("benchmark_real_sizes.py", "--quick", "--threads", "1", "--out", str(out))
     assert run.returncode == 0, run.stderr
     report = out.read_text()
     train, decode = ([r for r in rows(report, section) if r[0] != "model"]  # (less the header row)
@@ -132,5 +128,5 @@ def test_real_size_benchmark_runs_every_shape_and_computes_its_ratios(tmp_path):
         assert float(r[4].split("×")[0]) == pytest.approx(float(r[3]) / float(r[2]), abs=0.01 + 1 / float(r[2]))
     for r in decode:
         assert float(r[5].split("×")[0]) == pytest.approx(float(r[4]) / float(r[3]), rel=0.02, abs=0.01)
-    bad = subprocess.run([sys.executable, str(script), "--shapes", "GPT-5"], capture_output=True, text=True)
+    bad = run_script("benchmark_real_sizes.py", "--shapes", "GPT-5")
     assert bad.returncode == 2 and "unknown shape(s) GPT-5" in bad.stderr.splitlines()[-1]

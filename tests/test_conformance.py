@@ -19,26 +19,16 @@ from dataclasses import dataclass
 
 import pytest
 import torch
-from families import RNN_TINY, TINY
-from transformers import (
-    AutoModelForCausalLM,
-    AutoModelForMaskedLM,
-    AutoModelForSeq2SeqLM,
-    AutoModelForSequenceClassification,
-    PreTrainedConfig,
-)
+from families import FAMILIES as REGISTRY
+from families import TINY, family_of
+from transformers import AutoModelForCausalLM, PreTrainedConfig
 from transformers.cache_utils import Cache
 
 from scratchformers import (
     ScratchBertConfig,
-    ScratchBertForMaskedLM,
     ScratchBertForSequenceClassification,
     ScratchGPTConfig,
-    ScratchGPTForCausalLM,
-    ScratchRNNConfig,
-    ScratchRNNForConditionalGeneration,
     ScratchTransformerConfig,
-    ScratchTransformerForConditionalGeneration,
 )
 from scratchformers.attention import MultiHeadAttention
 from scratchformers.compat import CACHE_NAME
@@ -58,14 +48,38 @@ REFUSALS = {
 
 @dataclass(frozen=True)
 class Family:
-    """One model class under test: how to build it tiny, which Auto class loads it, what kind of model it is."""
+    """One model class under test, a class of one family of the tests' family table (tests/families.py): built from
+    that family's tiny config (with `options`), loaded by its Auto class; what kind of model it is."""
 
     name: str
-    build: Callable[..., torch.nn.Module]  # config overrides → a fresh model
-    auto: type
-    kind: str  # "decoder" (causal LM) | "encoder" (bidirectional) | "seq2seq"
-    layers: int  # layers per stack
-    heads: int | None  # attention heads (None: the recurrent family's single additive "head")
+    model_class: type
+    options: tuple[tuple[str, object], ...] = ()  # config options of this class's tests (num_labels)
+
+    def build(self, **overrides) -> torch.nn.Module:
+        """A fresh model from the family's tiny config with `options` and `overrides`."""
+        return self.model_class(family_of(self.model_class).config(**{**dict(self.options), **overrides}))
+
+    @property
+    def auto(self) -> type:
+        family = family_of(self.model_class)
+        return family.auto_lm if self.model_class is family.lm else family.heads[self.model_class]
+
+    @property
+    def kind(self) -> str:
+        """What kind of model: "decoder" (causal LM) | "encoder" (bidirectional) | "seq2seq"."""
+        if self.auto is AutoModelForCausalLM:
+            return "decoder"
+        return "seq2seq" if family_of(self.model_class).config().is_encoder_decoder else "encoder"
+
+    @property
+    def layers(self) -> int:
+        """Layers per stack."""
+        return family_of(self.model_class).tiny["num_hidden_layers"]
+
+    @property
+    def heads(self) -> int | None:
+        """Attention heads (None: the recurrent family's single additive "head")."""
+        return family_of(self.model_class).tiny.get("num_attention_heads")
 
     def __repr__(self) -> str:
         return self.name
@@ -84,26 +98,11 @@ def spread(model: torch.nn.Module) -> torch.nn.Module:
 
 
 FAMILIES = [
-    Family("gpt", lambda **o: ScratchGPTForCausalLM(ScratchGPTConfig(**TINY, **o)), AutoModelForCausalLM, "decoder", 2, 4),
-    Family(
-        "bert_mlm", lambda **o: ScratchBertForMaskedLM(ScratchBertConfig(**TINY, **o)), AutoModelForMaskedLM,
-        "encoder", 2, 4,
-    ),
-    Family(
-        "bert_cls",
-        lambda **o: ScratchBertForSequenceClassification(ScratchBertConfig(**TINY, num_labels=3, **o)),
-        AutoModelForSequenceClassification, "encoder", 2, 4,
-    ),
-    Family(
-        "transformer",
-        lambda **o: ScratchTransformerForConditionalGeneration(ScratchTransformerConfig(**TINY, **o)),
-        AutoModelForSeq2SeqLM, "seq2seq", 2, 4,
-    ),
-    Family(
-        "rnn",
-        lambda **o: ScratchRNNForConditionalGeneration(ScratchRNNConfig(**RNN_TINY, **o)),
-        AutoModelForSeq2SeqLM, "seq2seq", 2, None,
-    ),
+    Family("gpt", REGISTRY["gpt"].lm),
+    Family("bert_mlm", REGISTRY["bert"].lm),
+    Family("bert_cls", ScratchBertForSequenceClassification, (("num_labels", 3),)),
+    Family("transformer", REGISTRY["transformer"].lm),
+    Family("rnn", REGISTRY["rnn"].lm),
 ]
 GENERATIVE = [f for f in FAMILIES if f.kind != "encoder"]
 SEQ2SEQ = [f for f in FAMILIES if f.kind == "seq2seq"]
@@ -765,8 +764,8 @@ def test_a_config_carries_sliding_window_only_if_its_model_applies_it(family, tm
         config.sliding_window = 0
 
 
-CONFIG_CLASSES = {"scratch_gpt": ScratchGPTConfig, "scratch_bert": ScratchBertConfig,
-                  "scratch_transformer": ScratchTransformerConfig, "scratch_rnn": ScratchRNNConfig}
+CONFIG_CLASSES = {family.config_class.model_type: family.config_class for family in REGISTRY.values()}
+TINY_OF = {family.config_class.model_type: family.tiny for family in REGISTRY.values()}
 
 
 def own_fields(config_class: type) -> set[str]:
@@ -799,7 +798,7 @@ def test_an_option_of_other_families_is_refused_when_built_and_when_assigned(nam
     for model_type, config_class in CONFIG_CLASSES.items():
         if model_type in families:
             continue
-        base = RNN_TINY if model_type == "scratch_rnn" else TINY
+        base = TINY_OF[model_type]
         pattern = f"`{name}`=.* is not an option of {model_type} \\(taken only by {', '.join(families)}"
         with pytest.raises(ValueError, match=pattern):
             config_class(**base, **{name: value})

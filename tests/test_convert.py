@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import transformers
+from twin_helpers import greedy, max_diff, perturb
 
 from scratchformers import (
     ScratchBertConfig,
@@ -24,29 +25,7 @@ from scratchformers.convert import from_hf, main, supported_conversions, to_hf, 
 from scratchformers_light.conversions import SPECS
 
 ATOL = 1e-4
-
-
-def perturb(model: torch.nn.Module, scale: float = 0.05) -> torch.nn.Module:
-    """Move every trained parameter off its init (LayerNorms included), and BART/Marian's zero `final_logits_bias`
-    buffer, so a swapped or missing tensor changes the logits. Frozen tables (Marian's sinusoids) stay as they are."""
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.requires_grad:
-                p.add_(torch.randn_like(p) * scale)
-        for name, buffer in model.named_buffers():
-            if name.endswith("final_logits_bias"):
-                buffer.add_(torch.randn_like(buffer) * scale)
-    return model.eval()
-
-
-def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
-    return (a - b).abs().max().item()
-
-
-def greedy(model, input_ids, attention_mask=None, n: int = 8) -> torch.Tensor:
-    return model.generate(
-        input_ids, attention_mask=attention_mask, max_new_tokens=n, min_new_tokens=n, do_sample=False, pad_token_id=0
-    )
+SCALE = 0.05  # how far `perturb` moves each weight off its init
 
 
 # ---------------------------------------------------------------------------------------------------------------- GPT-2
@@ -67,7 +46,7 @@ def gpt2_config(**shape) -> transformers.GPT2Config:
 
 @pytest.mark.parametrize("shape", GPT2_SHAPES, ids=lambda s: f"L{s['n_layer']}-C{s['n_embd']}-{s['activation_function']}")
 def test_gpt2_from_hf_gives_the_same_logits_and_greedy_tokens(shape):
-    hf = perturb(transformers.GPT2LMHeadModel(gpt2_config(**shape)))
+    hf = perturb(transformers.GPT2LMHeadModel(gpt2_config(**shape)), scale=SCALE)
     ours = from_hf(hf)
     assert isinstance(ours, ScratchGPTForCausalLM)
     assert ours.config.tie_word_embeddings == hf.config.tie_word_embeddings
@@ -79,7 +58,7 @@ def test_gpt2_from_hf_gives_the_same_logits_and_greedy_tokens(shape):
 
 @pytest.mark.parametrize("shape", GPT2_SHAPES, ids=lambda s: f"L{s['n_layer']}-C{s['n_embd']}-{s['activation_function']}")
 def test_gpt2_to_hf_gives_the_same_logits_and_greedy_tokens(shape):
-    ours = perturb(from_hf(transformers.GPT2LMHeadModel(gpt2_config(**shape))))  # ours, then weights of its own
+    ours = perturb(from_hf(transformers.GPT2LMHeadModel(gpt2_config(**shape))), SCALE)  # ours, then weights of its own
     hf = to_hf(ours)
     assert isinstance(hf, transformers.GPT2LMHeadModel)
     x = torch.randint(0, 61, (2, 11))
@@ -88,25 +67,9 @@ def test_gpt2_to_hf_gives_the_same_logits_and_greedy_tokens(shape):
     assert torch.equal(greedy(hf, x[:, :3]), greedy(ours, x[:, :3]))
 
 
-def test_gpt2_round_trip_is_exact_and_left_padded_generation_agrees():
-    hf = perturb(transformers.GPT2LMHeadModel(gpt2_config(**GPT2_SHAPES[0])))
-    back = to_hf(from_hf(hf))
-    for (k, a), (k2, b) in zip(hf.state_dict().items(), back.state_dict().items()):
-        assert k == k2 and torch.equal(a, b), k
-    ours = from_hf(hf)
-    x = torch.randint(3, 61, (2, 6))
-    mask = torch.ones_like(x)
-    x[0, :2], mask[0, :2] = 0, 0  # left padding
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)  # HF's GPT-2 forward counts padding unless told; generate() does not
-    with torch.no_grad():
-        hf_logits = hf(x, attention_mask=mask, position_ids=positions).logits
-        our_logits = ours(x, attention_mask=mask).logits
-    assert max_diff(hf_logits[mask.bool()], our_logits[mask.bool()]) <= ATOL
-    assert torch.equal(greedy(hf, x, mask), greedy(ours, x, mask))
-
-
 def test_gpt2_eager_and_sdpa_conversions_agree():
-    hf = perturb(transformers.GPT2LMHeadModel._from_config(gpt2_config(**GPT2_SHAPES[1]), attn_implementation="eager"))
+    hf = transformers.GPT2LMHeadModel._from_config(gpt2_config(**GPT2_SHAPES[1]), attn_implementation="eager")
+    perturb(hf, scale=SCALE)
     ours = from_hf(hf)
     assert ours.config._attn_implementation == "eager"
     ours_sdpa = from_hf(hf, attn_implementation="sdpa")
@@ -119,10 +82,10 @@ def test_gpt2_eager_and_sdpa_conversions_agree():
 def test_gpt2_body_and_classification_head_convert_both_ways():
     config = gpt2_config(**GPT2_SHAPES[0], num_labels=3)
     x = torch.randint(3, 61, (2, 7))
-    hf_body = perturb(transformers.GPT2Model(config))
+    hf_body = perturb(transformers.GPT2Model(config), scale=SCALE)
     with torch.no_grad():
         assert max_diff(hf_body(x).last_hidden_state, from_hf(hf_body)(x).last_hidden_state) <= ATOL
-    hf_cls = perturb(transformers.GPT2ForSequenceClassification(config))
+    hf_cls = perturb(transformers.GPT2ForSequenceClassification(config), scale=SCALE)
     ours_cls = from_hf(hf_cls)
     assert isinstance(ours_cls, ScratchGPTForSequenceClassification) and ours_cls.config.num_labels == 3
     with torch.no_grad():
@@ -206,7 +169,7 @@ def bert_output(model, inputs) -> torch.Tensor:
 @pytest.mark.parametrize("shape", BERT_SHAPES, ids=lambda s: f"L{s['num_hidden_layers']}-C{s['hidden_size']}")
 def test_bert_converts_both_ways_with_the_same_outputs(hf_class, shape):
     qa = hf_class is transformers.BertForQuestionAnswering
-    hf = perturb(hf_class(bert_config(num_labels=2 if qa else 3, **shape)))  # QA: start and end
+    hf = perturb(hf_class(bert_config(num_labels=2 if qa else 3, **shape)), scale=SCALE)  # QA: start and end
     inputs = bert_inputs()
     ours = from_hf(hf)
     expected_class = {transformers.BertModel: ScratchBertModel, transformers.BertForMaskedLM: ScratchBertForMaskedLM,
@@ -215,7 +178,7 @@ def test_bert_converts_both_ways_with_the_same_outputs(hf_class, shape):
                       transformers.BertForQuestionAnswering: ScratchBertForQuestionAnswering}[hf_class]
     assert type(ours) is expected_class
     assert max_diff(bert_output(hf, inputs), bert_output(ours, inputs)) <= ATOL
-    perturb(ours)  # now weights that HF never had: ours → HF
+    perturb(ours, scale=SCALE)  # now weights that HF never had: ours → HF
     back = to_hf(ours)
     assert type(back) is hf_class
     assert max_diff(bert_output(back, inputs), bert_output(ours, inputs)) <= ATOL
@@ -242,7 +205,7 @@ def test_bert_unsupported_options_are_listed():
 
 
 def test_cli_converts_a_local_folder_both_ways(tmp_path, capsys):
-    hf = perturb(transformers.GPT2LMHeadModel(gpt2_config(**GPT2_SHAPES[0])))
+    hf = perturb(transformers.GPT2LMHeadModel(gpt2_config(**GPT2_SHAPES[0])), scale=SCALE)
     hf.save_pretrained(tmp_path / "hf")
     (tmp_path / "hf" / "vocab.json").write_text("{}")  # tokenizer files travel with the weights
     assert main([str(tmp_path / "hf"), str(tmp_path / "ours")]) == 0
@@ -352,11 +315,12 @@ def test_marian_converts_both_ways_with_the_same_logits_and_greedy_tokens(shape)
     assert type(back) is transformers.MarianMTModel
     assert_seq2seq_parity(back, ours, inputs)
     body = transformers.MarianModel(seq2seq_config(transformers.MarianConfig, **shape))
-    assert_seq2seq_parity(body.eval(), from_hf(perturb(body)), inputs)
+    assert_seq2seq_parity(body.eval(), from_hf(perturb(body, scale=SCALE)), inputs)
 
 
 def test_bart_round_trip_is_exact_and_final_logits_bias_survives_save_and_load(tmp_path):
-    hf = perturb(transformers.BartForConditionalGeneration(seq2seq_config(transformers.BartConfig, **BART_SHAPES[1])))
+    hf = transformers.BartForConditionalGeneration(seq2seq_config(transformers.BartConfig, **BART_SHAPES[1]))
+    perturb(hf, scale=SCALE)
     back = to_hf(from_hf(hf))
     assert list(hf.state_dict()) == list(back.state_dict())
     for key, tensor in hf.state_dict().items():
@@ -424,7 +388,8 @@ def test_position_options_validate_and_lay_out_sinusoids_as_marian_does():
 
 
 def test_cli_converts_a_local_bart_folder_both_ways(tmp_path, capsys):
-    hf = perturb(transformers.BartForConditionalGeneration(seq2seq_config(transformers.BartConfig, **BART_SHAPES[0])))
+    hf = transformers.BartForConditionalGeneration(seq2seq_config(transformers.BartConfig, **BART_SHAPES[0]))
+    perturb(hf, scale=SCALE)
     hf.save_pretrained(tmp_path / "hf")
     assert main([str(tmp_path / "hf"), str(tmp_path / "ours")]) == 0
     ours = transformers.AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "ours")
@@ -462,7 +427,7 @@ def test_every_spec_has_a_test_row_and_lists_its_classes_for_the_command_line():
 
 @pytest.mark.parametrize("spec, head", SPEC_CLASSES, ids=lambda x: getattr(x, "hf", ""))
 def test_every_class_of_every_spec_round_trips_exactly_and_names_each_tensor_both_ways(spec, head):
-    hf = perturb(getattr(transformers, head.hf)(SPEC_MODELS[spec.name]()))
+    hf = perturb(getattr(transformers, head.hf)(SPEC_MODELS[spec.name]()), scale=SCALE)
     ours = from_hf(hf)
     assert type(ours).__name__ == head.ours
     back = to_hf(ours, hf_class=type(hf))

@@ -17,32 +17,13 @@ import textwrap
 import pytest
 import torch
 import transformers
-from conftest import BLOCKER, TINY
-from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
-
-from scratchformers import (
-    ScratchGPTConfig,
-    ScratchGPTForCausalLM,
-    ScratchRNNConfig,
-    ScratchRNNForConditionalGeneration,
-    ScratchTransformerConfig,
-    ScratchTransformerForConditionalGeneration,
-)
+from conftest import BLOCKER
+from families import FAMILIES as ALL_FAMILIES
 
 OTHER = os.environ.get("SF_OTHER_PYTHON")
 pytestmark = pytest.mark.skipif(not OTHER, reason="set SF_OTHER_PYTHON to a Python with another transformers version")
 
-SEQ2SEQ = dict(vocab_size=64, hidden_size=32, num_attention_heads=4, intermediate_size=64, max_position_embeddings=64,
-               pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=1)
-FAMILIES = {
-    "gpt": (ScratchGPTConfig, ScratchGPTForCausalLM, TINY, "AutoModelForCausalLM"),
-    "transformer": (ScratchTransformerConfig, ScratchTransformerForConditionalGeneration,
-                    dict(SEQ2SEQ, encoder_layers=2, decoder_layers=2, hidden_dropout_prob=0.0,
-                         attention_probs_dropout_prob=0.0), "AutoModelForSeq2SeqLM"),
-    "rnn": (ScratchRNNConfig, ScratchRNNForConditionalGeneration,
-            dict(vocab_size=64, hidden_size=32, num_hidden_layers=2, pad_token_id=0, bos_token_id=1, eos_token_id=2,
-                 decoder_start_token_id=1, dropout=0.0, attention="bahdanau"), "AutoModelForSeq2SeqLM"),
-}
+FAMILIES = {name: ALL_FAMILIES[name] for name in ("gpt", "transformer", "rnn")}  # the generating families
 PROMPT = [[5, 9, 13, 7, 21, 30]]
 
 # Run in either environment: load each family's checkpoint with its Auto class; print greedy/beam tokens and the
@@ -86,9 +67,9 @@ def run(python: str, code: str, blocked: bool, **constants) -> dict:
 
 @pytest.mark.parametrize("direction", ["saved-here", "saved-there"])
 def test_checkpoints_load_and_generate_identically_across_versions(direction, tmp_path):
-    folders = {family: (auto, str(tmp_path / family)) for family, (_, _, _, auto) in FAMILIES.items()}
-    saves = {family: (c.__name__, m.__name__, kwargs, folders[family][1])
-             for family, (c, m, kwargs, _) in FAMILIES.items()}
+    folders = {name: (family.auto_lm.__name__, str(tmp_path / name)) for name, family in FAMILIES.items()}
+    saves = {name: (family.config_class.__name__, family.lm.__name__, family.tiny, folders[name][1])
+             for name, family in FAMILIES.items()}
     run(sys.executable if direction == "saved-here" else OTHER, SAVE, blocked=False, SAVES=saves)
     load = dict(FOLDERS=folders, PROMPT=PROMPT)
     results = {
@@ -106,6 +87,5 @@ def test_checkpoints_load_and_generate_identically_across_versions(direction, tm
             torch.testing.assert_close(torch.tensor(result[family]["logits"]),
                                        torch.tensor(reference[family]["logits"]), atol=1e-5, rtol=1e-5,
                                        msg=lambda m, f=family, n=name: f"{f}, {n} ({versions[n]}): {m}")
-    for family, (_, model_class, _, auto) in FAMILIES.items():
-        auto_class = AutoModelForCausalLM if auto == "AutoModelForCausalLM" else AutoModelForSeq2SeqLM
-        assert type(auto_class.from_pretrained(folders[family][1])) is model_class
+    for name, family in FAMILIES.items():
+        assert type(family.auto_lm.from_pretrained(folders[name][1])) is family.lm

@@ -19,19 +19,16 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from _subprocess_training import ROOT, free_port, subprocess_env
+from families import FAMILIES as ALL_FAMILIES
+from families import TINY
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, TrainingArguments
 
-from scratchformers import (
-    ScratchGPTConfig,
-    ScratchGPTForCausalLM,
-    ScratchTransformerConfig,
-    ScratchTransformerForConditionalGeneration,
-)
 from scratchformers.distributed import apply_fsdp2, check_fsdp_device, full_state_dict
 from scratchformers.examples import load_script
 
-WORLD, STEPS, GLOBAL_BATCH, SEQ, VOCAB, LR = 2, 4, 4, 8, 32, 0.1
+WORLD, STEPS, GLOBAL_BATCH, SEQ, LR = 2, 4, 4, 8, 0.1
+VOCAB = TINY["vocab_size"]
 FAMILIES = ("gpt", "transformer")
 SCRIPT_FLAGS = ["--max_steps", "6", "--optimizer", "sgd", "--learning_rate", "0.1", "--global_batch_size", "4"]
 
@@ -47,12 +44,7 @@ def train_fsdp2_script():
 def build(family: str) -> torch.nn.Module:
     """A tiny model of `family`, the same weights in every process (seeded), no dropout."""
     torch.manual_seed(0)
-    common = dict(vocab_size=VOCAB, hidden_size=16, num_attention_heads=2, intermediate_size=32,
-                  max_position_embeddings=SEQ, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-    if family == "gpt":
-        return ScratchGPTForCausalLM(ScratchGPTConfig(num_hidden_layers=2, **common))
-    return ScratchTransformerForConditionalGeneration(
-        ScratchTransformerConfig(encoder_layers=2, decoder_layers=2, **common))
+    return ALL_FAMILIES[family].lm(ALL_FAMILIES[family].config())
 
 
 def batches(family: str) -> list[dict[str, torch.Tensor]]:

@@ -5,8 +5,9 @@ the right shapes, also under fp16/bf16 autocast. Invalid configs and inputs (enc
 ValueError/TypeError naming the field — never an IndexError/RuntimeError from inside torch. docs/robustness.md lists
 every case tried and what it gets.
 
-Adding a family is one entry in FAMILIES: a config strategy, the model classes with an input builder each, which of
-them generate, a small fixed config, and the family's own invalid config values.
+Adding a family is one entry in FAMILIES: its name in the tests' family table (tests/families.py: its config class and
+model classes), a config strategy, and the family's own invalid config values; each model class gets its inputs from
+INPUTS by the task its name ends in.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from dataclasses import dataclass, field
 
 import pytest
 import torch
+from families import FAMILIES as REGISTRY
+from families import family_of
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
@@ -25,16 +28,13 @@ from scratchformers import (
     ScratchBertConfig,
     ScratchBertForMaskedLM,
     ScratchBertForQuestionAnswering,
-    ScratchBertForSequenceClassification,
     ScratchBertForTokenClassification,
     ScratchGPTConfig,
     ScratchGPTForCausalLM,
     ScratchGPTForSequenceClassification,
-    ScratchGPTModel,
     ScratchRNNConfig,
     ScratchRNNForConditionalGeneration,
     ScratchTransformerConfig,
-    ScratchTransformerForConditionalGeneration,
 )
 from scratchformers.configuration_common import ACTIVATION_CHOICES, NORM_PLACEMENT_CHOICES, POSITION_EMBEDDING_CHOICES
 from scratchformers.recurrent import ATTENTION_CHOICES, CELL_CHOICES, LUONG_SCORE_CHOICES
@@ -199,19 +199,55 @@ def seq2seq_decoder_inputs(config, b: dict) -> dict:
             "decoder_attention_mask": b["target_mask"]}
 
 
+#: The inputs each kind of model class gets, by the end of its class name (a seq2seq model: labels only, then explicit
+#: decoder inputs too).
+INPUTS = {
+    "ForCausalLM": (lm_inputs,),
+    "ForSequenceClassification": (classification_inputs,),
+    "Model": (body_inputs,),
+    "ForMaskedLM": (mlm_inputs,),
+    "ForTokenClassification": (token_classification_inputs,),
+    "ForQuestionAnswering": (qa_inputs,),
+    "ForConditionalGeneration": (seq2seq_label_inputs, seq2seq_decoder_inputs),
+}
+
+
 @dataclass
 class Family:
-    """What the property tests need of a family: a strategy of valid configs, the model classes with an input builder
-    each, which of them generate, a small fixed config, where pad tokens go, and its own invalid config values."""
+    """What the property tests need of a family: its entry `of` in the tests' family table (config class, model
+    classes), a strategy of valid configs, a small fixed config, where pad tokens go, and its own invalid config
+    values. `with_body`: the bare body is tried too (it takes input ids alone)."""
 
-    name: str
+    of: str
     configs: Callable[[], st.SearchStrategy]
-    models: list[tuple[type, Callable]]
-    generators: list[type]
     fixed: dict
     padding_side: str = "left"
     invalid_config_values: dict = field(default_factory=dict)
-    seq2seq: bool = False
+    with_body: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.config_class.model_type
+
+    @property
+    def config_class(self) -> type:
+        return REGISTRY[self.of].config_class
+
+    @property
+    def seq2seq(self) -> bool:
+        return self.config_class().is_encoder_decoder
+
+    @property
+    def models(self) -> list[tuple[type, Callable]]:
+        """Each model class of the family with each input builder it takes."""
+        family = REGISTRY[self.of]
+        classes = [family.lm, *family.heads, *([family.body] if self.with_body else [])]
+        return [(cls, make) for cls in classes for suffix, makes in INPUTS.items()
+                if cls.__name__.endswith(suffix) for make in makes]
+
+    @property
+    def generators(self) -> list[type]:
+        return [REGISTRY[self.of].lm] if REGISTRY[self.of].lm.can_generate() else []
 
     def __repr__(self) -> str:
         return self.name
@@ -248,44 +284,20 @@ SHARED_INVALID_CONFIG_VALUES = {
 }
 
 FAMILIES = [
+    Family("gpt", gpt_configs, fixed=SHARED_FIXED, invalid_config_values=SHARED_INVALID_CONFIG_VALUES, with_body=True),
     Family(
-        "scratch_gpt", gpt_configs,
-        [(ScratchGPTForCausalLM, lm_inputs), (ScratchGPTForSequenceClassification, classification_inputs),
-         (ScratchGPTModel, body_inputs)],
-        generators=[ScratchGPTForCausalLM],
-        fixed={"config_class": ScratchGPTConfig, **SHARED_FIXED},
-        invalid_config_values=SHARED_INVALID_CONFIG_VALUES,
-    ),
-    Family(
-        "scratch_bert", bert_configs,
-        [(ScratchBertForMaskedLM, mlm_inputs), (ScratchBertForSequenceClassification, classification_inputs),
-         (ScratchBertForTokenClassification, token_classification_inputs),
-         (ScratchBertForQuestionAnswering, qa_inputs)],
-        generators=[],
-        fixed={"config_class": ScratchBertConfig, **SHARED_FIXED},
-        padding_side="right",
+        "bert", bert_configs, fixed=SHARED_FIXED, padding_side="right",
         invalid_config_values={**SHARED_INVALID_CONFIG_VALUES, "classifier_dropout": [-0.1, 1.0, "0.1"],
                                "add_pooling_layer": ["yes"]},
     ),
     Family(
-        "scratch_transformer", transformer_configs,
-        [(ScratchTransformerForConditionalGeneration, seq2seq_label_inputs),
-         (ScratchTransformerForConditionalGeneration, seq2seq_decoder_inputs)],
-        generators=[ScratchTransformerForConditionalGeneration],
-        fixed={"config_class": ScratchTransformerConfig, **SHARED_FIXED},
-        padding_side="right",
+        "transformer", transformer_configs, fixed=SHARED_FIXED, padding_side="right",
         invalid_config_values={**SHARED_INVALID_CONFIG_VALUES, "encoder_layers": [0, -1, 1.5],
                                "decoder_layers": [0, "2"], "decoder_start_token_id": [-1, 10**6],
                                "is_encoder_decoder": [False]},
-        seq2seq=True,
     ),
     Family(
-        "scratch_rnn", rnn_configs,
-        [(ScratchRNNForConditionalGeneration, seq2seq_label_inputs),
-         (ScratchRNNForConditionalGeneration, seq2seq_decoder_inputs)],
-        generators=[ScratchRNNForConditionalGeneration],
-        fixed={"config_class": ScratchRNNConfig, "vocab_size": 16, "hidden_size": 8, "num_hidden_layers": 1,
-               "pad_token_id": 0},
+        "rnn", rnn_configs, fixed={"vocab_size": 16, "hidden_size": 8, "num_hidden_layers": 1, "pad_token_id": 0},
         padding_side="right",
         invalid_config_values={
             "vocab_size": [0, -3, 2.5, "64", None, True],
@@ -302,19 +314,15 @@ FAMILIES = [
             "pad_token_id": [-1, 10**6],  # 10**6: before, `AssertionError: Padding_idx must be within num_embeddings`
             "decoder_start_token_id": [-1],
         },
-        seq2seq=True,
     ),
 ]
 FAMILY_IDS = [f.name for f in FAMILIES]
 
 
-def config_class(family: Family) -> type:
-    return family.fixed["config_class"]
-
-
 def fixed_config(family: Family, **changes):
-    kwargs = {k: v for k, v in family.fixed.items() if k != "config_class"}
-    return config_class(family)(**{**kwargs, **changes})
+    """The family's small fixed config (smaller than the tests' tiny one: a learned table of 8 positions), with
+    `changes`."""
+    return family.config_class(**{**family.fixed, **changes})
 
 
 def build(model_class, config, seed: int):
@@ -440,10 +448,10 @@ def _names_field(name: str, message: str) -> bool:
 def test_invalid_config_value_is_an_error_naming_the_field(family, data):
     name, value = data.draw(st.sampled_from(_invalid_config_cases(family)))
     base = data.draw(family.configs()).to_dict()
-    kwargs = {k: base[k] for k in family.fixed if k not in ("config_class", "num_labels", "pad_token_id")}
+    kwargs = {k: base[k] for k in family.fixed if k not in ("num_labels", "pad_token_id")}
     kwargs[name] = value
     with pytest.raises((ValueError, TypeError)) as error:
-        config_class(family)(**kwargs)
+        family.config_class(**kwargs)
     assert _names_field(name, str(error.value)), f"{name}={value!r}: message does not name the field: {error.value}"
 
 
@@ -818,19 +826,12 @@ def test_regression_bert_labels_and_positions_of_the_wrong_type_are_type_errors(
             build(model_class, config, 0)(ids, labels=[[0, 1, 2]])
 
 
-@pytest.mark.parametrize(
-    "make",
-    [
-        lambda t: ScratchGPTForCausalLM(ScratchGPTConfig(**t)),
-        lambda t: ScratchGPTModel(ScratchGPTConfig(**t)),
-        lambda t: ScratchBertForMaskedLM(ScratchBertConfig(**t)),
-        lambda t: ScratchBertForQuestionAnswering(ScratchBertConfig(**t)),
-        lambda t: ScratchRNNForConditionalGeneration(ScratchRNNConfig(vocab_size=t["vocab_size"], hidden_size=8)),
-    ],
-)
-def test_a_misspelt_keyword_argument_is_named_not_ignored(tiny, make):
-    model = make(tiny).eval()
-    ids = torch.randint(3, tiny["vocab_size"], (1, 5))
+@pytest.mark.parametrize("model_class", [REGISTRY["gpt"].lm, REGISTRY["gpt"].body, REGISTRY["bert"].lm,
+                                         ScratchBertForQuestionAnswering, REGISTRY["rnn"].lm],
+                         ids=lambda c: c.__name__)
+def test_a_misspelt_keyword_argument_is_named_not_ignored(model_class):
+    model = model_class(family_of(model_class).config()).eval()
+    ids = torch.randint(3, model.config.vocab_size, (1, 5))
     extra = {"decoder_input_ids": ids} if isinstance(model, ScratchRNNForConditionalGeneration) else {}
     with pytest.raises(TypeError, match=r"unexpected keyword argument\(s\) \['attention_masks'\].*'attention_mask'"):
         model(input_ids=ids, attention_masks=torch.ones_like(ids), **extra)

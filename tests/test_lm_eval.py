@@ -33,11 +33,10 @@ lm_eval = pytest.importorskip("lm_eval", reason="lm-eval is not installed (pip i
 from scratchformers import ScratchGPTConfig, ScratchGPTForCausalLM  # noqa: E402
 from scratchformers.data import load_classification, load_prose, resolve_data_dir  # noqa: E402
 from scratchformers.lm_eval_tasks import TAG, TASK_DIR, TASKS  # noqa: E402
+from scratchformers.lm_eval_tasks import compare as compare_script  # noqa: E402
 from scratchformers.tokenization import train_tokenizer  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "scripts"))
-compare_script = pytest.importorskip("lm_eval_compare")
 
 LIMIT = 12  # documents per task: 12 paragraphs (several 128-token windows each) and 12 sentences × 6 choices
 BATCH = 4

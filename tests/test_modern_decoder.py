@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 import transformers
 from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+from twin_helpers import greedy, max_diff, perturb
 
 from scratchformers import (
     ScratchBertConfig,
@@ -32,6 +33,7 @@ from scratchformers.embeddings import (
 from scratchformers.layers import FeedForward, RMSNorm
 
 ATOL = 1e-4
+SCALE = 0.05  # how far `perturb` moves each weight off its init
 V = 61
 LLAMA3 = {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0, "low_freq_factor": 1.0,
           "high_freq_factor": 4.0, "original_max_position_embeddings": 16}
@@ -45,25 +47,8 @@ MODERN = dict(vocab_size=V, hidden_size=32, num_hidden_layers=2, num_attention_h
               tie_word_embeddings=False, pad_token_id=0, bos_token_id=1, eos_token_id=2)
 
 
-def perturb(model: torch.nn.Module, scale: float = 0.05) -> torch.nn.Module:
-    """Move every parameter off its init (norm gains too), so a swapped or missing tensor changes the logits."""
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * scale)
-    return model.eval()
-
-
 def modern(**overrides) -> ScratchGPTForCausalLM:
-    return perturb(ScratchGPTForCausalLM(ScratchGPTConfig(**{**MODERN, **overrides})))
-
-
-def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
-    return (a - b).abs().max().item()
-
-
-def greedy(model, input_ids, attention_mask=None, n: int = 8, **kwargs) -> torch.Tensor:
-    return model.generate(input_ids, attention_mask=attention_mask, max_new_tokens=n, min_new_tokens=n,
-                          do_sample=False, pad_token_id=0, **kwargs)
+    return perturb(ScratchGPTForCausalLM(ScratchGPTConfig(**{**MODERN, **overrides})), SCALE)
 
 
 def left_padded() -> tuple[torch.Tensor, torch.Tensor]:
@@ -280,7 +265,7 @@ def hf_model(arch: str, variant: str) -> transformers.PreTrainedModel:
     config = config_class(vocab_size=V, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
                           num_attention_heads=4, max_position_embeddings=64, rms_norm_eps=1e-6, pad_token_id=0,
                           bos_token_id=1, eos_token_id=2, **extra, **VARIANTS[variant])
-    return perturb(model_class(config))
+    return perturb(model_class(config), SCALE)
 
 
 @pytest.mark.parametrize("arch, variant", CASES)
@@ -304,7 +289,7 @@ def test_hf_modern_decoder_converts_to_ours_with_the_same_logits_and_greedy_toke
 @pytest.mark.parametrize("arch, variant", CASES)
 def test_ours_converts_to_the_hf_modern_decoder_with_the_same_logits_and_greedy_tokens(arch, variant):
     ours = from_hf(hf_model(arch, variant))
-    perturb(ours)  # new weights, made on our side
+    perturb(ours, SCALE)  # new weights, made on our side
     hf = to_hf(ours, hf_class=HF_SHAPES[arch][1])  # Llama and Mistral compute alike: auto would pick Llama
     x = torch.randint(3, V, (3, 20))
     with torch.no_grad():
@@ -390,7 +375,7 @@ def test_encoder_decoder_with_the_modern_options_generates_the_same_with_and_wit
         position_embedding_type="rotary", attention_bias=False, ffn_bias=False, pad_token_id=0, bos_token_id=1,
         eos_token_id=2, decoder_start_token_id=1,
     )
-    model = perturb(ScratchTransformerForConditionalGeneration(config))
+    model = perturb(ScratchTransformerForConditionalGeneration(config), SCALE)
     source, mask = left_padded()
     cached = greedy(model, source, mask)
     assert torch.equal(cached, greedy(model, source, mask, use_cache=False))
@@ -403,7 +388,7 @@ def test_bert_with_rotary_positions_ignores_padding():
                                num_key_value_heads=1, intermediate_size=48, hidden_dropout_prob=0.0,
                                attention_probs_dropout_prob=0.0, position_embedding_type="rotary",
                                norm_type="rmsnorm", pad_token_id=0)
-    model = perturb(ScratchBertModel(config))
+    model = perturb(ScratchBertModel(config), SCALE)
     x = torch.randint(3, V, (1, 6))
     padded = torch.cat([x, torch.zeros(1, 3, dtype=torch.long)], 1)
     with torch.no_grad():

@@ -7,27 +7,42 @@ from __future__ import annotations
 import json
 import re
 import statistics
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from families import FAMILIES
+
+from scratchformers import parallelism
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
-parallelism = pytest.importorskip("parallelism")
+SCRIPT = ROOT / "scripts" / "parallelism.py"
+
+
+def run_script(*flags: str) -> subprocess.CompletedProcess:
+    """scripts/parallelism.py with `flags`, as a user runs it."""
+    return subprocess.run([sys.executable, str(SCRIPT), *flags], capture_output=True, text=True, timeout=600)
+
+
+def quick_run(out: Path, *flags: str) -> dict:
+    """The record a --quick run writes to `out`/parallelism.json (the tables it prints are the record's)."""
+    run = run_script("--quick", "--repeats", "2", "--warmup", "0", "--out-dir", str(out), *flags)
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads((out / "parallelism.json").read_text())
+    assert parallelism.markdown_table(result) in run.stdout and parallelism.ratios_table(result) in run.stdout
+    return result
 
 
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
     out = tmp_path_factory.mktemp("parallelism")
-    result = parallelism.main(["--quick", "--repeats", "2", "--warmup", "0", "--out-dir", str(out)])
-    return result, out
+    return quick_run(out), out
 
 
 def test_quick_run_writes_the_documented_fields_and_plot(quick):
-    result, out = quick
+    _, out = quick
     saved = json.loads((out / "parallelism.json").read_text())
-    assert saved == json.loads(json.dumps(result))
     top = {k for k in parallelism.KEYS if "[" not in k and "." not in k}
     assert top | {"rows", "keys"} == set(saved)
     row_keys = {part.strip().split(".", 1)[1] for k in parallelism.KEYS if k.startswith("rows[].")
@@ -86,14 +101,19 @@ def test_sequential_steps_follow_the_formulas(quick):
             assert row["decoder_rnn_calls"] == (1 if row["model"] == "LSTM seq2seq" else T)
 
 
-def test_two_layer_rnns_double_the_chain_but_not_the_transformer():
+def test_two_layer_rnns_double_the_chain_but_not_the_transformer(tmp_path):
     """With 3 Transformer layers the RNNs get 2 recurrent layers (compare_architectures.py) -> 2·S + 2·T steps."""
-    args = parallelism.parse_args(["--quick", "--layers", "3", "--d-model", "32"])
-    models = parallelism.build_models(args, 16)
-    assert parallelism.sequential_steps(models["LSTM seq2seq"], 5, 7) == 2 * 5 + 2 * 7
-    assert parallelism.sequential_steps(models["LSTM + Bahdanau"], 5, 7) == 2 * 5 + 2 * 7
-    assert parallelism.sequential_steps(models["Transformer"], 5, 7) == 3 + 3
-    assert parallelism.sequential_steps(models["Transformer"], 50, 70) == 3 + 3
+    result = quick_run(tmp_path, "--layers", "3", "--d-model", "32", "--threads", "1")
+    for name in ("LSTM seq2seq", "LSTM + Bahdanau"):
+        assert result["models"][name]["layers"] == {"encoder": 2, "decoder": 2}
+    assert result["models"]["Transformer"]["layers"] == {"encoder": 3, "decoder": 3}
+    for row in result["rows"]:
+        S = T = row["length"]
+        assert row["sequential_steps"] == (3 + 3 if row["model"] == "Transformer" else 2 * S + 2 * T)
+    rnn, transformer = FAMILIES["rnn"], FAMILIES["transformer"]  # source and target lengths apart: S = 5, T = 7
+    assert parallelism.sequential_steps(rnn.lm(rnn.config(num_hidden_layers=2)), 5, 7) == 2 * 5 + 2 * 7
+    for S, T in ((5, 7), (50, 70)):
+        assert parallelism.sequential_steps(transformer.lm(transformer.config(num_hidden_layers=3)), S, T) == 3 + 3
 
 
 def test_models_have_equal_parameter_counts(quick):
@@ -105,11 +125,10 @@ def test_models_have_equal_parameter_counts(quick):
 
 @pytest.mark.parametrize("flags", [["--lengths", "0"], ["--threads", "2", "-1"], ["--batch-size", "0"],
                                    ["--models", "GRU"]])
-def test_bad_options_exit_with_status_2(flags, capsys):
-    with pytest.raises(SystemExit) as exc:
-        parallelism.parse_args(flags)
-    assert exc.value.code == 2
-    assert "error:" in capsys.readouterr().err
+def test_bad_options_exit_with_status_2(flags):
+    run = run_script(*flags)
+    assert run.returncode == 2
+    assert "error:" in run.stderr
 
 
 def test_docs_carry_the_committed_run():

@@ -9,6 +9,7 @@ import pytest
 import torch
 import transformers
 from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+from twin_helpers import greedy, max_diff, perturb
 
 from scratchformers import ScratchBertConfig, ScratchGPTConfig, ScratchGPTForCausalLM
 from scratchformers.convert import from_hf, to_hf
@@ -22,6 +23,7 @@ from scratchformers.embeddings import (
 from scratchformers.masks import attention_inputs, causal_mask
 
 ATOL = 1e-4
+SCALE = 0.05  # how far `perturb` moves each weight off its init
 V = 61
 L = 16  # the trained context of the rope tests: inputs run past it
 DYNAMIC = {"rope_type": "dynamic", "rope_theta": 10000.0, "factor": 4.0}
@@ -32,22 +34,6 @@ YARN_VARIANTS = {
     "yarn-attention-factor": {**YARN, "attention_factor": 0.8},
     "yarn-mscale": {**YARN, "mscale": 0.707, "mscale_all_dim": 1.0},
 }
-
-
-def perturb(model: torch.nn.Module, scale: float = 0.05) -> torch.nn.Module:
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * scale)
-    return model.eval()
-
-
-def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
-    return (a - b).abs().max().item()
-
-
-def greedy(model, input_ids, attention_mask=None, n: int = 8, **kwargs) -> torch.Tensor:
-    return model.generate(input_ids, attention_mask=attention_mask, max_new_tokens=n, min_new_tokens=n,
-                          do_sample=False, pad_token_id=0, **kwargs)
 
 
 def left_padded(length: int = 9) -> tuple[torch.Tensor, torch.Tensor]:
@@ -137,7 +123,7 @@ def hf_rope_model(arch: str, rope: dict) -> transformers.PreTrainedModel:
                           num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=mpe, rms_norm_eps=1e-6,
                           pad_token_id=0, bos_token_id=1, eos_token_id=2, rope_parameters=dict(rope),
                           tie_word_embeddings=False)
-    return perturb(model_class(config))
+    return perturb(model_class(config), SCALE)
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -155,7 +141,7 @@ def test_scaled_rope_checkpoint_converts_both_ways_with_the_same_logits_past_the
     # greedy decoding that crosses the trained length (dynamic: θ grows with every step, on both sides)
     prompt = x[:1, : L - 4]
     assert torch.equal(greedy(hf, prompt, n=12), greedy(ours, prompt, n=12))
-    back = to_hf(perturb(ours), hf_class=ARCHS[arch][1])  # new weights, made on our side
+    back = to_hf(perturb(ours, SCALE), hf_class=ARCHS[arch][1])  # new weights, made on our side
     assert back.config.rope_parameters["rope_type"] == ROPE_CASES[rope]["rope_type"]
     padded, mask = left_padded(2 * L)
     with torch.no_grad():  # growing lengths: transformers' dynamic θ is stateful, it keeps the longest seen
@@ -215,7 +201,7 @@ def mistral(window: int | None = W, **kwargs) -> transformers.MistralForCausalLM
                                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
                                         rms_norm_eps=1e-6, pad_token_id=0, bos_token_id=1, eos_token_id=2,
                                         sliding_window=window, tie_word_embeddings=False, **kwargs)
-    return perturb(transformers.MistralForCausalLM(config))
+    return perturb(transformers.MistralForCausalLM(config), SCALE)
 
 
 @pytest.mark.parametrize("implementation", ["eager", "sdpa"])
@@ -248,7 +234,7 @@ def test_the_window_changes_what_a_late_token_sees():
 
 
 def test_ours_with_a_window_converts_to_mistral_with_the_same_logits():
-    ours = perturb(from_hf(mistral()))
+    ours = perturb(from_hf(mistral()), SCALE)
     hf = to_hf(ours, hf_class=transformers.MistralForCausalLM)
     assert hf.config.sliding_window == W
     x = torch.randint(3, V, (2, 4 * W))
@@ -303,7 +289,7 @@ def qwen2_windowed() -> transformers.Qwen2ForCausalLM:
                                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
                                       rms_norm_eps=1e-6, pad_token_id=0, bos_token_id=1, eos_token_id=2,
                                       use_sliding_window=True, sliding_window=W, max_window_layers=1)
-    return perturb(transformers.Qwen2ForCausalLM(config))
+    return perturb(transformers.Qwen2ForCausalLM(config), SCALE)
 
 
 def test_qwen2_with_some_sliding_layers_converts_both_ways_with_the_same_logits():
@@ -317,7 +303,7 @@ def test_qwen2_with_some_sliding_layers_converts_both_ways_with_the_same_logits(
         assert max_diff(hf(x).logits, ours(x).logits) <= ATOL
     assert torch.equal(greedy(hf, padded, mask, n=2 * W), greedy(ours, padded, mask, n=2 * W))
     assert torch.equal(greedy(ours, padded, mask, n=2 * W), greedy(ours, padded, mask, n=2 * W, use_cache=False))
-    back = to_hf(perturb(ours))
+    back = to_hf(perturb(ours, SCALE))
     assert type(back) is transformers.Qwen2ForCausalLM and back.config.layer_types == hf.config.layer_types
     with torch.no_grad():
         assert max_diff(back(x).logits, ours(x).logits) <= ATOL

@@ -4,19 +4,36 @@ from __future__ import annotations
 
 import torch
 import transformers
+from families import FAMILIES
 
-from scratchformers import ScratchRNNConfig, ScratchRNNForConditionalGeneration
 from scratchformers.convert import from_hf
 from scratchformers.data import resolve_data_dir
 from scratchformers.tokenization import train_tokenizer
 
 
 def perturb(model: torch.nn.Module, scale: float = 0.3) -> torch.nn.Module:
-    """Move every weight off its init so the tiny model's tokens vary (not one token repeated)."""
+    """Move every trained parameter (norm gains and biases too) and BART/Marian's zero `final_logits_bias` off their
+    init, so that a tensor converted wrongly changes the logits and a tiny model's tokens vary (not one token
+    repeated); frozen tables (Marian's sinusoids) stay. Returns the model in eval mode."""
     with torch.no_grad():
         for p in model.parameters():
-            p.add_(torch.randn_like(p) * scale)
+            if p.requires_grad:
+                p.add_(torch.randn_like(p) * scale)
+        for name, buffer in model.named_buffers():
+            if name.endswith("final_logits_bias"):
+                buffer.add_(torch.randn_like(buffer) * scale)
     return model.eval()
+
+
+def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    """The largest absolute difference of two tensors of one shape."""
+    return (a - b).abs().max().item()
+
+
+def greedy(model, input_ids, attention_mask=None, n: int = 8, **kwargs) -> torch.Tensor:
+    """Exactly `n` greedy tokens after `input_ids` (B, T) → (B, T + n); pad id 0, `kwargs` to generate()."""
+    return model.generate(input_ids, attention_mask=attention_mask, max_new_tokens=n, min_new_tokens=n,
+                          do_sample=False, pad_token_id=0, **kwargs)
 
 
 def gpt_tokenizer():
@@ -57,10 +74,9 @@ def bart_twins(tokenizer) -> tuple[torch.nn.Module, torch.nn.Module]:
 
 
 def rnn_model(tokenizer) -> torch.nn.Module:
-    """A tiny LSTM seq2seq with Bahdanau attention (no HF twin), weights moved off their init."""
+    """The tests' tiny recurrent model (an LSTM seq2seq with Bahdanau attention: no HF twin) sized to `tokenizer`,
+    weights moved off their init."""
     torch.manual_seed(0)
-    config = ScratchRNNConfig(
-        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, cell="lstm", attention="bahdanau", dropout=0.0,
-        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-    )
-    return perturb(ScratchRNNForConditionalGeneration(config))
+    rnn = FAMILIES["rnn"]
+    return perturb(rnn.lm(rnn.config(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
+                                     bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)))

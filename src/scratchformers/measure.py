@@ -1,12 +1,14 @@
 """Measuring models: median timings taken in turn, FLOPs per training token, a KV cache's bytes, the CPU allocator's
-peak of live tensors. Library code the benchmark scripts (scripts/benchmark.py, gpu_benchmark.py) and their tests
-share; not needed by a checkpoint's remote code."""
+peak of live tensors; and the Markdown reports they go into (tables, hand-written notes kept across re-runs). Library
+code the benchmark scripts (scripts/benchmark.py, gpu_benchmark.py, benchmark_real_sizes.py) and their tests share;
+not needed by a checkpoint's remote code."""
 
 from __future__ import annotations
 
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
@@ -104,3 +106,36 @@ def decode_bytes_per_step(model: torch.nn.Module, batch: int, context: int) -> i
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
     kv = 2 * config.num_hidden_layers * context * kv_heads * head_dim * embedding.element_size()
     return n + batch * kv
+
+
+# ---------------------------------------------------------------------------------------------------------- reports
+
+#: The markers around a report's hand-written analysis (`kept_notes`).
+NOTES_BEGIN, NOTES_END = "<!-- notes:begin -->", "<!-- notes:end -->"
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    """A Markdown table: the header row, its rule, one line per row."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def kept_notes(path: Path) -> str:
+    """The hand-written analysis between the notes markers of an existing report survives a re-run."""
+    if path.is_file():
+        text = path.read_text()
+        if NOTES_BEGIN in text and NOTES_END in text:
+            return text[text.index(NOTES_BEGIN) : text.index(NOTES_END) + len(NOTES_END)]
+    return f"{NOTES_BEGIN}\n(analysis goes here)\n{NOTES_END}"
+
+
+def write_report(report: str, out: Path | None) -> str:
+    """Write the Markdown report to `out` (creating its folder), or print it when `out` is None; return it."""
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(report)
+        print(f"wrote {out}")
+    else:
+        print(report)
+    return report
