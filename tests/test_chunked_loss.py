@@ -122,6 +122,20 @@ def test_loss_and_every_gradient_equal_the_unchunked_path(small_chunks, family, 
     assert rows == forward_rows  # backward ran no chunk again: the gradients were taken in the forward
 
 
+@pytest.mark.parametrize("tied", [True, False], ids=["tied", "untied"])
+def test_a_plain_linear_head_has_its_backward_written_out(small_chunks, tied, monkeypatch):
+    """An output layer that is a plain nn.Linear (no hooks, so not counted as the test above counts) goes through
+    `_LinearLossWithGradients` (∂L/∂h = G W, ∂L/∂W += Gᵀh in place): the same loss and gradients, tied or not."""
+    model, inputs = model_for("gpt", tied), batch_for("gpt")
+    calls = []
+    real = losses._LinearLossWithGradients.apply
+    monkeypatch.setattr(losses._LinearLossWithGradients, "apply", lambda *a: calls.append(1) or real(*a))
+    chunked = loss_and_grads(model, inputs, skip_logits=True)
+    plain = loss_and_grads(model, inputs, skip_logits=False)
+    assert calls == [1] and chunked[0].logits is None
+    assert_same(chunked, plain)
+
+
 @pytest.mark.parametrize("num_items", [37, torch.tensor(37)], ids=["int", "tensor"])
 def test_num_items_in_batch_normalises_the_sum(small_chunks, num_items):
     """The Trainer's `num_items_in_batch` (an int or a tensor) divides the summed loss, in both paths."""
