@@ -41,10 +41,12 @@ from scratchformers.measure import (
     allocated_peak_mib,
     decode_bytes_per_step,
     interleaved,
+    kept_notes,
     matmul_flops,
     memory_bandwidth,
     table,
     training_flops_per_token,
+    write_report,
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -180,12 +182,10 @@ script's docstring.
         "ours of bandwidth limit", "limit tok/s"], decode_rows)}
 
 {chr(10).join("- " + s for s in skipped)}
+
+{kept_notes(args.out) if args.out is not None else ""}
 """
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(report, encoding="utf-8")
-    print(report)
-    return report
+    return write_report(report, args.out)
 
 
 if __name__ == "__main__":
