@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from scratchformers import ScratchGPTConfig, ScratchGPTForCausalLM, lean_backward
+from scratchformers import ScratchGPTConfig, ScratchGPTForCausalLM, lean_backward, losses
 from scratchformers.layers import RMSNorm
 
 MODERN = dict(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
@@ -62,14 +62,14 @@ def model_and_batch(**overrides):
 
 def loss_and_grads(model, batch, lean: bool, monkeypatch) -> tuple[torch.Tensor, dict]:
     calls = []
-    real = lean_backward.applies
+    real = losses.written_backward_applies
 
     def counted(*args):
         calls.append(real(*args) and lean)
         return calls[-1]
 
     with monkeypatch.context() as patch:
-        patch.setattr("scratchformers.layers.applies", counted)
+        patch.setattr("scratchformers.layers.written_backward_applies", counted)
         model.zero_grad(set_to_none=True)
         loss = model(**batch).loss
         loss.backward()
@@ -110,7 +110,7 @@ def test_less_is_saved_for_backward(monkeypatch):
     (2·C floats) that the lean backward recomputes: the saved bytes fall by at least that."""
     model, batch = model_and_batch()
     lean = saved_bytes(model, batch)
-    monkeypatch.setattr("scratchformers.layers.applies", lambda *args: False)
+    monkeypatch.setattr("scratchformers.layers.written_backward_applies", lambda *args: False)
     plain = saved_bytes(model, batch)
     tokens, layers, C, F = batch["input_ids"].numel(), MODERN["num_hidden_layers"], 32, 48
     assert plain - lean >= tokens * layers * (2 * F + 2 * C) * 4, (plain, lean)

@@ -25,7 +25,8 @@ from .checks import (
 )
 from .compat import cache_field, is_paged_cache
 from .embeddings import Embeddings, RotaryPositionEmbedding
-from .lean_backward import applies, plain_linear, rms_norm, rms_normalize, swiglu_down
+from .lean_backward import rms_norm, rms_normalize, swiglu_down
+from .losses import is_plain_linear, written_backward_applies
 from .masks import attention_inputs, is_prepared_mask, paged_attention_inputs, positions_from_attention_mask
 
 
@@ -57,7 +58,7 @@ class FeedForward(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.gated:
-            if self.act is F.silu and plain_linear(self.fc_out) and applies(x, self.fc_out.weight):
+            if self.act is F.silu and is_plain_linear(self.fc_out) and written_backward_applies(x, self.fc_out.weight):
                 return swiglu_down(self.fc_in(x), self.fc_out)  # the same output, less saved for backward
             gate, up = self.fc_in(x).chunk(2, dim=-1)  # (B, T, d_ff) each
             return self.fc_out(self.act(gate) * up)
@@ -78,7 +79,7 @@ class RMSNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # written out, not torch's fused `F.rms_norm`: the ONNX exporter (opset 17) has no `aten::rms_norm`, and the
         # fused call measured no faster per decoding step here (docs/static-cache.md)
-        if applies(x, self.weight):
+        if written_backward_applies(x, self.weight):
             return rms_norm(x, self.weight, self.eps)  # the same output, less saved for backward (lean_backward.py)
         normed, _ = rms_normalize(x, self.eps)
         return self.weight * normed.to(x.dtype)

@@ -15,7 +15,8 @@ Liger-Kernel (github.com/linkedin/Liger-Kernel, `ops/rms_norm.py`, `ops/swiglu.p
 SwiGLU also recomputes SiLU in backward. Used only where they are exact replacements: eager training (gradients
 enabled, not under torch.compile, which decides what to save itself), and for the feed-forward only when W_down is a
 plain `nn.Linear` with no hooks (a LoRA-wrapped or quantized layer runs its own forward). Inference never comes here,
-so exported graphs (ONNX, ExecuTorch, GGUF) see the written-out modules.
+so exported graphs (ONNX, ExecuTorch, GGUF) see the written-out modules. The layers ask
+`losses.written_backward_applies` and `losses.is_plain_linear` (shared with the chunked loss's output layer).
 """
 
 from __future__ import annotations
@@ -23,19 +24,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-
-def applies(x: torch.Tensor, *parameters: torch.Tensor) -> bool:
-    """Whether a lean backward is wanted for input x: gradients are on, x or a parameter needs one, and the code is
-    neither being compiled nor under autocast (whose casts the hand-written backward does not repeat)."""
-    return (torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in parameters))
-            and not torch.compiler.is_compiling() and not torch.is_autocast_enabled(x.device.type))
-
-
-def plain_linear(layer: nn.Module) -> bool:
-    """Whether `layer` is exactly `nn.Linear` with plain tensors and no hooks: F.linear(x, W, b) is then its forward."""
-    return (type(layer) is nn.Linear and not layer._forward_hooks and not layer._forward_pre_hooks
-            and type(layer.weight.data) is torch.Tensor)
 
 
 def rms_normalize(x: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:

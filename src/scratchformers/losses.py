@@ -7,10 +7,10 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from .checks import IGNORE_INDEX, check_labels, check_token_labels
-from .lean_backward import applies, plain_linear
 
 CHUNK_ELEMENTS = 1 << 20  # rows × vocabulary scored at once by the CPU cross-entropy
 # Chunked loss (`chunked_cross_entropy`). A training forward with labels skips the full logits when they would hold at
@@ -21,6 +21,19 @@ CHUNK_ELEMENTS = 1 << 20  # rows × vocabulary scored at once by the CPU cross-e
 CHUNKED_LOSS_ABOVE = 1 << 24
 LOSS_CHUNK_ELEMENTS = {"cpu": 1 << 22}
 LOSS_CHUNK_ELEMENTS_DEFAULT = 1 << 25
+
+
+def written_backward_applies(x: torch.Tensor, *parameters: torch.Tensor) -> bool:
+    """Whether a hand-written backward (the chunked loss's output layer, `lean_backward`) is wanted for input x: gradients are on, x or a parameter needs one, and the code is
+    neither being compiled nor under autocast (whose casts the hand-written backward does not repeat)."""
+    return (torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in parameters))
+            and not torch.compiler.is_compiling() and not torch.is_autocast_enabled(x.device.type))
+
+
+def is_plain_linear(layer: nn.Module) -> bool:
+    """Whether `layer` is exactly `nn.Linear` with plain tensors and no hooks: F.linear(x, W, b) is then its forward."""
+    return (type(layer) is nn.Linear and not layer._forward_hooks and not layer._forward_pre_hooks
+            and type(layer.weight.data) is torch.Tensor)
 
 
 def token_cross_entropy(
@@ -184,7 +197,7 @@ def _loss_with_gradients(head: Callable[[torch.Tensor], torch.Tensor], hidden: t
                          rows: int, label_smoothing: float) -> torch.Tensor:
     """`_LossWithGradients` on (N, C) rows: the first chunk runs here to find the head's trainable leaves
     (`_LinearLossWithGradients` when the head is a plain `nn.Linear`)."""
-    if plain_linear(head) and applies(hidden, *(p for p in (head.weight, head.bias) if p is not None)):
+    if is_plain_linear(head) and written_backward_applies(hidden, *(p for p in (head.weight, head.bias) if p is not None)):
         return _LinearLossWithGradients.apply(hidden.contiguous(), labels, head.weight, head.bias, rows,
                                               label_smoothing)
     h = hidden[:rows].detach().requires_grad_(hidden.requires_grad)
