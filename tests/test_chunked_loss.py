@@ -123,10 +123,11 @@ def test_loss_and_every_gradient_equal_the_unchunked_path(small_chunks, family, 
 
 
 @pytest.mark.parametrize("tied", [True, False], ids=["tied", "untied"])
-def test_a_plain_linear_head_has_its_backward_written_out(small_chunks, tied, monkeypatch):
-    """An output layer that is a plain nn.Linear (no hooks, so not counted as the test above counts) goes through
-    `_LinearLossWithGradients` (∂L/∂h = G W, ∂L/∂W += Gᵀh in place): the same loss and gradients, tied or not."""
-    model, inputs = model_for("gpt", tied), batch_for("gpt")
+@pytest.mark.parametrize("family", ["gpt", "rnn"])
+def test_a_plain_linear_head_has_its_backward_written_out(small_chunks, family, tied, monkeypatch):
+    """An output layer that is a plain nn.Linear (no hooks, so not counted as the test above counts; the seq2seq
+    heads hand it over when there is no output bias) goes through `_LinearLossWithGradients` (∂L/∂h = G W, ∂L/∂W += Gᵀh in place): the same loss and gradients, tied or not."""
+    model, inputs = model_for(family, tied), batch_for(family)
     calls = []
     real = losses._LinearLossWithGradients.apply
     monkeypatch.setattr(losses._LinearLossWithGradients, "apply", lambda *a: calls.append(1) or real(*a))

@@ -117,6 +117,11 @@ class ScratchSeq2SeqLM(ScratchPreTrainedBase, TeacherForcingMixin, GenerationMix
         """Decoder states (…, C) → vocabulary logits (…, V)."""
         return self.lm_head(hidden_states)
 
+    def loss_head(self):
+        """`output_logits` as the loss calls it: `lm_head` itself where nothing is added to it (no BART output bias),
+        so that a plain Linear takes the chunked loss's written-out backward (`losses._LinearLossWithGradients`)."""
+        return self.lm_head if getattr(self, "final_logits_bias", None) is None else self.output_logits
+
     @takes_old_cache_name
     def forward(self, input_ids: torch.LongTensor | None = None, attention_mask: torch.Tensor | None = None,
                 decoder_input_ids: torch.LongTensor | None = None, decoder_attention_mask: torch.Tensor | None = None,
@@ -136,7 +141,7 @@ class ScratchSeq2SeqLM(ScratchPreTrainedBase, TeacherForcingMixin, GenerationMix
             use_cache=use_cache, output_attentions=output_attentions, output_hidden_states=output_hidden_states,
             return_dict=return_dict, kwargs=kwargs))
         logits, loss = logits_and_labelled_loss(  # (B, T, V); backward through the output layer only at labels
-            self.output_logits, out.last_hidden_state, labels, self.config.vocab_size, kwargs.get("num_items_in_batch"),
+            self.loss_head(), out.last_hidden_state, labels, self.config.vocab_size, kwargs.get("num_items_in_batch"),
             skip_logits=kwargs.get("skip_logits"), training=self.training,  # no logits: a chunked loss (losses.py)
         )
         return self._output(carry_output(Seq2SeqLMOutput, out, loss=loss, logits=logits), return_dict)
