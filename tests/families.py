@@ -50,6 +50,9 @@ TINY = dict(
     bos_token_id=1,
     eos_token_id=2,
 )
+#: What Llama is in scratch_gpt's options: rotary positions, RMSNorm, the SwiGLU feed-forward, no biases.
+LLAMA_OPTIONS = dict(norm_type="rmsnorm", ffn_type="gated", activation="silu", position_embedding_type="rotary",
+                     attention_bias=False, ffn_bias=False, layer_norm_eps=1e-6)
 #: A tiny recurrent config (an LSTM with Bahdanau attention; dropout off).
 RNN_TINY = dict(vocab_size=64, hidden_size=16, num_hidden_layers=2, cell="lstm", attention="bahdanau", dropout=0.0,
                 pad_token_id=0, bos_token_id=1, eos_token_id=2)

@@ -11,16 +11,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from families import LLAMA_OPTIONS, TINY
 from torch import nn
 
 from scratchformers import ScratchGPTConfig, ScratchGPTForCausalLM, lean_backward, losses
 from scratchformers.layers import RMSNorm
 
-MODERN = dict(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-              intermediate_size=48, max_position_embeddings=64, hidden_dropout_prob=0.0,
-              attention_probs_dropout_prob=0.0, norm_type="rmsnorm", ffn_type="gated", activation="silu",
-              position_embedding_type="rotary", attention_bias=False, ffn_bias=False, layer_norm_eps=1e-6,
-              pad_token_id=0, bos_token_id=1, eos_token_id=2)
+MODERN = {**TINY, **LLAMA_OPTIONS, "num_key_value_heads": 2, "intermediate_size": 48}  # a tiny Llama
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
@@ -112,7 +109,8 @@ def test_less_is_saved_for_backward(monkeypatch):
     lean = saved_bytes(model, batch)
     monkeypatch.setattr("scratchformers.layers.written_backward_applies", lambda *args: False)
     plain = saved_bytes(model, batch)
-    tokens, layers, C, F = batch["input_ids"].numel(), MODERN["num_hidden_layers"], 32, 48
+    tokens, layers = batch["input_ids"].numel(), MODERN["num_hidden_layers"]
+    C, F = MODERN["hidden_size"], MODERN["intermediate_size"]
     assert plain - lean >= tokens * layers * (2 * F + 2 * C) * 4, (plain, lean)
 
 

@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 import transformers
+from families import LLAMA_OPTIONS
 from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 from twin_helpers import greedy, max_diff, perturb
 
@@ -42,9 +43,8 @@ LINEAR = {"rope_type": "linear", "rope_theta": 10000.0, "factor": 4.0}
 # A modern scratch_gpt: what Llama is in our options.
 MODERN = dict(vocab_size=V, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
               intermediate_size=48, max_position_embeddings=64, hidden_dropout_prob=0.0,
-              attention_probs_dropout_prob=0.0, norm_type="rmsnorm", ffn_type="gated", activation="silu",
-              position_embedding_type="rotary", attention_bias=False, ffn_bias=False, layer_norm_eps=1e-6,
-              tie_word_embeddings=False, pad_token_id=0, bos_token_id=1, eos_token_id=2)
+              attention_probs_dropout_prob=0.0, **LLAMA_OPTIONS, tie_word_embeddings=False, pad_token_id=0,
+              bos_token_id=1, eos_token_id=2)
 
 
 def modern(**overrides) -> ScratchGPTForCausalLM:

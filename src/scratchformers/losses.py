@@ -24,8 +24,9 @@ LOSS_CHUNK_ELEMENTS_DEFAULT = 1 << 25
 
 
 def written_backward_applies(x: torch.Tensor, *parameters: torch.Tensor) -> bool:
-    """Whether a hand-written backward (the chunked loss's output layer, `lean_backward`) is wanted for input x: gradients are on, x or a parameter needs one, and the code is
-    neither being compiled nor under autocast (whose casts the hand-written backward does not repeat)."""
+    """Whether a hand-written backward (the chunked loss's output layer, `lean_backward`) is wanted for input x:
+    gradients are on, x or a parameter needs one, and the code is neither being compiled nor under autocast (whose
+    casts the hand-written backward does not repeat)."""
     return (torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in parameters))
             and not torch.compiler.is_compiling() and not torch.is_autocast_enabled(x.device.type))
 
@@ -197,7 +198,8 @@ def _loss_with_gradients(head: Callable[[torch.Tensor], torch.Tensor], hidden: t
                          rows: int, label_smoothing: float) -> torch.Tensor:
     """`_LossWithGradients` on (N, C) rows: the first chunk runs here to find the head's trainable leaves
     (`_LinearLossWithGradients` when the head is a plain `nn.Linear`)."""
-    if is_plain_linear(head) and written_backward_applies(hidden, *(p for p in (head.weight, head.bias) if p is not None)):
+    parameters = [p for p in (getattr(head, "weight", None), getattr(head, "bias", None)) if p is not None]
+    if is_plain_linear(head) and written_backward_applies(hidden, *parameters):
         return _LinearLossWithGradients.apply(hidden.contiguous(), labels, head.weight, head.bias, rows,
                                               label_smoothing)
     h = hidden[:rows].detach().requires_grad_(hidden.requires_grad)
