@@ -35,19 +35,24 @@ import torch
 import transformers
 
 from scratchformers.convert import from_hf, supported_conversions
-from scratchformers.measure import (  # noqa: F401  (the memory children read allocated_peak_mib from here)
+from scratchformers.measure import (  # noqa: F401  (the memory children read these through this module)
+    TARGET,
     allocated_peak_mib,
     cache_bytes,
+    cpu_name,
+    git_commit,
+    greedy_decode_fn,
     interleaved,
     kept_notes,
     matmul_flops,
+    ratio,
     table,
+    train_step_fn,
     training_flops_per_token,
     write_report,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-TARGET = 1.15
 
 
 # ------------------------------------------------------------------------------------------------------ model specs
@@ -147,18 +152,6 @@ def make_pair(family: Family, size: dict, attn: str):
     return hf, from_hf(hf)
 
 
-def train_step_fn(model, batch: dict) -> Callable[[], None]:
-    model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-
-    def step():
-        optimizer.zero_grad(set_to_none=True)
-        model(**batch).loss.backward()
-        optimizer.step()
-
-    return step
-
-
 def bench_training(family, size, attn, batch, length, repeats, flops) -> dict:
     hf, ours = make_pair(family, size, attn)
     data = family.make_batch(hf.config, batch, length)
@@ -167,44 +160,6 @@ def bench_training(family, size, attn, batch, length, repeats, flops) -> dict:
                  "ours": training_flops_per_token(ours, hf.config, length)}
     tokens = batch * length
     return {k: {"tok_s": tokens / t[k], "mfu": tokens / t[k] * per_token[k] / flops} for k in t}
-
-
-def greedy_decode_fn(model, ids: torch.Tensor, new_tokens: int) -> Callable[[], None]:
-    """Cached greedy decoding as `generate()` does it, with only the decode steps timed: prefill the context once
-    (untimed, outside the returned callable's clock), then per step feed the argmax token with the cache.
-    Encoder-decoder: the context is the source, encoded once; the decoder starts from `decoder_start_token_id`."""
-    if model.config.is_encoder_decoder:
-        return _seq2seq_greedy_decode_fn(model, ids, new_tokens)
-
-    def run() -> float:
-        with torch.no_grad():
-            out = model(input_ids=ids, use_cache=True, logits_to_keep=1)
-            cache, token = out.past_key_values if out.past_key_values is not None else out.cache, None
-            token = out.logits[:, -1].argmax(-1, keepdim=True)  # (B, 1)
-            start = time.perf_counter()
-            for _ in range(new_tokens):
-                out = model(input_ids=token, cache=cache, use_cache=True, logits_to_keep=1)
-                token = out.logits[:, -1].argmax(-1, keepdim=True)
-            return time.perf_counter() - start
-
-    return run
-
-
-def _seq2seq_greedy_decode_fn(model, source: torch.Tensor, new_tokens: int) -> Callable[[], None]:
-    def run() -> float:
-        with torch.no_grad():
-            encoder_outputs = model.get_encoder()(input_ids=source)
-            token = torch.full((source.shape[0], 1), model.config.decoder_start_token_id)
-            out = model(encoder_outputs=encoder_outputs, decoder_input_ids=token, use_cache=True)
-            cache = out.past_key_values if out.past_key_values is not None else out.cache
-            token = out.logits[:, -1].argmax(-1, keepdim=True)
-            start = time.perf_counter()
-            for _ in range(new_tokens):
-                out = model(encoder_outputs=encoder_outputs, decoder_input_ids=token, cache=cache, use_cache=True)
-                token = out.logits[:, -1].argmax(-1, keepdim=True)
-            return time.perf_counter() - start
-
-    return run
 
 
 def bench_decoding(family, size, attn, context: int, new_tokens: int, repeats: int) -> dict:
@@ -385,30 +340,6 @@ def loss_memory_table(rows: list[list[str]], size: dict, vocab: int = REAL_VOCAB
 
 
 # ------------------------------------------------------------------------------------------------------ report
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def ratio(ours: float, hf: float, higher_is_better: bool = True, target: float = TARGET) -> str:
-    r = ours / hf if higher_is_better else hf / ours
-    mark = "" if r >= target else (f" (below {target:.2f}×)" if r >= 1.0 else " (**slower**)")
-    return f"{r:.2f}×{mark}"
 
 
 def main(argv: list[str] | None = None) -> str:

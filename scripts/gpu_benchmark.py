@@ -30,12 +30,11 @@ import torch
 import transformers
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchmark import ROOT, git_commit  # noqa: E402
 from parallelism import MODELS, build_models, measure  # noqa: E402
 from parallelism import parse_args as parallelism_args  # noqa: E402
 
 from scratchformers.convert import from_hf  # noqa: E402
-from scratchformers.measure import table, training_flops_per_token, write_report  # noqa: E402
+from scratchformers.measure import ROOT, git_commit, table, training_flops_per_token, write_report  # noqa: E402
 
 SIZES = {
     "gpt2-small": dict(vocab_size=50257, n_embd=768, n_layer=12, n_head=12, n_positions=1024),

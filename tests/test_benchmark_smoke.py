@@ -114,19 +114,29 @@ def test_allocated_peak_counts_live_tensors():
 
 def test_real_size_benchmark_runs_every_shape_and_computes_its_ratios(tmp_path):
     """scripts/benchmark_real_sizes.py --quick (tiny stand-ins of the three real shapes) as a user runs it: every
-    shape has its training and decoding rows, and each ratio is the two tok/s columns divided (as printed)."""
+    shape has its training and decoding rows (each decoding mode), and each ratio is the two tok/s columns divided (as
+    printed); with --train-alone each side trains in a process of its own."""
     out = tmp_path / "REAL.md"
     run = run_script("benchmark_real_sizes.py", "--quick", "--threads", "1", "--out", str(out))
     assert run.returncode == 0, run.stderr
     report = out.read_text()
     train, decode = ([r for r in rows(report, section) if r[0] != "model"]  # (less the header row)
-                     for section in ("Training step", "Cached greedy decoding"))
+                     for section in ("Training step", "Greedy `generate()`"))
     assert [r[0].split(" ")[0] for r in train] == ["SmolLM2-135M", "Qwen2.5-0.5B", "Llama-3.2-1B"]
-    assert [(r[0].split(" ")[0], r[1]) for r in decode][:3] == [("SmolLM2-135M", "1"), ("SmolLM2-135M", "8"),
-                                                                ("SmolLM2-135M", "1")]
+    assert {r[2] for r in train} == {"interleaved"}
+    assert [(r[0].split(" ")[0], r[1], r[2]) for r in decode][:5] == [
+        ("SmolLM2-135M", "sdpa", "1"), ("SmolLM2-135M", "sdpa", "8"), ("SmolLM2-135M", "sdpa", "1"),
+        ("SmolLM2-135M", "eager", "1"), ("SmolLM2-135M", "compiled", "1")]
     for r in train:
-        assert float(r[4].split("×")[0]) == pytest.approx(float(r[3]) / float(r[2]), abs=0.01 + 1 / float(r[2]))
+        assert float(r[5].split("×")[0]) == pytest.approx(float(r[4]) / float(r[3]), abs=0.01 + 1 / float(r[3]))
     for r in decode:
-        assert float(r[5].split("×")[0]) == pytest.approx(float(r[4]) / float(r[3]), rel=0.02, abs=0.01)
+        assert float(r[6].split("×")[0]) == pytest.approx(float(r[5]) / float(r[4]), rel=0.02, abs=0.01)
+    alone = run_script("benchmark_real_sizes.py", "--quick", "--threads", "1", "--shapes", "SmolLM2-135M",
+                       "--train-alone", "--decode", "sdpa:1x16", "--out", str(out))
+    assert alone.returncode == 0, alone.stderr
+    [row] = [r for r in rows(out.read_text(), "Training step") if r[0] != "model"]
+    assert row[2] == "alone" and float(row[8].replace(",", "")) > 0 < float(row[9].replace(",", ""))  # peak MiB
+    bad = run_script("benchmark_real_sizes.py", "--decode", "fast:1x16")
+    assert bad.returncode == 2 and "unknown decoding mode 'fast'" in bad.stderr.splitlines()[-1]
     bad = run_script("benchmark_real_sizes.py", "--shapes", "GPT-5")
     assert bad.returncode == 2 and "unknown shape(s) GPT-5" in bad.stderr.splitlines()[-1]

@@ -36,6 +36,7 @@ V = TINY["vocab_size"]
 def small_chunks(monkeypatch):
     """Chunks of CHUNK_ROWS positions (the default budget would score these tiny batches in one chunk)."""
     monkeypatch.setitem(losses.LOSS_CHUNK_ELEMENTS, "cpu", CHUNK_ROWS * V)
+    monkeypatch.setattr(losses, "LOSS_CHUNK_MIN_ROWS", 1)
 
 
 def model_for(family: str, tied: bool = True, **overrides):
@@ -345,10 +346,11 @@ def test_logits_are_returned_when_asked_for(small_chunks, monkeypatch):
 
 
 def test_peak_memory_of_forward_and_backward_is_smaller(monkeypatch):
-    """A tiny model with a wide vocabulary (32,768 × 512 positions = 2²⁴ logits, 64 MiB in float32, where the default
-    turns chunking on): the peak allocation of forward + backward with the default chunked loss is well under the
-    unchunked one, which holds the logits, their saved log-softmax and their gradient at once."""
-    vocab, batch, length = 32768, 2, 256
+    """A tiny model with a wide vocabulary (32,768 × 2,048 positions = 2²⁶ logits, 256 MiB in float32, chunking on by
+    default): the peak allocation of forward + backward with the default chunked loss (chunks of 256 positions, 32 MiB
+    of logits) is well under the unchunked one, which holds the logits, their saved log-softmax and their gradient at
+    once."""
+    vocab, batch, length = 32768, 8, 256
     model = ScratchGPTForCausalLM(ScratchGPTConfig(**{**TINY, "vocab_size": vocab, "max_position_embeddings": length}))
     model.train()
     ids = torch.randint(3, vocab, (batch, length))
@@ -368,4 +370,13 @@ def test_peak_memory_of_forward_and_backward_is_smaller(monkeypatch):
     chunked = allocated_peak_mib(step()) * 2**20
     assert plain >= 2 * logits_bytes  # logits and log-probabilities (and then their gradient) of the whole batch
     assert chunked <= 0.5 * plain, (chunked / 2**20, plain / 2**20)
-    assert chunked < 1.5 * logits_bytes  # a chunk's buffers (16 MiB each), never the whole logits and more
+    assert chunked < logits_bytes  # a few chunks' buffers (32 MiB each), never the whole logits
+
+
+def test_chunk_rows_follow_the_budget_but_never_fall_below_the_minimum():
+    """loss_chunk_rows = max(LOSS_CHUNK_MIN_ROWS, budget // V): a small vocabulary gets the budget's rows, a large one
+    the minimum (at 151,936 tokens the CPU budget alone would give 27 rows, each re-reading the whole output layer)."""
+    budget = losses.LOSS_CHUNK_ELEMENTS["cpu"]
+    assert losses.loss_chunk_rows(1000, "cpu") == budget // 1000 > losses.LOSS_CHUNK_MIN_ROWS
+    assert budget // 151936 < losses.LOSS_CHUNK_MIN_ROWS == losses.loss_chunk_rows(151936, "cpu") == 256
+    assert losses.loss_chunk_rows(151936, "meta") == 256 > losses.LOSS_CHUNK_ELEMENTS_DEFAULT // 151936  # not CPU

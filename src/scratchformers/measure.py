@@ -5,12 +5,20 @@ not needed by a checkpoint's remote code."""
 
 from __future__ import annotations
 
+import platform
 import statistics
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
+
+#: The repository root, when the package runs from a checkout (`git_commit` asks git there).
+ROOT = Path(__file__).resolve().parents[2]
+#: Issue 23's speed target: ours / HF ≥ 1.15× (tokens/s); `ratio` marks a row below it.
+TARGET = 1.15
 
 
 def elapsed_seconds(fn: Callable[[], None]) -> float:
@@ -107,6 +115,129 @@ def decode_bytes_per_step(model: torch.nn.Module, batch: int, context: int) -> i
     kv = 2 * config.num_hidden_layers * context * kv_heads * head_dim * embedding.element_size()
     return n + batch * kv
 
+
+
+def train_step_fn(model: torch.nn.Module, batch: dict, fused: bool = True) -> Callable[[], None]:
+    """One training step as a callable: zero the gradients, `model(**batch).loss.backward()`, an AdamW step (lr 1e-4).
+    `fused=True` is the Trainer's default optimizer since torch 2.8 (`optim="adamw_torch_fused"`): one kernel per
+    parameter group, and no temporary of all the parameters' size (the foreach version's `sqrt` of every second
+    moment at once, 4 bytes a parameter: at 1 B parameters it decides whether a step fits in memory).
+    Puts the model in training mode."""
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=fused or None)
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        model(**batch).loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def greedy_decode_fn(model: torch.nn.Module, ids: torch.Tensor, new_tokens: int) -> Callable[[], float]:
+    """Cached greedy decoding as `generate()` does it, with only the decode steps timed: prefill the context `ids`
+    (B, T) once (untimed), then per step feed the argmax token (B, 1) with the cache. Encoder-decoder: `ids` is the
+    source, encoded once; the decoder starts from `decoder_start_token_id`. The callable returns the seconds of the
+    `new_tokens` steps."""
+    if model.config.is_encoder_decoder:
+        return _seq2seq_greedy_decode_fn(model, ids, new_tokens)
+
+    def run() -> float:
+        with torch.no_grad():
+            out = model(input_ids=ids, use_cache=True, logits_to_keep=1)
+            cache = out.past_key_values if out.past_key_values is not None else out.cache
+            token = out.logits[:, -1].argmax(-1, keepdim=True)  # (B, 1)
+            start = time.perf_counter()
+            for _ in range(new_tokens):
+                out = model(input_ids=token, cache=cache, use_cache=True, logits_to_keep=1)
+                token = out.logits[:, -1].argmax(-1, keepdim=True)
+            return time.perf_counter() - start
+
+    return run
+
+
+def _seq2seq_greedy_decode_fn(model: torch.nn.Module, source: torch.Tensor, new_tokens: int) -> Callable[[], float]:
+    def run() -> float:
+        with torch.no_grad():
+            encoder_outputs = model.get_encoder()(input_ids=source)
+            token = torch.full((source.shape[0], 1), model.config.decoder_start_token_id)
+            out = model(encoder_outputs=encoder_outputs, decoder_input_ids=token, use_cache=True)
+            cache = out.past_key_values if out.past_key_values is not None else out.cache
+            token = out.logits[:, -1].argmax(-1, keepdim=True)
+            start = time.perf_counter()
+            for _ in range(new_tokens):
+                out = model(encoder_outputs=encoder_outputs, decoder_input_ids=token, cache=cache, use_cache=True)
+                token = out.logits[:, -1].argmax(-1, keepdim=True)
+            return time.perf_counter() - start
+
+    return run
+
+
+class StepClock:
+    """A logits processor that only notes the time it is called: `generate()` calls it once per new token, right after
+    that token's forward. The seconds between the first call (after the prefill) and the last are the decoding steps
+    2…N alone — no prefill, no compilation of the first step — of whatever `generate()` setup is timed."""
+
+    def __init__(self) -> None:
+        self.stamps: list[float] = []
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        self.stamps.append(time.perf_counter())
+        return scores
+
+    def seconds_per_step(self) -> float:
+        """Mean seconds of a decoding step after the first; ValueError when fewer than two steps were taken."""
+        if len(self.stamps) < 2:
+            raise ValueError(f"need at least 2 decoding steps to time one, got {len(self.stamps)}")
+        return (self.stamps[-1] - self.stamps[0]) / (len(self.stamps) - 1)
+
+
+def generate_decode_fn(model: torch.nn.Module, ids: torch.Tensor, new_tokens: int,
+                       **settings: Any) -> Callable[[], float]:
+    """`model.generate(ids, do_sample=False, max_new_tokens=new_tokens, **settings)` for `ids` (B, T) with no padding,
+    timed by a `StepClock`: the callable returns the mean seconds of one decoding step (steps 2…N; N = `new_tokens`
+    ≥ 2), as a user of `generate()` gets them — the static cache and compiled step of
+    `fast_decoding.generate_settings`, or the default cache. `min_new_tokens` pins N (no early end of sequence)."""
+    if new_tokens < 2:
+        raise ValueError(f"new_tokens must be at least 2 (steps 2…N are timed), got {new_tokens}")
+    mask = torch.ones_like(ids)
+
+    def run() -> float:
+        clock = StepClock()
+        with torch.no_grad():
+            model.generate(ids, attention_mask=mask, do_sample=False, max_new_tokens=new_tokens,
+                           min_new_tokens=new_tokens, logits_processor=[clock], pad_token_id=0, **settings)
+        return clock.seconds_per_step()
+
+    return run
+
+
+def cpu_name() -> str:
+    """The CPU's model name (/proc/cpuinfo), else what `platform` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def git_commit() -> str:
+    """The checkout's short commit hash, "unknown" outside a git checkout."""
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def ratio(ours: float, hf: float, higher_is_better: bool = True, target: float = TARGET) -> str:
+    """"1.23×" with a mark when below `target` ("(below 1.15×)") or below parity ("(**slower**)"): ours / HF for a
+    rate (`higher_is_better`), HF / ours for a time or a size."""
+    r = ours / hf if higher_is_better else hf / ours
+    mark = "" if r >= target else (f" (below {target:.2f}×)" if r >= 1.0 else " (**slower**)")
+    return f"{r:.2f}×{mark}"
 
 # ---------------------------------------------------------------------------------------------------------- reports
 
