@@ -138,6 +138,21 @@ def test_a_plain_linear_head_has_its_backward_written_out(small_chunks, family, 
     assert_same(chunked, plain)
 
 
+@pytest.mark.parametrize("family", ["gpt", "bert"])  # the written-out output layer and the generic path
+def test_a_retained_graph_backpropagated_twice_gives_twice_the_gradients(small_chunks, family):
+    """`loss.backward(retain_graph=True)` twice accumulates exactly two times one backward's gradients, as the
+    unchunked loss does: the gradients taken in the forward are scaled into new tensors, never in place."""
+    model, inputs = model_for(family), batch_for(family)
+    once = loss_and_grads(model, inputs, skip_logits=True)[1]
+    out = model(**inputs, skip_logits=True)
+    out.loss.backward(retain_graph=True)
+    out.loss.backward()
+    twice = grads_of(model)
+    assert twice.keys() == once.keys() and once
+    for name in once:
+        torch.testing.assert_close(twice[name], 2 * once[name], **CLOSE, msg=name)
+
+
 @pytest.mark.parametrize("num_items", [37, torch.tensor(37)], ids=["int", "tensor"])
 def test_num_items_in_batch_normalises_the_sum(small_chunks, num_items):
     """The Trainer's `num_items_in_batch` (an int or a tensor) divides the summed loss, in both paths."""

@@ -177,7 +177,8 @@ class _LinearLossWithGradients(torch.autograd.Function):
         wants_hidden, wants_weight = ctx.needs_input_grad[0], ctx.needs_input_grad[2]
         wants_bias = bias is not None and ctx.needs_input_grad[3]
         grad_hidden = torch.empty(hidden.shape, dtype=hidden.dtype, device=hidden.device) if wants_hidden else None
-        grad_weight = torch.zeros_like(weight, dtype=torch.float32) if wants_weight else None
+        # ∂L/∂W: the first chunk's Gᵀh written (no zero-filled V × C buffer to add to), the others added in place
+        grad_weight = torch.empty_like(weight, dtype=torch.float32) if wants_weight else None
         grad_bias = torch.zeros_like(bias, dtype=torch.float32) if wants_bias else None
         total = hidden.new_zeros((), dtype=torch.float32)
         for start in range(0, hidden.shape[0], rows):
@@ -189,7 +190,7 @@ class _LinearLossWithGradients(torch.autograd.Function):
             if wants_hidden:
                 torch.mm(grad_logits, weight, out=grad_hidden[start:start + rows])
             if wants_weight:
-                grad_weight.addmm_(grad_logits.t().float(), h.float())
+                grad_weight.addmm_(grad_logits.t().float(), h.float(), beta=0 if start == 0 else 1)
             if wants_bias:
                 grad_bias += grad_logits.sum(0)
             total = total + loss.detach()
@@ -199,7 +200,7 @@ class _LinearLossWithGradients(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_output: torch.Tensor):
-        grads = [None if grad is None else grad * grad_output for grad in ctx.saved_tensors]
+        grads = [None if grad is None else grad * grad_output for grad in ctx.saved_tensors]  # (retain_graph-safe)
         return grads[0], None, grads[1], grads[2], None, None
 
 
