@@ -10,8 +10,9 @@ same inputs; float32.
   BxT for batch B): tokens/s, MFU and the peak of live tensors (`measure.allocated_peak_mib`, one step each after the
   timed ones, so the AdamW moments are included; ours uses its chunked loss and lean backward, HF its full logits and
   autograd). When both models with their AdamW state fit in half the available memory they are timed interleaved
-  (HF, ours, HF, ours, …); otherwise each side runs alone in a fresh process (this script with --train-child), HF's
-  first, at --large-train-lengths, each length only if `training_bytes` of the larger side (HF's: full logits) fits.
+  (HF, ours, HF, ours, …), median of --repeats; otherwise each side runs alone in a fresh process (this script with
+  --train-child), HF's first, at --large-train-lengths (median of --large-repeats steps after a warm-up), each length
+  only if `training_bytes` of the larger side (HF's: full logits) fits in 90 % of the available memory.
 - Decoding (greedy `generate()`, --new-tokens, timed per step by `measure.StepClock`: steps 2…N, no prefill, no first
   step, no compilation): --decode rows MODE:BxP, batch B after a P-token prompt, MODE one of
   sdpa (dynamic cache, sdpa), eager (dynamic cache, the written-out attention), compiled (sdpa, static cache and
@@ -81,11 +82,22 @@ QUICK_SHAPE = dict(vocab_size=4096, hidden_size=64, num_hidden_layers=2, num_att
                    intermediate_size=128, max_position_embeddings=2048, tie_word_embeddings=True)
 
 
+def real_weights(name: str, quick: bool) -> bool:
+    return name == "SmolLM2-135M" and SMOLLM2_GGUF.is_file() and not quick
+
+
+def shape_only(name: str, quick: bool) -> torch.nn.Module:
+    """HF's model of this shape on the meta device (no memory): its config, parameter count and Linear layers."""
+    hf_class, config_class, shape = SHAPES[name]
+    with torch.device("meta"):
+        return hf_class._from_config(config_class(**(QUICK_SHAPE if quick else shape)))
+
+
 def make_pair(name: str, quick: bool) -> tuple[torch.nn.Module, torch.nn.Module, str]:
     """(HF model, ours with the same weights, where the weights came from), both in eval mode, sdpa."""
     hf_class, config_class, shape = SHAPES[name]
     torch.manual_seed(0)
-    if name == "SmolLM2-135M" and SMOLLM2_GGUF.is_file() and not quick:
+    if real_weights(name, quick):
         hf = hf_class.from_pretrained(SMOLLM2_GGUF.parent, gguf_file=SMOLLM2_GGUF.name, attn_implementation="sdpa",
                                       dtype=torch.float32)
         source = "real weights (GGUF Q4_1, de-quantized)"
@@ -96,7 +108,14 @@ def make_pair(name: str, quick: bool) -> tuple[torch.nn.Module, torch.nn.Module,
 
 
 def available_bytes() -> int:
-    """Memory the system can hand out now (pages available × page size)."""
+    """Memory the system can hand out now without swapping: /proc/meminfo's MemAvailable (free pages plus the page
+    cache it can drop), else the free pages."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
@@ -249,8 +268,10 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--train-lengths", default="512,2048,4x1024",
                         help="comma-separated sequence lengths, each T (batch 1) or BxT (batch B)")
-    parser.add_argument("--large-train-lengths", default="512,2048",
+    parser.add_argument("--large-train-lengths", default="512,1024",
                         help="the same, for shapes whose two models do not fit at once (each side alone)")
+    parser.add_argument("--large-repeats", type=int, default=1,
+                        help="timed steps (after one warm-up) per length for those shapes (a step takes 30-100 s)")
     parser.add_argument("--train-alone", action="store_true",
                         help="train each side in a process of its own for every shape (default: only where the two "
                              "models do not fit at once)")
@@ -288,15 +309,19 @@ def main(argv: list[str] | None = None) -> str:
     print(f"ceilings: {flops / 1e9:.1f} GFLOP/s, {bandwidth / 1e9:.1f} GB/s", flush=True)
     train_rows, decoding, skipped = [], [], []
     for name in shapes:
-        hf, ours, source = make_pair(name, args.quick)
-        params = sum(p.numel() for p in hf.parameters())
+        shape = shape_only(name, args.quick)
+        params = sum(p.numel() for p in shape.parameters())
+        source = "real weights (GGUF Q4_1, de-quantized)" if real_weights(name, args.quick) else "random weights"
         label = f"{name} ({params / 1e6:.0f} M, {source})"
-        if 2 * 16 * params < available_bytes() / 2 and not args.train_alone:
-            train_rows += train_pair_rows(label, hf, ours, lengths, repeats, flops)
-        else:
+        together = 2 * 16 * params < available_bytes() / 2 and not args.train_alone
+        if not together:  # before this process holds the pair: the training processes need the memory
             alone_lengths = lengths if args.quick or args.train_alone else large_lengths
-            train_rows += train_alone_rows(name, label, hf, alone_lengths, repeats, flops, args.threads, args.quick,
-                                           skipped)
+            alone_repeats = repeats if args.quick or args.train_alone else args.large_repeats
+            train_rows += train_alone_rows(name, label, shape, alone_lengths, alone_repeats, flops, args.threads,
+                                           args.quick, skipped)
+        hf, ours, _ = make_pair(name, args.quick)
+        if together:
+            train_rows += train_pair_rows(label, hf, ours, lengths, repeats, flops)
         decoding += decode_rows(label, hf, ours, plan, new_tokens, repeats, bandwidth, args.quick)
         del hf, ours
         gc.collect()
