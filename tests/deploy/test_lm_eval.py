@@ -36,7 +36,7 @@ from scratchformers.lm_eval_tasks import TAG, TASK_DIR, TASKS  # noqa: E402
 from scratchformers.lm_eval_tasks import compare as compare_script  # noqa: E402
 from scratchformers.tokenization import train_tokenizer  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 LIMIT = 12  # documents per task: 12 paragraphs (several 128-token windows each) and 12 sentences × 6 choices
 BATCH = 4

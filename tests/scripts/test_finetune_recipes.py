@@ -18,7 +18,7 @@ from scratchformers.data import INSTRUCTION_TASKS, LANGUAGE_PROMPT, instruction_
 from scratchformers.tokenization import train_tokenizer
 from scratchformers_cli import main as cli
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SCRIPT = runpy.run_path(str(REPO / "scripts" / "finetune_recipes.py"))  # its functions, without running main
 SMOLLM2 = Path(os.environ.get("SF_SMOLLM2_GGUF",
                               Path.home() / ".cache" / "scratchformers" / "SmolLM2-135M-Instruct.Q4_1.gguf"))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "compare_architectures.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "compare_architectures.py"
 INTERVAL_KEYS = {"score", "mean", "ci", "low", "high"}
 
 

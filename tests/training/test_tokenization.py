@@ -115,7 +115,7 @@ def test_missing_files_and_tiny_vocabularies_are_rejected(tmp_path):
 
 def test_cli_trains_and_saves_a_loadable_tokenizer(tmp_path, capsys):
     spec = importlib.util.spec_from_file_location(
-        "train_tokenizer_cli", Path(__file__).parents[1] / "scripts" / "train_tokenizer.py"
+        "train_tokenizer_cli", Path(__file__).parents[2] / "scripts" / "train_tokenizer.py"
     )
     cli = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(cli)

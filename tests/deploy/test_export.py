@@ -31,7 +31,7 @@ ort = pytest.importorskip("onnxruntime")
 from scratchformers.export_gguf import gguf_summary, permute_for_llama_cpp, tensor_types, write_gguf  # noqa: E402
 from scratchformers.export_onnx import greedy_generate, input_names, output_names, session  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|endoftext|>{% endfor %}"
 TEXTS = ["Hello world, it's 2024!", "  two spaces  and\nnew lines\t tabs", "<|endoftext|>special<|pad|>",
          "ünïcödé ✓ — 日本語"]

@@ -230,7 +230,7 @@ def test_the_collector_transformers_froze_is_unfrozen_when_the_server_stops(endi
 
 # ------------------------------------------------------------------------------- scripts/vllm_compare.py, on a CPU
 
-VLLM_COMPARE = Path(__file__).resolve().parents[1] / "scripts" / "vllm_compare.py"
+VLLM_COMPARE = Path(__file__).resolve().parents[2] / "scripts" / "vllm_compare.py"
 
 
 def test_the_vllm_comparison_script_finds_our_own_server_equal_to_generate(checkpoint):
