@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from families import LLAMA_OPTIONS
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from scratchformers import ScratchGPTConfig, ScratchGPTForCausalLM
@@ -78,9 +79,8 @@ def tiny_checkpoint(tmp_path_factory):
     tokenizer = train_tokenizer([corpus], kind="bpe", vocab_size=400)
     torch.manual_seed(0)
     config = ScratchGPTConfig(
-        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
-        intermediate_size=64, max_position_embeddings=256, position_embedding_type="rotary", norm_type="rmsnorm",
-        ffn_type="gated", activation="silu", attention_bias=False, ffn_bias=False, bos_token_id=0, eos_token_id=0,
+        **LLAMA_OPTIONS, vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+        num_key_value_heads=1, intermediate_size=64, max_position_embeddings=256, bos_token_id=0, eos_token_id=0,
         pad_token_id=1,
     )
     folder = tmp_path_factory.mktemp("tiny")
