@@ -1,5 +1,5 @@
-#!/usr/bin/env python
-"""Train a tiny scratch_gpt with FSDP2 (really sharded) in a plain torch loop — on CPUs (gloo) or GPUs (NCCL).
+"""Train a tiny scratch_gpt with FSDP2 (really sharded) in a plain torch loop — on CPUs (gloo) or GPUs (NCCL);
+``scripts/train_fsdp2.py`` runs ``main``.
 
     torchrun --nproc_per_node 2 scripts/train_fsdp2.py --output_dir runs/fsdp2 --max_steps 20            # CPU
     torchrun --nproc_per_node 8 scripts/train_fsdp2.py --output_dir runs/fsdp2 --device cuda              # GPUs
@@ -26,12 +26,11 @@ import torch.distributed as dist
 
 from scratchformers import ScratchGPTConfig, ScratchGPTForCausalLM
 from scratchformers.distributed import apply_fsdp2, save_fsdp2_pretrained
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from train_tiny import ArithmeticSequences  # noqa: E402  (the sibling script's synthetic data)
+from scratchformers.examples.train_tiny import ArithmeticSequences
 
 
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The command line (argparse; a bad value exits with status 2)."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--output_dir", required=True)
     p.add_argument("--max_steps", type=int, default=20)
@@ -122,7 +121,3 @@ def main(argv: Sequence[str] | None = None) -> list[float]:
     if started:
         dist.destroy_process_group()
     return losses
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])

@@ -1,5 +1,5 @@
-#!/usr/bin/env python
-"""Train a tiny scratch_gpt on synthetic sequences with the Hugging Face Trainer — the smallest end-to-end run.
+"""Train a tiny scratch_gpt on synthetic sequences with the Hugging Face Trainer — the smallest end-to-end run
+(``scripts/train_tiny.py`` runs ``main``; ``ArithmeticSequences`` is also ``scripts/train_fsdp2.py``'s data).
 
 It is the entry point the distributed and kill-and-resume tests launch, and a quick check that a setup works:
 
@@ -17,7 +17,6 @@ as `rank{r}.safetensors`, so a test can check that data-parallel ranks agree.
 from __future__ import annotations
 
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 
@@ -50,7 +49,9 @@ class TinyArguments:
 class ArithmeticSequences(torch.utils.data.Dataset):
     """Sequence i = (a_i + k·d_i) mod V for k = 0…T−1: learnable, deterministic, no files needed."""
 
-    def __init__(self, num_sequences: int, seq_len: int, vocab_size: int, seed: int):
+    def __init__(self, num_sequences: int, seq_len: int, vocab_size: int, seed: int) -> None:
+        """`num_sequences` rows of `seq_len` ids below `vocab_size`; start a_i and step d_i ∈ {1, 2, 3} drawn from
+        `seed`. `self.ids` holds them all, shape (num_sequences, seq_len)."""
         g = torch.Generator().manual_seed(seed)
         start = torch.randint(0, vocab_size, (num_sequences, 1), generator=g)
         step = torch.randint(1, 4, (num_sequences, 1), generator=g)
@@ -66,10 +67,10 @@ class ArithmeticSequences(torch.utils.data.Dataset):
 class StallAfterSave(TrainerCallback):
     """Sleeps once the checkpoint of `step` is on disk, so a test can SIGKILL the run at a known point."""
 
-    def __init__(self, step: int):
+    def __init__(self, step: int) -> None:
         self.step = step
 
-    def on_save(self, args, state, control, **kwargs):
+    def on_save(self, args, state, control, **kwargs) -> None:
         if state.global_step == self.step:
             print(f"STALLING after checkpoint-{self.step}", flush=True)
             time.sleep(3600)
@@ -105,7 +106,3 @@ def main(argv: list[str] | None = None) -> None:
         state = {k: v.detach().cpu().contiguous() for k, v in trainer.model.state_dict().items()}
         state.pop("lm_head.weight", None)  # tied to the token embedding
         save_file(state, os.path.join(args.output_dir, f"rank{args.process_index}.safetensors"))
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])
