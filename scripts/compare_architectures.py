@@ -59,31 +59,26 @@ import sacrebleu  # noqa: E402
 import torch  # noqa: E402
 import transformers  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
-from transformers import DataCollatorForSeq2Seq, PreTrainedModel, PreTrainedTokenizerBase  # noqa: E402
+from transformers import DataCollatorForSeq2Seq, PreTrainedModel  # noqa: E402
 
-from scratchformers import (  # noqa: E402
-    ScratchRNNConfig,
-    ScratchRNNForConditionalGeneration,
-    ScratchTransformerConfig,
-    ScratchTransformerForConditionalGeneration,
+from scratchformers import ScratchRNNForConditionalGeneration, ScratchTransformerForConditionalGeneration  # noqa: E402
+from scratchformers.architecture_comparison import (  # noqa: E402
+    ARCHITECTURES,
+    NEIGHBOURS,
+    PARAM_TOLERANCE,
+    RNN_KINDS,
+    TRANSFORMER,
+    count_parameters,
+    inverse_sqrt_factor,
+    length_buckets,
+    rnn_config_for_budget,
+    rnn_layers,
+    transformer_config,
 )
 from scratchformers.data import load_translation, preprocess_translation, resolve_data_dir  # noqa: E402
 from scratchformers.losses import token_cross_entropy  # noqa: E402
 from scratchformers.metrics.significance import paired_bootstrap_test, scores_with_confidence  # noqa: E402
 from scratchformers.tokenization import train_tokenizer  # noqa: E402
-
-TRANSFORMER = "Transformer"
-RNN_KINDS = {  # name → ScratchRNNConfig options; the Transformer is the reference the RNNs are sized against
-    "LSTM seq2seq": dict(cell="lstm", attention=None),
-    "LSTM + Bahdanau": dict(cell="lstm", attention="bahdanau"),
-    "GRU + Luong": dict(cell="gru", attention="luong", luong_score="general"),
-}
-ARCHITECTURES = ("LSTM seq2seq", "LSTM + Bahdanau", "GRU + Luong", TRANSFORMER)
-# the story's steps (Sutskever → Bahdanau → Vaswani) plus the two side-by-sides a reader asks about
-NEIGHBOURS = (("LSTM seq2seq", "LSTM + Bahdanau"), ("LSTM + Bahdanau", "GRU + Luong"),
-              ("LSTM + Bahdanau", TRANSFORMER), ("LSTM seq2seq", TRANSFORMER))
-PARAM_TOLERANCE = 0.20
-LENGTH_BUCKETS = 4
 
 PRESETS = {
     "quick": dict(models=list(ARCHITECTURES), vocab_size=300, d_model=32, layers=2, max_train=2000, max_eval=32, max_test=48, max_length=16,
@@ -148,66 +143,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 # ---------------------------------------------------------------------------------------------------------- models
 
 
-def count_parameters(model: torch.nn.Module) -> int:
-    """Distinct trainable parameters (a tied embedding/output matrix counts once)."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
-def special_ids(tokenizer: PreTrainedTokenizerBase) -> dict[str, int]:
-    """pad/bos/eos ids and the decoder start token (the tokenizer's <s>)."""
-    return dict(pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
-                eos_token_id=tokenizer.eos_token_id, decoder_start_token_id=tokenizer.bos_token_id)
-
-
-def transformer_config(args, tokenizer: PreTrainedTokenizerBase) -> ScratchTransformerConfig:
-    """The reference model: the paper's layout at a small width (post-LN, sinusoidal, shared scaled embedding)."""
-    return ScratchTransformerConfig(
-        vocab_size=len(tokenizer), hidden_size=args.d_model, num_hidden_layers=args.layers,
-        num_attention_heads=4, intermediate_size=4 * args.d_model, hidden_dropout_prob=0.1,
-        max_position_embeddings=args.max_length + 8, **special_ids(tokenizer),
-    )
-
-
-def rnn_config_for_budget(options: dict, budget: int, layers: int, tokenizer) -> ScratchRNNConfig:
-    """The RNN config whose parameter count is closest to `budget`, searching the hidden size in steps of 8.
-
-    Raises ValueError when no hidden size lands within ±20 % of `budget`.
-    """
-    best = None
-    for hidden in range(16, 2049, 8):
-        config = ScratchRNNConfig(vocab_size=len(tokenizer), hidden_size=hidden, num_hidden_layers=layers,
-                                  dropout=0.1, bidirectional_encoder=True, **options, **special_ids(tokenizer))
-        with torch.device("meta"):
-            n = count_parameters(ScratchRNNForConditionalGeneration(config))
-        if best is None or abs(n - budget) < abs(best[1] - budget):
-            best = (config, n)
-        if n > budget:
-            break
-    config, n = best
-    if abs(n - budget) > PARAM_TOLERANCE * budget:
-        raise ValueError(f"no hidden size puts {options} within ±20% of {budget:,} parameters (closest {n:,})")
-    return config
-
-
 def build_model(name: str, args, tokenizer, seed: int) -> PreTrainedModel:
     """A freshly initialised `name` (same seed for every learning rate, so the grid differs only in the rate)."""
     torch.manual_seed(seed)
-    reference = ScratchTransformerForConditionalGeneration(transformer_config(args, tokenizer))
+    reference = ScratchTransformerForConditionalGeneration(
+        transformer_config(args.d_model, args.layers, args.max_length, tokenizer))
     if name == TRANSFORMER:
         return reference
-    config = rnn_config_for_budget(RNN_KINDS[name], count_parameters(reference), 1 if args.layers < 3 else 2,
-                                   tokenizer)
+    config = rnn_config_for_budget(RNN_KINDS[name], count_parameters(reference), rnn_layers(args.layers), tokenizer)
     torch.manual_seed(seed)
     return ScratchRNNForConditionalGeneration(config)
 
 
 # -------------------------------------------------------------------------------------------------------- training
-
-
-def inverse_sqrt_factor(step: int, warmup: int) -> float:
-    """lr(step)/peak: linear warm-up, then √(warmup/step) (Vaswani et al. 2017, eq. 3; independent of the budget)."""
-    step = step + 1
-    return min(step / warmup, math.sqrt(warmup / step))
 
 
 def make_loader(dataset, tokenizer, model, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
@@ -290,24 +238,6 @@ def translate(model, tokenizer, sources: list[str], args) -> list[str]:
         for j, text in zip(chunk, tokenizer.batch_decode(generated, skip_special_tokens=True)):
             outputs[j] = text.strip()
     return outputs
-
-
-def length_buckets(lengths: list[int], n: int = LENGTH_BUCKETS) -> list[dict[str, int]]:
-    """`n` contiguous [low, high] source-length ranges with as equal counts as ties allow (quantile edges).
-
-    Raises ValueError if the lengths allow fewer than `n` non-empty buckets.
-    """
-    ordered = sorted(lengths)
-    # bucket k ends at the value below which k/n of the sentences lie; tied lengths stay in one bucket
-    highs = sorted({ordered[math.ceil(k * len(ordered) / n) - 1] for k in range(1, n)} | {ordered[-1]})
-    lows = [ordered[0], *[high + 1 for high in highs[:-1]]]
-    buckets = [dict(low=low, high=high) for low, high in zip(lows, highs)]
-    for b in buckets:
-        b["count"] = sum(b["low"] <= x <= b["high"] for x in lengths)
-    buckets = [b for b in buckets if b["count"]]
-    if len(buckets) < n:
-        raise ValueError(f"source lengths {sorted(set(lengths))} give only {len(buckets)} buckets, need {n}")
-    return buckets
 
 
 @torch.no_grad()

@@ -19,8 +19,8 @@ padding. tokens/s counts source + target tokens. Repeats are interleaved (every 
 per round, in turn), so a slow moment of a shared machine hits all of them; the JSON keeps every repeat and reports
 the median and the spread (min, max, interquartile range).
 
-The models are sized as scripts/compare_architectures.py sizes them (its `transformer_config` and
-`rnn_config_for_budget`, imported, not copied): the RNNs' hidden size is the one whose parameter count is nearest the
+The models are sized as scripts/compare_architectures.py sizes them (`transformer_config` and
+`rnn_config_for_budget` of `scratchformers.architecture_comparison`, imported, not copied): the RNNs' hidden size is the one whose parameter count is nearest the
 Transformer's, within ±20 %.
 
     python scripts/parallelism.py            # the full run (about a minute on a quiet 2-core machine)
@@ -49,15 +49,14 @@ import transformers  # noqa: E402
 from tokenizers import Tokenizer, models  # noqa: E402
 from transformers import PreTrainedTokenizerFast  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from compare_architectures import (  # noqa: E402
+from scratchformers import ScratchRNNForConditionalGeneration, ScratchTransformerForConditionalGeneration  # noqa: E402
+from scratchformers.architecture_comparison import (  # noqa: E402
     RNN_KINDS,
     count_parameters,
     rnn_config_for_budget,
+    rnn_layers,
     transformer_config,
 )
-
-from scratchformers import ScratchRNNForConditionalGeneration, ScratchTransformerForConditionalGeneration  # noqa: E402
 from scratchformers.layers import TransformerLayer  # noqa: E402
 from scratchformers.parallelism import (  # noqa: E402, F401  (MODELS: gpu_benchmark.py reads it from here)
     FORMULAS,
@@ -127,11 +126,10 @@ def build_models(args: argparse.Namespace, max_length: int) -> dict[str, torch.n
     `max_length` sets the Transformer's position limit (sinusoidal positions, so it changes no weights).
     """
     tokenizer = stand_in_tokenizer(args.vocab_size)
-    sizing = argparse.Namespace(d_model=args.d_model, layers=args.layers, max_length=max_length)
     torch.manual_seed(args.seed)
-    reference = ScratchTransformerForConditionalGeneration(transformer_config(sizing, tokenizer))
+    reference = ScratchTransformerForConditionalGeneration(
+        transformer_config(args.d_model, args.layers, max_length, tokenizer))
     budget = count_parameters(reference)
-    rnn_layers = 1 if args.layers < 3 else 2  # compare_architectures.py's rule
     built = {}
     for name in args.models:
         torch.manual_seed(args.seed)
@@ -139,7 +137,7 @@ def build_models(args: argparse.Namespace, max_length: int) -> dict[str, torch.n
             built[name] = reference
         else:
             built[name] = ScratchRNNForConditionalGeneration(
-                rnn_config_for_budget(RNN_KINDS[name], budget, rnn_layers, tokenizer))
+                rnn_config_for_budget(RNN_KINDS[name], budget, rnn_layers(args.layers), tokenizer))
     return built
 
 

@@ -6,7 +6,7 @@ major.minor it was rendered with and the installed transformers has the same arg
 the flags are read from: `scratchformers_light.arguments.HELP_SOURCES`), whatever its version number; otherwise it
 renders the help live. Run this after changing a training script's flags or docstring, adding a task to
 `scratchformers_light.arguments.TASKS`, or moving the development environment to a transformers release whose
-TrainingArguments changed; tests/test_fast_help.py fails while the file is stale.
+TrainingArguments changed; tests/cli/test_fast_help.py fails while the file is stale.
 
     python scripts/render_cli_help.py            # renders every task in scratchformers_light.arguments.TASKS
 """

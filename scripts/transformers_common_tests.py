@@ -10,7 +10,7 @@ installed release, or let `--download` fetch the sdist with pip (from the packag
     python scripts/transformers_common_tests.py --tests-dir … --output common-tests.md
 
 The sdist has neither `tests/generation/test_utils.py` nor `tests/exporters/`: their mixins are stubbed, so the
-generation tests are not run here (tests/test_conformance.py checks generation on every family). Needs
+generation tests are not run here (tests/conformance/test_conformance.py checks generation on every family). Needs
 `pip install parameterized` (transformers' test files import it). Tests run on the CPU unless a GPU is visible.
 The pairs are in `scripts/transformers_common_pairs.py`.
 """

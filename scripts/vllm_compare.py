@@ -7,7 +7,7 @@ with the official `openai` client, its answers compared with `generate()` on the
 
     # on a GPU machine with vLLM installed (vLLM needs a GPU):
     python scripts/vllm_compare.py CHECKPOINT --server vllm --dtype float32
-    # the same comparison against our own server, on a CPU (how tests/test_vllm_compare.py checks this script):
+    # the same comparison against our own server, on a CPU (how tests/deploy/test_serve.py checks this script):
     python scripts/vllm_compare.py CHECKPOINT --server scratchformers
 
 Prints one line per question (equal, or the two texts and the first character where they part) and a summary;

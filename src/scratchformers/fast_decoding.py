@@ -28,7 +28,7 @@ QUANT_INSTALL_HINT = 'pip install "scratchformers[quant]"'
 
 def compile_config(device_type: str = "cpu", backend: str = "inductor") -> Any:
     """transformers' `CompileConfig` for generate()'s compiled decoding step: `fullgraph=True` (our step is one graph,
-    tests/test_compile_fullgraph.py), inductor, CUDA graphs (`mode="reduce-overhead"`) on CUDA only. transformers
+    tests/models/test_compile_fullgraph.py), inductor, CUDA graphs (`mode="reduce-overhead"`) on CUDA only. transformers
     compiles on CUDA by itself but on CPU only when `_compile_all_devices` is set, which this does."""
     from transformers import CompileConfig
 
@@ -42,7 +42,7 @@ def generate_settings(static_cache: bool = False, compile: bool = False, device_
     """generate() keyword arguments for the decoding setup: {} (the default growing dynamic cache), a static cache
     (`cache_implementation="static"`), or a static cache with a compiled step (`compile` implies the static cache:
     a compiled step needs fixed shapes; `backend` is torch.compile's). Greedy tokens are the same in all three
-    (tests/test_fast_decoding.py)."""
+    (tests/generation/test_fast_decoding.py)."""
     if not (static_cache or compile):
         return {}
     settings: dict[str, Any] = {"cache_implementation": "static"}

@@ -352,6 +352,8 @@ def sequence_classification_loss(logits: torch.Tensor, labels: torch.Tensor, con
     single-label; float multi-hot labels → multi-label. The inferred type is stored on the config.
     """
     num_labels = config.num_labels
+    if not isinstance(labels, torch.Tensor):  # before the inference below reads labels.dtype
+        raise TypeError(f"`labels` must be a torch.Tensor, got {type(labels).__name__}.")
     if config.problem_type is None:
         if num_labels == 1:
             config.problem_type = "regression"
@@ -359,8 +361,6 @@ def sequence_classification_loss(logits: torch.Tensor, labels: torch.Tensor, con
             config.problem_type = "single_label_classification"
         else:
             config.problem_type = "multi_label_classification"
-    if not isinstance(labels, torch.Tensor):
-        raise TypeError(f"`labels` must be a torch.Tensor, got {type(labels).__name__}.")
     if config.problem_type == "single_label_classification":
         check_labels(labels.view(-1) if labels.dim() == 2 and labels.shape[-1] == 1 else labels,
                      (logits.shape[0],), num_labels)

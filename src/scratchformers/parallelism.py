@@ -10,10 +10,10 @@ import statistics
 
 import torch
 
+from scratchformers.architecture_comparison import TRANSFORMER
 from scratchformers.layers import TransformerLayer
 from scratchformers.modeling_scratch_rnn import ScratchRNNForConditionalGeneration
 
-TRANSFORMER = "Transformer"
 MODELS = ("LSTM seq2seq", "LSTM + Bahdanau", TRANSFORMER)
 FORMULAS = {
     "LSTM seq2seq": "L_enc * S + L_dec * T",

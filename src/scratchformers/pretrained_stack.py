@@ -31,7 +31,8 @@ class ScratchPreTrainedModel(ScratchPreTrainedBase):
     _supports_flash_attn = True  # dispatched through the attention interface with a 2-D padding mask (GPU only)
     _supports_attention_backend = True
     # A forward (and a cached decoding step with a static cache) traces to one graph: no data-dependent branch runs
-    # under torch.compile (tests/test_compile_fullgraph.py). transformers' own compile and static-cache tests read this.
+    # under torch.compile (tests/models/test_compile_fullgraph.py). transformers' own compile and static-cache tests
+    # read this.
     _can_compile_fullgraph = True
 
     #: A body's stack (`layers.TransformerStack` attribute) whose token embedding is the input embedding: "decoder"

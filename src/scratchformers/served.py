@@ -2,7 +2,7 @@
 on `GET /health`, asked with the official `openai` client, stopped with Ctrl-C; and the answer it must give, which is
 `model.generate()` (greedy) on the same chat template.
 
-Shared by `tests/test_serve.py` (our `scratchformers serve`), `scripts/serve_throughput.py` and
+Shared by `tests/deploy/test_serve.py` (our `scratchformers serve`), `scripts/serve_throughput.py` and
 `scripts/vllm_compare.py` (`vllm serve --model-impl transformers`), so every server is started, asked and stopped
 the same way. Needs the `[serve]` extra (`openai`) only where a client is built.
 """

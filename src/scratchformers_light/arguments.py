@@ -13,7 +13,7 @@ render the same text: the same Python major.minor (argparse's layout) and the sa
 read from (``HELP_SOURCES``: the argument parser, the TrainingArguments dataclasses and the enums of their choices,
 compared by a hash of their text, found without importing transformers). Any transformers release whose sources are
 unchanged answers fast (5.24 and 5.25 are: same flags, same help), with no version number to age; one that changed
-them gets the live parser. ``tests/test_fast_help.py`` renders it live and fails when the committed text is stale.
+them gets the live parser. ``tests/cli/test_fast_help.py`` renders it live and fails when the committed text is stale.
 """
 
 from __future__ import annotations

@@ -20,7 +20,8 @@ for one HF architecture and one family of ours:
 - `from_hf(hf_model, problems)` / `to_hf(config, problems)`: the escape hatch for the few real computations
   (rotary scaling, sliding windows, whether BERT has a pooler); they return options and may add problems.
 
-Adding an architecture our blocks express is one spec here and one test row (`tests/test_convert.py`, `SPEC_MODELS`).
+Adding an architecture our blocks express is one spec here and one test row (`tests/checkpoints/test_convert.py`,
+`SPEC_MODELS`).
 """
 
 from __future__ import annotations

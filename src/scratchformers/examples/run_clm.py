@@ -61,7 +61,7 @@ logger = logging.getLogger(__name__)
 # TrainingArguments defaults for a fresh model (no --model_name_or_path) when the user gives none: 1e-3 is the rate
 # the demo and docs/getting-started.md train configs/gpt-tiny.json with. TrainingArguments' 5e-5 is a fine-tuning
 # rate, for a checkpoint that has already learned: on the README's command (200 steps, shipped prose) it ends at
-# validation perplexity 2,159 against 466 at 1e-3 (tests/test_from_scratch_rate.py).
+# validation perplexity 2,159 against 466 at 1e-3 (tests/training/test_from_scratch_rate.py).
 FROM_SCRATCH_DEFAULTS = {"learning_rate": 1e-3}
 
 

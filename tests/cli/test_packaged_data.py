@@ -15,7 +15,7 @@ import scratchformers
 from scratchformers import data as data_module
 from scratchformers.data import DATA_DIR, DATA_ENV_VAR, load_classification, packaged_data_dir, resolve_data_dir
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SETUPTOOLS = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
 PACKAGE = "scratchformers.corpora"
 

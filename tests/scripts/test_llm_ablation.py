@@ -13,7 +13,7 @@ import pytest
 
 from scratchformers import ablation
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "llm_ablation.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "llm_ablation.py"
 
 
 def run_script(*flags: str) -> subprocess.CompletedProcess:
@@ -64,7 +64,7 @@ def test_a_missing_data_folder_is_one_error_line(tmp_path):
 
 def test_the_recorded_ablation_has_its_fields_and_equal_parameters():
     """docs/llm/ablation.json (the full run docs/llm.md quotes) holds every configuration within ±5 % parameters."""
-    record = json.loads((Path(__file__).resolve().parents[1] / "docs" / "llm" / "ablation.json").read_text())
+    record = json.loads((Path(__file__).resolve().parents[2] / "docs" / "llm" / "ablation.json").read_text())
     assert record["command"] == "python scripts/llm_ablation.py"
     assert [r["name"] for r in record["results"]] == [name for name, _ in ablation.STEPS]
     assert len(record["budget"]["seeds"]) >= 2

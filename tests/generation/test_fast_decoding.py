@@ -5,10 +5,11 @@ weights (torchao, skipped without it) stay close to float32."""
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 
 import pytest
 import torch
-from test_chat import LLAMA_STYLE, checkpoint, reference_answer  # noqa: F401  (the module-scoped checkpoint fixture)
+from chat_helpers import LLAMA_STYLE, reference_answer, save_chat_checkpoint
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from scratchformers import ScratchGPTConfig, ScratchGPTForCausalLM, fast_decoding
@@ -16,6 +17,12 @@ from scratchformers.fast_decoding import generate_settings, quantization_config
 from scratchformers_cli import main
 
 needs_torchao = pytest.mark.skipif(importlib.util.find_spec("torchao") is None, reason="torchao is not installed")
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    """The tiny chat model (chat_helpers), saved."""
+    return save_chat_checkpoint(tmp_path_factory.mktemp("chat"))
 
 
 def llama_style(vocab_size: int = 96, layers: int = 2) -> ScratchGPTForCausalLM:

@@ -23,7 +23,7 @@ from scratchformers.tokenization import train_tokenizer
 from scratchformers.translate import translate
 from scratchformers_cli import main as cli_main
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PAIRS = [
     ("Cancel", "Abbrechen"),
     ("Open file", "Datei öffnen"),

@@ -22,6 +22,7 @@ import json
 
 import pytest
 import torch
+from families import LLAMA_OPTIONS
 from torch import nn
 from transformers import AutoModel, GenerationConfig
 from transformers.generation.configuration_utils import ContinuousBatchingConfig
@@ -42,8 +43,7 @@ TINY = dict(
     bos_token_id=1, eos_token_id=2,
 )
 ROTARY = dict(position_embedding_type="rotary", rope_parameters={"rope_type": "default", "rope_theta": 10000.0})
-LLAMA = dict(**ROTARY, norm_type="rmsnorm", ffn_type="gated", activation="silu", num_key_value_heads=2,
-             attention_bias=False, ffn_bias=False, layer_norm_eps=1e-6)
+LLAMA = {**LLAMA_OPTIONS, **ROTARY, "num_key_value_heads": 2}
 WINDOW = 4
 CONFIGS = {  # every decoder-only shape we support (configuration_scratch_gpt / configuration_common options)
     "gpt2": {},  # learned positions, pre-LN LayerNorm, gelu_new, biases

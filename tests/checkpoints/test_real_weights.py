@@ -20,7 +20,7 @@ from llama2c_helpers import llama2c_to_hf, run_c_logits
 from scratchformers import ScratchGPTForCausalLM
 from scratchformers.convert import from_hf, main, to_hf
 
-WEIGHTS = Path(__file__).parent / "data" / "stories260K" / "stories260K.bin"
+WEIGHTS = Path(__file__).parents[1] / "data" / "stories260K" / "stories260K.bin"
 SHA256 = "9414d5a285453a7eab631713d171753232c978f6f97654211469aff8be93c8d6"  # as in the README
 ATOL = 1e-4
 BOS = 1

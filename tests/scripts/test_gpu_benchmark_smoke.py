@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "gpu_benchmark.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "gpu_benchmark.py"
 
 
 def _rows(report: str, section: str) -> list[list[str]]:

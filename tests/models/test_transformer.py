@@ -18,7 +18,7 @@ from scratchformers import (
 )
 from scratchformers.seq2seq import noam_learning_rate, noam_schedule_factor
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 def cfg(tiny: dict, **overrides) -> ScratchTransformerConfig:

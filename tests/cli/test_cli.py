@@ -1,5 +1,5 @@
 """The `scratchformers` console command: dispatch to the scripts, generate, evaluate, attention, push, convert
-(serve: tests/test_serve.py)."""
+(serve: tests/deploy/test_serve.py)."""
 
 from __future__ import annotations
 

@@ -10,64 +10,28 @@ from __future__ import annotations
 import io
 import shutil
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 import transformers
+from chat_helpers import TEMPLATE, chat_tokenizer, reference_answer, save_chat_checkpoint
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from scratchformers import ScratchGPTConfig, ScratchGPTForCausalLM
 from scratchformers.chat import ChatSession
 from scratchformers.data import DATA_DIR
-from scratchformers.tokenization import train_tokenizer
 from scratchformers_cli import main
 
-TEMPLATE = (
-    "{% for m in messages %}{% if m['role'] == 'system' %}{{ m['content'] }}\n"
-    "{% else %}{{ m['role'] }}: {{ m['content'] }}{{ eos_token }}\n{% endif %}{% endfor %}"
-    "{% if add_generation_prompt %}assistant:{% endif %}"
-)
 # Refuses the system role, as some real templates do (Gemma's, Mistral's older ones).
 NO_SYSTEM = "{% for m in messages %}{% if m['role'] == 'system' %}{{ raise_exception('no system role') }}" \
     "{% endif %}{{ m['content'] }}{% endfor %}"
-LLAMA_STYLE = dict(
-    hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, intermediate_size=64,
-    max_position_embeddings=128, position_embedding_type="rotary", norm_type="rmsnorm", ffn_type="gated",
-    activation="silu", attention_bias=False, ffn_bias=False, hidden_dropout_prob=0.0,
-    attention_probs_dropout_prob=0.0,
-)
-
-
-def chat_tokenizer(template: str | None = TEMPLATE):
-    """Our `train clm` tokenizer (byte-level BPE on the shipped prose) with a chat template."""
-    tokenizer = train_tokenizer([DATA_DIR / "prose" / "validation.txt"], kind="bpe", vocab_size=300)
-    tokenizer.chat_template = template
-    return tokenizer
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    """A tiny Llama-style ScratchGPT (rotary, RMSNorm, SwiGLU, GQA) with a chat-template tokenizer, saved."""
-    folder = tmp_path_factory.mktemp("chat")
-    tokenizer = chat_tokenizer()
-    torch.manual_seed(0)
-    config = ScratchGPTConfig(**LLAMA_STYLE, vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
-                              eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
-    model = ScratchGPTForCausalLM(config)
-    with torch.no_grad():  # sharper than the N(0, 0.02) init, so greedy answers are not one token repeated
-        for parameter in model.parameters():
-            parameter.normal_(0.0, 0.3)
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
-def reference_answer(model, tokenizer, messages, max_new_tokens: int) -> str:
-    """Greedy `generate` on the templated conversation, new tokens decoded: what chat must print."""
-    ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_dict=True, return_tensors="pt")
-    out = model.generate(**ids, max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id)
-    return tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
+def checkpoint(tmp_path_factory) -> Path:
+    """The tiny chat model (chat_helpers), saved."""
+    return save_chat_checkpoint(tmp_path_factory.mktemp("chat"))
 
 
 def load(folder):

@@ -235,7 +235,7 @@ def test_modern_checkpoint_reloads_through_remote_code_without_the_package(tmp_p
 
 
 def test_llama_tiny_preset_builds_the_modern_decoder():
-    preset = json.loads((Path(__file__).parents[1] / "configs" / "llama-tiny.json").read_text())
+    preset = json.loads((Path(__file__).parents[2] / "configs" / "llama-tiny.json").read_text())
     config = ScratchGPTConfig(**{k: v for k, v in preset.items() if k != "model_type"})
     model = ScratchGPTForCausalLM(config)
     layer = model.model.decoder.layers[0]
@@ -427,7 +427,7 @@ def test_a_config_rebuilt_with_another_head_count_keeps_one_key_value_head_per_q
 def test_real_model_presets_have_the_shape_of_the_real_checkpoint(name, hf_class, published):
     """The preset builds (on the meta device: no memory) a model with HF's parameter count for the same config,
     which is the published size of the checkpoint."""
-    preset = json.loads((Path(__file__).parents[1] / "configs" / f"{name}.json").read_text())
+    preset = json.loads((Path(__file__).parents[2] / "configs" / f"{name}.json").read_text())
     config = ScratchGPTConfig(**{k: v for k, v in preset.items() if k != "model_type"})
     with torch.device("meta"):
         ours = ScratchGPTForCausalLM(config)

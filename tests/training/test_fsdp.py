@@ -8,7 +8,6 @@ The reference is the same model trained in this process on the whole batch.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -25,20 +24,12 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, TrainingArguments
 
 from scratchformers.distributed import apply_fsdp2, check_fsdp_device, full_state_dict
-from scratchformers.examples import load_script
+from scratchformers.examples import load_script, train_fsdp2, train_tiny
 
 WORLD, STEPS, GLOBAL_BATCH, SEQ, LR = 2, 4, 4, 8, 0.1
 VOCAB = TINY["vocab_size"]
 FAMILIES = ("gpt", "transformer")
 SCRIPT_FLAGS = ["--max_steps", "6", "--optimizer", "sgd", "--learning_rate", "0.1", "--global_batch_size", "4"]
-
-
-def train_fsdp2_script():
-    """The `main` of scripts/train_fsdp2.py (the user-facing FSDP2 example)."""
-    spec = importlib.util.spec_from_file_location("train_fsdp2", ROOT / "scripts" / "train_fsdp2.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
 
 
 def build(family: str) -> torch.nn.Module:
@@ -111,9 +102,9 @@ def worker(rank: int, port: int, out_dir: str) -> None:
             shards = shard_report(model)  # after training: the local values are this rank's part of the result
             results[family] = dict(shards=shards, losses=losses, state=full_state_dict(model))
         torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
-        # scripts/train_fsdp2.py in this process group, as torchrun would run it
+        # scripts/train_fsdp2.py (its main, scratchformers.examples.train_fsdp2) in this process group, as torchrun would
         os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD))
-        train_fsdp2_script()(["--output_dir", os.path.join(out_dir, "script"), *SCRIPT_FLAGS])
+        train_fsdp2.main(["--output_dir", os.path.join(out_dir, "script"), *SCRIPT_FLAGS])
     finally:
         dist.destroy_process_group()
 
@@ -193,7 +184,7 @@ def test_train_fsdp2_script_saves_what_one_process_trains(fsdp_runs, tmp_path, m
         monkeypatch.delenv(name, raising=False)
     torch.set_num_threads(1)
     sharded, single = fsdp_runs[0]["script_dir"], tmp_path / "single"
-    train_fsdp2_script()(["--output_dir", str(single), *SCRIPT_FLAGS])
+    train_fsdp2.main(["--output_dir", str(single), *SCRIPT_FLAGS])
     losses = [json.loads((d / "losses.json").read_text()) for d in (sharded, single)]
     torch.testing.assert_close(torch.tensor(losses[0]), torch.tensor(losses[1]), rtol=0, atol=1e-5)
     assert losses[1][-1] < losses[1][0]
@@ -227,14 +218,7 @@ def test_check_fsdp_device_refuses_fsdp_on_cpu(tmp_path, monkeypatch):
 def test_training_entry_points_refuse_fsdp_on_cpu(task, tmp_path, capsys, monkeypatch):
     """Every training entry point stops with one `error:` line and status 2, right after parsing (no data read)."""
     monkeypatch.delenv("ACCELERATE_USE_FSDP", raising=False)
-    if task == "train_tiny":
-        spec = importlib.util.spec_from_file_location("train_tiny", ROOT / "scripts" / "train_tiny.py")
-        module = importlib.util.module_from_spec(spec)
-        monkeypatch.setitem(sys.modules, "train_tiny", module)  # its dataclasses look their module up there
-        spec.loader.exec_module(module)
-        main = module.main
-    else:
-        main = load_script(task)
+    main = train_tiny.main if task == "train_tiny" else load_script(task)
     with pytest.raises(SystemExit) as exit_info:
         main(["--output_dir", str(tmp_path / "out"), "--use_cpu", "--fsdp", "full_shard", "--report_to", "none"])
     assert exit_info.value.code == 2

@@ -12,7 +12,7 @@ import torch
 
 from scratchformers import measure
 
-SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
 
 
 def run_script(script: str, *flags: str) -> subprocess.CompletedProcess:

@@ -265,7 +265,7 @@ def test_trains_with_seq2seq_trainer(tmp_path):
     assert losses[-1] < 0.2 * losses[0]
 
 
-CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("rnn-*.json"))
+CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("rnn-*.json"))
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])

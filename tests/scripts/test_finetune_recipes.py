@@ -6,20 +6,22 @@ from __future__ import annotations
 
 import json
 import os
-import runpy
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
+from families import LLAMA_OPTIONS
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from scratchformers import ScratchGPTConfig, ScratchGPTForCausalLM
 from scratchformers.data import INSTRUCTION_TASKS, LANGUAGE_PROMPT, instruction_chats
+from scratchformers.finetune_recipes import build_data, named_language, score, sft_command
 from scratchformers.tokenization import train_tokenizer
 from scratchformers_cli import main as cli
 
-REPO = Path(__file__).resolve().parents[1]
-SCRIPT = runpy.run_path(str(REPO / "scripts" / "finetune_recipes.py"))  # its functions, without running main
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "finetune_recipes.py"
 SMOLLM2 = Path(os.environ.get("SF_SMOLLM2_GGUF",
                               Path.home() / ".cache" / "scratchformers" / "SmolLM2-135M-Instruct.Q4_1.gguf"))
 QUESTION = LANGUAGE_PROMPT.split("{")[0]
@@ -30,8 +32,8 @@ def prompts(path: Path) -> list[str]:
 
 
 def test_language_id_set_is_deterministic_and_its_test_split_is_held_out(tmp_path):
-    first = SCRIPT["build_data"](tmp_path / "a", train=120, validation=20, test=40)
-    again = SCRIPT["build_data"](tmp_path / "b", train=120, validation=20, test=40)
+    first = build_data(tmp_path / "a", train=120, validation=20, test=40)
+    again = build_data(tmp_path / "b", train=120, validation=20, test=40)
     for split, path in first.items():
         assert path.read_bytes() == again[split].read_bytes(), split
     train, test = set(prompts(first["train"])), set(prompts(first["test"]))
@@ -52,21 +54,21 @@ def test_keeping_one_task_keeps_its_rows():
     ("This sentence is in Python.", ""), ("Germany", ""),
 ])
 def test_named_language_is_the_first_language_the_answer_names(answer, name):
-    assert SCRIPT["named_language"](answer) == name
+    assert named_language(answer) == name
 
 
 def test_scores_count_exact_and_named_answers_and_test_against_the_base():
     gold = ["German", "French", "Dutch", "Italian"] * 10
     base = ["This sentence is in German.", "It is Spanish.", "Dutch", "no idea"] * 10  # 1 exact, 2 named of 4
     tuned = ["German", "French", "Dutch", "Spanish"] * 10  # 3 exact, 3 named of 4
-    table = SCRIPT["score"]({"base": base, "tuned": tuned}, gold, n_samples=200)
+    table = score({"base": base, "tuned": tuned}, gold, n_samples=200)
     assert table["base"]["exact_match"]["score"] == 25.0 and table["base"]["named_language"]["score"] == 50.0
     assert table["tuned"]["exact_match"]["score"] == 75.0 and table["tuned"]["named_language"]["score"] == 75.0
     assert table["tuned"]["exact_match"]["vs_base"]["delta"] == 50.0
     assert table["tuned"]["exact_match"]["vs_base"]["significant"] is True
     assert "vs_base" not in table["base"]["exact_match"]
     with pytest.raises(ValueError, match="unknown recipe 'dpo'; allowed: full-sft, lora-sft"):
-        SCRIPT["sft_command"]("m", {}, Path("o"), "dpo", 1)
+        sft_command("m", {}, Path("o"), "dpo", 1)
 
 
 @pytest.fixture(scope="module")
@@ -78,9 +80,8 @@ def tiny_checkpoint(tmp_path_factory):
     tokenizer = train_tokenizer([corpus], kind="bpe", vocab_size=400)
     torch.manual_seed(0)
     config = ScratchGPTConfig(
-        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
-        intermediate_size=64, max_position_embeddings=256, position_embedding_type="rotary", norm_type="rmsnorm",
-        ffn_type="gated", activation="silu", attention_bias=False, ffn_bias=False, bos_token_id=0, eos_token_id=0,
+        **LLAMA_OPTIONS, vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+        num_key_value_heads=1, intermediate_size=64, max_position_embeddings=256, bos_token_id=0, eos_token_id=0,
         pad_token_id=1,
     )
     folder = tmp_path_factory.mktemp("tiny")
@@ -89,10 +90,18 @@ def tiny_checkpoint(tmp_path_factory):
     return folder
 
 
-def test_the_measurement_runs_end_to_end_and_resumes(tmp_path, tiny_checkpoint, capsys):
+def run_script(*argv: str) -> str:
+    """scripts/finetune_recipes.py with `argv`, as a user runs it; its stdout."""
+    run = subprocess.run([sys.executable, str(SCRIPT), *argv], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return run.stdout
+
+
+def test_the_measurement_runs_end_to_end_and_resumes(tmp_path, tiny_checkpoint):
     argv = ["--model", str(tiny_checkpoint), "--output_dir", str(tmp_path), "--max_steps", "2", "--train", "16",
             "--validation", "8", "--test", "8", "--max_new_tokens", "3", "--bootstrap", "20", "--threads", "1"]
-    result = SCRIPT["main"](argv)
+    run_script(*argv)
+    result = json.loads((tmp_path / "results.json").read_text())
     assert set(result["table"]) == {"base", "full-sft", "lora-sft"}
     full, lora = result["runs"]["full-sft"], result["runs"]["lora-sft"]
     model = AutoModelForCausalLM.from_pretrained(tmp_path / "full-sft")  # ChatML added: 2 more embedding rows
@@ -103,10 +112,9 @@ def test_the_measurement_runs_end_to_end_and_resumes(tmp_path, tiny_checkpoint, 
     assert "| full-sft | 2 |" in table and "| base (no training) |" in table
     stamps = {p: p.stat().st_mtime_ns for p in tmp_path.glob("*/run.json")} | {
         p: p.stat().st_mtime_ns for p in tmp_path.glob("answers-*.json")}
-    capsys.readouterr()
-    assert SCRIPT["main"](argv) == result  # (the bootstrap is seeded)
+    out = run_script(*argv)
+    assert json.loads((tmp_path / "results.json").read_text()) == result  # (the bootstrap is seeded)
     assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())
-    out = capsys.readouterr().out
     assert "training full-sft" not in out and "answering" not in out
 
 
@@ -118,12 +126,12 @@ def test_real_smollm2_fine_tunes_and_its_outputs_chat_and_are_upload_complete(tm
     the outputs keep SmolLM2's own chat template, vocabulary and tied embeddings, chat, and pass `push --check`."""
     base = tmp_path / "smollm2"
     assert cli(["convert", str(SMOLLM2), str(base)]) == 0
-    data = SCRIPT["build_data"](tmp_path, train=16, validation=8, test=8)
+    data = build_data(tmp_path, train=16, validation=8, test=8)
     flags = ["--max_steps", "3", "--per_device_train_batch_size", "4", "--max_eval_samples", "8"]
     template = AutoTokenizer.from_pretrained(base).chat_template
     for recipe in ("full-sft", "lora-sft"):
         out = tmp_path / recipe
-        command = SCRIPT["sft_command"](base, data, out, recipe, 3)[1:] + flags  # (later flags win)
+        command = sft_command(base, data, out, recipe, 3)[1:] + flags  # (later flags win)
         assert cli(command) == 0, recipe
         metrics = json.loads((out / "all_results.json").read_text())
         assert metrics["eval_loss"] < metrics["eval_loss_before"] - 1.0, recipe  # (≈ 9 → ≈ 1 on the one-word answers)

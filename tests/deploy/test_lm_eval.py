@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 import tomllib
 import torch
+from families import LLAMA_OPTIONS
 
 lm_eval = pytest.importorskip("lm_eval", reason="lm-eval is not installed (pip install -e '.[eval]')")
 
@@ -36,7 +37,7 @@ from scratchformers.lm_eval_tasks import TAG, TASK_DIR, TASKS  # noqa: E402
 from scratchformers.lm_eval_tasks import compare as compare_script  # noqa: E402
 from scratchformers.tokenization import train_tokenizer  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 LIMIT = 12  # documents per task: 12 paragraphs (several 128-token windows each) and 12 sentences × 6 choices
 BATCH = 4
@@ -46,8 +47,7 @@ EXACT = {"acc", "acc_norm", "acc_stderr", "acc_norm_stderr"}  # counts of right 
 STYLES = {  # the two decoder families `to_hf` maps to: GPT2LMHeadModel and LlamaForCausalLM
     "gpt2": dict(position_embedding_type="learned", norm_type="layernorm", ffn_type="mlp", activation="gelu_new",
                  attention_bias=True, ffn_bias=True),
-    "llama": dict(position_embedding_type="rotary", norm_type="rmsnorm", ffn_type="gated", activation="silu",
-                  num_key_value_heads=2, attention_bias=False, ffn_bias=False),
+    "llama": {**LLAMA_OPTIONS, "num_key_value_heads": 2},
 }
 HF_CLASS = {"gpt2": "GPT2LMHeadModel", "llama": "LlamaForCausalLM"}
 

@@ -1,33 +1,38 @@
-"""scripts/compare_architectures.py: the --quick run records every field of results.json, with consistent values."""
+"""scripts/compare_architectures.py: the --quick run records every field of results.json, with consistent values;
+its sizing, schedule and length buckets (scratchformers.architecture_comparison)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "compare_architectures.py"
+from scratchformers import architecture_comparison as compare
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "compare_architectures.py"
 INTERVAL_KEYS = {"score", "mean", "ci", "low", "high"}
 
 
-@pytest.fixture(scope="module")
-def compare():
-    spec = importlib.util.spec_from_file_location("compare_architectures", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+def run_script(*flags: str) -> subprocess.CompletedProcess:
+    """scripts/compare_architectures.py with `flags`, as a user runs it (one torch thread: its default)."""
+    return subprocess.run([sys.executable, str(SCRIPT), *flags], capture_output=True, text=True, timeout=600)
+
+
+def run_ok(*flags: str) -> subprocess.CompletedProcess:
+    run = run_script(*flags)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return run
 
 
 @pytest.fixture(scope="module")
-def quick(compare, tmp_path_factory):
+def quick(tmp_path_factory):
     out = tmp_path_factory.mktemp("compare")
-    returned = compare.main(["--quick", "--out-dir", str(out)])
-    return out, returned
+    run = run_ok("--quick", "--out-dir", str(out))
+    return out, run.stdout
 
 
 def check_interval(m: dict) -> None:
@@ -39,10 +44,10 @@ def check_interval(m: dict) -> None:
     assert m["low"] == pytest.approx(max(0.0, m["mean"] - m["ci"])) and m["high"] == pytest.approx(m["mean"] + m["ci"])
 
 
-def test_quick_run_records_every_field(compare, quick):
-    out, returned = quick
+def test_quick_run_records_every_field(quick):
+    out, printed = quick
     saved = json.loads((out / "results.json").read_text())
-    assert saved == json.loads(json.dumps(returned))  # the file is what main() returned
+    assert (out / "table.md").read_text() in printed  # the table the run printed is the one it saved
     assert set(saved) == {"command", "config", "environment", "parameter_budget", "parameter_tolerance",
                           "architectures", "runs", "budgets", "heatmaps"}
     config, names = saved["config"], list(compare.ARCHITECTURES)
@@ -115,39 +120,39 @@ def test_quick_run_records_every_field(compare, quick):
     assert all(f"| {name} |" in table for name in names) and "paired bootstrap test" in table
 
 
-def test_report_re_renders_from_json_without_training(compare, quick, tmp_path):
+def test_report_re_renders_from_json_without_training(quick, tmp_path):
     out, _ = quick
-    again = compare.main(["--from-json", str(out / "results.json"), "--out-dir", str(tmp_path)])
-    assert again == json.loads((out / "results.json").read_text())
+    run_ok("--from-json", str(out / "results.json"), "--out-dir", str(tmp_path))
     for name in ("results.json", "table.md"):
         assert (tmp_path / name).read_text() == (out / name).read_text(), name
     for png in ("learning_curves.png", "bleu_by_budget.png", "bleu_by_length.png"):
         assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
 
 
-def test_a_model_left_out_is_a_null_with_a_reason(compare, tmp_path):
-    saved = compare.main(["--quick", "--models", "LSTM seq2seq", "LSTM + Bahdanau", "--budgets", "2", "4", "6",
-                          "--eval-every", "2", "--lrs", "1e-3", "3e-3", "1e-2", "--out-dir", str(tmp_path)])
+def test_a_model_left_out_is_a_null_with_a_reason(tmp_path):
+    run_ok("--quick", "--models", "LSTM seq2seq", "LSTM + Bahdanau", "--budgets", "2", "4", "6", "--eval-every", "2",
+           "--lrs", "1e-3", "3e-3", "1e-2", "--out-dir", str(tmp_path))
+    saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["heatmaps"]["files"] == {"LSTM + Bahdanau": "alignment_bahdanau.png", "Transformer": None}
     assert set(saved["heatmaps"]["missing"]) == {"Transformer"}
     assert [(t["baseline"], t["system"]) for t in saved["budgets"][0]["paired_tests"]] == [
         ("LSTM seq2seq", "LSTM + Bahdanau")]
 
 
-def test_length_buckets_split_by_quantiles(compare):
+def test_length_buckets_split_by_quantiles():
     buckets = compare.length_buckets([1, 2, 2, 3, 4, 5, 6, 7, 8, 12])
     assert [(b["low"], b["high"], b["count"]) for b in buckets] == [(1, 2, 3), (3, 4, 2), (5, 7, 3), (8, 12, 2)]
     with pytest.raises(ValueError, match="only 2 buckets"):
         compare.length_buckets([3, 3, 3, 9])
 
 
-def test_schedule_warms_up_then_decays_without_knowing_the_budget(compare):
+def test_schedule_warms_up_then_decays_without_knowing_the_budget():
     f = [compare.inverse_sqrt_factor(s, warmup=10) for s in range(40)]
     assert f[0] == pytest.approx(0.1) and f[9] == pytest.approx(1.0) and f[39] == pytest.approx(math.sqrt(10 / 40))
     assert all(a < b for a, b in zip(f[:9], f[1:10])) and all(a > b for a, b in zip(f[9:], f[10:]))
 
 
-def test_rnn_sizing_rejects_impossible_budgets(compare, tmp_path):
+def test_rnn_sizing_rejects_impossible_budgets(tmp_path):
     from scratchformers.tokenization import train_tokenizer
 
     corpus = tmp_path / "text.txt"
@@ -163,7 +168,7 @@ def test_rnn_sizing_rejects_impossible_budgets(compare, tmp_path):
     (["--lrs", "0", "1e-3"], "positive"),
     (["--bootstrap", "1"], "--bootstrap"),
 ])
-def test_bad_options_are_one_error_line(compare, capsys, argv, message):
-    with pytest.raises(SystemExit) as exc:
-        compare.parse_args(argv)
-    assert exc.value.code == 2 and message in capsys.readouterr().err
+def test_bad_options_are_one_error_line(argv, message, tmp_path):
+    run = run_script(*argv, "--out-dir", str(tmp_path))
+    assert run.returncode == 2 and message in run.stderr
+    assert not any(tmp_path.iterdir())  # refused before any work

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from families import LLAMA_OPTIONS
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import scratchformers_cli
@@ -31,7 +32,7 @@ ort = pytest.importorskip("onnxruntime")
 from scratchformers.export_gguf import gguf_summary, permute_for_llama_cpp, tensor_types, write_gguf  # noqa: E402
 from scratchformers.export_onnx import greedy_generate, input_names, output_names, session  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|endoftext|>{% endfor %}"
 TEXTS = ["Hello world, it's 2024!", "  two spaces  and\nnew lines\t tabs", "<|endoftext|>special<|pad|>",
          "ünïcödé ✓ — 日本語"]
@@ -44,9 +45,7 @@ FAITHFUL_GGUF_TOKENIZERS = importlib.util.find_spec("transformers.integrations.g
 PLAIN = [text for text in TEXTS if "<|" not in text]
 VOCAB = 320  # the tokenizer has 300 entries: ids 300 … 319 are padding rows of the embedding
 
-LLAMA = dict(position_embedding_type="rotary", norm_type="rmsnorm", ffn_type="gated", activation="silu",
-             layer_norm_eps=1e-6, attention_bias=False, ffn_bias=False, num_key_value_heads=2,
-             rope_parameters={"rope_type": "default", "rope_theta": 10000.0})
+LLAMA = {**LLAMA_OPTIONS, "num_key_value_heads": 2, "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0}}
 STYLES = {
     "llama": LLAMA,  # grouped-query attention, tied output layer
     "llama-untied": {**LLAMA, "tie_word_embeddings": False, "num_key_value_heads": 4},

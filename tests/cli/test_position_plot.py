@@ -75,7 +75,7 @@ def test_getting_started_says_what_the_demos_position_plot_shows():
     import json
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     config = json.loads((root / "configs" / "gpt-tiny.json").read_text())
     assert config.get("position_embedding_type", "learned") == "learned"
     guide = (root / "docs" / "getting-started.md").read_text()

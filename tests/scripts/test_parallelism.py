@@ -16,7 +16,7 @@ from families import FAMILIES
 
 from scratchformers import parallelism
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "parallelism.py"
 
 

@@ -19,7 +19,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from scratchformers import attention_walkthrough as example
 from scratchformers.pretrained import current_weight_name
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "self_attention_example.py"
 CHECKPOINT = ROOT / "docs" / "self-attention" / "checkpoint"
 NUMBER = re.compile(r"-?\d+(?:,\d{3})*(?:\.\d+)?")

@@ -19,7 +19,7 @@ from scratchformers.data import DATA_DIR
 from scratchformers.examples import load_script, push_to_hub, run_classification, run_clm
 from scratchformers.hub import check_upload_complete
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 FAST = ["--report_to", "none", "--use_cpu", "true", "--per_device_train_batch_size", "4",
         "--per_device_eval_batch_size", "8", "--save_strategy", "no", "--logging_steps", "1", "--disable_tqdm", "true"]
 

@@ -35,7 +35,7 @@ from scratchformers import (
 from scratchformers.data import resolve_data_dir, tokenize_and_group
 from scratchformers.tokenization import train_tokenizer
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PROSE = resolve_data_dir() / "prose"
 LABELS = {0: "PER", 1: "LOC", 2: "MISC"}
 HEADS = [

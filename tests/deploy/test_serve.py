@@ -22,27 +22,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-import torch
+from chat_helpers import save_chat_checkpoint
 
 import scratchformers_cli
-from scratchformers import ScratchBertConfig, ScratchBertForMaskedLM, ScratchGPTConfig, ScratchGPTForCausalLM
-from scratchformers.data import DATA_DIR
+from scratchformers import ScratchBertConfig, ScratchBertForMaskedLM, ScratchGPTForCausalLM
 from scratchformers.served import ServerProcess, ask, free_port, greedy_reference, scratchformers_serve_command
-from scratchformers.tokenization import train_tokenizer
 
 openai = pytest.importorskip("openai", reason='the [serve] extra: pip install "scratchformers[serve]"')
 
-TEMPLATE = (
-    "{% for m in messages %}{% if m['role'] == 'system' %}{{ m['content'] }}\n"
-    "{% else %}{{ m['role'] }}: {{ m['content'] }}{{ eos_token }}\n{% endif %}{% endfor %}"
-    "{% if add_generation_prompt %}assistant:{% endif %}"
-)
-LLAMA_STYLE = dict(
-    hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, intermediate_size=64,
-    max_position_embeddings=128, position_embedding_type="rotary", norm_type="rmsnorm", ffn_type="gated",
-    activation="silu", attention_bias=False, ffn_bias=False, hidden_dropout_prob=0.0,
-    attention_probs_dropout_prob=0.0,
-)
 STARTUP_TIMEOUT = 300  # seconds: two processes import torch and transformers on a shared 2-core machine
 QUESTIONS = ["Open the file", "Where is the module?", "Say something", "Import it", "Which name?", "Bind it",
              "Read the line", "Close it"]
@@ -52,25 +39,8 @@ SMALL_PAGED_CACHE = ["--cb-num-blocks", "32", "--cb-block-size", "8", "--cb-max-
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
-    """A tiny Llama-style ScratchGPT (rotary, RMSNorm, SwiGLU, GQA) with a chat-template tokenizer, saved. Its output
-    layer never picks a token that decodes to anything but printable ASCII (their rows are zero, the others random),
-    so answers are text whose streamed pieces can be compared with the whole."""
-    folder = tmp_path_factory.mktemp("serve") / "tiny-chat"
-    tokenizer = train_tokenizer([DATA_DIR / "prose" / "validation.txt"], kind="bpe", vocab_size=300)
-    tokenizer.chat_template = TEMPLATE
-    torch.manual_seed(0)
-    config = ScratchGPTConfig(**LLAMA_STYLE, vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
-                              eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
-    model = ScratchGPTForCausalLM(config)
-    with torch.no_grad():  # sharper than the N(0, 0.02) init, so greedy answers are not one token repeated
-        for parameter in model.parameters():
-            parameter.normal_(0.0, 0.3)
-        unprintable = [i for i in range(len(tokenizer))
-                       if not (tokenizer.decode([i]).isascii() and tokenizer.decode([i]).isprintable())]
-        model.lm_head.weight[unprintable] = 0.0
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    """The tiny chat model (chat_helpers), saved with an output layer that picks printable ASCII tokens only."""
+    return save_chat_checkpoint(tmp_path_factory.mktemp("serve") / "tiny-chat", printable_only=True)
 
 
 @pytest.fixture(scope="module")
@@ -230,7 +200,7 @@ def test_the_collector_transformers_froze_is_unfrozen_when_the_server_stops(endi
 
 # ------------------------------------------------------------------------------- scripts/vllm_compare.py, on a CPU
 
-VLLM_COMPARE = Path(__file__).resolve().parents[1] / "scripts" / "vllm_compare.py"
+VLLM_COMPARE = Path(__file__).resolve().parents[2] / "scripts" / "vllm_compare.py"
 
 
 def test_the_vllm_comparison_script_finds_our_own_server_equal_to_generate(checkpoint):
