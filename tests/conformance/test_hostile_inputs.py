@@ -690,6 +690,19 @@ def _seq2seq(family_name: str, **changes):
     return build(model_class, fixed_config(family, **changes), 0)
 
 
+@pytest.mark.parametrize("head", [c for f in REGISTRY.values() for c in (f.lm, *f.heads)
+                                  if "labels" in inspect.signature(c.forward).parameters], ids=lambda c: c.__name__)
+def test_regression_labels_that_are_not_a_tensor_are_a_type_error_naming_labels(head):
+    """Before (sequence classification with num_labels > 1 and no problem_type): `AttributeError: 'list' object has
+    no attribute 'dtype'` from the problem-type inference, which read labels.dtype before the type check."""
+    family = family_of(head)
+    model = head(family.config(num_labels=3)).eval()
+    assert model.config.problem_type is None
+    ids = torch.tensor([[3, 4, 5]])
+    with pytest.raises(TypeError, match=r"`labels` must be (a|an integer) torch\.Tensor"):
+        model(ids, labels=[[3, 4, 5]] if head is family.lm or "Token" in head.__name__ else [1])
+
+
 @pytest.mark.parametrize("family_name", ["scratch_transformer", "scratch_rnn"])
 def test_regression_labels_are_checked_before_they_are_shifted_into_decoder_inputs(family_name):
     """Before: an out-of-range label was reported as `decoder_input_ids` (RNN) or `input_ids` (Transformer) — the
