@@ -16,7 +16,8 @@ same inputs; float32.
 - Decoding (greedy `generate()`, --new-tokens, timed per step by `measure.StepClock`: steps 2…N, no prefill, no first
   step, no compilation): --decode rows MODE:BxP, batch B after a P-token prompt, MODE one of
   sdpa (dynamic cache, sdpa), eager (dynamic cache, the written-out attention), compiled (sdpa, static cache and
-  the step compiled by inductor: `fast_decoding.generate_settings(static_cache=True, compile=True)`, on both sides).
+  the step compiled by inductor: `fast_decoding.generate_settings(static_cache=True, compile=True)`), column-major
+  (sdpa, dynamic cache, `fast_decoding.column_major_weights`); each mode on both sides.
 
 Formulas (one for every row): MFU = tokens/s × FLOPs per token / matmul ceiling, FLOPs per token = 6·N + 12·L·T·C
 (`measure.training_flops_per_token`); bandwidth utilisation = (tokens/s ÷ B) × bytes read per step / bandwidth
@@ -45,7 +46,7 @@ import torch
 import transformers
 
 from scratchformers.convert import from_hf
-from scratchformers.fast_decoding import generate_settings
+from scratchformers.fast_decoding import column_major_weights, generate_settings
 from scratchformers.measure import (
     allocated_peak_mib,
     cpu_name,
@@ -214,10 +215,11 @@ def train_alone_rows(name, label, hf, lengths, repeats, flops, threads, quick, s
     return rows
 
 
-DECODE_MODES = {  # mode: (attention implementation, generate() settings)
-    "sdpa": ("sdpa", {}),
-    "eager": ("eager", {}),
-    "compiled": ("sdpa", generate_settings(static_cache=True, compile=True)),
+DECODE_MODES = {  # mode: (attention implementation, generate() settings, column-major weights)
+    "sdpa": ("sdpa", {}, False),
+    "eager": ("eager", {}, False),
+    "compiled": ("sdpa", generate_settings(static_cache=True, compile=True), False),
+    "column-major": ("sdpa", {}, True),
 }
 
 
@@ -237,9 +239,10 @@ def decode_rows(label, hf, ours, plan, new_tokens, repeats, bandwidth, quick) ->
     rows = []
     for mode, batch_size, context in plan:
         context = min(context, 64) if quick else context
-        attention, settings = DECODE_MODES[mode]
+        attention, settings, column_major = DECODE_MODES[mode]
         for model in (hf, ours):
             model.set_attn_implementation(attention)
+            column_major_weights(model, enable=column_major)
         ids = torch.randint(3, hf.config.vocab_size, (batch_size, context))
         runs = {"hf": generate_decode_fn(hf, ids, new_tokens, **settings),
                 "ours": generate_decode_fn(ours, ids, new_tokens, **settings)}
@@ -257,6 +260,7 @@ def decode_rows(label, hf, ours, plan, new_tokens, repeats, bandwidth, quick) ->
             torch._dynamo.reset()  # the graphs hold this shape's static caches
     for model in (hf, ours):
         model.set_attn_implementation("sdpa")
+        column_major_weights(model, enable=False)
     return rows
 
 
@@ -275,7 +279,8 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--train-alone", action="store_true",
                         help="train each side in a process of its own for every shape (default: only where the two "
                              "models do not fit at once)")
-    parser.add_argument("--decode", default="sdpa:1x16,sdpa:8x16,sdpa:1x1024,eager:1x16,compiled:1x16",
+    parser.add_argument("--decode", default="sdpa:1x16,sdpa:8x16,sdpa:1x1024,eager:1x16,compiled:1x16,"
+                                            "column-major:1x16,column-major:1x1024",
                         help=f"comma-separated MODE:BxP decoding rows, MODE of {', '.join(DECODE_MODES)}")
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--out", type=Path, default=None, help="Markdown file to write (default: print only)")
@@ -303,7 +308,7 @@ def main(argv: list[str] | None = None) -> str:
     if args.quick:
         lengths = [(1, 32)]
     torch.set_num_threads(args.threads)
-    load_before, started = os.getloadavg(), time.perf_counter()
+    load_before, started, commit = os.getloadavg(), time.perf_counter(), git_commit()  # the code measured
     flops = matmul_flops(256 if args.quick else 1024, repeats=3 if args.quick else 10)
     bandwidth = memory_bandwidth(64 if args.quick else 512, repeats=3 if args.quick else 5)
     print(f"ceilings: {flops / 1e9:.1f} GFLOP/s, {bandwidth / 1e9:.1f} GB/s", flush=True)
@@ -334,7 +339,7 @@ script's docstring.
 
 - Machine: {cpu_name()}, {os.cpu_count()} logical CPUs, torch threads = {torch.get_num_threads()}; load average
   before/after {load_before[0]:.2f} / {os.getloadavg()[0]:.2f}. Python {platform.python_version()}, torch
-  {torch.__version__}, transformers {transformers.__version__}, scratchformers {git_commit()}.
+  {torch.__version__}, transformers {transformers.__version__}, scratchformers {commit}.
 - Ceilings measured in this run: matmul {flops / 1e9:.1f} GFLOP/s (fp32), memory read {bandwidth / 1e9:.1f} GB/s.
 - Ratios: ours / HF for tokens/s, HF / ours for memory; > 1 means ours is better.
 
@@ -347,8 +352,9 @@ script's docstring.
 
 ## Greedy `generate()`, {new_tokens} new tokens, float32 (per step after the first)
 
-Modes: sdpa = dynamic cache, sdpa attention; eager = dynamic cache, the written-out attention; compiled = static
-cache, sdpa, each step one inductor graph (`generate_settings(static_cache=True, compile=True)`), both sides.
+Modes (each on both sides): sdpa = dynamic cache, sdpa attention; eager = dynamic cache, the written-out attention;
+compiled = static cache, sdpa, each step one inductor graph (`generate_settings(static_cache=True, compile=True)`);
+column-major = sdpa, dynamic cache, every Linear weight stored transposed (`column_major_weights`).
 
 {table(["model", "mode", "batch", "prompt", "HF tok/s", "ours tok/s", "ratio", "HF of bandwidth limit",
         "ours of bandwidth limit", "limit tok/s"], decoding)}

@@ -206,7 +206,7 @@ def _chat(args: argparse.Namespace) -> int:
     import scratchformers  # noqa: F401
 
     from .chat import ChatSession, check_chat_template
-    from .fast_decoding import generate_settings, quantization_config
+    from .fast_decoding import column_major_weights, generate_settings, quantization_config
     from .sft import load_causal_lm
     from .translate import generate_command_settings
 
@@ -217,6 +217,8 @@ def _chat(args: argparse.Namespace) -> int:
     check_chat_template(tokenizer, template, args.system)  # a broken template: one error line, before the model
     quantized = quantization_config(args.quantize) if args.quantize is not None else None
     model = load_causal_lm(args.checkpoint, quantized)  # a model folder, or a LoRA adapter on its base
+    if args.column_major_weights:
+        column_major_weights(model)
     settings = generate_command_settings(model, args.max_new_tokens, args.greedy, args.temperature, args.top_k,
                                          args.top_p)  # the checkpoint's generation_config first, as `generate`
     settings.update(generate_settings(args.static_cache, args.compile, model.device.type))

@@ -1,4 +1,5 @@
-"""Faster decoding: a static KV cache with a compiled decoding step, and int8 weight-only weights (torchao).
+"""Faster decoding: a static KV cache with a compiled decoding step, column-major weights, and int8 weight-only weights
+(torchao).
 
 A decoding step of a small model on a CPU reads every weight once per token, so its speed is bounded by memory
 bandwidth (weights in bytes / bandwidth); what it spends beyond that is per-token overhead — hundreds of small tensor
@@ -8,6 +9,8 @@ operations dispatched from Python — and what it reads. The two settings here a
   fixed-size key/value buffers) and a `CompileConfig`, so `generate()` runs every step after the prefill as one
   `torch.compile`d graph (inductor fuses the elementwise work and removes the Python per layer). The first steps
   compile (tens of seconds on a small CPU); a longer conversation grows the cache and compiles once more.
+- `column_major_weights(model)`: the same weights stored transposed in memory, which torch's CPU matrix-vector
+  product reads about 1.3–2× faster (the batch-1 decoding step is such products over every weight).
 - `quantization_config("int8-weight-only")`: transformers' `TorchAoConfig` with torchao's `Int8WeightOnlyConfig` —
   the Linear weights stored as int8 with one scale per output row, activations kept in float: a quarter of the
   float32 bytes to read (the tied output layer stays float, as transformers leaves tied weights). On a loaded
@@ -20,6 +23,8 @@ from __future__ import annotations
 
 import importlib.util
 from typing import Any
+
+import torch
 
 from scratchformers_light.names import QUANTIZATION_METHODS
 
@@ -49,6 +54,37 @@ def generate_settings(static_cache: bool = False, compile: bool = False, device_
     if compile:
         settings["compile_config"] = compile_config(device_type, backend)
     return settings
+
+
+def column_major_weights(model: torch.nn.Module, enable: bool = True) -> torch.nn.Module:
+    """Store every `nn.Linear` weight of `model` column-major (in place; returns `model`): the same (out, in) tensor
+    with the same values, its memory laid out as the contiguous (in, out) transpose (`W.t().contiguous().t()`), or
+    back to row-major with `enable=False`. Tied weights stay tied (one Parameter, converted once); state_dict keys,
+    shapes and values, hooks and peft are unchanged. Quantized weights (tensor subclasses) are left as they are.
+    Convert back before `save_pretrained` (transformers' check for shared tensors views each one flat, which a
+    transposed layout refuses) and before training.
+
+    Why: a decoding step at batch 1 computes y = x Wᵀ with x (1, in) for every Linear, a matrix-vector product that
+    must read all of W once per token; then speed is bytes ÷ memory bandwidth. On CPU, torch's matmul for a
+    row-major W (what `nn.Linear` stores) reads it at 11–18 GB/s on a 2-core EPYC whose plain read rate is 38 GB/s,
+    and at 18–23 GB/s when W is stored transposed (`x @ W_t` with W_t (in, out) contiguous: the kernel streams W_t's
+    rows, scaled by x's elements, into y). Measured there on SmolLM2-135M (greedy, batch 1, 2 threads): 17.7 →
+    22.8 tokens/s, bit-identical logits. Bigger batches and training gain nothing (matrix-matrix products pack
+    either layout; AdamW on column-major weights with row-major gradients runs strided). Works on any model, HF's
+    own classes included.
+
+    Raises TypeError when `model` is not an `nn.Module`."""
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"column_major_weights takes a torch.nn.Module, got {type(model).__name__}")
+    seen: set[int] = set()
+    with torch.no_grad():
+        for module in model.modules():
+            weight = getattr(module, "weight", None) if isinstance(module, torch.nn.Linear) else None
+            if weight is None or id(weight) in seen or type(weight.data) is not torch.Tensor or weight.dim() != 2:
+                continue
+            seen.add(id(weight))
+            weight.data = weight.data.t().contiguous().t() if enable else weight.data.contiguous()
+    return model
 
 
 def torchao_available() -> bool:

@@ -1,5 +1,6 @@
-"""Faster decoding (scratchformers.fast_decoding): a static cache and a compiled decoding step give the dynamic
-cache's greedy tokens, in generate() and in `scratchformers chat --static-cache / --compile`; int8 weight-only
+"""Faster decoding (scratchformers.fast_decoding): a static cache, a compiled decoding step and column-major weights
+give the dynamic cache's greedy tokens, in generate() and in `scratchformers chat --static-cache / --compile /
+--column-major-weights`; int8 weight-only
 weights (torchao, skipped without it) stay close to float32."""
 
 from __future__ import annotations
@@ -10,10 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 from chat_helpers import LLAMA_STYLE, reference_answer, save_chat_checkpoint
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from scratchformers import ScratchGPTConfig, ScratchGPTForCausalLM, fast_decoding
-from scratchformers.fast_decoding import generate_settings, quantization_config
+from scratchformers.fast_decoding import column_major_weights, generate_settings, quantization_config
 from scratchformers_cli import main
 
 needs_torchao = pytest.mark.skipif(importlib.util.find_spec("torchao") is None, reason="torchao is not installed")
@@ -61,7 +62,7 @@ def test_static_cache_and_compiled_step_give_the_dynamic_cache_tokens(setup):
     assert len(set(dynamic[0, 9:].tolist())) > 1  # not one token repeated: the comparison can fail
 
 
-@pytest.mark.parametrize("flag", ["--static-cache", "--compile"])
+@pytest.mark.parametrize("flag", ["--static-cache", "--compile", "--column-major-weights"])
 def test_chat_with_a_static_cache_or_compiled_step_answers_as_the_dynamic_cache(checkpoint, capsys, monkeypatch,  # noqa: F811
                                                                                 flag):
     real = fast_decoding.compile_config
@@ -73,6 +74,39 @@ def test_chat_with_a_static_cache_or_compiled_step_answers_as_the_dynamic_cache(
     assert main(["chat", str(checkpoint), "--prompt", "hello there", "--greedy", "--max-new-tokens", "10",
                  "--no-stream", flag]) == 0
     assert capsys.readouterr().out.strip() == expected.strip()
+
+
+@pytest.mark.parametrize("side", ["ours", "hf"])
+def test_column_major_weights_keep_every_value_tie_and_saved_file(side, tmp_path):
+    """column_major_weights(model): every Linear weight gets the transposed memory layout (strides (1, out)) with the
+    same values; ties stay one Parameter; logits and greedy tokens equal the row-major model's (the same products
+    summed by another kernel: 1e-5, float32 rounding over sums of a few hundred terms); enable=False restores
+    row-major storage, and save_pretrained then writes the same tensors. On our GPT and on HF's own Llama class."""
+    if side == "ours":
+        model = llama_style()
+    else:
+        torch.manual_seed(0)
+        model = LlamaForCausalLM(LlamaConfig(vocab_size=96, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                             num_attention_heads=4, num_key_value_heads=2,
+                                             tie_word_embeddings=True)).eval()
+    x = torch.randint(0, 96, (2, 9))
+    with torch.no_grad():
+        before, state = model(x).logits, {k: v.clone() for k, v in model.state_dict().items()}
+    tokens = model.generate(x, do_sample=False, max_new_tokens=8, pad_token_id=0)
+    assert column_major_weights(model) is model
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    assert linears and all(m.weight.stride() == (1, m.weight.shape[0]) for m in linears)
+    assert model.get_output_embeddings().weight is model.get_input_embeddings().weight
+    with torch.no_grad():
+        torch.testing.assert_close(model(x).logits, before, atol=1e-5, rtol=1e-5)
+    assert torch.equal(model.generate(x, do_sample=False, max_new_tokens=8, pad_token_id=0), tokens)
+    column_major_weights(model, enable=False)
+    assert all(m.weight.is_contiguous() for m in linears)
+    model.save_pretrained(tmp_path)
+    reloaded = type(model).from_pretrained(tmp_path)
+    assert all(torch.equal(v, state[k]) for k, v in reloaded.state_dict().items())
+    with pytest.raises(TypeError, match="torch.nn.Module"):
+        column_major_weights(state)
 
 
 def test_an_unknown_quantization_is_refused_naming_the_allowed_ones(checkpoint, capsys):  # noqa: F811

@@ -124,9 +124,10 @@ def test_real_size_benchmark_runs_every_shape_and_computes_its_ratios(tmp_path):
                      for section in ("Training step", "Greedy `generate()`"))
     assert [r[0].split(" ")[0] for r in train] == ["SmolLM2-135M", "Qwen2.5-0.5B", "Llama-3.2-1B"]
     assert {r[2] for r in train} == {"interleaved"}
-    assert [(r[0].split(" ")[0], r[1], r[2]) for r in decode][:5] == [
+    assert [(r[0].split(" ")[0], r[1], r[2]) for r in decode][:7] == [
         ("SmolLM2-135M", "sdpa", "1"), ("SmolLM2-135M", "sdpa", "8"), ("SmolLM2-135M", "sdpa", "1"),
-        ("SmolLM2-135M", "eager", "1"), ("SmolLM2-135M", "compiled", "1")]
+        ("SmolLM2-135M", "eager", "1"), ("SmolLM2-135M", "compiled", "1"), ("SmolLM2-135M", "column-major", "1"),
+        ("SmolLM2-135M", "column-major", "1")]
     for r in train:
         assert float(r[5].split("×")[0]) == pytest.approx(float(r[4]) / float(r[3]), abs=0.01 + 1 / float(r[3]))
     for r in decode:
