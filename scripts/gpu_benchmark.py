@@ -29,12 +29,9 @@ from pathlib import Path
 import torch
 import transformers
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from parallelism import MODELS, build_models, measure  # noqa: E402
-from parallelism import parse_args as parallelism_args  # noqa: E402
-
-from scratchformers.convert import from_hf  # noqa: E402
-from scratchformers.measure import ROOT, git_commit, table, training_flops_per_token, write_report  # noqa: E402
+from scratchformers.convert import from_hf
+from scratchformers.measure import ROOT, git_commit, table, training_flops_per_token, write_report
+from scratchformers.parallelism import FULL_SETTINGS, MODELS, QUICK_SETTINGS, build_models, measure
 
 SIZES = {
     "gpt2-small": dict(vocab_size=50257, n_embd=768, n_layer=12, n_head=12, n_positions=1024),
@@ -135,11 +132,10 @@ def bench_generate(size, device, context: int, new_tokens: int, repeats: int) ->
 def bench_parallelism(device: torch.device, lengths: list[int], batch: int, repeats: int, quick: bool) -> list[list[str]]:
     """Training tokens/s (float32, forward + backward + AdamW) against S = T = length for the three seq2seq models of
     scripts/parallelism.py, interleaved, medians; rows: length, each model's tok/s, each model's sequential steps."""
-    settings = ["--quick"] if quick else []
-    args = parallelism_args([*settings, "--device", str(device), "--batch-size", str(batch), "--repeats", str(repeats),
-                             "--lengths", *map(str, lengths)])
-    models = {name: m.to(device) for name, m in build_models(args, max(lengths)).items()}
-    rows = measure(models, lengths, [torch.get_num_threads()], batch, repeats, 1, args.vocab_size, device, args.seed)
+    s = QUICK_SETTINGS if quick else FULL_SETTINGS
+    built = build_models(MODELS, s["d_model"], s["layers"], s["vocab_size"], max(lengths))
+    models = {name: m.to(device) for name, m in built.items()}
+    rows = measure(models, lengths, [torch.get_num_threads()], batch, repeats, 1, s["vocab_size"], device)
     by = {(r["model"], r["length"]): r for r in rows}
     return [[str(n)] + [f"{by[(m, n)]['tokens_per_second']['median']:.0f}" for m in MODELS]
             + [str(by[(m, n)]["sequential_steps"]) for m in MODELS] for n in lengths]

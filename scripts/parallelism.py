@@ -35,9 +35,7 @@ import datetime
 import json
 import os
 import platform
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import matplotlib
@@ -46,27 +44,21 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 import transformers  # noqa: E402
-from tokenizers import Tokenizer, models  # noqa: E402
-from transformers import PreTrainedTokenizerFast  # noqa: E402
 
-from scratchformers import ScratchRNNForConditionalGeneration, ScratchTransformerForConditionalGeneration  # noqa: E402
 from scratchformers.architecture_comparison import (  # noqa: E402
-    RNN_KINDS,
     count_parameters,
-    rnn_config_for_budget,
-    rnn_layers,
-    transformer_config,
 )
-from scratchformers.layers import TransformerLayer  # noqa: E402
-from scratchformers.parallelism import (  # noqa: E402, F401  (MODELS: gpu_benchmark.py reads it from here)
+from scratchformers.parallelism import (  # noqa: E402
     FORMULAS,
+    FULL_SETTINGS,
     KEYS,
     MODELS,
-    TRANSFORMER,
+    QUICK_SETTINGS,
+    build_models,
     layer_counts,
     markdown_table,
+    measure,
     ratios_table,
-    sequential_steps,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,11 +81,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--replot", action="store_true",
                    help="measure nothing: redraw parallelism.png and print the tables from --out-dir/parallelism.json")
     args = p.parse_args(argv)
-    quick = dict(lengths=[4, 8], threads=[1, 2], batch_size=2, repeats=2, warmup=1, d_model=32, layers=2,
-                 vocab_size=200)
-    full = dict(lengths=[16, 32, 64, 128, 256], threads=[1, 2], batch_size=16, repeats=7, warmup=1, d_model=96,
-                layers=2, vocab_size=2000)
-    for key, value in (quick if args.quick else full).items():
+    for key, value in (QUICK_SETTINGS if args.quick else FULL_SETTINGS).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
     for name in ("lengths", "threads"):
@@ -108,137 +96,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.vocab_size < 8:
         p.error(f"--vocab-size must be at least 8 (4 special tokens + words), got {args.vocab_size}")
     return args
-
-
-def stand_in_tokenizer(vocab_size: int) -> PreTrainedTokenizerFast:
-    """A word-level tokenizer with `vocab_size` entries (<pad>, <s>, </s>, <unk>, w4 …): what the sizing functions
-    read from a tokenizer (its length and special ids). The timed batches are random ids, so only the size matters."""
-    specials = ["<pad>", "<s>", "</s>", "<unk>"]
-    vocab = {token: i for i, token in enumerate(specials + [f"w{i}" for i in range(len(specials), vocab_size)])}
-    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    return PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", bos_token="<s>", eos_token="</s>",
-                                   unk_token="<unk>")
-
-
-def build_models(args: argparse.Namespace, max_length: int) -> dict[str, torch.nn.Module]:
-    """The Transformer of compare_architectures.py and the RNNs sized to its parameter count (±20 %).
-
-    `max_length` sets the Transformer's position limit (sinusoidal positions, so it changes no weights).
-    """
-    tokenizer = stand_in_tokenizer(args.vocab_size)
-    torch.manual_seed(args.seed)
-    reference = ScratchTransformerForConditionalGeneration(
-        transformer_config(args.d_model, args.layers, max_length, tokenizer))
-    budget = count_parameters(reference)
-    built = {}
-    for name in args.models:
-        torch.manual_seed(args.seed)
-        if name == TRANSFORMER:
-            built[name] = reference
-        else:
-            built[name] = ScratchRNNForConditionalGeneration(
-                rnn_config_for_budget(RNN_KINDS[name], budget, rnn_layers(args.layers), tokenizer))
-    return built
-
-
-def count_calls(model: torch.nn.Module, batch: dict) -> dict[str, int | None]:
-    """Forward once (no grad) with hooks counting decoder recurrent-module calls and TransformerLayer calls."""
-    counts = {"decoder_rnn_calls": 0, "transformer_layer_calls": 0}
-    hooks = []
-
-    def counter(key):
-        def hook(*_):
-            counts[key] += 1
-        return hook
-
-    if isinstance(model, ScratchRNNForConditionalGeneration):
-        hooks.append(model.model.decoder.rnn.register_forward_hook(counter("decoder_rnn_calls")))
-    else:
-        counts["decoder_rnn_calls"] = None
-    for module in model.modules():
-        if isinstance(module, TransformerLayer):
-            hooks.append(module.register_forward_hook(counter("transformer_layer_calls")))
-    try:
-        with torch.no_grad():
-            model(**batch, use_cache=False)
-    finally:
-        for h in hooks:
-            h.remove()
-    return counts
-
-
-def random_batch(vocab_size: int, batch_size: int, length: int, device: torch.device, seed: int) -> dict:
-    """B source and target sequences of `length` random non-special ids, no padding."""
-    g = torch.Generator().manual_seed(seed)
-    ids = torch.randint(4, vocab_size, (2, batch_size, length), generator=g)
-    return {"input_ids": ids[0].to(device), "attention_mask": torch.ones_like(ids[0]).to(device),
-            "labels": ids[1].to(device)}
-
-
-def training_step(model: torch.nn.Module, batch: dict):
-    """One closure = forward + backward + AdamW step (the unit that is timed)."""
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    model.train()
-
-    def step():
-        optimizer.zero_grad(set_to_none=True)
-        model(**batch, use_cache=False).loss.backward()
-        optimizer.step()
-
-    return step
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def spread(values: list[float]) -> dict[str, float]:
-    """median, min, max and quartiles (statistics.quantiles, 'inclusive' method) of `values`."""
-    q1, _, q3 = statistics.quantiles(values, n=4, method="inclusive") if len(values) > 1 else (values[0],) * 3
-    return {"median": statistics.median(values), "min": min(values), "max": max(values), "q1": q1, "q3": q3}
-
-
-def measure(models: dict, lengths: list[int], threads: list[int], batch_size: int, repeats: int, warmup: int,
-            vocab_size: int, device: torch.device, seed: int = 0, progress: bool = False) -> list[dict]:
-    """Interleaved timing: every round runs each (threads, length, model) once; returns one row per combination.
-
-    On CUDA the thread count only affects the host side; the device is synchronised around each step.
-    """
-    cases = []
-    for n_threads in threads:
-        for length in lengths:
-            batch = random_batch(vocab_size, batch_size, length, device, seed + length)
-            for name, model in models.items():
-                calls = count_calls(model, batch)
-                cases.append({
-                    "model": name, "threads": n_threads, "length": length, "batch_size": batch_size,
-                    "tokens_per_step": batch_size * 2 * length,
-                    "sequential_steps": sequential_steps(model, length, length), **calls,
-                    "step": training_step(model, batch), "seconds": [],
-                })
-    previous = torch.get_num_threads()
-    try:
-        for round_ in range(warmup + repeats):
-            for case in cases:
-                torch.set_num_threads(case["threads"])
-                synchronize(device)
-                start = time.perf_counter()
-                case["step"]()
-                synchronize(device)
-                if round_ >= warmup:
-                    case["seconds"].append(time.perf_counter() - start)
-            if progress:
-                print(f"round {round_ + 1}/{warmup + repeats} done ({'warm-up' if round_ < warmup else 'timed'})",
-                      file=sys.stderr, flush=True)
-    finally:
-        torch.set_num_threads(previous)
-    rows = []
-    for case in cases:
-        del case["step"]
-        case["tokens_per_second"] = spread([case["tokens_per_step"] / s for s in case["seconds"]])
-        rows.append(case)
-    return rows
 
 
 def plot(rows: list[dict], path: Path, title: str) -> None:
@@ -280,7 +137,8 @@ def main(argv: list[str] | None = None) -> dict:
         print(markdown_table(result), ratios_table(result), sep="\n\n")
         return result
     device = torch.device(args.device)
-    models = {name: m.to(device) for name, m in build_models(args, max(args.lengths)).items()}
+    built = build_models(args.models, args.d_model, args.layers, args.vocab_size, max(args.lengths), args.seed)
+    models = {name: m.to(device) for name, m in built.items()}
     load_before = os.getloadavg()
     rows = measure(models, args.lengths, args.threads, args.batch_size, args.repeats, args.warmup, args.vocab_size,
                    device, args.seed, progress=not args.quick)
