@@ -224,9 +224,10 @@ DECODE_MODES = {  # mode: (attention implementation, generate() settings, column
 
 
 def parse_decode(text: str) -> list[tuple[str, int, int]]:
-    """"sdpa:1x16,compiled:1x16" → [("sdpa", 1, 16), ("compiled", 1, 16)]; ValueError naming the modes."""
+    """"sdpa:1x16,compiled:1x16" → [("sdpa", 1, 16), ("compiled", 1, 16)]; "" → no decoding rows; ValueError naming
+    the modes."""
     rows = []
-    for item in text.split(","):
+    for item in filter(None, text.split(",")):
         mode, _, shape = item.partition(":")
         if mode not in DECODE_MODES:
             raise ValueError(f"unknown decoding mode {mode!r}; choose from {', '.join(DECODE_MODES)}")
@@ -281,7 +282,8 @@ def main(argv: list[str] | None = None) -> str:
                              "models do not fit at once)")
     parser.add_argument("--decode", default="sdpa:1x16,sdpa:8x16,sdpa:1x1024,eager:1x16,compiled:1x16,"
                                             "column-major:1x16,column-major:1x1024",
-                        help=f"comma-separated MODE:BxP decoding rows, MODE of {', '.join(DECODE_MODES)}")
+                        help=f"comma-separated MODE:BxP decoding rows, MODE of {', '.join(DECODE_MODES)} "
+                             "(empty: none)")
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--out", type=Path, default=None, help="Markdown file to write (default: print only)")
     parser.add_argument("--train-child", default=None, help=argparse.SUPPRESS)
@@ -313,21 +315,23 @@ def main(argv: list[str] | None = None) -> str:
     bandwidth = memory_bandwidth(64 if args.quick else 512, repeats=3 if args.quick else 5)
     print(f"ceilings: {flops / 1e9:.1f} GFLOP/s, {bandwidth / 1e9:.1f} GB/s", flush=True)
     train_rows, decoding, skipped = [], [], []
-    for name in shapes:
+    labels, together = {}, {}
+    for name in shapes:  # first every shape trained alone, while this process holds no model (their memory)
         shape = shape_only(name, args.quick)
         params = sum(p.numel() for p in shape.parameters())
         source = "real weights (GGUF Q4_1, de-quantized)" if real_weights(name, args.quick) else "random weights"
-        label = f"{name} ({params / 1e6:.0f} M, {source})"
-        together = 2 * 16 * params < available_bytes() / 2 and not args.train_alone
-        if not together:  # before this process holds the pair: the training processes need the memory
+        labels[name] = f"{name} ({params / 1e6:.0f} M, {source})"
+        together[name] = 2 * 16 * params < available_bytes() / 2 and not args.train_alone
+        if not together[name]:
             alone_lengths = lengths if args.quick or args.train_alone else large_lengths
             alone_repeats = repeats if args.quick or args.train_alone else args.large_repeats
-            train_rows += train_alone_rows(name, label, shape, alone_lengths, alone_repeats, flops, args.threads,
-                                           args.quick, skipped)
+            train_rows += train_alone_rows(name, labels[name], shape, alone_lengths, alone_repeats, flops,
+                                           args.threads, args.quick, skipped)
+    for name in shapes:
         hf, ours, _ = make_pair(name, args.quick)
-        if together:
-            train_rows += train_pair_rows(label, hf, ours, lengths, repeats, flops)
-        decoding += decode_rows(label, hf, ours, plan, new_tokens, repeats, bandwidth, args.quick)
+        if together[name]:
+            train_rows += train_pair_rows(labels[name], hf, ours, lengths, repeats, flops)
+        decoding += decode_rows(labels[name], hf, ours, plan, new_tokens, repeats, bandwidth, args.quick)
         del hf, ours
         gc.collect()
     elapsed = time.perf_counter() - started
@@ -357,7 +361,7 @@ compiled = static cache, sdpa, each step one inductor graph (`generate_settings(
 column-major = sdpa, dynamic cache, every Linear weight stored transposed (`column_major_weights`).
 
 {table(["model", "mode", "batch", "prompt", "HF tok/s", "ours tok/s", "ratio", "HF of bandwidth limit",
-        "ours of bandwidth limit", "limit tok/s"], decoding)}
+        "ours of bandwidth limit", "limit tok/s"], decoding) if decoding else "(none asked for)"}
 
 {chr(10).join("- " + s for s in skipped)}
 
