@@ -215,11 +215,11 @@ def train_alone_rows(name, label, hf, lengths, repeats, flops, threads, quick, s
     return rows
 
 
-DECODE_MODES = {  # mode: (attention implementation, generate() settings, column-major weights)
-    "sdpa": ("sdpa", {}, False),
-    "eager": ("eager", {}, False),
-    "compiled": ("sdpa", generate_settings(static_cache=True, compile=True), False),
-    "column-major": ("sdpa", {}, True),
+DECODE_MODES = {  # mode: (attention implementation, static cache + compiled step, column-major weights)
+    "sdpa": ("sdpa", False, False),
+    "eager": ("eager", False, False),
+    "compiled": ("sdpa", True, False),
+    "column-major": ("sdpa", False, True),
 }
 
 
@@ -236,11 +236,12 @@ def parse_decode(text: str) -> list[tuple[str, int, int]]:
     return rows
 
 
-def decode_rows(label, hf, ours, plan, new_tokens, repeats, bandwidth, quick) -> list[list[str]]:
+def decode_rows(label, hf, ours, plan, new_tokens, repeats, bandwidth, quick, backend) -> list[list[str]]:
     rows = []
     for mode, batch_size, context in plan:
         context = min(context, 64) if quick else context
-        attention, settings, column_major = DECODE_MODES[mode]
+        attention, compiled, column_major = DECODE_MODES[mode]
+        settings = generate_settings(static_cache=compiled, compile=compiled, backend=backend)
         for model in (hf, ours):
             model.set_attn_implementation(attention)
             column_major_weights(model, enable=column_major)
@@ -284,6 +285,9 @@ def main(argv: list[str] | None = None) -> str:
                                             "column-major:1x16,column-major:1x1024",
                         help=f"comma-separated MODE:BxP decoding rows, MODE of {', '.join(DECODE_MODES)} "
                              "(empty: none)")
+    parser.add_argument("--compile-backend", default="inductor", choices=("inductor", "aot_eager", "eager"),
+                        help="torch.compile's backend in the compiled mode (eager: dynamo's graph without code "
+                             "generation, for smoke tests)")
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--out", type=Path, default=None, help="Markdown file to write (default: print only)")
     parser.add_argument("--train-child", default=None, help=argparse.SUPPRESS)
@@ -331,7 +335,8 @@ def main(argv: list[str] | None = None) -> str:
         hf, ours, _ = make_pair(name, args.quick)
         if together[name]:
             train_rows += train_pair_rows(labels[name], hf, ours, lengths, repeats, flops)
-        decoding += decode_rows(labels[name], hf, ours, plan, new_tokens, repeats, bandwidth, args.quick)
+        decoding += decode_rows(labels[name], hf, ours, plan, new_tokens, repeats, bandwidth, args.quick,
+                                args.compile_backend)
         del hf, ours
         gc.collect()
     elapsed = time.perf_counter() - started
