@@ -51,7 +51,6 @@ from scratchformers.measure import (
     allocated_peak_mib,
     cpu_name,
     decode_bytes_per_step,
-    elapsed_seconds,
     generate_decode_fn,
     git_commit,
     interleaved,
@@ -134,12 +133,17 @@ def parse_lengths(text: str) -> list[tuple[int, int]]:
     return [tuple(int(n) for n in ("1x" + item if "x" not in item else item).split("x")) for item in text.split(",")]
 
 
+def lm_batch(vocab_size: int, batch_size: int, length: int) -> dict:
+    """Random ids (batch_size, length) past the special tokens, labelled with themselves (the model shifts them)."""
+    ids = torch.randint(3, vocab_size, (batch_size, length))
+    return {"input_ids": ids, "labels": ids.clone()}
+
+
 def train_pair_rows(label, hf, ours, lengths, repeats, flops) -> list[list[str]]:
     """Both models in this process, timed interleaved."""
     rows = []
     for batch_size, length in lengths:
-        batch = {"input_ids": torch.randint(3, hf.config.vocab_size, (batch_size, length))}
-        batch["labels"] = batch["input_ids"].clone()
+        batch = lm_batch(hf.config.vocab_size, batch_size, length)
         steps = {"hf": train_step_fn(hf, batch), "ours": train_step_fn(ours, batch)}
         t = interleaved(steps, repeats)
         peak = {k: allocated_peak_mib(step) for k, step in steps.items()}
@@ -169,11 +173,8 @@ def train_child(spec: str, threads: int, repeats: int, quick: bool) -> None:
     gc.collect()
     results = {}
     for batch_size, length in parse_lengths(lengths):
-        batch = {"input_ids": torch.randint(3, model.config.vocab_size, (batch_size, length))}
-        batch["labels"] = batch["input_ids"].clone()
-        step = train_step_fn(model, batch)
-        step()  # warm-up
-        seconds = sorted(elapsed_seconds(step) for _ in range(repeats))[repeats // 2]
+        step = train_step_fn(model, lm_batch(model.config.vocab_size, batch_size, length))
+        seconds = interleaved({side: step}, repeats)[side]  # one warm-up step, the median of the timed ones
         results[f"{batch_size}x{length}"] = [batch_size * length / seconds, allocated_peak_mib(step)]
         del step
         gc.collect()

@@ -23,6 +23,7 @@ from scratchformers.architecture_comparison import (
     transformer_config,
 )
 from scratchformers.layers import TransformerLayer
+from scratchformers.measure import train_step_fn
 from scratchformers.modeling_scratch_rnn import ScratchRNNForConditionalGeneration
 from scratchformers.modeling_scratch_transformer import ScratchTransformerForConditionalGeneration
 
@@ -198,19 +199,6 @@ def random_batch(vocab_size: int, batch_size: int, length: int, device: torch.de
             "labels": ids[1].to(device)}
 
 
-def training_step(model: torch.nn.Module, batch: dict):
-    """One closure = forward + backward + AdamW step (the unit that is timed)."""
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    model.train()
-
-    def step():
-        optimizer.zero_grad(set_to_none=True)
-        model(**batch, use_cache=False).loss.backward()
-        optimizer.step()
-
-    return step
-
-
 def synchronize(device: torch.device) -> None:
     """Wait for the device's queued work (CUDA); nothing on a CPU."""
     if device.type == "cuda":
@@ -239,7 +227,7 @@ def measure(models: dict, lengths: list[int], threads: list[int], batch_size: in
                     "model": name, "threads": n_threads, "length": length, "batch_size": batch_size,
                     "tokens_per_step": batch_size * 2 * length,
                     "sequential_steps": sequential_steps(model, length, length), **calls,
-                    "step": training_step(model, batch), "seconds": [],
+                    "step": train_step_fn(model, {**batch, "use_cache": False}, fused=False), "seconds": [],
                 })
     previous = torch.get_num_threads()
     try:
